@@ -1,0 +1,293 @@
+//! Documents of the archive. These are the archiver's own structs (not the
+//! wire types), so the archive's shape changes only on purpose.
+//!
+//! - `messages`: one document per record (messages and lifecycle events),
+//!   `_id` = message id, unique index on (`conversation_id`, `seq`).
+//! - `conversations`: one summary per conversation, for analytics.
+
+use mongodb::bson::{self, doc, DateTime, Document};
+use serde::{Deserialize, Serialize};
+use switchboard_protocol::ids::{ConversationId, MessageId};
+use switchboard_protocol::payloads::{
+    ChatRecord, ConversationEvent, Participant, RecordBody, Role,
+};
+
+/// Who wrote a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SenderDoc {
+    pub role: String,
+    pub id: String,
+    pub name: String,
+}
+
+/// One document of `messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub sender: SenderDoc,
+    /// `message` or `event`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The event's name (`opened`, `assigned`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The event with its data, as stored on the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Document>,
+    pub sent_at: DateTime,
+}
+
+/// A document could not be converted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("bson: {0}")]
+    Bson(String),
+    #[error("invalid archived document {id}: {reason}")]
+    Invalid { id: String, reason: String },
+}
+
+impl MessageDoc {
+    /// The archived form of a record.
+    ///
+    /// # Errors
+    /// When the event cannot be expressed in BSON (never for shipped events).
+    pub fn from_record(record: &ChatRecord) -> Result<Self, ConvertError> {
+        let (kind, text, client_id, event, data) = match &record.body {
+            RecordBody::Message { text, client_id } => (
+                "message",
+                Some(text.clone()),
+                Some(client_id.clone()),
+                None,
+                None,
+            ),
+            RecordBody::Event { event } => (
+                "event",
+                None,
+                None,
+                Some(event.name().to_owned()),
+                Some(bson::to_document(event).map_err(|e| ConvertError::Bson(e.to_string()))?),
+            ),
+        };
+        Ok(Self {
+            id: record.id.to_string(),
+            conversation_id: record.conversation_id.to_string(),
+            seq: i64::try_from(record.seq).unwrap_or(i64::MAX),
+            sender: SenderDoc {
+                role: record.sender.role.as_str().to_owned(),
+                id: record.sender.id.clone(),
+                name: record.sender.name.clone(),
+            },
+            kind: kind.to_owned(),
+            text,
+            client_id,
+            event,
+            data,
+            sent_at: DateTime::from_millis(record.sent_at),
+        })
+    }
+
+    /// The record an archived document was made from.
+    ///
+    /// # Errors
+    /// [`ConvertError::Invalid`] for a document this version cannot read.
+    pub fn into_record(self) -> Result<ChatRecord, ConvertError> {
+        let invalid = |reason: &str| ConvertError::Invalid {
+            id: self.id.clone(),
+            reason: reason.to_owned(),
+        };
+        let role = match self.sender.role.as_str() {
+            "visitor" => Role::Visitor,
+            "agent" => Role::Agent,
+            "system" => Role::System,
+            "bot" => Role::Bot,
+            _ => return Err(invalid("unknown sender role")),
+        };
+        let body = match self.kind.as_str() {
+            "message" => RecordBody::Message {
+                text: self.text.clone().unwrap_or_default(),
+                client_id: self.client_id.clone().unwrap_or_default(),
+            },
+            "event" => {
+                let data = self.data.clone().ok_or_else(|| invalid("event without data"))?;
+                let event: ConversationEvent =
+                    bson::from_document(data).map_err(|e| invalid(&e.to_string()))?;
+                RecordBody::Event { event }
+            }
+            _ => return Err(invalid("unknown kind")),
+        };
+        Ok(ChatRecord {
+            id: MessageId::new(self.id.as_str()).map_err(|e| invalid(&e.to_string()))?,
+            conversation_id: ConversationId::new(self.conversation_id.as_str())
+                .map_err(|e| invalid(&e.to_string()))?,
+            seq: u64::try_from(self.seq).map_err(|_| invalid("negative seq"))?,
+            sender: Participant {
+                role,
+                id: self.sender.id,
+                name: self.sender.name,
+            },
+            sent_at: self.sent_at.timestamp_millis(),
+            body,
+        })
+    }
+}
+
+/// The summary update for records of one conversation not yet applied,
+/// in ascending `seq`: `$set`, `$min`, `$inc` and `$addToSet` parts.
+pub fn summary_update(records: &[&ChatRecord]) -> Document {
+    let mut set = Document::new();
+    let mut min = Document::new();
+    let mut inc = Document::new();
+    let mut agents = Vec::new();
+    let mut count = |field: &str| {
+        let n = inc.get_i64(field).unwrap_or(0);
+        inc.insert(field, n + 1);
+    };
+    for record in records {
+        let at = DateTime::from_millis(record.sent_at);
+        set.insert("last_activity_at", at);
+        match &record.body {
+            RecordBody::Message { .. } => {
+                count("message_count");
+                match record.sender.role {
+                    Role::Visitor => count("visitor_message_count"),
+                    Role::Agent => {
+                        count("agent_message_count");
+                        min.insert("first_response_at", at);
+                    }
+                    Role::System | Role::Bot => {}
+                }
+            }
+            RecordBody::Event { event } => match event {
+                ConversationEvent::Opened { visitor, team } => {
+                    set.insert(
+                        "visitor",
+                        doc! { "id": &visitor.id, "name": &visitor.name },
+                    );
+                    if let Some(team) = team {
+                        set.insert("team", team.as_str());
+                    }
+                    min.insert("created_at", at);
+                    set.insert("status", "queued");
+                }
+                ConversationEvent::Queued { .. } => {
+                    min.insert("queued_at", at);
+                }
+                ConversationEvent::Assigned { agent } => {
+                    min.insert("assigned_at", at);
+                    set.insert("agent", doc! { "id": &agent.id, "name": &agent.name });
+                    agents.push(doc! { "id": &agent.id, "name": &agent.name });
+                    set.insert("status", "assigned");
+                }
+                ConversationEvent::Closed {} => {
+                    set.insert("closed_at", at);
+                    set.insert(
+                        "closed_by",
+                        doc! { "role": record.sender.role.as_str(), "id": &record.sender.id },
+                    );
+                    set.insert("status", "closed");
+                }
+            },
+        }
+    }
+    // `created_at` may be unknown when the conversation's opening was not
+    // archived (older than anything kept); analytics still see the rest.
+    let mut update = doc! {};
+    if !set.is_empty() {
+        update.insert("$set", set);
+    }
+    if !min.is_empty() {
+        update.insert("$min", min);
+    }
+    if !inc.is_empty() {
+        update.insert("$inc", inc);
+    }
+    if !agents.is_empty() {
+        update.insert("$addToSet", doc! { "agents": { "$each": agents } });
+    }
+    update
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_protocol::ids::{AgentId, VisitorId};
+
+    fn record(seq: u64, sender: Participant, body: RecordBody) -> ChatRecord {
+        ChatRecord {
+            id: MessageId::generate(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq,
+            sender,
+            sent_at: 1_700_000_000_000 + seq as i64,
+            body,
+        }
+    }
+
+    #[test]
+    fn documents_roundtrip() {
+        let visitor = Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann");
+        for r in [
+            record(
+                1,
+                visitor.clone(),
+                RecordBody::Event {
+                    event: ConversationEvent::Opened {
+                        visitor: visitor.clone(),
+                        team: None,
+                    },
+                },
+            ),
+            record(
+                2,
+                visitor.clone(),
+                RecordBody::Message {
+                    text: "hi".into(),
+                    client_id: "k".into(),
+                },
+            ),
+            record(
+                3,
+                Participant::system("router"),
+                RecordBody::Event {
+                    event: ConversationEvent::Queued { position: 2 },
+                },
+            ),
+        ] {
+            let doc = MessageDoc::from_record(&r).unwrap();
+            let bson = bson::to_document(&doc).unwrap();
+            let back: MessageDoc = bson::from_document(bson).unwrap();
+            assert_eq!(back.into_record().unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn summary_counts_and_times() {
+        let visitor = Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann");
+        let agent = Participant::agent(&AgentId::new("a_1").unwrap(), "Bo");
+        let records = [
+            record(1, visitor.clone(), RecordBody::Event { event: ConversationEvent::Opened { visitor: visitor.clone(), team: None } }),
+            record(2, visitor.clone(), RecordBody::Message { text: "q".into(), client_id: "1".into() }),
+            record(3, Participant::system("router"), RecordBody::Event { event: ConversationEvent::Assigned { agent: agent.clone() } }),
+            record(4, agent.clone(), RecordBody::Message { text: "a".into(), client_id: "2".into() }),
+            record(5, agent.clone(), RecordBody::Event { event: ConversationEvent::Closed {} }),
+        ];
+        let refs: Vec<&ChatRecord> = records.iter().collect();
+        let update = summary_update(&refs);
+        let inc = update.get_document("$inc").unwrap();
+        assert_eq!(inc.get_i64("message_count").unwrap(), 2);
+        assert_eq!(inc.get_i64("agent_message_count").unwrap(), 1);
+        let min = update.get_document("$min").unwrap();
+        assert_eq!(
+            min.get_datetime("first_response_at").unwrap().timestamp_millis(),
+            1_700_000_000_004
+        );
+        let set = update.get_document("$set").unwrap();
+        assert_eq!(set.get_str("status").unwrap(), "closed");
+    }
+}

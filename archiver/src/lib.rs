@@ -1,0 +1,16 @@
+//! The archiver: a durable JetStream consumer that writes every record of
+//! every conversation into MongoDB, and serves the history the stream no
+//! longer holds. The only component that talks to MongoDB.
+//!
+//! - [`documents`]: the archive's own document shapes (`messages`,
+//!   `conversations`) and their conversion from and to records.
+//! - [`store`]: MongoDB writes — idempotent by message id, conversation
+//!   summaries applied once per record — and history reads.
+//! - [`worker`]: the entry point, the consume-write-ack loop and the
+//!   `archive.history` service.
+
+pub mod documents;
+pub mod store;
+pub mod worker;
+
+pub use worker::{run, ArchiverConfig, ArchiverError};

@@ -1,0 +1,223 @@
+//! MongoDB writes and reads of the archive.
+//!
+//! Writes are idempotent, so a record redelivered after a crash (written,
+//! not yet acked) changes nothing: messages are inserted by `_id` with
+//! duplicates ignored, and each conversation summary remembers the highest
+//! `seq` it has applied (`archived_seq`), updated by compare-and-set.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::IndexOptions;
+use mongodb::{Client, Collection, IndexModel};
+use switchboard_protocol::ids::ConversationId;
+use switchboard_protocol::payloads::ChatRecord;
+
+use crate::documents::{summary_update, ConvertError, MessageDoc};
+
+/// MongoDB's duplicate key error.
+const DUPLICATE_KEY: i32 = 11000;
+/// Attempts of one summary compare-and-set.
+const SUMMARY_ATTEMPTS: usize = 16;
+
+/// An archive operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("mongodb {op}: {source}")]
+    Mongo {
+        op: &'static str,
+        #[source]
+        source: mongodb::error::Error,
+    },
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    #[error("summary of {0} kept changing under us")]
+    Contention(String),
+}
+
+fn mongo(op: &'static str) -> impl FnOnce(mongodb::error::Error) -> StoreError {
+    move |source| StoreError::Mongo { op, source }
+}
+
+/// The archive's collections.
+#[derive(Clone)]
+pub struct Archive {
+    messages: Collection<MessageDoc>,
+    conversations: Collection<Document>,
+}
+
+impl Archive {
+    /// Connects and makes sure the indexes exist.
+    ///
+    /// # Errors
+    /// When MongoDB is unreachable or refuses the indexes.
+    pub async fn open(uri: &str, database: &str) -> Result<Self, StoreError> {
+        let client = Client::with_uri_str(uri).await.map_err(mongo("connect"))?;
+        let db = client.database(database);
+        let archive = Self {
+            messages: db.collection("messages"),
+            conversations: db.collection("conversations"),
+        };
+        archive
+            .messages
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "conversation_id": 1, "seq": 1 })
+                    .options(IndexOptions::builder().unique(true).build())
+                    .build(),
+            )
+            .await
+            .map_err(mongo("create messages index"))?;
+        archive
+            .conversations
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "agent.id": 1, "created_at": 1 })
+                    .build(),
+            )
+            .await
+            .map_err(mongo("create conversations index"))?;
+        Ok(archive)
+    }
+
+    /// Archives records (any order, any conversations, repeats allowed).
+    ///
+    /// # Errors
+    /// MongoDB errors; nothing is half-applied in a way a retry would not
+    /// complete.
+    pub async fn write(&self, records: &[ChatRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let docs = records
+            .iter()
+            .map(MessageDoc::from_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        match self.messages.insert_many(&docs).ordered(false).await {
+            Ok(_) => {}
+            Err(err) if only_duplicates(&err) => {
+                tracing::debug!("some records were archived before");
+            }
+            Err(err) => return Err(mongo("insert messages")(err)),
+        }
+        let mut by_conversation: BTreeMap<&ConversationId, Vec<&ChatRecord>> = BTreeMap::new();
+        for record in records {
+            by_conversation
+                .entry(&record.conversation_id)
+                .or_default()
+                .push(record);
+        }
+        for (conversation, mut records) in by_conversation {
+            records.sort_by_key(|r| r.seq);
+            self.summarize(conversation, &records).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the records the summary has not seen yet, once.
+    async fn summarize(
+        &self,
+        conversation: &ConversationId,
+        records: &[&ChatRecord],
+    ) -> Result<(), StoreError> {
+        for _ in 0..SUMMARY_ATTEMPTS {
+            let current = self
+                .conversations
+                .find_one(doc! { "_id": conversation.as_str() })
+                .projection(doc! { "archived_seq": 1 })
+                .await
+                .map_err(mongo("read conversation summary"))?;
+            let applied = current
+                .as_ref()
+                .and_then(|d| d.get_i64("archived_seq").ok())
+                .unwrap_or(0);
+            let pending: Vec<&ChatRecord> = records
+                .iter()
+                .copied()
+                .filter(|r| i64::try_from(r.seq).unwrap_or(i64::MAX) > applied)
+                .collect();
+            let Some(last) = pending.last() else {
+                return Ok(());
+            };
+            let mut update = summary_update(&pending);
+            let last_seq = i64::try_from(last.seq).unwrap_or(i64::MAX);
+            match update.get_document_mut("$set") {
+                Ok(set) => {
+                    set.insert("archived_seq", last_seq);
+                }
+                Err(_) => {
+                    update.insert("$set", doc! { "archived_seq": last_seq });
+                }
+            }
+            let filter = doc! { "_id": conversation.as_str(), "archived_seq": applied };
+            match self
+                .conversations
+                .update_one(filter, update)
+                .upsert(true)
+                .await
+            {
+                Ok(result) if result.matched_count == 1 || result.upserted_id.is_some() => {
+                    return Ok(())
+                }
+                // Someone else moved `archived_seq`: read again.
+                Ok(_) => continue,
+                Err(err) if is_duplicate(&err) => continue,
+                Err(err) => return Err(mongo("update conversation summary")(err)),
+            }
+        }
+        Err(StoreError::Contention(conversation.to_string()))
+    }
+
+    /// Archived records with `seq < before_seq`, newest `limit`, ascending.
+    ///
+    /// # Errors
+    /// MongoDB errors or unreadable documents.
+    pub async fn history(
+        &self,
+        conversation: &ConversationId,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatRecord>, StoreError> {
+        let before = i64::try_from(before_seq).unwrap_or(i64::MAX);
+        let docs: Vec<MessageDoc> = self
+            .messages
+            .find(doc! { "conversation_id": conversation.as_str(), "seq": { "$lt": before } })
+            .sort(doc! { "seq": -1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(mongo("find history"))?
+            .try_collect()
+            .await
+            .map_err(mongo("read history"))?;
+        let mut records = docs
+            .into_iter()
+            .map(MessageDoc::into_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        records.reverse();
+        Ok(records)
+    }
+}
+
+fn is_duplicate(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+/// An unordered insert whose only failures were records already archived.
+fn only_duplicates(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        ErrorKind::InsertMany(e) => {
+            e.write_concern_error.is_none()
+                && e
+                    .write_errors
+                    .as_ref()
+                    .is_some_and(|errors| errors.iter().all(|w| w.code == DUPLICATE_KEY))
+        }
+        _ => is_duplicate(err),
+    }
+}

@@ -1,0 +1,237 @@
+//! The archiver's entry point: consume the chat stream through a durable
+//! consumer, write each batch to MongoDB, ack only after MongoDB confirmed
+//! it; and answer `archive.history` requests.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy};
+use async_nats::jetstream::AckKind;
+use futures::StreamExt;
+use switchboard_bus::{Backbone, BusError};
+use switchboard_config::{ArchiverSettings, MongoSettings};
+use switchboard_protocol::payloads::{decode, encode, ChatRecord, HistoryReply, HistoryRequest};
+use switchboard_protocol::subjects;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Archive, StoreError};
+
+/// What an archiver needs to know.
+#[derive(Debug, Clone)]
+pub struct ArchiverConfig {
+    pub archiver: ArchiverSettings,
+    pub mongo: MongoSettings,
+}
+
+/// The archiver stopped for a reason other than shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiverError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Redelivery wait of an unacked record; progress acks keep a batch that is
+/// being retried from being redelivered meanwhile.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+const MAX_ACK_PENDING: i64 = 20_000;
+
+/// Runs the archiver until `shutdown`, surviving NATS and MongoDB outages.
+///
+/// # Errors
+/// None in practice; failures are logged and retried.
+pub async fn run(
+    config: ArchiverConfig,
+    backbone: Backbone,
+    shutdown: CancellationToken,
+) -> Result<(), ArchiverError> {
+    let archive = loop {
+        match Archive::open(&config.mongo.uri, &config.mongo.database).await {
+            Ok(archive) => break archive,
+            Err(err) => {
+                tracing::warn!(error = %err, "archive unavailable; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(RETRY_DELAY) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(database = %config.mongo.database, "archiver started");
+    let history = tokio::spawn(serve_history(
+        backbone.client.clone(),
+        archive.clone(),
+        shutdown.clone(),
+    ));
+    while !shutdown.is_cancelled() {
+        if let Err(err) = consume(&config, &backbone, &archive, &shutdown).await {
+            tracing::warn!(error = %err, "archiver consumer broke; restarting it");
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(RETRY_DELAY) => {}
+            }
+        }
+    }
+    history.abort();
+    tracing::info!("archiver stopped");
+    Ok(())
+}
+
+async fn consume(
+    config: &ArchiverConfig,
+    backbone: &Backbone,
+    archive: &Archive,
+    shutdown: &CancellationToken,
+) -> Result<(), BusError> {
+    let stream = backbone
+        .js
+        .get_stream(subjects::CHAT_STREAM)
+        .await
+        .map_err(|e| BusError::nats("get chat stream", e))?;
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            subjects::ARCHIVER_CONSUMER,
+            pull::Config {
+                durable_name: Some(subjects::ARCHIVER_CONSUMER.to_owned()),
+                description: Some("switchboard archiver".to_owned()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                max_ack_pending: MAX_ACK_PENDING,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| BusError::nats("create archiver consumer", e))?;
+    let messages = consumer
+        .messages()
+        .await
+        .map_err(|e| BusError::nats("consume chat stream", e))?;
+    let mut batches = messages.ready_chunks(config.archiver.batch_size);
+    loop {
+        let batch = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            batch = batches.next() => batch,
+        };
+        let Some(batch) = batch else {
+            return Err(BusError::nats("consume chat stream", "stream ended"));
+        };
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut records = Vec::with_capacity(batch.len());
+        for item in batch {
+            match item {
+                Ok(message) => match decode::<ChatRecord>(&message.payload) {
+                    Ok(record) => {
+                        records.push(record);
+                        messages.push(message);
+                    }
+                    Err(err) => {
+                        // Nothing can ever archive it; keep it in the stream,
+                        // stop redelivering it, and say so loudly.
+                        tracing::error!(error = %err, subject = %message.subject, "undecodable record");
+                        if let Err(err) = message.ack_with(AckKind::Term).await {
+                            tracing::warn!(error = %err, "terminate undecodable record");
+                        }
+                    }
+                },
+                Err(err) => tracing::warn!(error = %err, "consumer error"),
+            }
+        }
+        write_until_stored(archive, &messages, &records, shutdown).await;
+        if shutdown.is_cancelled() {
+            // Not stored: left unacked, redelivered to the next archiver.
+            return Ok(());
+        }
+        for message in &messages {
+            if let Err(err) = message.ack().await {
+                // Redelivered later; the archive absorbs the repeat.
+                tracing::warn!(error = %err, "ack archived record");
+            }
+        }
+    }
+}
+
+/// Retries a batch in place (keeping the stream's order) until MongoDB
+/// takes it or the archiver shuts down.
+#[tracing::instrument(name = "archiver.write_batch", skip_all, fields(records = records.len()))]
+async fn write_until_stored(
+    archive: &Archive,
+    messages: &[async_nats::jetstream::Message],
+    records: &[ChatRecord],
+    shutdown: &CancellationToken,
+) {
+    loop {
+        match archive.write(records).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "archive write failed; retrying");
+                for message in messages {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(RETRY_DELAY) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Answers `archive.history` (queue group: one archiver answers each).
+async fn serve_history(client: async_nats::Client, archive: Archive, shutdown: CancellationToken) {
+    loop {
+        let mut requests = match client
+            .queue_subscribe(subjects::ARCHIVE_HISTORY, "archiver".to_owned())
+            .await
+        {
+            Ok(requests) => requests,
+            Err(err) => {
+                tracing::warn!(error = %err, "subscribe to history requests");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(RETRY_DELAY) => continue,
+                }
+            }
+        };
+        loop {
+            let request = tokio::select! {
+                () = shutdown.cancelled() => return,
+                request = requests.next() => request,
+            };
+            let Some(request) = request else { break };
+            let Some(reply_to) = request.reply.clone() else {
+                continue;
+            };
+            let reply = match decode::<HistoryRequest>(&request.payload) {
+                Ok(req) => match archive
+                    .history(&req.conversation_id, req.before_seq, req.limit.min(100))
+                    .await
+                {
+                    Ok(records) => HistoryReply {
+                        records,
+                        error: None,
+                    },
+                    Err(err) => {
+                        tracing::warn!(error = %err, "archived history");
+                        HistoryReply {
+                            records: Vec::new(),
+                            error: Some("archive unavailable".to_owned()),
+                        }
+                    }
+                },
+                Err(err) => HistoryReply {
+                    records: Vec::new(),
+                    error: Some(format!("bad request: {err}")),
+                },
+            };
+            match encode(&reply) {
+                Ok(payload) => {
+                    if let Err(err) = client.publish(reply_to, payload.into()).await {
+                        tracing::warn!(error = %err, "reply to history request");
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "encode history reply"),
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The chat stream and KV buckets, created on start by every component
+//! (creation is idempotent, so any component may come up first).
+
+use async_nats::jetstream::{self, kv, stream};
+use switchboard_config::{NatsSettings, StorageKind};
+use switchboard_protocol::subjects::{self, buckets};
+
+use crate::{BusError, ConversationLog};
+
+/// Handles to everything on the backbone.
+#[derive(Clone)]
+pub struct Backbone {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub log: ConversationLog,
+    pub agents: kv::Store,
+    pub logins: kv::Store,
+    pub presence: kv::Store,
+    pub load: kv::Store,
+    pub conversations: kv::Store,
+    pub visitors: kv::Store,
+}
+
+impl Backbone {
+    /// Creates the stream and buckets if missing and returns handles.
+    ///
+    /// # Errors
+    /// When NATS is unreachable or JetStream refuses the configuration.
+    pub async fn open(
+        client: async_nats::Client,
+        settings: &NatsSettings,
+    ) -> Result<Self, BusError> {
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(settings.request_timeout.get());
+        let storage = match settings.storage {
+            StorageKind::File => stream::StorageType::File,
+            StorageKind::Memory => stream::StorageType::Memory,
+        };
+        let chat = js
+            .get_or_create_stream(stream::Config {
+                name: subjects::CHAT_STREAM.to_owned(),
+                description: Some("Switchboard conversation logs".to_owned()),
+                subjects: vec![subjects::CHAT_SUBJECTS.to_owned()],
+                max_age: settings.retention.get(),
+                storage,
+                num_replicas: settings.replicas,
+                duplicate_window: settings.duplicate_window.get(),
+                allow_direct: true,
+                republish: Some(stream::Republish {
+                    source: subjects::LIVE_REPUBLISH_SOURCE.to_owned(),
+                    destination: subjects::LIVE_REPUBLISH_DEST.to_owned(),
+                    headers_only: false,
+                }),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| BusError::nats("create chat stream", e))?;
+
+        let bucket = |name: &str, history: i64, max_age: std::time::Duration| kv::Config {
+            bucket: name.to_owned(),
+            history,
+            max_age,
+            storage,
+            num_replicas: settings.replicas,
+            ..Default::default()
+        };
+        let forever = std::time::Duration::ZERO;
+        let open = |config: kv::Config| {
+            let js = js.clone();
+            async move {
+                match js.get_key_value(&config.bucket).await {
+                    Ok(store) => Ok(store),
+                    Err(_) => js
+                        .create_key_value(config)
+                        .await
+                        .map_err(|e| BusError::nats("create kv bucket", e)),
+                }
+            }
+        };
+        Ok(Self {
+            log: ConversationLog::new(js.clone(), chat),
+            agents: open(bucket(buckets::AGENTS, 1, forever)).await?,
+            logins: open(bucket(buckets::LOGINS, 1, forever)).await?,
+            presence: open(bucket(buckets::PRESENCE, 1, settings.presence_ttl.get())).await?,
+            load: open(bucket(buckets::LOAD, 1, forever)).await?,
+            conversations: open(bucket(buckets::CONVERSATIONS, 1, forever)).await?,
+            visitors: open(bucket(buckets::VISITORS, 1, forever)).await?,
+            client,
+            js,
+        })
+    }
+}

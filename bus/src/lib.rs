@@ -1,0 +1,43 @@
+//! The backbone as the components use it: everything that talks to NATS
+//! JetStream on behalf of more than one component.
+//!
+//! - [`backbone`]: creates (idempotently) the chat stream and the KV buckets,
+//!   and hands out handles to them.
+//! - [`log`]: a conversation's log — appending with a dense per-conversation
+//!   `seq` and dedupe, reading ranges back for resume and history.
+//! - [`kv`]: typed MessagePack values in KV buckets and the compare-and-set
+//!   loop every routing decision goes through.
+//! - [`accounts`]: agent accounts and password checks.
+//! - [`error`]: [`BusError`].
+
+pub mod accounts;
+pub mod backbone;
+pub mod error;
+pub mod kv;
+pub mod log;
+
+pub use backbone::Backbone;
+pub use error::BusError;
+pub use log::{Appended, ConversationLog};
+
+/// Connects to NATS with the settings' name and timeouts. The client
+/// reconnects by itself forever; callers never need to reconnect.
+///
+/// # Errors
+/// When the first connection cannot be made.
+pub async fn connect(
+    settings: &switchboard_config::NatsSettings,
+    component: &str,
+) -> Result<async_nats::Client, BusError> {
+    async_nats::ConnectOptions::new()
+        .name(format!("{}-{component}", settings.connection_name))
+        .request_timeout(Some(settings.request_timeout.get()))
+        .retry_on_initial_connect()
+        .connection_timeout(settings.request_timeout.get())
+        .event_callback(|event| async move {
+            tracing::info!(event = %event, "nats connection event");
+        })
+        .connect(settings.url.as_str())
+        .await
+        .map_err(|e| BusError::nats("connect to nats", e))
+}

@@ -1,0 +1,341 @@
+//! A conversation's log on the chat stream: one subject per conversation,
+//! records (messages and lifecycle events) numbered 1, 2, 3, … by `seq`.
+//!
+//! Appending is optimistic concurrency on the stream itself: a record is
+//! published with `Nats-Expected-Last-Subject-Sequence` set to the stream
+//! sequence of the conversation's last record, so two writers can never give
+//! out the same `seq`; the loser re-reads the tail and tries again. A
+//! `Nats-Msg-Id` makes a retried send a no-op inside the stream's dedupe
+//! window, answered with the original record.
+//!
+//! Reading uses direct gets: `seq` grows with the stream sequence, so the
+//! record with a given `seq` is found by binary search over stream sequences.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream::context::{Publish, PublishErrorKind};
+use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
+use async_nats::jetstream::Context;
+use switchboard_protocol::ids::{ConversationId, MessageId};
+use switchboard_protocol::payloads::{decode, encode, ChatRecord, Participant, RecordBody};
+use switchboard_protocol::subjects;
+use switchboard_protocol::time::now_ms;
+
+use crate::BusError;
+
+/// Attempts before an append gives up on a conversation under contention.
+const MAX_APPEND_ATTEMPTS: usize = 32;
+/// Cached tails before the cache is emptied (it is only a hint).
+const MAX_CACHED_TAILS: usize = 100_000;
+
+/// Where a conversation's log ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tail {
+    stream_seq: u64,
+    seq: u64,
+}
+
+/// The outcome of [`ConversationLog::append`].
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub record: ChatRecord,
+    pub stream_seq: u64,
+    /// The record had been appended before (a retry); `record` is the original.
+    pub duplicate: bool,
+}
+
+/// A page read backwards from the log.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Ascending `seq`.
+    pub records: Vec<ChatRecord>,
+    /// Older records exist (in the stream or only in the archive).
+    pub has_more: bool,
+    /// The stream no longer holds records below this `seq` that the page
+    /// needed: they are in the archive.
+    pub archived_below: Option<u64>,
+}
+
+/// Handle to the conversation logs; cheap to clone.
+#[derive(Clone)]
+pub struct ConversationLog {
+    js: Context,
+    stream: Stream,
+    tails: Arc<Mutex<HashMap<ConversationId, Tail>>>,
+}
+
+impl ConversationLog {
+    pub(crate) fn new(js: Context, stream: Stream) -> Self {
+        Self {
+            js,
+            stream,
+            tails: Arc::default(),
+        }
+    }
+
+    /// Appends a record with the next `seq`. With `dedupe_key`, a second
+    /// append with the same key inside the dedupe window returns the first
+    /// record instead of writing another.
+    ///
+    /// # Errors
+    /// NATS unreachable or timing out ([`BusError::Nats`]); never reports
+    /// success for a record that was not stored.
+    pub async fn append(
+        &self,
+        conversation: &ConversationId,
+        sender: Participant,
+        body: RecordBody,
+        dedupe_key: Option<&str>,
+    ) -> Result<Appended, BusError> {
+        let subject = subjects::conversation(conversation);
+        let mut tail = match self.cached_tail(conversation) {
+            Some(tail) => tail,
+            None => self.fetch_tail(conversation).await?,
+        };
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            let record = ChatRecord {
+                id: MessageId::generate(),
+                conversation_id: conversation.clone(),
+                seq: tail.seq + 1,
+                sender: sender.clone(),
+                sent_at: now_ms(),
+                body: body.clone(),
+            };
+            let payload = encode(&record).map_err(|e| BusError::decode("chat record", e))?;
+            let mut publish = Publish::build()
+                .payload(payload.into())
+                .expected_last_subject_sequence(tail.stream_seq);
+            if let Some(key) = dedupe_key {
+                publish = publish.message_id(key);
+            }
+            let ack = match self.js.send_publish(subject.clone(), publish).await {
+                Ok(future) => future.await,
+                Err(e) => Err(e),
+            };
+            match ack {
+                Ok(ack) if ack.duplicate => {
+                    let original = self.record_at(ack.sequence).await?;
+                    return Ok(Appended {
+                        record: original,
+                        stream_seq: ack.sequence,
+                        duplicate: true,
+                    });
+                }
+                Ok(ack) => {
+                    self.observe(&record, ack.sequence);
+                    return Ok(Appended {
+                        record,
+                        stream_seq: ack.sequence,
+                        duplicate: false,
+                    });
+                }
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    tail = self.fetch_tail(conversation).await?;
+                }
+                Err(e) => return Err(BusError::nats("append to conversation log", e)),
+            }
+        }
+        Err(BusError::Contention("append to conversation log"))
+    }
+
+    /// Records that a record was seen at `stream_seq` (from the live feed,
+    /// say), so the next append needs no lookup.
+    pub fn observe(&self, record: &ChatRecord, stream_seq: u64) {
+        let Ok(mut tails) = self.tails.lock() else {
+            return;
+        };
+        if tails.len() >= MAX_CACHED_TAILS {
+            tails.clear();
+        }
+        let tail = tails.entry(record.conversation_id.clone()).or_default();
+        if stream_seq > tail.stream_seq {
+            *tail = Tail {
+                stream_seq,
+                seq: record.seq,
+            };
+        }
+    }
+
+    /// Forgets what is known of a conversation's tail (it was closed, say).
+    pub fn forget(&self, conversation: &ConversationId) {
+        if let Ok(mut tails) = self.tails.lock() {
+            tails.remove(conversation);
+        }
+    }
+
+    fn cached_tail(&self, conversation: &ConversationId) -> Option<Tail> {
+        self.tails.lock().ok()?.get(conversation).copied()
+    }
+
+    async fn fetch_tail(&self, conversation: &ConversationId) -> Result<Tail, BusError> {
+        let tail = match self.last(conversation).await? {
+            Some((stream_seq, record)) => Tail {
+                stream_seq,
+                seq: record.seq,
+            },
+            None => Tail::default(),
+        };
+        if let Ok(mut tails) = self.tails.lock() {
+            tails.insert(conversation.clone(), tail);
+        }
+        Ok(tail)
+    }
+
+    /// The last record of a conversation and its stream sequence.
+    ///
+    /// # Errors
+    /// NATS errors or an undecodable record.
+    pub async fn last(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<(u64, ChatRecord)>, BusError> {
+        match self
+            .stream
+            .direct_get_last_for_subject(subjects::conversation(conversation))
+            .await
+        {
+            Ok(message) => Ok(Some((message.sequence, decode_record(&message.payload)?))),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BusError::nats("read conversation tail", e)),
+        }
+    }
+
+    /// The last `seq` of a conversation, 0 when it has no record.
+    ///
+    /// # Errors
+    /// As [`ConversationLog::last`].
+    pub async fn last_seq(&self, conversation: &ConversationId) -> Result<u64, BusError> {
+        Ok(self.last(conversation).await?.map_or(0, |(_, r)| r.seq))
+    }
+
+    async fn record_at(&self, stream_seq: u64) -> Result<ChatRecord, BusError> {
+        let message = self
+            .stream
+            .direct_get(stream_seq)
+            .await
+            .map_err(|e| BusError::nats("read record", e))?;
+        decode_record(&message.payload)
+    }
+
+    /// The first record of the conversation at or after `stream_seq`.
+    async fn next_from(
+        &self,
+        subject: &str,
+        stream_seq: u64,
+    ) -> Result<Option<(u64, ChatRecord)>, BusError> {
+        match self
+            .stream
+            .direct_get_next_for_subject(subject, Some(stream_seq.max(1)))
+            .await
+        {
+            Ok(message) => {
+                let sequence = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(async_nats::header::NATS_SEQUENCE))
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        BusError::nats("read record", "direct get reply without Nats-Sequence")
+                    })?;
+                Ok(Some((sequence, decode_record(&message.payload)?)))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BusError::nats("read record", e)),
+        }
+    }
+
+    /// The stream sequence of the first record with `seq >= target`, found
+    /// by binary search over stream sequences (records of one conversation
+    /// have growing `seq` in growing stream sequence).
+    async fn locate(
+        &self,
+        subject: &str,
+        target: u64,
+        last_stream_seq: u64,
+    ) -> Result<Option<(u64, ChatRecord)>, BusError> {
+        let (mut lo, mut hi) = (1u64, last_stream_seq);
+        let mut found = None;
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.next_from(subject, mid).await? {
+                Some((stream_seq, record)) if record.seq >= target => {
+                    let exact = record.seq == target;
+                    found = Some((stream_seq, record));
+                    if exact {
+                        break;
+                    }
+                    // `mid >= lo >= 1`, so this cannot underflow.
+                    hi = mid - 1;
+                }
+                Some((stream_seq, _)) => lo = stream_seq + 1,
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Up to `limit` records with `seq >= from_seq`, ascending.
+    ///
+    /// # Errors
+    /// NATS errors or undecodable records.
+    pub async fn read_from(
+        &self,
+        conversation: &ConversationId,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatRecord>, BusError> {
+        let Some((last_stream_seq, last)) = self.last(conversation).await? else {
+            return Ok(Vec::new());
+        };
+        if last.seq < from_seq || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let subject = subjects::conversation(conversation);
+        let mut records = Vec::new();
+        let mut next = self.locate(&subject, from_seq, last_stream_seq).await?;
+        while let Some((stream_seq, record)) = next {
+            records.push(record);
+            if records.len() >= limit || stream_seq >= last_stream_seq {
+                break;
+            }
+            next = self.next_from(&subject, stream_seq + 1).await?;
+        }
+        Ok(records)
+    }
+
+    /// Up to `limit` records with `seq < before_seq`, ascending, newest
+    /// first filled: a history page.
+    ///
+    /// # Errors
+    /// NATS errors or undecodable records.
+    pub async fn read_before(
+        &self,
+        conversation: &ConversationId,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<Page, BusError> {
+        let from = before_seq.saturating_sub(limit as u64).max(1);
+        if before_seq <= 1 || limit == 0 {
+            return Ok(Page::default());
+        }
+        let wanted = usize::try_from(before_seq - from).unwrap_or(limit);
+        let mut records = self.read_from(conversation, from, wanted).await?;
+        records.retain(|r| r.seq < before_seq);
+        let first = records.first().map(|r| r.seq);
+        let archived_below = match first {
+            Some(first) if first > from => Some(first),
+            None => Some(before_seq),
+            _ => None,
+        };
+        Ok(Page {
+            has_more: from > 1 || archived_below.is_some(),
+            records,
+            archived_below,
+        })
+    }
+}
+
+fn decode_record(payload: &[u8]) -> Result<ChatRecord, BusError> {
+    decode(payload).map_err(|e| BusError::decode("chat record", e))
+}

@@ -1,0 +1,343 @@
+//! The typed settings, with the defaults a laptop needs. Production changes
+//! at least `auth.secret`, `nats.url` and `mongo.uri`.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{HumanDuration, LoadConfigError};
+
+/// Everything any component reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub nats: NatsSettings,
+    pub mongo: MongoSettings,
+    pub auth: AuthSettings,
+    pub edge: EdgeSettings,
+    pub router: RouterSettings,
+    pub archiver: ArchiverSettings,
+    pub log: LogSettings,
+}
+
+/// The backbone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    pub url: String,
+    /// Name this process gives its NATS connection (shown by `nats-server`).
+    pub connection_name: String,
+    /// `file` (survives a nats-server crash) or `memory`.
+    pub storage: StorageKind,
+    /// Stream and bucket replicas; 3 in a 3-node cluster.
+    pub replicas: usize,
+    /// How long the stream keeps conversations; the archive keeps everything.
+    pub retention: HumanDuration,
+    /// How long a retried send with the same `client_id` is recognised by
+    /// JetStream itself.
+    pub duplicate_window: HumanDuration,
+    /// How long a request to NATS (publish ack, KV write) may take.
+    pub request_timeout: HumanDuration,
+    /// An agent connection whose edge stopped refreshing its presence for
+    /// this long counts as offline (edges refresh every third of it).
+    pub presence_ttl: HumanDuration,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            connection_name: "switchboard".into(),
+            storage: StorageKind::File,
+            replicas: 1,
+            retention: HumanDuration::from_secs(30 * 24 * 3600),
+            duplicate_window: HumanDuration::from_secs(120),
+            request_timeout: HumanDuration::from_secs(5),
+            presence_ttl: HumanDuration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageKind {
+    File,
+    Memory,
+}
+
+/// The archive.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MongoSettings {
+    pub uri: String,
+    pub database: String,
+}
+
+impl Default for MongoSettings {
+    fn default() -> Self {
+        Self {
+            uri: "mongodb://127.0.0.1:27017".into(),
+            database: "switchboard".into(),
+        }
+    }
+}
+
+impl fmt::Debug for MongoSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URI may carry a password.
+        let uri = match self.uri.split_once('@') {
+            Some((_, host)) => format!("mongodb://<redacted>@{host}"),
+            None => self.uri.clone(),
+        };
+        f.debug_struct("MongoSettings")
+            .field("uri", &uri)
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+/// A secret that never shows in logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+/// The built-in secret: fine for `--demo`, refused anywhere else.
+pub const DEFAULT_SECRET: &str = "switchboard-insecure-default-secret";
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == DEFAULT_SECRET
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HMAC key of the tokens; at least 32 characters outside demo mode.
+    pub secret: Secret,
+    pub visitor_token_ttl: HumanDuration,
+    pub agent_token_ttl: HumanDuration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            secret: Secret::new(DEFAULT_SECRET),
+            visitor_token_ttl: HumanDuration::from_secs(30 * 24 * 3600),
+            agent_token_ttl: HumanDuration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// Which clients an edge accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeRole {
+    Visitor,
+    Agent,
+}
+
+/// The browser-facing HTTP and WebSocket server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeSettings {
+    pub listen: SocketAddr,
+    /// This edge's name in logs and presence entries; random when empty.
+    pub edge_id: String,
+    /// Which clients this edge serves (separate deployments for agents and
+    /// visitors are possible).
+    pub roles: Vec<EdgeRole>,
+    /// Time a new connection has to send `hello`.
+    pub hello_timeout: HumanDuration,
+    /// Largest WebSocket frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Longest message text, in characters.
+    pub max_text_chars: usize,
+    /// Frames per second a connection may send on average…
+    pub rate_per_sec: u32,
+    /// …and in one burst.
+    pub rate_burst: u32,
+    /// Frames queued for a client that reads slowly before it is dropped.
+    pub outbound_queue: usize,
+    /// Serve the demo site and agent console pages.
+    pub serve_web: bool,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            edge_id: String::new(),
+            roles: vec![EdgeRole::Visitor, EdgeRole::Agent],
+            hello_timeout: HumanDuration::from_secs(10),
+            max_frame_bytes: 16 * 1024,
+            max_text_chars: 4000,
+            rate_per_sec: 20,
+            rate_burst: 40,
+            outbound_queue: 256,
+            serve_web: true,
+        }
+    }
+}
+
+/// Assignment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterSettings {
+    /// Age after which a capacity claim without its assignment is released.
+    pub claim_grace: HumanDuration,
+    /// Capacity of agents whose account does not set one.
+    pub default_capacity: u32,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        Self {
+            claim_grace: HumanDuration::from_secs(10),
+            default_capacity: 3,
+        }
+    }
+}
+
+/// The MongoDB writer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiverSettings {
+    /// Records fetched from the stream and written per batch.
+    pub batch_size: usize,
+    /// How long a fetch waits to fill a batch.
+    pub batch_wait: HumanDuration,
+}
+
+impl Default for ArchiverSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            batch_wait: HumanDuration::from_millis(50),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Settings {
+    /// Checks ranges the types cannot express.
+    ///
+    /// # Errors
+    /// [`LoadConfigError::Rejected`] naming the key.
+    pub fn validate(&self) -> Result<(), LoadConfigError> {
+        let reject = |key, reason: &str| {
+            Err(LoadConfigError::Rejected {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.nats.url.trim().is_empty() {
+            return reject("nats.url", "is empty");
+        }
+        if self.nats.replicas == 0 || self.nats.replicas > 5 {
+            return reject("nats.replicas", "must be between 1 and 5");
+        }
+        if self.nats.duplicate_window.get().is_zero() {
+            return reject("nats.duplicate_window", "must be positive");
+        }
+        if self.nats.retention < self.nats.duplicate_window {
+            return reject("nats.retention", "must be at least nats.duplicate_window");
+        }
+        if self.nats.presence_ttl.get().as_secs() < 3 {
+            return reject("nats.presence_ttl", "must be at least 3s");
+        }
+        if self.mongo.database.trim().is_empty() {
+            return reject("mongo.database", "is empty");
+        }
+        if self.edge.roles.is_empty() {
+            return reject("edge.roles", "must name at least one of visitor, agent");
+        }
+        if self.edge.max_frame_bytes < 1024 {
+            return reject("edge.max_frame_bytes", "must be at least 1024");
+        }
+        if self.edge.max_text_chars == 0 {
+            return reject("edge.max_text_chars", "must be positive");
+        }
+        if self.edge.max_text_chars * 4 > self.edge.max_frame_bytes * 8 {
+            return reject("edge.max_text_chars", "cannot fit in edge.max_frame_bytes");
+        }
+        if self.edge.rate_per_sec == 0 || self.edge.rate_burst == 0 {
+            return reject("edge.rate_per_sec", "and edge.rate_burst must be positive");
+        }
+        if self.edge.outbound_queue == 0 {
+            return reject("edge.outbound_queue", "must be positive");
+        }
+        if self.edge.hello_timeout.get().is_zero() {
+            return reject("edge.hello_timeout", "must be positive");
+        }
+        if self.archiver.batch_size == 0 {
+            return reject("archiver.batch_size", "must be positive");
+        }
+        if self.router.default_capacity == 0 {
+            return reject("router.default_capacity", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// Refuses the built-in or a short secret outside demo mode.
+    ///
+    /// # Errors
+    /// [`LoadConfigError::Rejected`] for `auth.secret`.
+    pub fn require_production_secret(&self) -> Result<(), LoadConfigError> {
+        if self.auth.secret.is_default() {
+            return Err(LoadConfigError::Rejected {
+                key: "auth.secret",
+                reason: "is the built-in default; set SWITCHBOARD_AUTH__SECRET or run with --demo"
+                    .into(),
+            });
+        }
+        if self.auth.secret.expose().len() < 32 {
+            return Err(LoadConfigError::Rejected {
+                key: "auth.secret",
+                reason: "must be at least 32 characters".into(),
+            });
+        }
+        Ok(())
+    }
+}

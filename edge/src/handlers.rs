@@ -1,0 +1,701 @@
+//! What each client frame does. Every handler checks that the connection's
+//! identity may touch the conversation (a visitor only their own, an agent
+//! only those assigned to them), stamps the sender from the token, and
+//! answers with a frame: the result, or an `error` naming what was wrong.
+
+use std::collections::HashMap;
+
+use switchboard_bus::kv::{self, Decision};
+use switchboard_bus::BusError;
+use switchboard_protocol::frames::{
+    ClientFrame, ConversationSummary, ErrorCode, HistoryItem, ServerFrame,
+};
+use switchboard_protocol::ids::{ConversationId, TeamId};
+use switchboard_protocol::payloads::{
+    decode, encode, AgentLoad, AgentNotice, AgentStatus, ChatRecord, ConversationEvent,
+    ConversationState, ConversationStatus, HistoryReply, HistoryRequest, RecordBody, Signal,
+};
+use switchboard_protocol::subjects;
+use switchboard_protocol::time::{now_ms, rfc3339};
+
+use crate::auth::Identity;
+use crate::hub::Follower;
+use crate::limits::{check_text, valid_client_id, TextProblem};
+use crate::outbox::Outbound;
+use crate::session::Session;
+
+/// Records replayed at most when a connection catches a conversation up;
+/// anything older is paged with `history`.
+const MAX_REPLAY: usize = 500;
+/// Default and largest `history` page.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 100;
+
+/// Why a frame was refused: becomes an `error` frame.
+#[derive(Debug)]
+pub struct Refusal {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<BusError> for Refusal {
+    fn from(err: BusError) -> Self {
+        tracing::warn!(error = %err, "backbone operation failed");
+        Refusal::new(
+            ErrorCode::Unavailable,
+            "the message bus is unavailable, try again",
+        )
+    }
+}
+
+type Handled = Result<(), Refusal>;
+
+/// Runs one frame and answers a refusal with an `error` frame.
+pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
+    let reference = match &frame {
+        ClientFrame::Send { client_id, .. } => Some(client_id.clone()),
+        other => Some(other.kind().to_owned()),
+    };
+    let kind = frame.kind();
+    let result = match frame {
+        ClientFrame::Hello { .. } => Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "already said hello on this connection",
+        )),
+        ClientFrame::Start {
+            team,
+            text,
+            client_id,
+        } => start(session, team, text, client_id).await,
+        ClientFrame::Send {
+            conversation_id,
+            client_id,
+            text,
+        } => send(session, &conversation_id, &client_id, text).await,
+        ClientFrame::Typing {
+            conversation_id,
+            state,
+        } => {
+            let sender = session.identity.participant();
+            signal(session, &conversation_id, Signal::Typing { sender, state }).await
+        }
+        ClientFrame::Read {
+            conversation_id,
+            seq,
+        } => {
+            let reader = session.identity.participant();
+            signal(session, &conversation_id, Signal::Read { reader, seq }).await
+        }
+        ClientFrame::History {
+            conversation_id,
+            before_seq,
+            limit,
+        } => history(session, &conversation_id, before_seq, limit).await,
+        ClientFrame::Status { status } => set_status(session, status).await,
+        ClientFrame::Close { conversation_id } => close(session, &conversation_id).await,
+        ClientFrame::Transfer { .. } | ClientFrame::Rate { .. } => Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("{kind} is not available on this server yet"),
+        )),
+    };
+    if let Err(refusal) = result {
+        tracing::info!(kind, code = ?refusal.code, message = %refusal.message, "frame refused");
+        session
+            .error(refusal.code, refusal.message, reference)
+            .await;
+    }
+}
+
+/// The routing state of a conversation the identity may touch.
+async fn authorize(
+    session: &Session,
+    conversation: &ConversationId,
+    need_open: bool,
+) -> Result<ConversationState, Refusal> {
+    let state = kv::get::<ConversationState>(
+        &session.state.backbone.conversations,
+        conversation.as_str(),
+    )
+    .await?
+    .ok_or_else(|| Refusal::new(ErrorCode::NotFound, "no such conversation"))?
+    .value;
+    let allowed = match &session.identity {
+        Identity::Visitor { id, .. } => state.visitor.id == id.as_str(),
+        Identity::Agent { id, .. } if need_open => state.is_assigned_to(id),
+        // A closed conversation stays readable by the agent who had it.
+        Identity::Agent { id, .. } => state
+            .agent
+            .as_ref()
+            .is_some_and(|agent| agent.id == id.as_str()),
+    };
+    if !allowed {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this conversation is not yours",
+        ));
+    }
+    if need_open && state.status == ConversationStatus::Closed {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this conversation is closed",
+        ));
+    }
+    Ok(state)
+}
+
+/// Follows a conversation's live records. With `after`, the client is
+/// caught up from there first (live records are merged behind the replay);
+/// without, it starts at the current end.
+async fn follow(
+    session: &mut Session,
+    conversation: &ConversationId,
+    after: Option<u64>,
+) -> Result<u64, Refusal> {
+    let state = &session.state;
+    let first_time = !session.followed.contains(conversation);
+    if !first_time && after.is_none() {
+        return Ok(state.backbone.log.last_seq(conversation).await?);
+    }
+    session
+        .outbox
+        .send(Outbound::BeginCatchUp(conversation.clone()))
+        .await;
+    let mut outcome = Ok(());
+    if first_time {
+        let follower = Follower {
+            outbox: session.outbox.clone(),
+            participant_id: session.identity.id().to_owned(),
+        };
+        match state
+            .hub
+            .follow(conversation, session.connection, follower)
+            .await
+        {
+            Ok(()) => {
+                session.followed.insert(conversation.clone());
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, %conversation, "follow conversation");
+                outcome = Err(Refusal::new(
+                    ErrorCode::Unavailable,
+                    "the message bus is unavailable, try again",
+                ));
+            }
+        }
+    }
+    // Read after subscribing: whatever is stored later arrives live.
+    let read = async {
+        let last = state.backbone.log.last_seq(conversation).await?;
+        let records = match after {
+            Some(after) if after < last => {
+                let from = after.max(last.saturating_sub(MAX_REPLAY as u64)) + 1;
+                state
+                    .backbone
+                    .log
+                    .read_from(conversation, from, MAX_REPLAY)
+                    .await?
+            }
+            _ => Vec::new(),
+        };
+        let start = records.first().map_or(last, |r| r.seq - 1);
+        Ok::<_, BusError>((last, start, records))
+    };
+    let (last, start, records) = match read.await {
+        Ok(read) => read,
+        Err(err) => {
+            // Release held records: the client sees any gap and asks.
+            session
+                .outbox
+                .send(Outbound::CatchUp {
+                    conversation: conversation.clone(),
+                    after: after.unwrap_or(0),
+                    records: Vec::new(),
+                })
+                .await;
+            return Err(err.into());
+        }
+    };
+    session
+        .outbox
+        .send(Outbound::CatchUp {
+            conversation: conversation.clone(),
+            after: start,
+            records,
+        })
+        .await;
+    outcome.map(|()| last)
+}
+
+/// `welcome`: who the client is and its open conversations, then catch-up
+/// of the conversations named in `resume`.
+pub async fn welcome(session: &mut Session, resume: HashMap<ConversationId, u64>) {
+    let mut open = match open_conversations(session).await {
+        Ok(open) => open,
+        Err(refusal) => {
+            session.error(refusal.code, refusal.message, Some("hello".into())).await;
+            Vec::new()
+        }
+    };
+    let mut summaries = Vec::with_capacity(open.len());
+    for state in &open {
+        let last_seq = session
+            .state
+            .backbone
+            .log
+            .last_seq(&state.id)
+            .await
+            .unwrap_or(0);
+        summaries.push(ConversationSummary::new(state, last_seq));
+    }
+    session
+        .outbox
+        .frame(&ServerFrame::Welcome {
+            role: session.identity.role().as_str().to_owned(),
+            id: session.identity.id().to_owned(),
+            name: session.identity.name().to_owned(),
+            conversations: summaries,
+        })
+        .await;
+    // Conversations named in `resume` that are no longer open (closed while
+    // the client was away) are caught up too, if they are the client's.
+    for conversation in resume.keys() {
+        if !open.iter().any(|s| &s.id == conversation) {
+            match authorize(session, conversation, false).await {
+                Ok(state) => open.push(state),
+                Err(refusal) => {
+                    session
+                        .error(refusal.code, refusal.message, Some(conversation.to_string()))
+                        .await;
+                }
+            }
+        }
+    }
+    for state in open {
+        let after = resume.get(&state.id).copied();
+        if let Err(refusal) = follow(session, &state.id, after).await {
+            session
+                .error(refusal.code, refusal.message, Some(state.id.to_string()))
+                .await;
+        }
+    }
+}
+
+/// The open conversations of the connection's identity.
+async fn open_conversations(session: &Session) -> Result<Vec<ConversationState>, Refusal> {
+    let backbone = &session.state.backbone;
+    let ids: Vec<ConversationId> = match &session.identity {
+        Identity::Visitor { id, .. } => kv::get::<ConversationId>(&backbone.visitors, id.as_str())
+            .await?
+            .map(|v| vec![v.value])
+            .unwrap_or_default(),
+        Identity::Agent { id, .. } => kv::get::<AgentLoad>(&backbone.load, id.as_str())
+            .await?
+            .map(|v| {
+                v.value
+                    .conversations
+                    .into_iter()
+                    .map(|e| e.conversation_id)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut open = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(state) =
+            kv::get::<ConversationState>(&backbone.conversations, id.as_str()).await?
+        {
+            let state = state.value;
+            let mine = match &session.identity {
+                Identity::Visitor { id, .. } => state.visitor.id == id.as_str(),
+                Identity::Agent { id, .. } => state.is_assigned_to(id),
+            };
+            if mine && state.status != ConversationStatus::Closed {
+                open.push(state);
+            }
+        }
+    }
+    Ok(open)
+}
+
+/// `start`: the visitor's open conversation, or a new one.
+async fn start(
+    session: &mut Session,
+    team: Option<TeamId>,
+    text: Option<String>,
+    client_id: Option<String>,
+) -> Handled {
+    let Identity::Visitor { id: visitor, .. } = session.identity.clone() else {
+        return Err(Refusal::new(ErrorCode::Forbidden, "only visitors start conversations"));
+    };
+    if let Some(text) = &text {
+        text_allowed(session, text)?;
+    }
+    if client_id.as_deref().is_some_and(|c| !valid_client_id(c)) {
+        return Err(Refusal::new(ErrorCode::BadRequest, "invalid client_id"));
+    }
+    let backbone = session.state.backbone.clone();
+    let existing = match open_conversations(session).await?.into_iter().next() {
+        Some(state) => Some(state),
+        None => None,
+    };
+    let (conversation, status, created) = match existing {
+        Some(state) => (state.id, state.status, false),
+        None => {
+            let conversation = ConversationId::generate();
+            let claimed = kv::cas(&backbone.visitors, visitor.as_str(), |current: Option<&ConversationId>| {
+                match current {
+                    // Another tab opened one meanwhile: use it.
+                    Some(other) => Decision::Keep(Some(other.clone())),
+                    None => Decision::Write(conversation.clone(), None),
+                }
+            })
+            .await?;
+            if let Some(other) = claimed {
+                // The stored id may point at a closed conversation (its close
+                // did not clear it); replace it then.
+                let other_open = kv::get::<ConversationState>(&backbone.conversations, other.as_str())
+                    .await?
+                    .is_some_and(|s| s.value.status != ConversationStatus::Closed);
+                if other_open {
+                    (other, ConversationStatus::Queued, false)
+                } else {
+                    kv::put(&backbone.visitors, visitor.as_str(), &conversation).await?;
+                    open_new(session, &conversation, team.clone()).await?;
+                    (conversation, ConversationStatus::Queued, true)
+                }
+            } else {
+                open_new(session, &conversation, team.clone()).await?;
+                (conversation, ConversationStatus::Queued, true)
+            }
+        }
+    };
+    let last_seq = backbone.log.last_seq(&conversation).await?;
+    session
+        .outbox
+        .frame(&ServerFrame::Started {
+            conversation_id: conversation.clone(),
+            state: status.as_str().to_owned(),
+            last_seq,
+            created,
+        })
+        .await;
+    // A new conversation is delivered from its first record.
+    follow(session, &conversation, created.then_some(0)).await?;
+    if let Some(text) = text {
+        let client_id = client_id.unwrap_or_else(|| format!("start-{conversation}"));
+        append_message(session, &conversation, &client_id, text).await?;
+    }
+    Ok(())
+}
+
+/// Writes the `opened` event and the routing entry of a new conversation.
+async fn open_new(
+    session: &Session,
+    conversation: &ConversationId,
+    team: Option<TeamId>,
+) -> Handled {
+    let backbone = &session.state.backbone;
+    let visitor = session.identity.participant();
+    backbone
+        .log
+        .append(
+            conversation,
+            visitor.clone(),
+            RecordBody::Event {
+                event: ConversationEvent::Opened {
+                    visitor: visitor.clone(),
+                    team: team.clone(),
+                },
+            },
+            None,
+        )
+        .await?;
+    let now = now_ms();
+    let state = ConversationState {
+        id: conversation.clone(),
+        visitor,
+        team,
+        status: ConversationStatus::Queued,
+        agent: None,
+        created_at: now,
+        queued_at: now,
+        assigned_at: None,
+        closed_at: None,
+        announced_position: None,
+    };
+    // Written after the `opened` event, so the router's events follow it.
+    kv::put(&backbone.conversations, conversation.as_str(), &state).await?;
+    tracing::info!(%conversation, "conversation opened");
+    Ok(())
+}
+
+fn text_allowed(session: &Session, text: &str) -> Handled {
+    match check_text(text, session.state.config.edge.max_text_chars) {
+        Ok(()) => Ok(()),
+        Err(TextProblem::Empty) => Err(Refusal::new(ErrorCode::BadRequest, "text is empty")),
+        Err(TextProblem::TooLong { max }) => Err(Refusal::new(
+            ErrorCode::TooLarge,
+            format!("text is longer than {max} characters"),
+        )),
+    }
+}
+
+/// `send`: store a message, acknowledge it to the sender.
+async fn send(
+    session: &mut Session,
+    conversation: &ConversationId,
+    client_id: &str,
+    text: String,
+) -> Handled {
+    if !valid_client_id(client_id) {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "client_id must be 1-64 visible ASCII characters",
+        ));
+    }
+    text_allowed(session, &text)?;
+    authorize(session, conversation, true).await?;
+    if !session.followed.contains(conversation) {
+        follow(session, conversation, None).await?;
+    }
+    append_message(session, conversation, client_id, text).await
+}
+
+async fn append_message(
+    session: &Session,
+    conversation: &ConversationId,
+    client_id: &str,
+    text: String,
+) -> Handled {
+    let sender = session.identity.participant();
+    // The dedupe key names the sender, so one client cannot collide with
+    // another's client ids.
+    let dedupe = format!(
+        "{conversation}.{}.{}.{client_id}",
+        sender.role.as_str(),
+        sender.id
+    );
+    let appended = session
+        .state
+        .backbone
+        .log
+        .append(
+            conversation,
+            sender,
+            RecordBody::Message {
+                text,
+                client_id: client_id.to_owned(),
+            },
+            Some(&dedupe),
+        )
+        .await?;
+    session
+        .outbox
+        .frame(&ServerFrame::Ack {
+            client_id: client_id.to_owned(),
+            conversation_id: conversation.clone(),
+            id: appended.record.id.clone(),
+            seq: appended.record.seq,
+            sent_at: rfc3339(appended.record.sent_at),
+        })
+        .await;
+    Ok(())
+}
+
+/// `typing` and `read`: ephemeral signals to the other participants.
+async fn signal(session: &mut Session, conversation: &ConversationId, signal: Signal) -> Handled {
+    if !session.followed.contains(conversation) {
+        authorize(session, conversation, false).await?;
+        follow(session, conversation, None).await?;
+    }
+    let payload = encode(&signal).map_err(|e| BusError::decode("signal", e))?;
+    session
+        .state
+        .backbone
+        .client
+        .publish(subjects::signal(conversation), payload.into())
+        .await
+        .map_err(|e| BusError::nats("publish signal", e))?;
+    Ok(())
+}
+
+/// `history`: a page of records before `before_seq`, from the stream and,
+/// for what it no longer holds, the archive.
+async fn history(
+    session: &mut Session,
+    conversation: &ConversationId,
+    before_seq: Option<u64>,
+    limit: Option<u32>,
+) -> Handled {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    authorize(session, conversation, false).await?;
+    let log = &session.state.backbone.log;
+    let before = match before_seq {
+        Some(before) => before,
+        None => log.last_seq(conversation).await? + 1,
+    };
+    let mut page = log.read_before(conversation, before, limit as usize).await?;
+    if let Some(below) = page.archived_below {
+        let wanted = limit.saturating_sub(u32::try_from(page.records.len()).unwrap_or(limit));
+        match archived(session, conversation, below, wanted).await {
+            Ok(mut older) => {
+                older.retain(|r| r.seq < below);
+                older.append(&mut page.records);
+                page.records = older;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, %conversation, "archive history unavailable");
+            }
+        }
+        page.has_more = page.records.first().is_some_and(|r| r.seq > 1);
+    }
+    session
+        .outbox
+        .frame(&ServerFrame::History {
+            conversation_id: conversation.clone(),
+            items: page.records.iter().map(HistoryItem::from).collect(),
+            has_more: page.has_more,
+        })
+        .await;
+    Ok(())
+}
+
+/// Asks the archiver for records older than the stream holds.
+async fn archived(
+    session: &Session,
+    conversation: &ConversationId,
+    before_seq: u64,
+    limit: u32,
+) -> Result<Vec<ChatRecord>, BusError> {
+    if limit == 0 || before_seq <= 1 {
+        return Ok(Vec::new());
+    }
+    let request = HistoryRequest {
+        conversation_id: conversation.clone(),
+        before_seq,
+        limit,
+    };
+    let payload = encode(&request).map_err(|e| BusError::decode("history request", e))?;
+    let reply = session
+        .state
+        .backbone
+        .client
+        .request(subjects::ARCHIVE_HISTORY, payload.into())
+        .await
+        .map_err(|e| BusError::nats("request archived history", e))?;
+    let reply: HistoryReply =
+        decode(&reply.payload).map_err(|e| BusError::decode("history reply", e))?;
+    match reply.error {
+        Some(error) => Err(BusError::nats("archived history", error)),
+        None => Ok(reply.records),
+    }
+}
+
+/// `status`: the agent's availability.
+async fn set_status(session: &mut Session, status: AgentStatus) -> Handled {
+    let Identity::Agent { id, .. } = &session.identity else {
+        return Err(Refusal::new(ErrorCode::Forbidden, "only agents have a status"));
+    };
+    session
+        .state
+        .presences
+        .set(id, session.connection, status)
+        .await?;
+    tracing::info!(agent_id = %id, ?status, "agent status");
+    Ok(())
+}
+
+/// `close`: end a conversation (its agent, or its visitor).
+async fn close(session: &mut Session, conversation: &ConversationId) -> Handled {
+    let state = authorize(session, conversation, true).await?;
+    let backbone = &session.state.backbone;
+    let closed_now = kv::cas(
+        &backbone.conversations,
+        conversation.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(current) if current.status != ConversationStatus::Closed => {
+                let mut closed = current.clone();
+                closed.status = ConversationStatus::Closed;
+                closed.closed_at = Some(now_ms());
+                Decision::Write(closed, true)
+            }
+            _ => Decision::Keep(false),
+        },
+    )
+    .await?;
+    if !closed_now {
+        return Err(Refusal::new(ErrorCode::Forbidden, "this conversation is closed"));
+    }
+    backbone
+        .log
+        .append(
+            conversation,
+            session.identity.participant(),
+            RecordBody::Event {
+                event: ConversationEvent::Closed {},
+            },
+            Some(&format!("{conversation}.closed")),
+        )
+        .await?;
+    kv::cas(
+        &backbone.visitors,
+        &state.visitor.id,
+        |current: Option<&ConversationId>| match current {
+            Some(open) if open == conversation => Decision::Delete(()),
+            _ => Decision::Keep(()),
+        },
+    )
+    .await?;
+    tracing::info!(%conversation, "conversation closed");
+    Ok(())
+}
+
+/// A notice from the agent's inbox.
+pub async fn on_notice(session: &mut Session, notice: AgentNotice) {
+    match notice {
+        AgentNotice::Assigned {
+            conversation_id,
+            visitor,
+        } => {
+            // Trust the routing state, not the notice.
+            if authorize(session, &conversation_id, true).await.is_err() {
+                return;
+            }
+            let last_seq = session
+                .state
+                .backbone
+                .log
+                .last_seq(&conversation_id)
+                .await
+                .unwrap_or(0);
+            session
+                .outbox
+                .frame(&ServerFrame::Assigned {
+                    conversation_id: conversation_id.clone(),
+                    visitor,
+                    last_seq,
+                })
+                .await;
+            if let Err(refusal) = follow(session, &conversation_id, Some(0)).await {
+                session
+                    .error(refusal.code, refusal.message, Some(conversation_id.to_string()))
+                    .await;
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The JSON API: visitor sign-up, agent login, health and readiness, and
+//! the WebSocket upgrade. Errors are JSON bodies with an `error` code.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use switchboard_bus::accounts;
+use switchboard_config::EdgeRole;
+use switchboard_protocol::ids::VisitorId;
+
+use crate::auth::Identity;
+use crate::server::EdgeState;
+
+pub fn routes() -> Router<Arc<EdgeState>> {
+    Router::new()
+        .route("/api/v1/visitors", post(create_visitor))
+        .route("/api/v1/agents/login", post(login_agent))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/ws", get(upgrade))
+}
+
+/// An error answer: status and `{"error": code, "message": …}`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VisitorSignup {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    page_url: Option<String>,
+}
+
+async fn create_visitor(State(state): State<Arc<EdgeState>>, body: Bytes) -> Response {
+    if !state.config.edge.roles.contains(&EdgeRole::Visitor) {
+        return error(StatusCode::FORBIDDEN, "forbidden", "this edge does not serve visitors");
+    }
+    let signup: VisitorSignup = if body.iter().all(u8::is_ascii_whitespace) {
+        VisitorSignup::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(signup) => signup,
+            Err(err) => {
+                tracing::info!(error = %err, "bad visitor sign-up");
+                return error(StatusCode::BAD_REQUEST, "bad_request", &err.to_string());
+            }
+        }
+    };
+    let name = signup.name.as_deref().map(str::trim).unwrap_or_default();
+    if name.chars().count() > 80
+        || signup.email.as_deref().is_some_and(|e| e.len() > 254)
+        || signup.page_url.as_deref().is_some_and(|u| u.len() > 2048)
+    {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "a field is too long");
+    }
+    let id = VisitorId::generate();
+    let name = if name.is_empty() {
+        // "Visitor 7K3Q": the end of the id tells anonymous visitors apart.
+        let tail = &id.as_str()[id.as_str().len().saturating_sub(4)..];
+        format!("Visitor {tail}")
+    } else {
+        name.to_owned()
+    };
+    let identity = Identity::Visitor {
+        id: id.clone(),
+        name,
+    };
+    match state
+        .tokens
+        .issue(&identity, state.config.auth.visitor_token_ttl.get())
+    {
+        Ok(token) => (
+            StatusCode::CREATED,
+            Json(json!({ "visitor_id": id, "token": token })),
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "sign visitor token");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not sign a token")
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Login {
+    login: String,
+    password: String,
+}
+
+async fn login_agent(State(state): State<Arc<EdgeState>>, body: Bytes) -> Response {
+    if !state.config.edge.roles.contains(&EdgeRole::Agent) {
+        return error(StatusCode::FORBIDDEN, "forbidden", "this edge does not serve agents");
+    }
+    let login: Login = match serde_json::from_slice(&body) {
+        Ok(login) => login,
+        Err(err) => return error(StatusCode::BAD_REQUEST, "bad_request", &err.to_string()),
+    };
+    let account = match accounts::authenticate(&state.backbone, &login.login, &login.password).await
+    {
+        Ok(Some(account)) => account,
+        Ok(None) => {
+            tracing::info!(login = %login.login, "agent login refused");
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong login or password",
+            );
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "agent login");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the account store is unreachable",
+            );
+        }
+    };
+    let identity = Identity::Agent {
+        id: account.id.clone(),
+        name: account.name.clone(),
+    };
+    match state
+        .tokens
+        .issue(&identity, state.config.auth.agent_token_ttl.get())
+    {
+        Ok(token) => Json(json!({
+            "agent_id": account.id,
+            "name": account.name,
+            "token": token,
+        }))
+        .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "sign agent token");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not sign a token")
+        }
+    }
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(state): State<Arc<EdgeState>>) -> Response {
+    match state.backbone.client.connection_state() {
+        async_nats::connection::State::Connected => {
+            Json(json!({ "status": "ready" })).into_response()
+        }
+        other => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            &format!("nats is {other}"),
+        ),
+    }
+}
+
+async fn upgrade(State(state): State<Arc<EdgeState>>, ws: WebSocketUpgrade) -> Response {
+    // The hard cap is above the configured limit so that a frame slightly
+    // over it is read and answered with close 1009 by the session.
+    let cap = state.config.edge.max_frame_bytes.saturating_mul(4);
+    ws.max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| {
+            let tracker = state.sessions.clone();
+            tracker.track_future(crate::session::serve(socket, state))
+        })
+}

@@ -1,0 +1,270 @@
+//! Fan-out inside one edge: one NATS subscription per conversation (its
+//! live records and its signals) however many local connections follow it,
+//! and one per agent inbox. Records are encoded to JSON once per edge, not
+//! once per connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::StreamExt;
+use switchboard_bus::ConversationLog;
+use switchboard_protocol::frames::ServerFrame;
+use switchboard_protocol::ids::{AgentId, ConversationId};
+use switchboard_protocol::payloads::{decode, AgentNotice, ChatRecord, Signal};
+use switchboard_protocol::subjects;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::outbox::{OutboxHandle, Outbound};
+
+/// A local connection following a conversation.
+#[derive(Clone, Debug)]
+pub struct Follower {
+    pub outbox: OutboxHandle,
+    /// The participant id of the connection (its own signals are not echoed).
+    pub participant_id: String,
+}
+
+struct Topic {
+    followers: HashMap<u64, Follower>,
+    task: AbortHandle,
+}
+
+struct Inbox {
+    sessions: HashMap<u64, mpsc::Sender<AgentNotice>>,
+    task: AbortHandle,
+}
+
+/// The edge's subscriptions.
+pub struct Hub {
+    client: async_nats::Client,
+    log: ConversationLog,
+    topics: Mutex<HashMap<ConversationId, Topic>>,
+    inboxes: Mutex<HashMap<AgentId, Inbox>>,
+}
+
+/// A subscription could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("subscribe to {subject}: {source}")]
+pub struct SubscribeError {
+    subject: String,
+    #[source]
+    source: async_nats::SubscribeError,
+}
+
+impl Hub {
+    pub fn new(client: async_nats::Client, log: ConversationLog) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            log,
+            topics: Mutex::default(),
+            inboxes: Mutex::default(),
+        })
+    }
+
+    async fn subscribe(&self, subject: String) -> Result<async_nats::Subscriber, SubscribeError> {
+        self.client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|source| SubscribeError { subject, source })
+    }
+
+    /// Adds a connection to a conversation's followers, subscribing the edge
+    /// if it is the first.
+    ///
+    /// # Errors
+    /// When NATS refuses the subscription.
+    pub async fn follow(
+        self: &Arc<Self>,
+        conversation: &ConversationId,
+        connection: u64,
+        follower: Follower,
+    ) -> Result<(), SubscribeError> {
+        if let Some(topic) = self.topics().get_mut(conversation) {
+            topic.followers.insert(connection, follower);
+            return Ok(());
+        }
+        let live = self.subscribe(subjects::live(conversation)).await?;
+        let signals = self.subscribe(subjects::signal(conversation)).await?;
+        let mut topics = self.topics();
+        // Another connection may have subscribed meanwhile: then ours are
+        // dropped (unsubscribed) here.
+        let topic = topics.entry(conversation.clone()).or_insert_with(|| Topic {
+            followers: HashMap::new(),
+            task: tokio::spawn(Arc::clone(self).pump(conversation.clone(), live, signals))
+                .abort_handle(),
+        });
+        topic.followers.insert(connection, follower);
+        Ok(())
+    }
+
+    /// Removes a connection; the last one out unsubscribes the edge.
+    pub fn unfollow(&self, conversation: &ConversationId, connection: u64) {
+        let mut topics = self.topics();
+        if let Some(topic) = topics.get_mut(conversation) {
+            topic.followers.remove(&connection);
+            if topic.followers.is_empty() {
+                topic.task.abort();
+                topics.remove(conversation);
+            }
+        }
+    }
+
+    /// Conversations followed by this edge (for metrics and tests).
+    pub fn followed(&self) -> usize {
+        self.topics().len()
+    }
+
+    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, Topic>> {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn inboxes(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Inbox>> {
+        self.inboxes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn followers(&self, conversation: &ConversationId) -> Vec<Follower> {
+        self.topics()
+            .get(conversation)
+            .map(|t| t.followers.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Moves one conversation's live records and signals to its followers.
+    async fn pump(
+        self: Arc<Self>,
+        conversation: ConversationId,
+        mut live: async_nats::Subscriber,
+        mut signals: async_nats::Subscriber,
+    ) {
+        loop {
+            tokio::select! {
+                Some(message) = live.next() => self.on_record(&conversation, &message),
+                Some(message) = signals.next() => self.on_signal(&conversation, &message),
+                else => return,
+            }
+        }
+    }
+
+    fn on_record(&self, conversation: &ConversationId, message: &async_nats::Message) {
+        let record: ChatRecord = match decode(&message.payload) {
+            Ok(record) => record,
+            Err(err) => {
+                tracing::warn!(error = %err, %conversation, "undecodable live record");
+                return;
+            }
+        };
+        if &record.conversation_id != conversation {
+            tracing::warn!(%conversation, "live record of another conversation");
+            return;
+        }
+        if let Some(stream_seq) = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_SEQUENCE))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+        {
+            self.log.observe(&record, stream_seq);
+        }
+        let json: Arc<str> = ServerFrame::from_record(&record).to_json().into();
+        for follower in self.followers(conversation) {
+            follower.outbox.offer(Outbound::Record {
+                conversation: conversation.clone(),
+                seq: record.seq,
+                json: Arc::clone(&json),
+            });
+        }
+    }
+
+    fn on_signal(&self, conversation: &ConversationId, message: &async_nats::Message) {
+        let signal: Signal = match decode(&message.payload) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!(error = %err, %conversation, "undecodable signal");
+                return;
+            }
+        };
+        let (from, frame) = match signal {
+            Signal::Typing { sender, state } => (
+                sender.id.clone(),
+                ServerFrame::Typing {
+                    conversation_id: conversation.clone(),
+                    sender,
+                    state,
+                },
+            ),
+            Signal::Read { reader, seq } => (
+                reader.id.clone(),
+                ServerFrame::Read {
+                    conversation_id: conversation.clone(),
+                    reader,
+                    seq,
+                },
+            ),
+        };
+        let json: Arc<str> = frame.to_json().into();
+        for follower in self.followers(conversation) {
+            if follower.participant_id != from {
+                follower.outbox.offer(Outbound::Frame(Arc::clone(&json)));
+            }
+        }
+    }
+
+    /// Subscribes a session to its agent's inbox.
+    ///
+    /// # Errors
+    /// When NATS refuses the subscription.
+    pub async fn join_inbox(
+        self: &Arc<Self>,
+        agent: &AgentId,
+        connection: u64,
+        session: mpsc::Sender<AgentNotice>,
+    ) -> Result<(), SubscribeError> {
+        if let Some(inbox) = self.inboxes().get_mut(agent) {
+            inbox.sessions.insert(connection, session);
+            return Ok(());
+        }
+        let subscriber = self.subscribe(subjects::agent_inbox(agent)).await?;
+        let mut inboxes = self.inboxes();
+        let inbox = inboxes.entry(agent.clone()).or_insert_with(|| Inbox {
+            sessions: HashMap::new(),
+            task: tokio::spawn(Arc::clone(self).pump_inbox(agent.clone(), subscriber))
+                .abort_handle(),
+        });
+        inbox.sessions.insert(connection, session);
+        Ok(())
+    }
+
+    pub fn leave_inbox(&self, agent: &AgentId, connection: u64) {
+        let mut inboxes = self.inboxes();
+        if let Some(inbox) = inboxes.get_mut(agent) {
+            inbox.sessions.remove(&connection);
+            if inbox.sessions.is_empty() {
+                inbox.task.abort();
+                inboxes.remove(agent);
+            }
+        }
+    }
+
+    async fn pump_inbox(self: Arc<Self>, agent: AgentId, mut subscriber: async_nats::Subscriber) {
+        while let Some(message) = subscriber.next().await {
+            let notice: AgentNotice = match decode(&message.payload) {
+                Ok(notice) => notice,
+                Err(err) => {
+                    tracing::warn!(error = %err, agent_id = %agent, "undecodable agent notice");
+                    continue;
+                }
+            };
+            let sessions: Vec<_> = self
+                .inboxes()
+                .get(&agent)
+                .map(|i| i.sessions.values().cloned().collect())
+                .unwrap_or_default();
+            for session in sessions {
+                if session.try_send(notice.clone()).is_err() {
+                    tracing::warn!(agent_id = %agent, "agent session not taking notices");
+                }
+            }
+        }
+    }
+}

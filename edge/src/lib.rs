@@ -1,0 +1,30 @@
+//! The edge: browsers' HTTP and WebSocket server. It authenticates each
+//! connection, checks what it may touch, and translates JSON frames to NATS
+//! subjects per conversation and back. It holds no state beyond its open
+//! sockets: any edge can serve any client, and a client of a dead edge
+//! reconnects to another and resumes.
+//!
+//! - [`server`]: binding, the axum router, graceful shutdown (entry point).
+//! - [`http`]: the JSON API (visitor sign-up, agent login, health).
+//! - [`auth`]: signed, expiring tokens.
+//! - [`session`]: one WebSocket connection, from `hello` to close.
+//! - [`handlers`]: what each client frame does on the backbone.
+//! - [`outbox`]: the per-connection writer — ordering, dedupe, gap repair.
+//! - [`hub`]: one NATS subscription per conversation per edge, fanned out
+//!   to the local connections.
+//! - [`presence`]: agent presence entries and their heartbeats.
+//! - [`limits`]: per-connection rate limiting and input checks.
+//! - [`web`]: the demo site and agent console pages.
+
+pub mod auth;
+pub mod handlers;
+pub mod http;
+pub mod hub;
+pub mod limits;
+pub mod outbox;
+pub mod presence;
+pub mod server;
+pub mod session;
+pub mod web;
+
+pub use server::{Edge, EdgeConfig, EdgeError};

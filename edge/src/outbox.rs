@@ -1,0 +1,275 @@
+//! The writer half of one connection. Every frame for the client passes
+//! through its bounded queue; stored records are delivered in `seq` order,
+//! once each, with gaps repaired from the stream:
+//!
+//! - a record whose `seq` the client already has is dropped (it came both
+//!   live and from a catch-up, say);
+//! - while a conversation is being caught up (after `BeginCatchUp`), live
+//!   records are held back and merged after the replayed ones;
+//! - a jump in `seq` (a live message lost during a NATS reconnect) is
+//!   filled by reading the missing records from the stream first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::stream::SplitSink;
+use futures::SinkExt;
+use switchboard_bus::ConversationLog;
+use switchboard_protocol::frames::ServerFrame;
+use switchboard_protocol::ids::ConversationId;
+use switchboard_protocol::payloads::ChatRecord;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Close code for a client that does not read what it is sent.
+pub const SLOW_CONSUMER: u16 = 1008;
+/// How often the server pings an idle connection.
+const PING_INTERVAL: Duration = Duration::from_secs(25);
+
+/// Something for the client.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A frame delivered as it is.
+    Frame(Arc<str>),
+    /// A stored record (`message` or `event`), ordered by `seq`.
+    Record {
+        conversation: ConversationId,
+        seq: u64,
+        json: Arc<str>,
+    },
+    /// Hold back live records of this conversation until its `CatchUp`.
+    BeginCatchUp(ConversationId),
+    /// The client has everything up to `after`; here is what follows it.
+    CatchUp {
+        conversation: ConversationId,
+        after: u64,
+        records: Vec<ChatRecord>,
+    },
+    /// Send a close frame and stop.
+    Close { code: u16, reason: String },
+}
+
+impl Outbound {
+    pub fn frame(frame: &ServerFrame) -> Self {
+        Outbound::Frame(frame.to_json().into())
+    }
+
+    pub fn record(record: &ChatRecord) -> Self {
+        Outbound::Record {
+            conversation: record.conversation_id.clone(),
+            seq: record.seq,
+            json: ServerFrame::from_record(record).to_json().into(),
+        }
+    }
+}
+
+/// The sending side, shared by the session and the hub.
+#[derive(Clone, Debug)]
+pub struct OutboxHandle {
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled when the client must be dropped for not reading.
+    pub kick: CancellationToken,
+}
+
+impl OutboxHandle {
+    /// Queues without waiting; a full queue drops the connection.
+    pub fn offer(&self, outbound: Outbound) {
+        match self.tx.try_send(outbound) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("outbound queue full, dropping slow client");
+                self.kick.cancel();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Queues, waiting for room (for the session's own answers).
+    pub async fn send(&self, outbound: Outbound) {
+        if self.tx.send(outbound).await.is_err() {
+            tracing::debug!("connection writer already gone");
+        }
+    }
+
+    pub async fn frame(&self, frame: &ServerFrame) {
+        self.send(Outbound::frame(frame)).await;
+    }
+}
+
+struct Writer {
+    sink: SplitSink<WebSocket, Message>,
+    log: ConversationLog,
+    /// Highest `seq` delivered per conversation.
+    delivered: HashMap<ConversationId, u64>,
+    /// Live records held back while a conversation is caught up.
+    held: HashMap<ConversationId, Vec<(u64, Arc<str>)>>,
+}
+
+enum Step {
+    Deliver(Outbound),
+    Ping,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Runs the writer until the queue closes, a close is sent, the client is
+/// kicked, or the edge shuts down (close 1012).
+pub async fn run(
+    sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    log: ConversationLog,
+    kick: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    let mut writer = Writer {
+        sink,
+        log,
+        delivered: HashMap::new(),
+        held: HashMap::new(),
+    };
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                writer.close(switchboard_protocol::frames::close_code::RESTARTING, "server restarting").await;
+                return;
+            }
+            () = kick.cancelled() => {
+                writer.close(SLOW_CONSUMER, "outbound queue full").await;
+                return;
+            }
+            next = rx.recv() => match next {
+                Some(outbound) => Step::Deliver(outbound),
+                None => return,
+            },
+            _ = ping.tick() => Step::Ping,
+        };
+        let flow = tokio::select! {
+            biased;
+            () = kick.cancelled() => Flow::Stop,
+            () = shutdown.cancelled() => {
+                writer.close(switchboard_protocol::frames::close_code::RESTARTING, "server restarting").await;
+                Flow::Stop
+            }
+            flow = async {
+                match next {
+                    Step::Deliver(outbound) => writer.handle(outbound).await,
+                    Step::Ping => writer.write(Message::Ping(Default::default())).await,
+                }
+            } => flow,
+        };
+        if let Flow::Stop = flow {
+            return;
+        }
+    }
+}
+
+impl Writer {
+    async fn handle(&mut self, outbound: Outbound) -> Flow {
+        match outbound {
+            Outbound::Frame(json) => self.write_text(&json).await,
+            Outbound::Record {
+                conversation,
+                seq,
+                json,
+            } => {
+                if let Some(held) = self.held.get_mut(&conversation) {
+                    held.push((seq, json));
+                    return Flow::Continue;
+                }
+                self.deliver(&conversation, seq, &json).await
+            }
+            Outbound::BeginCatchUp(conversation) => {
+                self.held.entry(conversation).or_default();
+                Flow::Continue
+            }
+            Outbound::CatchUp {
+                conversation,
+                after,
+                records,
+            } => {
+                let delivered = self.delivered.entry(conversation.clone()).or_insert(after);
+                *delivered = (*delivered).max(after);
+                for record in &records {
+                    let json = ServerFrame::from_record(record).to_json();
+                    if let Flow::Stop = self.deliver(&conversation, record.seq, &json).await {
+                        return Flow::Stop;
+                    }
+                }
+                let mut held = self.held.remove(&conversation).unwrap_or_default();
+                held.sort_by_key(|(seq, _)| *seq);
+                for (seq, json) in held {
+                    if let Flow::Stop = self.deliver(&conversation, seq, &json).await {
+                        return Flow::Stop;
+                    }
+                }
+                Flow::Continue
+            }
+            Outbound::Close { code, reason } => {
+                self.close(code, &reason).await;
+                Flow::Stop
+            }
+        }
+    }
+
+    /// Delivers one record in order: drops what the client has, repairs a
+    /// gap before it.
+    async fn deliver(&mut self, conversation: &ConversationId, seq: u64, json: &str) -> Flow {
+        let last = self.delivered.get(conversation).copied();
+        match last {
+            Some(last) if seq <= last => return Flow::Continue,
+            Some(last) if seq > last + 1 => {
+                let missing = usize::try_from(seq - last - 1).unwrap_or(usize::MAX);
+                match self.log.read_from(conversation, last + 1, missing).await {
+                    Ok(records) => {
+                        for record in records.iter().filter(|r| r.seq < seq) {
+                            let json = ServerFrame::from_record(record).to_json();
+                            if let Flow::Stop = self.write_text(&json).await {
+                                return Flow::Stop;
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        // The client sees the jump and asks for history.
+                        tracing::warn!(error = %err, %conversation, "gap repair failed");
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.delivered.insert(conversation.clone(), seq);
+        self.write_text(json).await
+    }
+
+    async fn write_text(&mut self, json: &str) -> Flow {
+        self.write(Message::Text(json.into())).await
+    }
+
+    async fn write(&mut self, message: Message) -> Flow {
+        match self.sink.send(message).await {
+            Ok(()) => Flow::Continue,
+            Err(err) => {
+                tracing::debug!(error = %err, "websocket write failed");
+                Flow::Stop
+            }
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        if let Err(err) = self.sink.send(Message::Close(Some(frame))).await {
+            tracing::debug!(error = %err, "websocket close failed");
+        }
+        let _ = self.sink.close().await;
+    }
+}

@@ -1,0 +1,152 @@
+//! The edge's entry point: bind, serve HTTP and WebSocket, shut down
+//! gracefully (every WebSocket gets close 1012 so clients move at once).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use switchboard_bus::Backbone;
+use switchboard_config::{AuthSettings, EdgeSettings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Tokens;
+use crate::hub::Hub;
+use crate::presence::Presences;
+
+/// How long shutdown waits for connections to finish closing.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What an edge needs to know.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub edge: EdgeSettings,
+    pub auth: AuthSettings,
+    /// TTL of presence entries (heartbeats go every third of it).
+    pub presence_ttl: Duration,
+}
+
+/// The edge could not start or failed while serving.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serve http: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Shared by every request and connection of one edge.
+pub struct EdgeState {
+    pub config: EdgeConfig,
+    pub edge_id: String,
+    pub backbone: Backbone,
+    pub hub: Arc<Hub>,
+    pub tokens: Tokens,
+    pub presences: Presences,
+    pub next_connection: AtomicU64,
+    pub sessions: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+/// A bound, not yet serving edge.
+pub struct Edge {
+    listener: TcpListener,
+    state: Arc<EdgeState>,
+}
+
+impl Edge {
+    /// Binds the listen address (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// [`EdgeError::Bind`].
+    pub async fn bind(config: EdgeConfig, backbone: Backbone) -> Result<Self, EdgeError> {
+        let addr = config.edge.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| EdgeError::Bind { addr, source })?;
+        let edge_id = if config.edge.edge_id.is_empty() {
+            format!("edge-{}", ulid::Ulid::new().to_string().to_lowercase())
+        } else {
+            config.edge.edge_id.clone()
+        };
+        let state = Arc::new(EdgeState {
+            tokens: Tokens::new(config.auth.secret.expose()),
+            hub: Hub::new(backbone.client.clone(), backbone.log.clone()),
+            presences: Presences::new(backbone.presence.clone(), edge_id.clone()),
+            edge_id,
+            backbone,
+            config,
+            next_connection: AtomicU64::new(1),
+            sessions: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+        Ok(Self { listener, state })
+    }
+
+    /// The address actually bound.
+    ///
+    /// # Errors
+    /// When the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn edge_id(&self) -> &str {
+        &self.state.edge_id
+    }
+
+    /// Serves until `shutdown`, then closes every WebSocket with 1012 and
+    /// waits (up to a grace period) for them to finish.
+    ///
+    /// # Errors
+    /// [`EdgeError::Serve`] when the listener fails.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), EdgeError> {
+        let state = self.state;
+        let addr = self.listener.local_addr().ok();
+        tracing::info!(edge_id = %state.edge_id, ?addr, "edge listening");
+        let heartbeat = {
+            let state = Arc::clone(&state);
+            let every = state.config.presence_ttl / 3;
+            tokio::spawn(async move {
+                state
+                    .presences
+                    .heartbeat(every, state.shutdown.clone())
+                    .await;
+            })
+        };
+        let mut app = Router::new().merge(crate::http::routes());
+        if state.config.edge.serve_web {
+            app = app.merge(crate::web::routes());
+        }
+        let app = app
+            .layer(DefaultBodyLimit::max(16 * 1024))
+            .layer(TraceLayer::new_for_http())
+            .with_state(Arc::clone(&state));
+        let stop = shutdown.clone();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .map_err(EdgeError::Serve);
+        // Upgraded WebSockets are not awaited by axum: close them ourselves.
+        state.shutdown.cancel();
+        state.sessions.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the shutdown grace period");
+        }
+        heartbeat.abort();
+        tracing::info!(edge_id = %state.edge_id, "edge stopped");
+        served
+    }
+}

@@ -1,0 +1,352 @@
+//! The browser contract: JSON WebSocket frames, one object per text frame,
+//! tagged by `"type"`. Ids are the validated newtypes, so a frame naming an
+//! id with `.`, `*`, `>` or whitespace is rejected while it is parsed.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AgentId, ConversationId, MessageId, TeamId};
+use crate::payloads::{
+    AgentStatus, ChatRecord, ConversationEvent, ConversationState, Participant, RecordBody,
+};
+use crate::time::rfc3339;
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    Hello {
+        token: String,
+        /// Conversation → last `seq` the client saw.
+        #[serde(default)]
+        resume: HashMap<ConversationId, u64>,
+    },
+    Start {
+        #[serde(default)]
+        team: Option<TeamId>,
+        #[serde(default)]
+        text: Option<String>,
+        /// Idempotency key of the first message, as in `send`.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    Send {
+        conversation_id: ConversationId,
+        client_id: String,
+        text: String,
+    },
+    Typing {
+        conversation_id: ConversationId,
+        state: bool,
+    },
+    Read {
+        conversation_id: ConversationId,
+        seq: u64,
+    },
+    History {
+        conversation_id: ConversationId,
+        #[serde(default)]
+        before_seq: Option<u64>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    Status {
+        status: AgentStatus,
+    },
+    Close {
+        conversation_id: ConversationId,
+    },
+    Transfer {
+        conversation_id: ConversationId,
+        #[serde(default)]
+        to_agent: Option<AgentId>,
+        #[serde(default)]
+        to_team: Option<TeamId>,
+    },
+    Rate {
+        conversation_id: ConversationId,
+        score: u8,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+}
+
+impl ClientFrame {
+    /// The frame's `type`, for logs and the `ref` of an error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello { .. } => "hello",
+            ClientFrame::Start { .. } => "start",
+            ClientFrame::Send { .. } => "send",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::Read { .. } => "read",
+            ClientFrame::History { .. } => "history",
+            ClientFrame::Status { .. } => "status",
+            ClientFrame::Close { .. } => "close",
+            ClientFrame::Transfer { .. } => "transfer",
+            ClientFrame::Rate { .. } => "rate",
+        }
+    }
+}
+
+/// Error codes of the `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    TooLarge,
+    RateLimited,
+    Unavailable,
+}
+
+/// WebSocket close codes.
+pub mod close_code {
+    pub const UNAUTHORIZED: u16 = 4401;
+    pub const FORBIDDEN: u16 = 4403;
+    pub const HELLO_TIMEOUT: u16 = 4408;
+    pub const TOO_MANY_REQUESTS: u16 = 4429;
+    pub const TOO_LARGE: u16 = 1009;
+    pub const RESTARTING: u16 = 1012;
+}
+
+/// A conversation as listed in `welcome`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub conversation_id: ConversationId,
+    pub state: String,
+    pub last_seq: u64,
+    pub visitor: Participant,
+    pub agent: Option<Participant>,
+    pub team: Option<TeamId>,
+}
+
+impl ConversationSummary {
+    pub fn new(state: &ConversationState, last_seq: u64) -> Self {
+        Self {
+            conversation_id: state.id.clone(),
+            state: state.status.as_str().to_owned(),
+            last_seq,
+            visitor: state.visitor.clone(),
+            agent: state.agent.clone(),
+            team: state.team.clone(),
+        }
+    }
+}
+
+/// A stored message as the browser sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageFrame {
+    pub conversation_id: ConversationId,
+    pub seq: u64,
+    pub id: MessageId,
+    pub client_id: String,
+    pub sender: Participant,
+    pub text: String,
+    pub sent_at: String,
+}
+
+/// A stored lifecycle event as the browser sees it: `event` names it and its
+/// data (`position`, `agent`, …) sits beside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventFrame {
+    pub conversation_id: ConversationId,
+    pub seq: u64,
+    pub id: MessageId,
+    #[serde(flatten)]
+    pub event: ConversationEvent,
+    pub by: Participant,
+    pub at: String,
+}
+
+/// An entry of a `history` page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HistoryItem {
+    Message(MessageFrame),
+    Event(EventFrame),
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Welcome {
+        role: String,
+        id: String,
+        name: String,
+        conversations: Vec<ConversationSummary>,
+    },
+    Started {
+        conversation_id: ConversationId,
+        state: String,
+        last_seq: u64,
+        created: bool,
+    },
+    Ack {
+        client_id: String,
+        conversation_id: ConversationId,
+        id: MessageId,
+        seq: u64,
+        sent_at: String,
+    },
+    Message(MessageFrame),
+    Event(EventFrame),
+    Typing {
+        conversation_id: ConversationId,
+        sender: Participant,
+        state: bool,
+    },
+    Read {
+        conversation_id: ConversationId,
+        reader: Participant,
+        seq: u64,
+    },
+    History {
+        conversation_id: ConversationId,
+        items: Vec<HistoryItem>,
+        has_more: bool,
+    },
+    Assigned {
+        conversation_id: ConversationId,
+        visitor: Participant,
+        last_seq: u64,
+    },
+    Notice {
+        text: String,
+        sender: Participant,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+}
+
+impl ServerFrame {
+    pub fn error(code: ErrorCode, message: impl Into<String>, reference: Option<String>) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            reference,
+        }
+    }
+
+    /// The frame a stored record is delivered as.
+    pub fn from_record(record: &ChatRecord) -> Self {
+        match HistoryItem::from(record) {
+            HistoryItem::Message(m) => ServerFrame::Message(m),
+            HistoryItem::Event(e) => ServerFrame::Event(e),
+        }
+    }
+
+    /// Serializes to the JSON text of a WebSocket frame.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: every key is a string and
+        // every value plain data.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
+    }
+}
+
+impl From<&ChatRecord> for HistoryItem {
+    fn from(record: &ChatRecord) -> Self {
+        match &record.body {
+            RecordBody::Message { text, client_id } => HistoryItem::Message(MessageFrame {
+                conversation_id: record.conversation_id.clone(),
+                seq: record.seq,
+                id: record.id.clone(),
+                client_id: client_id.clone(),
+                sender: record.sender.clone(),
+                text: text.clone(),
+                sent_at: rfc3339(record.sent_at),
+            }),
+            RecordBody::Event { event } => HistoryItem::Event(EventFrame {
+                conversation_id: record.conversation_id.clone(),
+                seq: record.seq,
+                id: record.id.clone(),
+                event: event.clone(),
+                by: record.sender.clone(),
+                at: rfc3339(record.sent_at),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::VisitorId;
+
+    #[test]
+    fn parses_client_frames() {
+        let hello: ClientFrame =
+            serde_json::from_str(r#"{"type":"hello","token":"t","resume":{"c_1":4}}"#).unwrap();
+        let ClientFrame::Hello { resume, .. } = hello else {
+            panic!("not hello")
+        };
+        assert_eq!(resume[&ConversationId::new("c_1").unwrap()], 4);
+        let send: ClientFrame = serde_json::from_str(
+            r#"{"type":"send","conversation_id":"c_1","client_id":"x","text":"hi"}"#,
+        )
+        .unwrap();
+        assert_eq!(send.kind(), "send");
+    }
+
+    #[test]
+    fn rejects_bad_ids_and_unknown_types() {
+        for bad in [
+            r#"{"type":"send","conversation_id":"c.1","client_id":"x","text":"hi"}"#,
+            r#"{"type":"send","conversation_id":"c*","client_id":"x","text":"hi"}"#,
+            r#"{"type":"hello","token":"t","resume":{"a>b":1}}"#,
+            r#"{"type":"launch"}"#,
+            r#"{"type":"status","status":"asleep"}"#,
+        ] {
+            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn event_frames_flatten_their_data() {
+        let record = ChatRecord {
+            id: MessageId::new("m_1").unwrap(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq: 2,
+            sender: Participant::system("router"),
+            sent_at: 0,
+            body: RecordBody::Event {
+                event: ConversationEvent::Queued { position: 3 },
+            },
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&ServerFrame::from_record(&record).to_json()).unwrap();
+        assert_eq!(json["type"], "event");
+        assert_eq!(json["event"], "queued");
+        assert_eq!(json["position"], 3);
+        assert_eq!(json["seq"], 2);
+        assert_eq!(json["by"]["role"], "system");
+    }
+
+    #[test]
+    fn message_frames_carry_sender() {
+        let record = ChatRecord {
+            id: MessageId::new("m_1").unwrap(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq: 1,
+            sender: Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann"),
+            sent_at: 0,
+            body: RecordBody::Message {
+                text: "<b>x</b>".into(),
+                client_id: "k".into(),
+            },
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&ServerFrame::from_record(&record).to_json()).unwrap();
+        assert_eq!(json["type"], "message");
+        assert_eq!(json["text"], "<b>x</b>");
+        assert_eq!(json["sender"]["id"], "v_1");
+    }
+}

@@ -1,0 +1,420 @@
+//! MessagePack payloads on NATS subjects and values in KV buckets.
+//!
+//! Encoded with [`encode`] (`rmp_serde::to_vec_named`: maps with field names),
+//! so a bot decodes them with any stock msgpack library. Fields are only ever
+//! added, with `#[serde(default)]`, once a payload has shipped.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::ids::{AgentId, ConversationId, MessageId, TeamId, VisitorId};
+
+/// A payload could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("encode payload")]
+    Encode(#[source] rmp_serde::encode::Error),
+    #[error("decode payload")]
+    Decode(#[source] rmp_serde::decode::Error),
+}
+
+/// Encodes a payload as a MessagePack map with named fields.
+///
+/// # Errors
+/// Only for types serde cannot represent; never for the types of this module.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PayloadError> {
+    rmp_serde::to_vec_named(value).map_err(PayloadError::Encode)
+}
+
+/// Decodes a MessagePack payload.
+///
+/// # Errors
+/// [`PayloadError::Decode`] when the bytes are not this payload.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
+    rmp_serde::from_slice(bytes).map_err(PayloadError::Decode)
+}
+
+/// Who took part in a conversation or did something in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Visitor,
+    Agent,
+    System,
+    Bot,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Visitor => "visitor",
+            Role::Agent => "agent",
+            Role::System => "system",
+            Role::Bot => "bot",
+        }
+    }
+}
+
+/// A participant as shown to others: role, id and display name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    pub role: Role,
+    pub id: String,
+    pub name: String,
+}
+
+impl Participant {
+    pub fn visitor(id: &VisitorId, name: impl Into<String>) -> Self {
+        Self {
+            role: Role::Visitor,
+            id: id.to_string(),
+            name: name.into(),
+        }
+    }
+
+    pub fn agent(id: &AgentId, name: impl Into<String>) -> Self {
+        Self {
+            role: Role::Agent,
+            id: id.to_string(),
+            name: name.into(),
+        }
+    }
+
+    /// A component acting on its own (the router, say).
+    pub fn system(component: &str) -> Self {
+        Self {
+            role: Role::System,
+            id: component.to_owned(),
+            name: "Switchboard".to_owned(),
+        }
+    }
+}
+
+/// A lifecycle event of a conversation, stored in its log like a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ConversationEvent {
+    /// The visitor opened the conversation.
+    Opened {
+        visitor: Participant,
+        #[serde(default)]
+        team: Option<TeamId>,
+    },
+    /// No agent was free; the conversation waits at `position` (1 = next).
+    Queued { position: u32 },
+    /// An agent was assigned.
+    Assigned { agent: Participant },
+    /// The conversation was closed by `by` (the record's sender).
+    Closed {},
+}
+
+impl ConversationEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConversationEvent::Opened { .. } => "opened",
+            ConversationEvent::Queued { .. } => "queued",
+            ConversationEvent::Assigned { .. } => "assigned",
+            ConversationEvent::Closed {} => "closed",
+        }
+    }
+}
+
+/// What a record of the conversation log holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RecordBody {
+    Message {
+        text: String,
+        /// The sender's idempotency key.
+        client_id: String,
+    },
+    Event {
+        #[serde(flatten)]
+        event: ConversationEvent,
+    },
+}
+
+/// One entry of a conversation's log: the payload stored on
+/// `chat.conv.<conversation_id>` and republished on `live.conv.<conversation_id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRecord {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    /// The conversation's own order: 1, 2, 3, … with no gaps.
+    pub seq: u64,
+    pub sender: Participant,
+    /// Unix milliseconds.
+    pub sent_at: i64,
+    pub body: RecordBody,
+}
+
+/// Typing indicators and read receipts: ephemeral, on `signal.conv.<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Signal {
+    Typing { sender: Participant, state: bool },
+    Read { reader: Participant, seq: u64 },
+}
+
+/// Sent to an agent's edges on `inbox.agent.<agent_id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentNotice {
+    /// A conversation is now the agent's.
+    Assigned {
+        conversation_id: ConversationId,
+        visitor: Participant,
+    },
+}
+
+/// A broadcast from an admin, on `notice.agents` or `notice.visitors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub text: String,
+    pub sender: Participant,
+}
+
+/// Where a conversation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    /// Waiting for an agent.
+    Queued,
+    Assigned,
+    Closed,
+}
+
+impl ConversationStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ConversationStatus::Queued => "queued",
+            ConversationStatus::Assigned => "assigned",
+            ConversationStatus::Closed => "closed",
+        }
+    }
+}
+
+/// Routing state of one conversation: KV bucket `conversations`, key = id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationState {
+    pub id: ConversationId,
+    pub visitor: Participant,
+    #[serde(default)]
+    pub team: Option<TeamId>,
+    pub status: ConversationStatus,
+    #[serde(default)]
+    pub agent: Option<Participant>,
+    pub created_at: i64,
+    /// When it (last) entered the queue; the queue is ordered by it.
+    pub queued_at: i64,
+    #[serde(default)]
+    pub assigned_at: Option<i64>,
+    #[serde(default)]
+    pub closed_at: Option<i64>,
+    /// The queue position the visitor was last told, so it is told once.
+    #[serde(default)]
+    pub announced_position: Option<u32>,
+}
+
+impl ConversationState {
+    /// Whether `agent` is the one assigned to this conversation.
+    pub fn is_assigned_to(&self, agent: &AgentId) -> bool {
+        self.status == ConversationStatus::Assigned
+            && self
+                .agent
+                .as_ref()
+                .is_some_and(|a| a.id == agent.as_str())
+    }
+}
+
+/// An agent account: KV bucket `agents`, key = agent id.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentAccount {
+    pub id: AgentId,
+    pub login: String,
+    pub name: String,
+    /// PHC-format argon2 hash of the password.
+    pub password_hash: String,
+    #[serde(default)]
+    pub team: Option<TeamId>,
+    pub capacity: u32,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for AgentAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentAccount")
+            .field("id", &self.id)
+            .field("login", &self.login)
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("team", &self.team)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+/// Availability an agent chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Offline,
+    Away,
+    Online,
+}
+
+/// One agent connection's presence: KV bucket `presence`,
+/// key = `<agent_id>.<connection id>`. The agent's status is the best of
+/// their connections'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub agent_id: AgentId,
+    pub status: AgentStatus,
+    pub edge_id: String,
+    pub updated_at: i64,
+}
+
+/// The conversations an agent holds: KV bucket `load`, key = agent id.
+/// The router changes it by compare-and-set only, so the agent's capacity
+/// is never exceeded whatever the number of routers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentLoad {
+    pub conversations: Vec<LoadEntry>,
+    /// When the agent was last given a conversation (unix ms).
+    #[serde(default)]
+    pub last_assigned_at: i64,
+}
+
+/// One conversation counted against an agent's capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadEntry {
+    pub conversation_id: ConversationId,
+    /// When the slot was claimed; a claim whose conversation never became
+    /// the agent's is released by the reconciler after a grace period.
+    pub claimed_at: i64,
+}
+
+/// A history request to the archiver, on `archive.history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    pub conversation_id: ConversationId,
+    /// Only records with `seq` below this one.
+    pub before_seq: u64,
+    pub limit: u32,
+}
+
+/// The archiver's answer: records in ascending `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryReply {
+    pub records: Vec<ChatRecord>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: T) {
+        let bytes = encode(&value).unwrap();
+        let back: T = decode(&bytes).unwrap();
+        assert_eq!(back, value);
+    }
+
+    fn record(body: RecordBody) -> ChatRecord {
+        ChatRecord {
+            id: MessageId::generate(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq: 7,
+            sender: Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann"),
+            sent_at: 1_700_000_000_000,
+            body,
+        }
+    }
+
+    #[test]
+    fn records_roundtrip() {
+        roundtrip(record(RecordBody::Message {
+            text: "hi".into(),
+            client_id: "k1".into(),
+        }));
+        for event in [
+            ConversationEvent::Opened {
+                visitor: Participant::system("x"),
+                team: Some(TeamId::new("sales").unwrap()),
+            },
+            ConversationEvent::Queued { position: 3 },
+            ConversationEvent::Assigned {
+                agent: Participant::agent(&AgentId::new("a_1").unwrap(), "Bo"),
+            },
+            ConversationEvent::Closed {},
+        ] {
+            roundtrip(record(RecordBody::Event { event }));
+        }
+    }
+
+    #[test]
+    fn records_are_maps_with_named_fields() {
+        let bytes = encode(&record(RecordBody::Event {
+            event: ConversationEvent::Queued { position: 2 },
+        }))
+        .unwrap();
+        // A generic msgpack decoder sees a map keyed by field names.
+        let generic: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(generic["seq"], 7);
+        assert_eq!(generic["body"]["kind"], "event");
+        assert_eq!(generic["body"]["event"], "queued");
+        assert_eq!(generic["body"]["position"], 2);
+        assert_eq!(generic["sender"]["role"], "visitor");
+    }
+
+    #[test]
+    fn kv_values_roundtrip() {
+        roundtrip(ConversationState {
+            id: ConversationId::new("c_1").unwrap(),
+            visitor: Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann"),
+            team: None,
+            status: ConversationStatus::Queued,
+            agent: None,
+            created_at: 1,
+            queued_at: 1,
+            assigned_at: None,
+            closed_at: None,
+            announced_position: Some(1),
+        });
+        roundtrip(AgentLoad {
+            conversations: vec![LoadEntry {
+                conversation_id: ConversationId::new("c_1").unwrap(),
+                claimed_at: 5,
+            }],
+            last_assigned_at: 5,
+        });
+        roundtrip(Signal::Typing {
+            sender: Participant::system("t"),
+            state: true,
+        });
+        roundtrip(AgentNotice::Assigned {
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            visitor: Participant::system("v"),
+        });
+        roundtrip(Presence {
+            agent_id: AgentId::new("a_1").unwrap(),
+            status: AgentStatus::Online,
+            edge_id: "e1".into(),
+            updated_at: 3,
+        });
+    }
+
+    #[test]
+    fn account_debug_redacts_hash() {
+        let account = AgentAccount {
+            id: AgentId::new("a_1").unwrap(),
+            login: "ann".into(),
+            name: "Ann".into(),
+            password_hash: "$argon2id$secret".into(),
+            team: None,
+            capacity: 2,
+            created_at: 0,
+        };
+        assert!(!format!("{account:?}").contains("argon2id"));
+    }
+}

@@ -1,0 +1,21 @@
+//! The router: assigns waiting conversations to agents.
+//!
+//! All routing state lives in JetStream KV (`conversations`, `presence`,
+//! `load`, `agents`); a router keeps only a mirror of it, rebuilt from the
+//! buckets' watches, so any number of routers can run and any can die.
+//! Every decision is a compare-and-set on a key's revision.
+//!
+//! - [`mirror`]: the in-memory view of the buckets, fed by their watches.
+//! - [`policy`]: pure decisions — queue order, positions, agent choice.
+//! - [`assign`]: the two-step, CAS-guarded assignment and its rollback.
+//! - [`reconcile`]: repairs half-done work (claims without assignment,
+//!   slots of closed conversations).
+//! - [`worker`]: the entry point and its event loop.
+
+pub mod assign;
+pub mod mirror;
+pub mod policy;
+pub mod reconcile;
+pub mod worker;
+
+pub use worker::{run, RouterConfig, RouterError};

@@ -1,0 +1,87 @@
+//! `switchboard agent …` and the demo agents.
+
+use anyhow::Context;
+use switchboard_bus::accounts::{self, NewAgent};
+use switchboard_bus::{Backbone, BusError};
+use switchboard_config::Settings;
+use switchboard_protocol::ids::TeamId;
+
+use crate::cli::AgentCommand;
+use crate::components::open_backbone;
+
+/// Demo agents: login, name, password, team, capacity.
+pub const DEMO_AGENTS: [(&str, &str, &str, Option<&str>, u32); 2] = [
+    ("alice@demo", "Alice", "switchboard-demo", None, 3),
+    ("bob@demo", "Bob", "switchboard-demo", None, 2),
+];
+
+pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()> {
+    let backbone = open_backbone(&settings, "admin").await?;
+    match command {
+        AgentCommand::Add {
+            login,
+            name,
+            password,
+            team,
+            capacity,
+        } => {
+            let team = team
+                .map(TeamId::new)
+                .transpose()
+                .context("invalid --team")?;
+            let account = accounts::add(
+                &backbone,
+                NewAgent {
+                    login,
+                    name,
+                    password,
+                    team,
+                    capacity,
+                },
+            )
+            .await?;
+            println!("added agent {} ({}) id {}", account.login, account.name, account.id);
+        }
+        AgentCommand::List => {
+            let accounts = accounts::list(&backbone).await?;
+            println!("{:<28} {:<20} {:<12} {:>8}  id", "login", "name", "team", "capacity");
+            for a in accounts {
+                let team = a.team.as_ref().map_or("-", TeamId::as_str);
+                println!(
+                    "{:<28} {:<20} {:<12} {:>8}  {}",
+                    a.login, a.name, team, a.capacity, a.id
+                );
+            }
+        }
+        AgentCommand::Remove { login } => {
+            if accounts::remove(&backbone, &login).await? {
+                println!("removed agent {login}");
+            } else {
+                anyhow::bail!("no agent with login {login:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the demo agents that do not exist yet.
+pub async fn ensure_demo_agents(backbone: &Backbone) -> Result<(), BusError> {
+    for (login, name, password, team, capacity) in DEMO_AGENTS {
+        if accounts::find_by_login(backbone, login).await?.is_some() {
+            continue;
+        }
+        let team = team.and_then(|t| TeamId::new(t).ok());
+        accounts::add(
+            backbone,
+            NewAgent {
+                login: login.into(),
+                name: name.into(),
+                password: password.into(),
+                team,
+                capacity,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}

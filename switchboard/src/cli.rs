@@ -1,0 +1,68 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Live-chat customer service that scales out: edges, router, archiver.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version)]
+pub struct Cli {
+    /// Configuration file (default: ./switchboard.toml if it exists).
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run edge, router and archiver in one process.
+    Up {
+        /// Demo mode: allow the built-in secret, create demo agents and
+        /// print their logins and the URLs.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run an edge (HTTP + WebSocket for browsers).
+    Edge {
+        /// Allow the built-in secret.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run a router (assigns conversations to agents).
+    Router,
+    /// Run an archiver (writes conversations into MongoDB).
+    Archiver,
+    /// Manage agent accounts.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Create an agent account.
+    Add {
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        name: String,
+        /// At least 8 characters.
+        #[arg(long, env = "SWITCHBOARD_AGENT_PASSWORD")]
+        password: String,
+        #[arg(long)]
+        team: Option<String>,
+        /// Conversations at once.
+        #[arg(long, default_value_t = 3)]
+        capacity: u32,
+    },
+    /// List agent accounts.
+    List,
+    /// Remove an agent account.
+    Remove {
+        #[arg(long)]
+        login: String,
+    },
+}

@@ -1,0 +1,260 @@
+// End-to-end browser test: a visitor (widget on /) chats with an agent
+// (console on /console) through a running Switchboard server, in real
+// headless Chromium driven by playwright-core (no bundled browser).
+//
+// Environment:
+//   SB_URL              base URL of the server, e.g. http://127.0.0.1:8080
+//   SB_AGENT_LOGIN      agent login
+//   SB_AGENT_PASSWORD   agent password
+//   CHROMIUM            browser binary (default /usr/bin/chromium)
+//   SB_TIMEOUT_MS       per-step wait limit (default 20000)
+//
+// Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
+// failing step and exits 1 otherwise.
+
+import { chromium } from 'playwright-core';
+
+const BASE = (process.env.SB_URL || '').replace(/\/+$/, '');
+const LOGIN = process.env.SB_AGENT_LOGIN || '';
+const PASSWORD = process.env.SB_AGENT_PASSWORD || '';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TIMEOUT = Number(process.env.SB_TIMEOUT_MS) || 20000;
+const OVERALL_MS = 180000;
+
+const VISITOR_TEXT = 'Hello from the visitor <b>not bold</b>';
+const AGENT_TEXT = 'Hi, how can I help?';
+
+let currentStep = 'start-up';
+const browserLog = [];
+
+function report(message) {
+  console.error(`FAIL [${currentStep}]: ${message}`);
+  if (browserLog.length) {
+    console.error('--- browser console (last 40 lines) ---');
+    for (const line of browserLog.slice(-40)) console.error(line);
+  }
+  console.log('browser: 0 passed, 1 failed');
+}
+
+// Only for failures while no browser is running.
+function fail(message) {
+  report(message);
+  process.exit(1);
+}
+
+async function step(name, fn) {
+  currentStep = name;
+  console.log(`- ${name}`);
+  await fn();
+}
+
+function watch(page, who) {
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') browserLog.push(`[${who}] ${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => browserLog.push(`[${who}] page error: ${e.message}`));
+}
+
+// Waits until `fn(arg)` is truthy in the page; fails the step with `what`.
+async function waitFor(page, what, fn, arg) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: TIMEOUT, polling: 100 });
+  } catch (err) {
+    throw new Error(`timed out after ${TIMEOUT} ms waiting for ${what}`);
+  }
+}
+
+// Number of widget messages (mine/theirs) whose text is exactly `text`.
+function countWidgetMessages(page, text) {
+  return page.evaluate(
+    (t) => [...document.querySelectorAll('#sb-messages .sb-msg .sb-text')].filter((n) => n.textContent === t).length,
+    text,
+  );
+}
+
+async function main() {
+  if (!BASE) fail('SB_URL is not set');
+  if (!LOGIN || !PASSWORD) fail('SB_AGENT_LOGIN / SB_AGENT_PASSWORD are not set');
+
+  let browser;
+  const watchdog = setTimeout(async () => {
+    report(`the whole test took longer than ${OVERALL_MS} ms`);
+    if (browser) await browser.close().catch(() => {});
+    process.exit(1);
+  }, OVERALL_MS);
+  try {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  } catch (err) {
+    fail(`cannot launch Chromium at ${CHROMIUM}: ${err.message}`);
+  }
+
+  let failure = null;
+  try {
+    const agentCtx = await browser.newContext();
+    const visitorCtx = await browser.newContext();
+    const agent = await agentCtx.newPage();
+    const visitor = await visitorCtx.newPage();
+    agent.setDefaultTimeout(TIMEOUT);
+    visitor.setDefaultTimeout(TIMEOUT);
+    watch(agent, 'agent');
+    watch(visitor, 'visitor');
+
+    await step('agent logs in to the console', async () => {
+      await agent.goto(`${BASE}/console`);
+      await agent.locator('#login').fill(LOGIN);
+      await agent.locator('#password').fill(PASSWORD);
+      await agent.locator('#login-submit').click();
+      // Either the app shows up or the login error does.
+      await waitFor(
+        agent,
+        'the console to open after login',
+        () => {
+          const err = document.querySelector('#login-error');
+          return (err && !err.hidden && err.textContent) || !document.querySelector('#app').hidden;
+        },
+      );
+      const error = await agent.locator('#login-error').evaluate((n) => (n.hidden ? '' : n.textContent));
+      if (error) throw new Error(`login rejected: ${error}`);
+      await waitFor(agent, 'the console WebSocket to be connected', () => document.querySelector('#app').dataset.connection === 'open');
+    });
+
+    await step('agent goes online', async () => {
+      await agent.locator('#status').selectOption('online');
+      const value = await agent.locator('#status').inputValue();
+      if (value !== 'online') throw new Error(`status select shows ${value}`);
+    });
+
+    let conversationId = '';
+    await step('visitor opens the widget and sends a message', async () => {
+      await visitor.goto(`${BASE}/`);
+      await visitor.locator('#sb-launcher').click();
+      await visitor.locator('#sb-panel').waitFor({ state: 'visible' });
+      await visitor.locator('#sb-input').fill(VISITOR_TEXT);
+      await visitor.locator('#sb-send').click();
+      await waitFor(
+        visitor,
+        'the visitor message to appear in the widget',
+        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine .sb-text')].some((n) => n.textContent === t),
+        VISITOR_TEXT,
+      );
+      await waitFor(visitor, 'the conversation to be created', () => !!document.querySelector('#sb-panel').dataset.conversationId);
+      conversationId = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
+    });
+
+    await step('agent sees the conversation and the exact visitor text', async () => {
+      const item = agent.locator(`#conversations .conv-item[data-conversation-id="${conversationId}"]`);
+      await item.waitFor({ state: 'visible' });
+      await item.click();
+      await waitFor(
+        agent,
+        'the visitor message in the agent chat pane',
+        (t) => [...document.querySelectorAll('#messages .msg.theirs .text')].some((n) => n.textContent === t),
+        VISITOR_TEXT,
+      );
+      const injected = await agent.evaluate(() => document.querySelectorAll('#messages b, #conversations b').length);
+      if (injected !== 0) throw new Error('message text was rendered as HTML (found a <b> element)');
+    });
+
+    await step('agent replies', async () => {
+      await agent.locator('#composer-input').fill(AGENT_TEXT);
+      await agent.locator('#composer-send').click();
+      await waitFor(
+        agent,
+        'the agent reply to be acknowledged',
+        (t) => [...document.querySelectorAll('#messages .msg.mine')].some((n) => n.dataset.seq && n.querySelector('.text').textContent === t),
+        AGENT_TEXT,
+      );
+    });
+
+    await step('visitor sees the reply and their message as sent', async () => {
+      await waitFor(
+        visitor,
+        'the agent reply in the widget',
+        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent === t),
+        AGENT_TEXT,
+      );
+      await waitFor(
+        visitor,
+        'the visitor message to show data-state="sent"',
+        (t) =>
+          [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some(
+            (n) => n.dataset.state === 'sent' && n.querySelector('.sb-text').textContent === t,
+          ),
+        VISITOR_TEXT,
+      );
+      const injected = await visitor.evaluate(() => document.querySelectorAll('#sb-messages b').length);
+      if (injected !== 0) throw new Error('message text was rendered as HTML in the widget');
+    });
+
+    await step('visitor reloads and resumes the conversation', async () => {
+      await visitor.reload();
+      await visitor.locator('#sb-launcher').click();
+      await visitor.locator('#sb-panel').waitFor({ state: 'visible' });
+      await waitFor(
+        visitor,
+        'both messages after reload (with their seq)',
+        ([a, b]) => {
+          const msgs = [...document.querySelectorAll('#sb-messages .sb-msg')];
+          const has = (t, cls) => msgs.some((n) => n.classList.contains(cls) && n.dataset.seq && n.querySelector('.sb-text').textContent === t);
+          return has(a, 'sb-mine') && has(b, 'sb-theirs');
+        },
+        [VISITOR_TEXT, AGENT_TEXT],
+      );
+      const pid = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
+      if (pid !== conversationId) throw new Error(`resumed conversation ${pid}, expected ${conversationId}`);
+      for (const text of [VISITOR_TEXT, AGENT_TEXT]) {
+        const n = await countWidgetMessages(visitor, text);
+        if (n !== 1) throw new Error(`"${text}" is shown ${n} times after reload`);
+      }
+    });
+
+    await step('agent closes the conversation; visitor sees it closed', async () => {
+      await agent.locator('#close-conversation').click();
+      await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('#sb-status').textContent));
+      await waitFor(
+        agent,
+        'the conversation to be greyed out in the console',
+        (id) => {
+          const n = document.querySelector(`#conversations .conv-item[data-conversation-id="${id}"]`);
+          return n && n.classList.contains('closed');
+        },
+        conversationId,
+      );
+      // Still no duplicates once everything has settled.
+      for (const text of [VISITOR_TEXT, AGENT_TEXT]) {
+        const n = await countWidgetMessages(visitor, text);
+        if (n !== 1) throw new Error(`"${text}" is shown ${n} times in the widget`);
+      }
+      const seqs = await agent.evaluate(() => [...document.querySelectorAll('#messages [data-seq]')].map((n) => n.dataset.seq));
+      if (new Set(seqs).size !== seqs.length) throw new Error(`the console shows a seq twice: ${seqs.join(',')}`);
+    });
+
+  } catch (err) {
+    failure = err && err.message ? err.message : String(err);
+  } finally {
+    clearTimeout(watchdog);
+    await browser.close().catch(() => {});
+  }
+  if (failure) {
+    report(failure);
+    process.exit(1);
+  }
+  console.log('browser: 1 passed, 0 failed');
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => fail(err && err.message ? err.message : String(err)),
+);
