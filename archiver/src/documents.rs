@@ -114,7 +114,10 @@ impl MessageDoc {
                 client_id: self.client_id.clone().unwrap_or_default(),
             },
             "event" => {
-                let data = self.data.clone().ok_or_else(|| invalid("event without data"))?;
+                let data = self
+                    .data
+                    .clone()
+                    .ok_or_else(|| invalid("event without data"))?;
                 let event: ConversationEvent =
                     bson::from_document(data).map_err(|e| invalid(&e.to_string()))?;
                 RecordBody::Event { event }
@@ -165,10 +168,7 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
             }
             RecordBody::Event { event } => match event {
                 ConversationEvent::Opened { visitor, team } => {
-                    set.insert(
-                        "visitor",
-                        doc! { "id": &visitor.id, "name": &visitor.name },
-                    );
+                    set.insert("visitor", doc! { "id": &visitor.id, "name": &visitor.name });
                     if let Some(team) = team {
                         set.insert("team", team.as_str());
                     }
@@ -271,11 +271,48 @@ mod tests {
         let visitor = Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann");
         let agent = Participant::agent(&AgentId::new("a_1").unwrap(), "Bo");
         let records = [
-            record(1, visitor.clone(), RecordBody::Event { event: ConversationEvent::Opened { visitor: visitor.clone(), team: None } }),
-            record(2, visitor.clone(), RecordBody::Message { text: "q".into(), client_id: "1".into() }),
-            record(3, Participant::system("router"), RecordBody::Event { event: ConversationEvent::Assigned { agent: agent.clone() } }),
-            record(4, agent.clone(), RecordBody::Message { text: "a".into(), client_id: "2".into() }),
-            record(5, agent.clone(), RecordBody::Event { event: ConversationEvent::Closed {} }),
+            record(
+                1,
+                visitor.clone(),
+                RecordBody::Event {
+                    event: ConversationEvent::Opened {
+                        visitor: visitor.clone(),
+                        team: None,
+                    },
+                },
+            ),
+            record(
+                2,
+                visitor.clone(),
+                RecordBody::Message {
+                    text: "q".into(),
+                    client_id: "1".into(),
+                },
+            ),
+            record(
+                3,
+                Participant::system("router"),
+                RecordBody::Event {
+                    event: ConversationEvent::Assigned {
+                        agent: agent.clone(),
+                    },
+                },
+            ),
+            record(
+                4,
+                agent.clone(),
+                RecordBody::Message {
+                    text: "a".into(),
+                    client_id: "2".into(),
+                },
+            ),
+            record(
+                5,
+                agent.clone(),
+                RecordBody::Event {
+                    event: ConversationEvent::Closed {},
+                },
+            ),
         ];
         let refs: Vec<&ChatRecord> = records.iter().collect();
         let update = summary_update(&refs);
@@ -284,7 +321,9 @@ mod tests {
         assert_eq!(inc.get_i64("agent_message_count").unwrap(), 1);
         let min = update.get_document("$min").unwrap();
         assert_eq!(
-            min.get_datetime("first_response_at").unwrap().timestamp_millis(),
+            min.get_datetime("first_response_at")
+                .unwrap()
+                .timestamp_millis(),
             1_700_000_000_004
         );
         let set = update.get_document("$set").unwrap();

@@ -213,8 +213,7 @@ fn only_duplicates(err: &mongodb::error::Error) -> bool {
     match err.kind.as_ref() {
         ErrorKind::InsertMany(e) => {
             e.write_concern_error.is_none()
-                && e
-                    .write_errors
+                && e.write_errors
                     .as_ref()
                     .is_some_and(|errors| errors.iter().all(|w| w.code == DUPLICATE_KEY))
         }

@@ -73,12 +73,14 @@ pub async fn add(backbone: &Backbone, agent: NewAgent) -> Result<AgentAccount, B
     };
     // Claim the login first: the compare-and-set makes two concurrent adds
     // of one login fail for all but one.
-    let claimed = kv::cas(&backbone.logins, &login_key(&login), |current: Option<&AgentId>| {
-        match current {
+    let claimed = kv::cas(
+        &backbone.logins,
+        &login_key(&login),
+        |current: Option<&AgentId>| match current {
             Some(_) => Decision::Keep(false),
             None => Decision::Write(account.id.clone(), true),
-        }
-    })
+        },
+    )
     .await?;
     if !claimed {
         return Err(BusError::Invalid(format!("login {login:?} is taken")));

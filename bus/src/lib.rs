@@ -8,7 +8,7 @@
 //! - [`kv`]: typed MessagePack values in KV buckets and the compare-and-set
 //!   loop every routing decision goes through.
 //! - [`accounts`]: agent accounts and password checks.
-//! - [`error`]: [`BusError`].
+//! - [`error`]: the error type, [`BusError`].
 
 pub mod accounts;
 pub mod backbone;

@@ -66,6 +66,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// `Jail`'s closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;

@@ -110,7 +110,9 @@ impl Tokens {
     pub fn verify(&self, token: &str) -> Result<Identity, VerifyTokenError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(VerifyTokenError::Invalid)?;
-        let Claims { sub, role, name, .. } = data.claims;
+        let Claims {
+            sub, role, name, ..
+        } = data.claims;
         match role {
             Role::Visitor => VisitorId::new(sub)
                 .map(|id| Identity::Visitor { id, name })

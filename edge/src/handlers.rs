@@ -10,7 +10,7 @@ use switchboard_bus::BusError;
 use switchboard_protocol::frames::{
     ClientFrame, ConversationSummary, ErrorCode, HistoryItem, ServerFrame,
 };
-use switchboard_protocol::ids::{ConversationId, TeamId};
+use switchboard_protocol::ids::{ConversationId, TeamId, VisitorId};
 use switchboard_protocol::payloads::{
     decode, encode, AgentLoad, AgentNotice, AgentStatus, ChatRecord, ConversationEvent,
     ConversationState, ConversationStatus, HistoryReply, HistoryRequest, RecordBody, Signal,
@@ -121,13 +121,11 @@ async fn authorize(
     conversation: &ConversationId,
     need_open: bool,
 ) -> Result<ConversationState, Refusal> {
-    let state = kv::get::<ConversationState>(
-        &session.state.backbone.conversations,
-        conversation.as_str(),
-    )
-    .await?
-    .ok_or_else(|| Refusal::new(ErrorCode::NotFound, "no such conversation"))?
-    .value;
+    let state =
+        kv::get::<ConversationState>(&session.state.backbone.conversations, conversation.as_str())
+            .await?
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, "no such conversation"))?
+            .value;
     let allowed = match &session.identity {
         Identity::Visitor { id, .. } => state.visitor.id == id.as_str(),
         Identity::Agent { id, .. } if need_open => state.is_assigned_to(id),
@@ -241,7 +239,9 @@ pub async fn welcome(session: &mut Session, resume: HashMap<ConversationId, u64>
     let mut open = match open_conversations(session).await {
         Ok(open) => open,
         Err(refusal) => {
-            session.error(refusal.code, refusal.message, Some("hello".into())).await;
+            session
+                .error(refusal.code, refusal.message, Some("hello".into()))
+                .await;
             Vec::new()
         }
     };
@@ -273,7 +273,11 @@ pub async fn welcome(session: &mut Session, resume: HashMap<ConversationId, u64>
                 Ok(state) => open.push(state),
                 Err(refusal) => {
                     session
-                        .error(refusal.code, refusal.message, Some(conversation.to_string()))
+                        .error(
+                            refusal.code,
+                            refusal.message,
+                            Some(conversation.to_string()),
+                        )
                         .await;
                 }
             }
@@ -334,7 +338,10 @@ async fn start(
     client_id: Option<String>,
 ) -> Handled {
     let Identity::Visitor { id: visitor, .. } = session.identity.clone() else {
-        return Err(Refusal::new(ErrorCode::Forbidden, "only visitors start conversations"));
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "only visitors start conversations",
+        ));
     };
     if let Some(text) = &text {
         text_allowed(session, text)?;
@@ -343,39 +350,11 @@ async fn start(
         return Err(Refusal::new(ErrorCode::BadRequest, "invalid client_id"));
     }
     let backbone = session.state.backbone.clone();
-    let existing = match open_conversations(session).await?.into_iter().next() {
-        Some(state) => Some(state),
-        None => None,
-    };
-    let (conversation, status, created) = match existing {
+    let (conversation, status, created) = match open_conversations(session).await?.pop() {
         Some(state) => (state.id, state.status, false),
         None => {
-            let conversation = ConversationId::generate();
-            let claimed = kv::cas(&backbone.visitors, visitor.as_str(), |current: Option<&ConversationId>| {
-                match current {
-                    // Another tab opened one meanwhile: use it.
-                    Some(other) => Decision::Keep(Some(other.clone())),
-                    None => Decision::Write(conversation.clone(), None),
-                }
-            })
-            .await?;
-            if let Some(other) = claimed {
-                // The stored id may point at a closed conversation (its close
-                // did not clear it); replace it then.
-                let other_open = kv::get::<ConversationState>(&backbone.conversations, other.as_str())
-                    .await?
-                    .is_some_and(|s| s.value.status != ConversationStatus::Closed);
-                if other_open {
-                    (other, ConversationStatus::Queued, false)
-                } else {
-                    kv::put(&backbone.visitors, visitor.as_str(), &conversation).await?;
-                    open_new(session, &conversation, team.clone()).await?;
-                    (conversation, ConversationStatus::Queued, true)
-                }
-            } else {
-                open_new(session, &conversation, team.clone()).await?;
-                (conversation, ConversationStatus::Queued, true)
-            }
+            let (conversation, created) = claim_conversation(session, &visitor, team).await?;
+            (conversation, ConversationStatus::Queued, created)
         }
     };
     let last_seq = backbone.log.last_seq(&conversation).await?;
@@ -395,6 +374,38 @@ async fn start(
         append_message(session, &conversation, &client_id, text).await?;
     }
     Ok(())
+}
+
+/// Makes a new conversation the visitor's open one, unless another tab of
+/// the same visitor did so a moment ago (then that one is used).
+async fn claim_conversation(
+    session: &Session,
+    visitor: &VisitorId,
+    team: Option<TeamId>,
+) -> Result<(ConversationId, bool), Refusal> {
+    let backbone = &session.state.backbone;
+    let fresh = ConversationId::generate();
+    let other = kv::cas(
+        &backbone.visitors,
+        visitor.as_str(),
+        |current: Option<&ConversationId>| match current {
+            Some(other) => Decision::Keep(Some(other.clone())),
+            None => Decision::Write(fresh.clone(), None),
+        },
+    )
+    .await?;
+    if let Some(other) = other {
+        let other_open = kv::get::<ConversationState>(&backbone.conversations, other.as_str())
+            .await?
+            .is_some_and(|s| s.value.status != ConversationStatus::Closed);
+        if other_open {
+            return Ok((other, false));
+        }
+        // A pointer to a closed conversation (its close did not clear it).
+        kv::put(&backbone.visitors, visitor.as_str(), &fresh).await?;
+    }
+    open_new(session, &fresh, team).await?;
+    Ok((fresh, true))
 }
 
 /// Writes the `opened` event and the routing entry of a new conversation.
@@ -549,7 +560,9 @@ async fn history(
         Some(before) => before,
         None => log.last_seq(conversation).await? + 1,
     };
-    let mut page = log.read_before(conversation, before, limit as usize).await?;
+    let mut page = log
+        .read_before(conversation, before, limit as usize)
+        .await?;
     if let Some(below) = page.archived_below {
         let wanted = limit.saturating_sub(u32::try_from(page.records.len()).unwrap_or(limit));
         match archived(session, conversation, below, wanted).await {
@@ -609,7 +622,10 @@ async fn archived(
 /// `status`: the agent's availability.
 async fn set_status(session: &mut Session, status: AgentStatus) -> Handled {
     let Identity::Agent { id, .. } = &session.identity else {
-        return Err(Refusal::new(ErrorCode::Forbidden, "only agents have a status"));
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "only agents have a status",
+        ));
     };
     session
         .state
@@ -639,7 +655,10 @@ async fn close(session: &mut Session, conversation: &ConversationId) -> Handled 
     )
     .await?;
     if !closed_now {
-        return Err(Refusal::new(ErrorCode::Forbidden, "this conversation is closed"));
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this conversation is closed",
+        ));
     }
     backbone
         .log
@@ -693,7 +712,11 @@ pub async fn on_notice(session: &mut Session, notice: AgentNotice) {
                 .await;
             if let Err(refusal) = follow(session, &conversation_id, Some(0)).await {
                 session
-                    .error(refusal.code, refusal.message, Some(conversation_id.to_string()))
+                    .error(
+                        refusal.code,
+                        refusal.message,
+                        Some(conversation_id.to_string()),
+                    )
                     .await;
             }
         }

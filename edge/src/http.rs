@@ -45,7 +45,11 @@ struct VisitorSignup {
 
 async fn create_visitor(State(state): State<Arc<EdgeState>>, body: Bytes) -> Response {
     if !state.config.edge.roles.contains(&EdgeRole::Visitor) {
-        return error(StatusCode::FORBIDDEN, "forbidden", "this edge does not serve visitors");
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this edge does not serve visitors",
+        );
     }
     let signup: VisitorSignup = if body.iter().all(u8::is_ascii_whitespace) {
         VisitorSignup::default()
@@ -63,7 +67,11 @@ async fn create_visitor(State(state): State<Arc<EdgeState>>, body: Bytes) -> Res
         || signup.email.as_deref().is_some_and(|e| e.len() > 254)
         || signup.page_url.as_deref().is_some_and(|u| u.len() > 2048)
     {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "a field is too long");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "a field is too long",
+        );
     }
     let id = VisitorId::generate();
     let name = if name.is_empty() {
@@ -88,7 +96,11 @@ async fn create_visitor(State(state): State<Arc<EdgeState>>, body: Bytes) -> Res
             .into_response(),
         Err(err) => {
             tracing::error!(error = %err, "sign visitor token");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not sign a token")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "could not sign a token",
+            )
         }
     }
 }
@@ -101,7 +113,11 @@ struct Login {
 
 async fn login_agent(State(state): State<Arc<EdgeState>>, body: Bytes) -> Response {
     if !state.config.edge.roles.contains(&EdgeRole::Agent) {
-        return error(StatusCode::FORBIDDEN, "forbidden", "this edge does not serve agents");
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this edge does not serve agents",
+        );
     }
     let login: Login = match serde_json::from_slice(&body) {
         Ok(login) => login,
@@ -143,7 +159,11 @@ async fn login_agent(State(state): State<Arc<EdgeState>>, body: Bytes) -> Respon
         .into_response(),
         Err(err) => {
             tracing::error!(error = %err, "sign agent token");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not sign a token")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "could not sign a token",
+            )
         }
     }
 }

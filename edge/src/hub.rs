@@ -15,7 +15,7 @@ use switchboard_protocol::subjects;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::outbox::{OutboxHandle, Outbound};
+use crate::outbox::{Outbound, OutboxHandle};
 
 /// A local connection following a conversation.
 #[derive(Clone, Debug)]

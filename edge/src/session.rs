@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::auth::Identity;
 use crate::handlers;
 use crate::limits::{RateLimiter, Verdict};
-use crate::outbox::{self, OutboxHandle, Outbound};
+use crate::outbox::{self, Outbound, OutboxHandle};
 use crate::server::EdgeState;
 
 /// Notices queued for one agent session.
@@ -38,7 +38,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub async fn error(&self, code: ErrorCode, message: impl Into<String>, reference: Option<String>) {
+    pub async fn error(
+        &self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        reference: Option<String>,
+    ) {
         self.outbox
             .frame(&ServerFrame::error(code, message, reference))
             .await;
@@ -126,7 +131,12 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         Identity::Agent { .. } => EdgeRole::Agent,
     };
     if !state.config.edge.roles.contains(&role) {
-        close_with(&outbox, close_code::FORBIDDEN, "this edge does not serve this role").await;
+        close_with(
+            &outbox,
+            close_code::FORBIDDEN,
+            "this edge does not serve this role",
+        )
+        .await;
         drop(outbox);
         let _ = writer.await;
         return;
@@ -160,7 +170,11 @@ async fn active(
                 .error(ErrorCode::Unavailable, "cannot reach the message bus", None)
                 .await;
         }
-        if let Err(err) = state.presences.set(id, connection, AgentStatus::Online).await {
+        if let Err(err) = state
+            .presences
+            .set(id, connection, AgentStatus::Online)
+            .await
+        {
             tracing::error!(error = %err, "set presence");
         }
     } else {
@@ -168,10 +182,8 @@ async fn active(
     }
     handlers::welcome(&mut session, resume).await;
 
-    let mut limiter = RateLimiter::new(
-        state.config.edge.rate_per_sec,
-        state.config.edge.rate_burst,
-    );
+    let mut limiter =
+        RateLimiter::new(state.config.edge.rate_per_sec, state.config.edge.rate_burst);
     let kick = session.outbox.kick.clone();
     loop {
         tokio::select! {
@@ -204,7 +216,9 @@ async fn on_message(session: &mut Session, limiter: &mut RateLimiter, message: M
     };
     if text.len() > session.state.config.edge.max_frame_bytes {
         tracing::info!(bytes = text.len(), "frame too large");
-        session.close(close_code::TOO_LARGE, "frame too large").await;
+        session
+            .close(close_code::TOO_LARGE, "frame too large")
+            .await;
         return false;
     }
     match limiter.check() {

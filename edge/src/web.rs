@@ -25,9 +25,24 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse + 
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(asset(HTML, include_str!("../web/index.html"))))
-        .route("/widget.js", get(asset(JS, include_str!("../web/widget.js"))))
-        .route("/widget.css", get(asset(CSS, include_str!("../web/widget.css"))))
-        .route("/console", get(asset(HTML, include_str!("../web/console.html"))))
-        .route("/console.js", get(asset(JS, include_str!("../web/console.js"))))
-        .route("/console.css", get(asset(CSS, include_str!("../web/console.css"))))
+        .route(
+            "/widget.js",
+            get(asset(JS, include_str!("../web/widget.js"))),
+        )
+        .route(
+            "/widget.css",
+            get(asset(CSS, include_str!("../web/widget.css"))),
+        )
+        .route(
+            "/console",
+            get(asset(HTML, include_str!("../web/console.html"))),
+        )
+        .route(
+            "/console.js",
+            get(asset(JS, include_str!("../web/console.js"))),
+        )
+        .route(
+            "/console.css",
+            get(asset(CSS, include_str!("../web/console.css"))),
+        )
 }

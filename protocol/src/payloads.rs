@@ -219,10 +219,7 @@ impl ConversationState {
     /// Whether `agent` is the one assigned to this conversation.
     pub fn is_assigned_to(&self, agent: &AgentId) -> bool {
         self.status == ConversationStatus::Assigned
-            && self
-                .agent
-                .as_ref()
-                .is_some_and(|a| a.id == agent.as_str())
+            && self.agent.as_ref().is_some_and(|a| a.id == agent.as_str())
     }
 }
 

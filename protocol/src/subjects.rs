@@ -115,6 +115,8 @@ mod tests {
     #[test]
     fn login_keys_are_case_insensitive_and_safe() {
         assert_eq!(login_key("Ann@Example.com"), login_key(" ann@example.com"));
-        assert!(login_key("a.b*>").bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(login_key("a.b*>")
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric()));
     }
 }

@@ -44,21 +44,29 @@ pub async fn assign(
     capacity: u32,
 ) -> Result<Outcome, BusError> {
     let now = now_ms();
-    let claimed = kv::cas(&backbone.load, agent.id.as_str(), |current: Option<&AgentLoad>| {
-        let mut load = current.cloned().unwrap_or_default();
-        if load.conversations.iter().any(|e| &e.conversation_id == conversation) {
-            return Decision::Keep(true);
-        }
-        if load.conversations.len() >= capacity as usize {
-            return Decision::Keep(false);
-        }
-        load.conversations.push(LoadEntry {
-            conversation_id: conversation.clone(),
-            claimed_at: now,
-        });
-        load.last_assigned_at = now;
-        Decision::Write(load, true)
-    })
+    let claimed = kv::cas(
+        &backbone.load,
+        agent.id.as_str(),
+        |current: Option<&AgentLoad>| {
+            let mut load = current.cloned().unwrap_or_default();
+            if load
+                .conversations
+                .iter()
+                .any(|e| &e.conversation_id == conversation)
+            {
+                return Decision::Keep(true);
+            }
+            if load.conversations.len() >= capacity as usize {
+                return Decision::Keep(false);
+            }
+            load.conversations.push(LoadEntry {
+                conversation_id: conversation.clone(),
+                claimed_at: now,
+            });
+            load.last_assigned_at = now;
+            Decision::Write(load, true)
+        },
+    )
     .await?;
     if !claimed {
         return Ok(Outcome::AgentFull);
@@ -89,9 +97,7 @@ pub async fn assign(
             conversation,
             Participant::system(ROUTER),
             RecordBody::Event {
-                event: ConversationEvent::Assigned {
-                    agent: participant,
-                },
+                event: ConversationEvent::Assigned { agent: participant },
             },
             Some(&format!("{conversation}.assigned.{}.{now}", agent.id)),
         )
@@ -119,17 +125,26 @@ pub async fn release(
     agent: &AgentId,
     conversation: &ConversationId,
 ) -> Result<(), BusError> {
-    kv::cas(&backbone.load, agent.as_str(), |current: Option<&AgentLoad>| {
-        let Some(load) = current else {
-            return Decision::Keep(());
-        };
-        if !load.conversations.iter().any(|e| &e.conversation_id == conversation) {
-            return Decision::Keep(());
-        }
-        let mut load = load.clone();
-        load.conversations.retain(|e| &e.conversation_id != conversation);
-        Decision::Write(load, ())
-    })
+    kv::cas(
+        &backbone.load,
+        agent.as_str(),
+        |current: Option<&AgentLoad>| {
+            let Some(load) = current else {
+                return Decision::Keep(());
+            };
+            if !load
+                .conversations
+                .iter()
+                .any(|e| &e.conversation_id == conversation)
+            {
+                return Decision::Keep(());
+            }
+            let mut load = load.clone();
+            load.conversations
+                .retain(|e| &e.conversation_id != conversation);
+            Decision::Write(load, ())
+        },
+    )
     .await
 }
 

@@ -90,7 +90,13 @@ mod tests {
         }
     }
 
-    fn agent(mirror: &mut Mirror, id: &str, team: Option<&str>, capacity: u32, status: AgentStatus) {
+    fn agent(
+        mirror: &mut Mirror,
+        id: &str,
+        team: Option<&str>,
+        capacity: u32,
+        status: AgentStatus,
+    ) {
         let agent_id = AgentId::new(id).unwrap();
         mirror.agents.insert(
             agent_id.clone(),
@@ -150,10 +156,7 @@ mod tests {
             .into_iter()
             .map(|(c, p)| (c.id.as_str(), p))
             .collect();
-        assert_eq!(
-            positions,
-            [("c_a", 1), ("c_b", 2), ("c_s", 1), ("c_c", 3)]
-        );
+        assert_eq!(positions, [("c_a", 1), ("c_b", 2), ("c_s", 1), ("c_c", 3)]);
     }
 
     #[test]

@@ -12,7 +12,11 @@ use crate::assign::release;
 use crate::mirror::Mirror;
 
 /// Claims to release: `(agent, conversation)`.
-pub fn stale_claims(mirror: &Mirror, now_ms: i64, grace: Duration) -> Vec<(AgentId, ConversationId)> {
+pub fn stale_claims(
+    mirror: &Mirror,
+    now_ms: i64,
+    grace: Duration,
+) -> Vec<(AgentId, ConversationId)> {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     let mut stale = Vec::new();
     for (agent, load) in &mirror.loads {
@@ -39,7 +43,12 @@ pub fn stale_claims(mirror: &Mirror, now_ms: i64, grace: Duration) -> Vec<(Agent
 ///
 /// # Errors
 /// The first NATS error.
-pub async fn run_once(backbone: &Backbone, mirror: &Mirror, now_ms: i64, grace: Duration) -> Result<usize, BusError> {
+pub async fn run_once(
+    backbone: &Backbone,
+    mirror: &Mirror,
+    now_ms: i64,
+    grace: Duration,
+) -> Result<usize, BusError> {
     let stale = stale_claims(mirror, now_ms, grace);
     for (agent, conversation) in &stale {
         release(backbone, agent, conversation).await?;

@@ -115,7 +115,11 @@ async fn watch_and_route(
 /// Assigns what can be assigned, oldest first, and tells the rest their
 /// place in the queue.
 #[tracing::instrument(name = "router.pass", skip_all)]
-async fn pass(config: &RouterConfig, backbone: &Backbone, mirror: &mut Mirror) -> Result<(), BusError> {
+async fn pass(
+    config: &RouterConfig,
+    backbone: &Backbone,
+    mirror: &mut Mirror,
+) -> Result<(), BusError> {
     let now = now_ms();
     let queue: Vec<_> = policy::queue(mirror).into_iter().cloned().collect();
     let mut waiting = Vec::new();
@@ -142,10 +146,11 @@ async fn pass(config: &RouterConfig, backbone: &Backbone, mirror: &mut Mirror) -
             Outcome::Assigned => {
                 // Reflect our own writes at once; the watches confirm them.
                 let load = mirror.loads.entry(agent_id.clone()).or_default();
-                load.conversations.push(switchboard_protocol::payloads::LoadEntry {
-                    conversation_id: conversation.id.clone(),
-                    claimed_at: now,
-                });
+                load.conversations
+                    .push(switchboard_protocol::payloads::LoadEntry {
+                        conversation_id: conversation.id.clone(),
+                        claimed_at: now,
+                    });
                 load.last_assigned_at = now;
                 if let Some(state) = mirror.conversations.get_mut(&conversation.id) {
                     state.status = switchboard_protocol::payloads::ConversationStatus::Assigned;

@@ -40,11 +40,17 @@ pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()
                 },
             )
             .await?;
-            println!("added agent {} ({}) id {}", account.login, account.name, account.id);
+            println!(
+                "added agent {} ({}) id {}",
+                account.login, account.name, account.id
+            );
         }
         AgentCommand::List => {
             let accounts = accounts::list(&backbone).await?;
-            println!("{:<28} {:<20} {:<12} {:>8}  id", "login", "name", "team", "capacity");
+            println!(
+                "{:<28} {:<20} {:<12} {:>8}  id",
+                "login", "name", "team", "capacity"
+            );
             for a in accounts {
                 let team = a.team.as_ref().map_or("-", TeamId::as_str);
                 println!(

@@ -93,7 +93,9 @@ pub async fn up(settings: Settings, demo: bool) -> anyhow::Result<()> {
         println!("  Visitor demo site: http://{addr}/");
         println!("  Agent console:     http://{addr}/console");
         for (login, name, password, _, capacity) in DEMO_AGENTS {
-            println!("  Agent {name:<6} login {login:<12} password {password}  (capacity {capacity})");
+            println!(
+                "  Agent {name:<6} login {login:<12} password {password}  (capacity {capacity})"
+            );
         }
         println!("Press Ctrl-C to stop.");
     }

@@ -1,0 +1,199 @@
+//! Real servers for one test. Binaries come from PATH or from `.dev/venv`
+//! (provisioned by `scripts/setup`); a missing one fails the test loudly.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+use crate::{eventually, free_port};
+
+/// Finds a server binary: `$ENV_VAR`, PATH, then the workspace's `.dev/venv/bin`.
+fn find_binary(names: &[&str], env_var: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env_var) {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/venv/bin");
+    for name in names {
+        if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        }) {
+            return found;
+        }
+        let candidate = venv.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "none of {names:?} found on PATH or in .dev/venv/bin; run scripts/setup (or set {env_var})"
+    );
+}
+
+async fn port_open(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+}
+
+/// A nats-server with JetStream and file storage.
+pub struct Nats {
+    child: Option<Child>,
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl Nats {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let mut nats = Self {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        nats.spawn().await;
+        nats
+    }
+
+    async fn spawn(&mut self) {
+        let binary = find_binary(&["nats-server"], "SWITCHBOARD_TEST_NATS_SERVER");
+        let child = Command::new(&binary)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        self.child = Some(child);
+        let port = self.port;
+        eventually("nats-server accepting connections", || async move {
+            port_open(port).await.then_some(())
+        })
+        .await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9`.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts again on the same port with the same data.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .unwrap_or_else(|e| panic!("connect to test nats: {e}"))
+    }
+}
+
+/// A MongoDB-wire server: `mongod` when installed, else the SecantusDB dev
+/// server.
+pub struct Mongo {
+    child: Option<Child>,
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl Mongo {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let mut mongo = Self {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        mongo.spawn().await;
+        mongo
+    }
+
+    async fn spawn(&mut self) {
+        let binary = find_binary(&["mongod", "secantusd-py"], "SWITCHBOARD_TEST_MONGO_SERVER");
+        let port = self.port.to_string();
+        let mut command = Command::new(&binary);
+        if binary.ends_with("mongod") {
+            command
+                .args(["--bind_ip", "127.0.0.1", "--port", &port, "--dbpath"])
+                .arg(self.dir.path());
+        } else {
+            command
+                .args(["--host", "127.0.0.1", "--port", &port, "--storage-path"])
+                .arg(self.dir.path());
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        self.child = Some(child);
+        let port = self.port;
+        eventually("mongo server accepting connections", || async move {
+            port_open(port).await.then_some(())
+        })
+        .await;
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    /// A client of this server with a short server selection timeout.
+    pub async fn client(&self) -> mongodb::Client {
+        let uri = format!("{}/?serverSelectionTimeoutMS=5000", self.uri());
+        mongodb::Client::with_uri_str(uri)
+            .await
+            .unwrap_or_else(|e| panic!("connect to test mongo: {e}"))
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+impl Drop for Mongo {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// Pause between checks of a process that should exit.
+pub const EXIT_POLL: Duration = Duration::from_millis(50);

@@ -1,0 +1,248 @@
+//! A test deployment: one nats-server, one MongoDB-wire server, and
+//! component processes started from the real binary.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use switchboard_bus::accounts::{self, NewAgent};
+use switchboard_bus::Backbone;
+use switchboard_protocol::ids::TeamId;
+use switchboard_protocol::payloads::AgentAccount;
+use tokio::process::{Child, Command};
+
+use crate::services::{Mongo, Nats};
+use crate::{eventually, free_port, http};
+
+/// The token secret of test deployments.
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+/// The password of every test agent.
+pub const PASSWORD: &str = "agent-password-1";
+/// The archive database of test deployments.
+pub const DATABASE: &str = "switchboard_test";
+
+/// A component process.
+pub struct Node {
+    pub kind: &'static str,
+    child: Child,
+    /// The edge's HTTP address.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Node {
+    /// `kill -9`.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns its success.
+    pub async fn terminate(&mut self) -> bool {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        match tokio::time::timeout(crate::DEADLINE, self.child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => false,
+        }
+    }
+}
+
+pub struct System {
+    pub nats: Nats,
+    pub mongo: Mongo,
+    pub nodes: Vec<Node>,
+}
+
+impl System {
+    /// Starts the services (no component yet).
+    pub async fn start() -> Self {
+        crate::init_tracing();
+        let (nats, mongo) = tokio::join!(Nats::start(), Mongo::start());
+        Self {
+            nats,
+            mongo,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Starts the services, one router and one archiver.
+    pub async fn with_workers() -> Self {
+        let mut system = Self::start().await;
+        system.router().await;
+        system.archiver().await;
+        system
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("SWITCHBOARD_NATS__URL".into(), self.nats.url()),
+            ("SWITCHBOARD_MONGO__URI".into(), self.mongo.uri()),
+            ("SWITCHBOARD_MONGO__DATABASE".into(), DATABASE.into()),
+            ("SWITCHBOARD_AUTH__SECRET".into(), SECRET.into()),
+        ]
+    }
+
+    fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> Child {
+        let logs = std::env::var_os("SWITCHBOARD_TEST_LOGS").is_some();
+        let mut command = Command::new(node_binary());
+        command
+            .args(args)
+            .env_remove("SWITCHBOARD_CONFIG")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .envs(self.env())
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if logs {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start switchboard-node {args:?}: {e}"))
+    }
+
+    /// Starts an edge process and waits until it answers `/readyz`.
+    pub async fn edge(&mut self) -> SocketAddr {
+        self.edge_with(&[]).await
+    }
+
+    /// An edge with extra `SWITCHBOARD_*` settings.
+    pub async fn edge_with(&mut self, extra: &[(&str, &str)]) -> SocketAddr {
+        let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let listen = addr.to_string();
+        let mut all = vec![("SWITCHBOARD_EDGE__LISTEN", listen.as_str())];
+        all.extend_from_slice(extra);
+        let child = self.spawn(&["edge"], &all);
+        self.nodes.push(Node {
+            kind: "edge",
+            child,
+            addr: Some(addr),
+        });
+        eventually("edge ready", || async move {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => (http::get(addr, "/readyz").await.status == 200).then_some(()),
+                Err(_) => None,
+            }
+        })
+        .await;
+        addr
+    }
+
+    pub async fn router(&mut self) {
+        let child = self.spawn(&["router"], &[]);
+        self.nodes.push(Node {
+            kind: "router",
+            child,
+            addr: None,
+        });
+    }
+
+    pub async fn archiver(&mut self) {
+        let child = self.spawn(&["archiver"], &[]);
+        self.nodes.push(Node {
+            kind: "archiver",
+            child,
+            addr: None,
+        });
+    }
+
+    /// The node serving `addr`.
+    pub fn node(&mut self, addr: SocketAddr) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.addr == Some(addr))
+            .unwrap_or_else(|| panic!("no node at {addr}"))
+    }
+
+    /// A library connection to the backbone (creating it if needed).
+    pub async fn backbone(&self) -> Backbone {
+        let settings = switchboard_config::NatsSettings {
+            url: self.nats.url(),
+            ..Default::default()
+        };
+        Backbone::open(self.nats.client().await, &settings)
+            .await
+            .unwrap_or_else(|e| panic!("open backbone: {e}"))
+    }
+
+    /// Creates an agent (password [`PASSWORD`]).
+    pub async fn add_agent(&self, login: &str, capacity: u32, team: Option<&str>) -> AgentAccount {
+        accounts::add(
+            &self.backbone().await,
+            NewAgent {
+                login: login.into(),
+                name: format!("Agent {login}"),
+                password: PASSWORD.into(),
+                team: team.map(|t| TeamId::new(t).unwrap_or_else(|e| panic!("team: {e}"))),
+                capacity,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("add agent {login}: {e}"))
+    }
+
+    /// Signs up a visitor; returns `(visitor_id, token)`.
+    pub async fn visitor(edge: SocketAddr, name: &str) -> (String, String) {
+        let response = http::post(
+            edge,
+            "/api/v1/visitors",
+            &json!({ "name": name }).to_string(),
+        )
+        .await;
+        assert_eq!(response.status, 201, "{}", response.body);
+        let body = response.json();
+        (string(&body["visitor_id"]), string(&body["token"]))
+    }
+
+    /// Logs an agent in; returns the token.
+    pub async fn agent_token(edge: SocketAddr, login: &str) -> String {
+        let response = http::post(
+            edge,
+            "/api/v1/agents/login",
+            &json!({ "login": login, "password": PASSWORD }).to_string(),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        string(&response.json()["token"])
+    }
+
+    /// The archive database.
+    pub async fn archive(&self) -> mongodb::Database {
+        self.mongo.client().await.database(DATABASE)
+    }
+}
+
+/// The `switchboard-node` binary: cargo builds it beside the integration
+/// tests of this package (`target/<profile>/`, the tests are in `deps/`).
+pub fn node_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("SWITCHBOARD_TEST_NODE") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current exe: {e}"));
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()));
+    let binary = profile_dir.join("switchboard-node");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run the tests with cargo test -p switchboard-tests",
+        binary.display()
+    );
+    binary
+}
+
+fn string(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {value}"))
+        .to_owned()
+}

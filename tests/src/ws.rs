@@ -1,0 +1,164 @@
+//! A WebSocket client speaking the browser contract, recording every frame
+//! it receives so tests can assert on the whole conversation.
+
+use std::net::SocketAddr;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::DEADLINE;
+
+/// What arrived next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Frame(Value),
+    /// Closed by the server with this code (1006 when without a close frame).
+    Closed(u16),
+}
+
+pub struct Ws {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Every JSON frame received, in order.
+    pub seen: Vec<Value>,
+}
+
+impl Ws {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let (stream, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap_or_else(|e| panic!("websocket connect {addr}: {e}"));
+        Self {
+            stream,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Connects, says hello and returns the client with its `welcome`.
+    pub async fn hello(addr: SocketAddr, token: &str, resume: Value) -> (Self, Value) {
+        let mut ws = Self::connect(addr).await;
+        ws.send(json!({ "type": "hello", "token": token, "resume": resume }))
+            .await;
+        let welcome = ws.expect_type("welcome").await;
+        (ws, welcome)
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_raw(frame.to_string()).await;
+    }
+
+    pub async fn send_raw(&mut self, text: String) {
+        self.stream
+            .send(Message::Text(text.into()))
+            .await
+            .unwrap_or_else(|e| panic!("websocket send: {e}"));
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.stream
+            .send(Message::Binary(bytes.into()))
+            .await
+            .unwrap_or_else(|e| panic!("websocket send: {e}"));
+    }
+
+    /// The next frame or close, failing the test after the deadline.
+    pub async fn next(&mut self) -> Incoming {
+        loop {
+            let message = tokio::time::timeout(DEADLINE, self.stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("no frame within {DEADLINE:?}; seen: {:#?}", self.seen));
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|e| panic!("server sent non-JSON ({e}): {text}"));
+                    self.seen.push(value.clone());
+                    return Incoming::Frame(value);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Incoming::Closed(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Incoming::Closed(u16::from(CloseCode::Abnormal)),
+            }
+        }
+    }
+
+    /// Skips frames until one satisfies `matches`.
+    pub async fn expect(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            match self.next().await {
+                Incoming::Frame(frame) if matches(&frame) => return frame,
+                Incoming::Frame(_) => continue,
+                Incoming::Closed(code) => {
+                    panic!(
+                        "closed ({code}) while waiting for {what}; seen: {:#?}",
+                        self.seen
+                    )
+                }
+            }
+        }
+    }
+
+    pub async fn expect_type(&mut self, kind: &str) -> Value {
+        self.expect(kind, |f| f["type"] == kind).await
+    }
+
+    /// The next `error` frame, which must carry `code`.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let frame = self.expect_type("error").await;
+        assert_eq!(frame["code"], code, "unexpected error frame {frame}");
+        frame
+    }
+
+    /// Waits for the server to close, returning the code.
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            if let Incoming::Closed(code) = self.next().await {
+                return code;
+            }
+        }
+    }
+
+    /// The `event` frame of a conversation with this `event` name.
+    pub async fn expect_event(&mut self, conversation: &str, event: &str) -> Value {
+        self.expect(&format!("event {event} in {conversation}"), |f| {
+            f["type"] == "event" && f["conversation_id"] == conversation && f["event"] == event
+        })
+        .await
+    }
+
+    /// Sends a message and returns its `ack`.
+    pub async fn send_message(&mut self, conversation: &str, client_id: &str, text: &str) -> Value {
+        self.send(json!({
+            "type": "send",
+            "conversation_id": conversation,
+            "client_id": client_id,
+            "text": text,
+        }))
+        .await;
+        self.expect(&format!("ack of {client_id}"), |f| {
+            f["type"] == "ack" && f["client_id"] == client_id
+        })
+        .await
+    }
+
+    /// Messages and events of a conversation seen so far, by `seq`, with
+    /// repeats kept (so tests can check there are none).
+    pub fn records(&self, conversation: &str) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter(|f| {
+                (f["type"] == "message" || f["type"] == "event")
+                    && f["conversation_id"] == conversation
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}

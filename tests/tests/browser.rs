@@ -1,0 +1,45 @@
+//! The visitor widget and the agent console in real headless Chromium,
+//! against real edge, router and archiver processes: the scenario lives in
+//! tests/browser/chat.mjs (Playwright driving /usr/bin/chromium).
+
+use std::path::Path;
+use std::process::Stdio;
+
+use switchboard_tests::system::{System, PASSWORD};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widget_and_console_chat_in_chromium() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run scripts/setup --browser"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: run scripts/setup --browser"
+    );
+
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    system.add_agent("console@test", 2, None).await;
+
+    let output = tokio::process::Command::new("node")
+        .arg("chat.mjs")
+        .current_dir(&browser_dir)
+        .env("SB_URL", format!("http://{edge}"))
+        .env("SB_AGENT_LOGIN", "console@test")
+        .env("SB_AGENT_PASSWORD", PASSWORD)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run node: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("browser: 1 passed, 0 failed"),
+        "browser scenario failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
