@@ -78,7 +78,7 @@ impl Backbone {
             }
         };
         Ok(Self {
-            log: ConversationLog::new(js.clone(), chat),
+            log: ConversationLog::new(client.clone(), js.clone(), chat),
             agents: open(bucket(buckets::AGENTS, 1, forever)).await?,
             logins: open(bucket(buckets::LOGINS, 1, forever)).await?,
             presence: open(bucket(buckets::PRESENCE, 1, settings.presence_ttl.get())).await?,

@@ -18,7 +18,10 @@ use async_nats::jetstream::context::{Publish, PublishErrorKind};
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::Context;
 use switchboard_protocol::ids::{ConversationId, MessageId};
-use switchboard_protocol::payloads::{decode, encode, ChatRecord, Participant, RecordBody};
+use switchboard_protocol::payloads::{
+    decode, encode, ChatRecord, ConversationEvent, HistoryReply, HistoryRequest, Participant,
+    RecordBody,
+};
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;
 
@@ -60,14 +63,16 @@ pub struct Page {
 /// Handle to the conversation logs; cheap to clone.
 #[derive(Clone)]
 pub struct ConversationLog {
+    client: async_nats::Client,
     js: Context,
     stream: Stream,
     tails: Arc<Mutex<HashMap<ConversationId, Tail>>>,
 }
 
 impl ConversationLog {
-    pub(crate) fn new(js: Context, stream: Stream) -> Self {
+    pub(crate) fn new(client: async_nats::Client, js: Context, stream: Stream) -> Self {
         Self {
+            client,
             js,
             stream,
             tails: Arc::default(),
@@ -89,9 +94,18 @@ impl ConversationLog {
         dedupe_key: Option<&str>,
     ) -> Result<Appended, BusError> {
         let subject = subjects::conversation(conversation);
+        // Only a conversation's first record may start from nothing; any
+        // other record whose conversation the stream no longer holds
+        // continues from the archive's last `seq`, never reusing one.
+        let opening = matches!(
+            body,
+            RecordBody::Event {
+                event: ConversationEvent::Opened { .. }
+            }
+        );
         let mut tail = match self.cached_tail(conversation) {
             Some(tail) => tail,
-            None => self.fetch_tail(conversation).await?,
+            None => self.fetch_tail(conversation, opening).await?,
         };
         for _ in 0..MAX_APPEND_ATTEMPTS {
             let record = ChatRecord {
@@ -131,7 +145,7 @@ impl ConversationLog {
                     });
                 }
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    tail = self.fetch_tail(conversation).await?;
+                    tail = self.fetch_tail(conversation, opening).await?;
                 }
                 Err(e) => return Err(BusError::nats("append to conversation log", e)),
             }
@@ -168,18 +182,49 @@ impl ConversationLog {
         self.tails.lock().ok()?.get(conversation).copied()
     }
 
-    async fn fetch_tail(&self, conversation: &ConversationId) -> Result<Tail, BusError> {
+    async fn fetch_tail(
+        &self,
+        conversation: &ConversationId,
+        opening: bool,
+    ) -> Result<Tail, BusError> {
         let tail = match self.last(conversation).await? {
             Some((stream_seq, record)) => Tail {
                 stream_seq,
                 seq: record.seq,
             },
-            None => Tail::default(),
+            None if opening => Tail::default(),
+            None => Tail {
+                stream_seq: 0,
+                seq: self.archived_last_seq(conversation).await?,
+            },
         };
         if let Ok(mut tails) = self.tails.lock() {
             tails.insert(conversation.clone(), tail);
         }
         Ok(tail)
+    }
+
+    /// The last `seq` the archive holds for a conversation the stream no
+    /// longer holds (retention expired it). Fails when the archive cannot
+    /// answer: appending then could reuse a `seq`.
+    async fn archived_last_seq(&self, conversation: &ConversationId) -> Result<u64, BusError> {
+        let request = HistoryRequest {
+            conversation_id: conversation.clone(),
+            before_seq: u64::MAX,
+            limit: 1,
+        };
+        let payload = encode(&request).map_err(|e| BusError::decode("history request", e))?;
+        let reply = self
+            .client
+            .request(subjects::ARCHIVE_HISTORY, payload.into())
+            .await
+            .map_err(|e| BusError::nats("ask the archive for the last seq", e))?;
+        let reply: HistoryReply =
+            decode(&reply.payload).map_err(|e| BusError::decode("history reply", e))?;
+        if let Some(error) = reply.error {
+            return Err(BusError::nats("ask the archive for the last seq", error));
+        }
+        Ok(reply.records.last().map_or(0, |r| r.seq))
     }
 
     /// The last record of a conversation and its stream sequence.
@@ -206,7 +251,11 @@ impl ConversationLog {
     /// # Errors
     /// As [`ConversationLog::last`].
     pub async fn last_seq(&self, conversation: &ConversationId) -> Result<u64, BusError> {
-        Ok(self.last(conversation).await?.map_or(0, |(_, r)| r.seq))
+        match self.last(conversation).await? {
+            Some((_, record)) => Ok(record.seq),
+            // Expired from the stream: the archive knows (0 if it cannot say).
+            None => Ok(self.archived_last_seq(conversation).await.unwrap_or(0)),
+        }
     }
 
     async fn record_at(&self, stream_seq: u64) -> Result<ChatRecord, BusError> {
@@ -285,9 +334,22 @@ impl ConversationLog {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<ChatRecord>, BusError> {
-        let Some((last_stream_seq, last)) = self.last(conversation).await? else {
-            return Ok(Vec::new());
-        };
+        match self.last(conversation).await? {
+            Some(tail) => {
+                self.read_from_tail(conversation, tail, from_seq, limit)
+                    .await
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn read_from_tail(
+        &self,
+        conversation: &ConversationId,
+        (last_stream_seq, last): (u64, ChatRecord),
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatRecord>, BusError> {
         if last.seq < from_seq || limit == 0 {
             return Ok(Vec::new());
         }
@@ -304,8 +366,8 @@ impl ConversationLog {
         Ok(records)
     }
 
-    /// Up to `limit` records with `seq < before_seq`, ascending, newest
-    /// first filled: a history page.
+    /// Up to `limit` records with `seq < before_seq` (the newest ones when
+    /// `before_seq` is past the end), ascending: a history page.
     ///
     /// # Errors
     /// NATS errors or undecodable records.
@@ -315,16 +377,27 @@ impl ConversationLog {
         before_seq: u64,
         limit: usize,
     ) -> Result<Page, BusError> {
-        let from = before_seq.saturating_sub(limit as u64).max(1);
+        let Some(tail) = self.last(conversation).await? else {
+            // The stream holds nothing of it (new, or expired): all of it
+            // that exists is in the archive.
+            return Ok(Page {
+                records: Vec::new(),
+                has_more: before_seq > 1,
+                archived_below: (before_seq > 1).then_some(before_seq),
+            });
+        };
+        let before_seq = before_seq.min(tail.1.seq + 1);
         if before_seq <= 1 || limit == 0 {
             return Ok(Page::default());
         }
+        let from = before_seq.saturating_sub(limit as u64).max(1);
         let wanted = usize::try_from(before_seq - from).unwrap_or(limit);
-        let mut records = self.read_from(conversation, from, wanted).await?;
+        let mut records = self
+            .read_from_tail(conversation, tail, from, wanted)
+            .await?;
         records.retain(|r| r.seq < before_seq);
-        let first = records.first().map(|r| r.seq);
-        let archived_below = match first {
-            Some(first) if first > from => Some(first),
+        let archived_below = match records.first() {
+            Some(first) if first.seq > from => Some(first.seq),
             None => Some(before_seq),
             _ => None,
         };

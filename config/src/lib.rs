@@ -61,7 +61,12 @@ impl Settings {
             Some(path) => figment = figment.merge(Toml::file(path)),
             None => figment = figment.merge(Toml::file(DEFAULT_FILE)),
         }
-        Ok(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+        // Only `SECTION__KEY` variables are settings: `SWITCHBOARD_CONFIG`
+        // and other single-level names belong to the command line.
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        Ok(figment.merge(env))
     }
 }
 
@@ -96,6 +101,7 @@ mod tests {
                 "#,
             )?;
             jail.set_env("SWITCHBOARD_NATS__URL", "nats://env:4222");
+            jail.set_env("SWITCHBOARD_CONFIG", "ignored-here.toml");
             jail.set_env("SWITCHBOARD_MONGO__DATABASE", "chat_test");
             let settings = Settings::load(None).map_err(|e| e.to_string())?;
             assert_eq!(settings.nats.url, "nats://env:4222");

@@ -556,10 +556,7 @@ async fn history(
     }
     authorize(session, conversation, false).await?;
     let log = &session.state.backbone.log;
-    let before = match before_seq {
-        Some(before) => before,
-        None => log.last_seq(conversation).await? + 1,
-    };
+    let before = before_seq.unwrap_or(u64::MAX);
     let mut page = log
         .read_before(conversation, before, limit as usize)
         .await?;
@@ -570,12 +567,13 @@ async fn history(
                 older.retain(|r| r.seq < below);
                 older.append(&mut page.records);
                 page.records = older;
+                page.has_more = page.records.first().is_some_and(|r| r.seq > 1);
             }
             Err(err) => {
+                // The client gets what the stream has and `has_more`.
                 tracing::warn!(error = %err, %conversation, "archive history unavailable");
             }
         }
-        page.has_more = page.records.first().is_some_and(|r| r.seq > 1);
     }
     session
         .outbox

@@ -53,17 +53,30 @@ pub struct System {
     pub nats: Nats,
     pub mongo: Mongo,
     pub nodes: Vec<Node>,
+    /// `SWITCHBOARD_*` settings given to every node.
+    env: Vec<(String, String)>,
 }
 
 impl System {
     /// Starts the services (no component yet).
     pub async fn start() -> Self {
+        Self::start_env(&[]).await
+    }
+
+    /// Starts the services; every node will get these extra settings. The
+    /// stream and buckets are created by the first node started, so start a
+    /// node before [`System::backbone`] when the settings concern them.
+    pub async fn start_env(env: &[(&str, &str)]) -> Self {
         crate::init_tracing();
         let (nats, mongo) = tokio::join!(Nats::start(), Mongo::start());
         Self {
             nats,
             mongo,
             nodes: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -76,12 +89,14 @@ impl System {
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("SWITCHBOARD_NATS__URL".into(), self.nats.url()),
             ("SWITCHBOARD_MONGO__URI".into(), self.mongo.uri()),
             ("SWITCHBOARD_MONGO__DATABASE".into(), DATABASE.into()),
             ("SWITCHBOARD_AUTH__SECRET".into(), SECRET.into()),
-        ]
+        ];
+        env.extend(self.env.iter().cloned());
+        env
     }
 
     fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> Child {

@@ -1,0 +1,157 @@
+//! `history` pages backwards with no gap, from the stream and, for what the
+//! stream no longer holds, from the archive; a conversation whose records
+//! expired from the stream continues its `seq`, never reusing one.
+
+use mongodb::bson::{doc, Document};
+use serde_json::{json, Value};
+use switchboard_tests::eventually;
+use switchboard_tests::system::System;
+use switchboard_tests::ws::Ws;
+
+/// A visitor with an open conversation assigned to an agent.
+async fn conversation(system: &mut System, edge: std::net::SocketAddr) -> (Ws, Ws, String) {
+    system.add_agent("hana", 3, None).await;
+    let token = System::agent_token(edge, "hana").await;
+    let (agent, _) = Ws::hello(edge, &token, json!({})).await;
+    let (_, token) = System::visitor(edge, "Ann").await;
+    let (mut visitor, _) = Ws::hello(edge, &token, json!({})).await;
+    visitor.send(json!({ "type": "start" })).await;
+    let started = visitor.expect_type("started").await;
+    let id = started["conversation_id"].as_str().unwrap().to_owned();
+    visitor.expect_event(&id, "assigned").await;
+    (visitor, agent, id)
+}
+
+async fn page(ws: &mut Ws, conversation: &str, before: Option<u64>, limit: u32) -> Value {
+    let mut request = json!({ "type": "history", "conversation_id": conversation, "limit": limit });
+    if let Some(before) = before {
+        request["before_seq"] = json!(before);
+    }
+    ws.send(request).await;
+    ws.expect_type("history").await
+}
+
+fn seqs(page: &Value) -> Vec<u64> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_back_to_the_first_record() {
+    let mut system = System::with_workers().await;
+    let edge = system
+        .edge_with(&[
+            ("SWITCHBOARD_EDGE__RATE_PER_SEC", "1000"),
+            ("SWITCHBOARD_EDGE__RATE_BURST", "1000"),
+        ])
+        .await;
+    let (mut visitor, _agent, id) = conversation(&mut system, edge).await;
+    let mut last = 0;
+    for i in 0..130 {
+        let ack = visitor
+            .send_message(&id, &format!("m{i}"), &format!("message {i}"))
+            .await;
+        last = ack["seq"].as_u64().unwrap();
+    }
+    let mut collected = Vec::new();
+    let mut before = None;
+    loop {
+        let page = page(&mut visitor, &id, before, 50).await;
+        let mut seqs = seqs(&page);
+        assert!(seqs.len() <= 50);
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "page not contiguous: {seqs:?}"
+        );
+        before = seqs.first().copied();
+        seqs.extend(collected);
+        collected = seqs;
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    assert_eq!(collected, (1..=last).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_older_than_the_stream_comes_from_the_archive() {
+    // Records leave the stream two seconds after they are stored.
+    let mut system = System::start_env(&[
+        ("SWITCHBOARD_NATS__RETENTION", "2s"),
+        ("SWITCHBOARD_NATS__DUPLICATE_WINDOW", "1s"),
+    ])
+    .await;
+    system.router().await;
+    system.archiver().await;
+    let edge = system.edge().await;
+    let (mut visitor, mut agent, id) = conversation(&mut system, edge).await;
+    let mut last = 0;
+    for i in 0..5 {
+        visitor
+            .send_message(&id, &format!("v{i}"), &format!("question {i}"))
+            .await;
+        let ack = agent
+            .send_message(&id, &format!("a{i}"), &format!("answer {i}"))
+            .await;
+        last = ack["seq"].as_u64().unwrap();
+    }
+    visitor
+        .expect("the last answer", |f| {
+            f["type"] == "message" && f["seq"].as_u64() == Some(last)
+        })
+        .await;
+    let live = visitor.records(&id);
+
+    let messages = system.archive().await.collection::<Document>("messages");
+    let filter = doc! { "conversation_id": &id };
+    eventually("archive holds the conversation", || {
+        let (messages, filter) = (messages.clone(), filter.clone());
+        async move { (messages.count_documents(filter).await.ok()? == last).then_some(()) }
+    })
+    .await;
+    let backbone = system.backbone().await;
+    let conversation_id = id.parse().unwrap();
+    eventually("stream dropped the conversation", || {
+        let (backbone, conversation_id) = (backbone.clone(), &conversation_id);
+        async move {
+            backbone
+                .log
+                .last(conversation_id)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+
+    let whole = page(&mut visitor, &id, None, 100).await;
+    assert_eq!(seqs(&whole), (1..=last).collect::<Vec<_>>());
+    assert_eq!(whole["has_more"], false);
+    // What the archive returns is what was delivered live.
+    let live_messages: Vec<&Value> = live.iter().filter(|r| r["type"] == "message").collect();
+    let archived_messages: Vec<&Value> = whole["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "message")
+        .collect();
+    assert_eq!(live_messages, archived_messages);
+
+    let older = page(&mut visitor, &id, Some(4), 2).await;
+    assert_eq!(seqs(&older), vec![2, 3]);
+    assert_eq!(older["has_more"], true);
+
+    // The conversation goes on where it was, not at seq 1.
+    let ack = visitor.send_message(&id, "after", "still there?").await;
+    assert_eq!(ack["seq"].as_u64().unwrap(), last + 1);
+    agent
+        .expect("the new message", |f| {
+            f["type"] == "message" && f["client_id"] == "after"
+        })
+        .await;
+}
