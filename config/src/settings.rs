@@ -219,17 +219,15 @@ impl Default for RouterSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ArchiverSettings {
-    /// Records fetched from the stream and written per batch.
+    /// Most records written to MongoDB in one batch: a batch is whatever
+    /// has arrived, up to this many, so it grows with the load.
     pub batch_size: usize,
-    /// How long a fetch waits to fill a batch.
-    pub batch_wait: HumanDuration,
 }
 
 impl Default for ArchiverSettings {
     fn default() -> Self {
         Self {
             batch_size: 500,
-            batch_wait: HumanDuration::from_millis(50),
         }
     }
 }
