@@ -24,8 +24,12 @@ fn example_configuration_loads() {
 fn compose_file_describes_the_production_services() {
     let path = workspace_file("docker-compose.yml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let compose: serde_yaml::Value =
+    let mut compose: serde_yaml::Value =
         serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("invalid YAML: {e}"));
+    // Resolve `<<: *anchor` merge keys as compose does.
+    compose
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("invalid merge keys: {e}"));
     let services = compose["services"]
         .as_mapping()
         .unwrap_or_else(|| panic!("no services in docker-compose.yml"));
