@@ -19,9 +19,23 @@ pub struct Backbone {
     pub load: kv::Store,
     pub conversations: kv::Store,
     pub visitors: kv::Store,
+    /// Changes after every NATS reconnection or slow-consumer drop (see
+    /// [`crate::connect`]); never changes for a client opened without it.
+    pub disruptions: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Backbone {
+    /// Connects (see [`crate::connect`]) and opens the backbone.
+    ///
+    /// # Errors
+    /// As [`crate::connect`] and [`Backbone::open`].
+    pub async fn connect(settings: &NatsSettings, component: &str) -> Result<Self, BusError> {
+        let (client, disruptions) = crate::connect(settings, component).await?;
+        let mut backbone = Self::open(client, settings).await?;
+        backbone.disruptions = disruptions;
+        Ok(backbone)
+    }
+
     /// Creates the stream and buckets if missing and returns handles.
     ///
     /// # Errors
@@ -87,6 +101,7 @@ impl Backbone {
             visitors: open(bucket(buckets::VISITORS, 1, forever)).await?,
             client,
             js,
+            disruptions: tokio::sync::watch::channel(0).1,
         })
     }
 }

@@ -21,23 +21,40 @@ pub use error::BusError;
 pub use log::{Appended, ConversationLog};
 
 /// Connects to NATS with the settings' name and timeouts. The client
-/// reconnects by itself forever; callers never need to reconnect.
+/// reconnects by itself forever; callers never need to reconnect. The
+/// counter goes up at every (re)connection and every slow-consumer drop:
+/// moments after which live messages may have been missed.
 ///
 /// # Errors
 /// When the first connection cannot be made.
 pub async fn connect(
     settings: &switchboard_config::NatsSettings,
     component: &str,
-) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
+) -> Result<(async_nats::Client, tokio::sync::watch::Receiver<u64>), BusError> {
+    let (disruptions, watcher) = tokio::sync::watch::channel(0u64);
+    let disruptions = std::sync::Arc::new(disruptions);
+    let client = async_nats::ConnectOptions::new()
         .name(format!("{}-{component}", settings.connection_name))
         .request_timeout(Some(settings.request_timeout.get()))
         .retry_on_initial_connect()
         .connection_timeout(settings.request_timeout.get())
-        .event_callback(|event| async move {
-            tracing::info!(event = %event, "nats connection event");
+        .event_callback(move |event| {
+            let disruptions = std::sync::Arc::clone(&disruptions);
+            async move {
+                match &event {
+                    async_nats::Event::Connected | async_nats::Event::SlowConsumer(_) => {
+                        disruptions.send_modify(|n| *n += 1);
+                        tracing::info!(event = %event, "nats connection event");
+                    }
+                    async_nats::Event::Disconnected | async_nats::Event::ClientError(_) => {
+                        tracing::warn!(event = %event, "nats connection event");
+                    }
+                    _ => tracing::info!(event = %event, "nats connection event"),
+                }
+            }
         })
         .connect(settings.url.as_str())
         .await
-        .map_err(|e| BusError::nats("connect to nats", e))
+        .map_err(|e| BusError::nats("connect to nats", e))?;
+    Ok((client, watcher))
 }

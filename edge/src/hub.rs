@@ -110,6 +110,38 @@ impl Hub {
         }
     }
 
+    /// After a NATS reconnection (or a slow-consumer drop) live records may
+    /// have been missed: offer every followed conversation's last record to
+    /// its followers, whose writers fill any gap before it from the stream.
+    pub async fn audit(&self) {
+        let conversations: Vec<ConversationId> = self.topics().keys().cloned().collect();
+        let mut repaired = 0usize;
+        for conversation in conversations {
+            match self.log.last(&conversation).await {
+                Ok(Some((_, record))) => {
+                    let outbound_json: Arc<str> =
+                        ServerFrame::from_record(&record).to_json().into();
+                    for follower in self.followers(&conversation) {
+                        follower.outbox.offer(Outbound::Record {
+                            conversation: conversation.clone(),
+                            seq: record.seq,
+                            json: Arc::clone(&outbound_json),
+                        });
+                    }
+                    repaired += 1;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, %conversation, "audit of a conversation failed");
+                }
+            }
+        }
+        tracing::info!(
+            conversations = repaired,
+            "live feeds audited after a disruption"
+        );
+    }
+
     /// Conversations followed by this edge (for metrics and tests).
     pub fn followed(&self) -> usize {
         self.topics().len()

@@ -19,6 +19,9 @@ use crate::auth::Tokens;
 use crate::hub::Hub;
 use crate::presence::Presences;
 
+/// A second audit of the live feeds follows a disruption after this long.
+const AUDIT_AGAIN_AFTER: Duration = Duration::from_secs(2);
+
 /// How long shutdown waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -123,6 +126,19 @@ impl Edge {
                     .await;
             })
         };
+        let audit = {
+            let state = Arc::clone(&state);
+            let mut disruptions = state.backbone.disruptions.clone();
+            tokio::spawn(async move {
+                while disruptions.changed().await.is_ok() {
+                    // Once at once, and once more when resubscriptions have
+                    // surely reached the server.
+                    state.hub.audit().await;
+                    tokio::time::sleep(AUDIT_AGAIN_AFTER).await;
+                    state.hub.audit().await;
+                }
+            })
+        };
         let mut app = Router::new().merge(crate::http::routes());
         if state.config.edge.serve_web {
             app = app.merge(crate::web::routes());
@@ -146,6 +162,7 @@ impl Edge {
             tracing::warn!("connections still open after the shutdown grace period");
         }
         heartbeat.abort();
+        audit.abort();
         tracing::info!(edge_id = %state.edge_id, "edge stopped");
         served
     }

@@ -13,12 +13,9 @@ use crate::agents::{ensure_demo_agents, DEMO_AGENTS};
 
 /// Connects to NATS and opens (creating if needed) the stream and buckets.
 pub async fn open_backbone(settings: &Settings, component: &str) -> anyhow::Result<Backbone> {
-    let client = switchboard_bus::connect(&settings.nats, component)
+    Backbone::connect(&settings.nats, component)
         .await
-        .with_context(|| format!("connect to NATS at {}", settings.nats.url))?;
-    Backbone::open(client, &settings.nats)
-        .await
-        .context("open the JetStream stream and buckets")
+        .with_context(|| format!("open the backbone at {}", settings.nats.url))
 }
 
 fn shutdown_on_signals() -> CancellationToken {
