@@ -226,9 +226,7 @@ pub struct ArchiverSettings {
 
 impl Default for ArchiverSettings {
     fn default() -> Self {
-        Self {
-            batch_size: 500,
-        }
+        Self { batch_size: 500 }
     }
 }
 

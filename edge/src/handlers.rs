@@ -108,7 +108,7 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
         )),
     };
     if let Err(refusal) = result {
-        tracing::info!(kind, code = ?refusal.code, message = %refusal.message, "frame refused");
+        tracing::info!(kind, code = ?refusal.code, reason = %refusal.message, "frame refused");
         session
             .error(refusal.code, refusal.message, reference)
             .await;

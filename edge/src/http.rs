@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -43,7 +44,29 @@ struct VisitorSignup {
     page_url: Option<String>,
 }
 
-async fn create_visitor(State(state): State<Arc<EdgeState>>, body: Bytes) -> Response {
+/// The request body, or the JSON error answering a body that could not be
+/// read (too large, say).
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        tracing::info!(%status, "request body refused");
+        error(status, code, &rejection.body_text())
+    })
+}
+
+async fn create_visitor(
+    State(state): State<Arc<EdgeState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_or_error(body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     if !state.config.edge.roles.contains(&EdgeRole::Visitor) {
         return error(
             StatusCode::FORBIDDEN,
@@ -111,7 +134,14 @@ struct Login {
     password: String,
 }
 
-async fn login_agent(State(state): State<Arc<EdgeState>>, body: Bytes) -> Response {
+async fn login_agent(
+    State(state): State<Arc<EdgeState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_or_error(body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     if !state.config.edge.roles.contains(&EdgeRole::Agent) {
         return error(
             StatusCode::FORBIDDEN,

@@ -59,11 +59,12 @@ impl Session {
     }
 }
 
-/// Only the `type` of a frame that failed to parse, for the error's `ref`.
+/// What identifies a frame that failed to parse, for the error's `ref`.
 #[derive(Deserialize)]
-struct FrameType {
+struct FrameFields {
     #[serde(rename = "type")]
     kind: Option<String>,
+    client_id: Option<String>,
 }
 
 /// Serves one upgraded connection to the end.
@@ -83,20 +84,33 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         state.shutdown.clone(),
     ));
 
-    let hello = tokio::time::timeout(state.config.edge.hello_timeout.get(), stream.next()).await;
-    let hello = match hello {
+    let first = tokio::time::timeout(state.config.edge.hello_timeout.get(), stream.next()).await;
+    let hello = match first {
         Err(_) => {
             tracing::info!(connection, "no hello in time");
             close_with(&outbox, close_code::HELLO_TIMEOUT, "no hello in time").await;
-            drop(outbox);
-            let _ = writer.await;
-            return;
+            return finish(outbox, writer).await;
+        }
+        Ok(Some(Ok(Message::Text(text)))) if text.len() > state.config.edge.max_frame_bytes => {
+            tracing::info!(connection, bytes = text.len(), "frame too large");
+            close_with(&outbox, close_code::TOO_LARGE, "frame too large").await;
+            return finish(outbox, writer).await;
         }
         Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<ClientFrame>(&text),
-        Ok(_) => {
-            drop(outbox);
-            let _ = writer.await;
-            return;
+        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return finish(outbox, writer).await,
+        Ok(Some(Ok(_))) => {
+            tracing::info!(connection, "frame before hello");
+            refuse(&outbox, "the first frame must be a hello text frame", None).await;
+            return finish(outbox, writer).await;
+        }
+        Ok(Some(Err(err))) => {
+            if is_too_large(&err) {
+                tracing::info!(connection, "frame too large");
+                close_with(&outbox, close_code::TOO_LARGE, "frame too large").await;
+            } else {
+                tracing::debug!(connection, error = %err, "websocket read failed");
+            }
+            return finish(outbox, writer).await;
         }
     };
     let (token, resume) = match hello {
@@ -104,16 +118,12 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         Ok(other) => {
             tracing::info!(connection, kind = other.kind(), "frame before hello");
             refuse(&outbox, "the first frame must be hello", Some(other.kind())).await;
-            drop(outbox);
-            let _ = writer.await;
-            return;
+            return finish(outbox, writer).await;
         }
         Err(err) => {
             tracing::info!(connection, error = %err, "unreadable hello");
             refuse(&outbox, &format!("invalid hello: {err}"), Some("hello")).await;
-            drop(outbox);
-            let _ = writer.await;
-            return;
+            return finish(outbox, writer).await;
         }
     };
     let identity = match state.tokens.verify(&token) {
@@ -121,9 +131,7 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         Err(err) => {
             tracing::info!(connection, error = %err, "token refused");
             refuse(&outbox, "invalid or expired token", Some("hello")).await;
-            drop(outbox);
-            let _ = writer.await;
-            return;
+            return finish(outbox, writer).await;
         }
     };
     let role = match identity {
@@ -137,9 +145,7 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
             "this edge does not serve this role",
         )
         .await;
-        drop(outbox);
-        let _ = writer.await;
-        return;
+        return finish(outbox, writer).await;
     }
 
     let span = tracing::info_span!("edge.session", connection, role = ?role, id = identity.id());
@@ -190,11 +196,22 @@ async fn active(
             () = state.shutdown.cancelled() => break,
             () = kick.cancelled() => break,
             Some(notice) = notices.recv() => handlers::on_notice(&mut session, notice).await,
-            message = stream.next() => {
-                let Some(Ok(message)) = message else { break };
-                if !on_message(&mut session, &mut limiter, message).await {
+            message = stream.next() => match message {
+                Some(Ok(message)) => {
+                    if !on_message(&mut session, &mut limiter, message).await {
+                        break;
+                    }
+                }
+                Some(Err(err)) => {
+                    if is_too_large(&err) {
+                        tracing::info!("frame too large");
+                        session.close(close_code::TOO_LARGE, "frame too large").await;
+                    } else {
+                        tracing::debug!(error = %err, "websocket read failed");
+                    }
                     break;
                 }
+                None => break,
             }
         }
     }
@@ -203,24 +220,20 @@ async fn active(
 
 /// Handles one incoming WebSocket message; false ends the connection.
 async fn on_message(session: &mut Session, limiter: &mut RateLimiter, message: Message) -> bool {
-    let text = match message {
-        Message::Text(text) => text,
-        Message::Binary(_) => {
-            session
-                .error(ErrorCode::BadRequest, "only text frames are accepted", None)
-                .await;
-            return true;
-        }
+    let size = match &message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
         Message::Close(_) => return false,
         Message::Ping(_) | Message::Pong(_) => return true,
     };
-    if text.len() > session.state.config.edge.max_frame_bytes {
-        tracing::info!(bytes = text.len(), "frame too large");
+    if size > session.state.config.edge.max_frame_bytes {
+        tracing::info!(bytes = size, "frame too large");
         session
             .close(close_code::TOO_LARGE, "frame too large")
             .await;
         return false;
     }
+    // Every data frame counts against the limit, whatever it holds.
     match limiter.check() {
         Verdict::Allow => {}
         Verdict::Refuse => {
@@ -237,19 +250,49 @@ async fn on_message(session: &mut Session, limiter: &mut RateLimiter, message: M
             return false;
         }
     }
+    let Message::Text(text) = message else {
+        tracing::info!("binary frame refused");
+        session
+            .error(ErrorCode::BadRequest, "only text frames are accepted", None)
+            .await;
+        return true;
+    };
     match serde_json::from_str::<ClientFrame>(&text) {
         Ok(frame) => handlers::dispatch(session, frame).await,
         Err(err) => {
-            let kind = serde_json::from_str::<FrameType>(&text)
-                .ok()
-                .and_then(|f| f.kind);
-            tracing::info!(error = %err, kind = ?kind, "bad frame");
+            let reference = unparsed_reference(&text);
+            tracing::info!(error = %err, reference = ?reference, "bad frame");
             session
-                .error(ErrorCode::BadRequest, format!("invalid frame: {err}"), kind)
+                .error(
+                    ErrorCode::BadRequest,
+                    format!("invalid frame: {err}"),
+                    reference,
+                )
                 .await;
         }
     }
     true
+}
+
+/// The `ref` for a frame that did not parse: its `client_id` when it has
+/// one (so a client with several sends in flight knows which failed), else
+/// its `type`.
+fn unparsed_reference(text: &str) -> Option<String> {
+    let fields = serde_json::from_str::<FrameFields>(text).ok()?;
+    fields.client_id.or(fields.kind)
+}
+
+/// Whether a read error is a frame over the size cap.
+fn is_too_large(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>()
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 async fn cleanup(session: &Session) {
@@ -261,6 +304,12 @@ async fn cleanup(session: &Session) {
         state.hub.leave_inbox(id, session.connection);
         state.presences.remove(id, session.connection).await;
     }
+}
+
+/// Lets the writer send what is queued (a close, say) and waits for it.
+async fn finish(outbox: OutboxHandle, writer: tokio::task::JoinHandle<()>) {
+    drop(outbox);
+    let _ = writer.await;
 }
 
 async fn refuse(outbox: &OutboxHandle, message: &str, reference: Option<&str>) {

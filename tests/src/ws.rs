@@ -24,6 +24,8 @@ pub struct Ws {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// Every JSON frame received, in order.
     pub seen: Vec<Value>,
+    /// Which of `seen` an `expect` has already returned.
+    matched: Vec<bool>,
 }
 
 impl Ws {
@@ -34,6 +36,7 @@ impl Ws {
         Self {
             stream,
             seen: Vec::new(),
+            matched: Vec::new(),
         }
     }
 
@@ -75,6 +78,7 @@ impl Ws {
                     let value: Value = serde_json::from_str(text.as_str())
                         .unwrap_or_else(|e| panic!("server sent non-JSON ({e}): {text}"));
                     self.seen.push(value.clone());
+                    self.matched.push(false);
                     return Incoming::Frame(value);
                 }
                 Some(Ok(Message::Close(frame))) => {
@@ -86,11 +90,23 @@ impl Ws {
         }
     }
 
-    /// Skips frames until one satisfies `matches`.
+    /// The first frame satisfying `matches` that no earlier `expect`
+    /// returned: one already received (frames arrive in any order relative
+    /// to what a test waits for), or the next one to arrive.
     pub async fn expect(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = (0..self.seen.len()).find(|&i| !self.matched[i] && matches(&self.seen[i]))
+        {
+            self.matched[i] = true;
+            return self.seen[i].clone();
+        }
         loop {
             match self.next().await {
-                Incoming::Frame(frame) if matches(&frame) => return frame,
+                Incoming::Frame(frame) if matches(&frame) => {
+                    if let Some(last) = self.matched.last_mut() {
+                        *last = true;
+                    }
+                    return frame;
+                }
                 Incoming::Frame(_) => continue,
                 Incoming::Closed(code) => {
                     panic!(

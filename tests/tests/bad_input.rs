@@ -1,13 +1,10 @@
 //! Bad input over real sockets against a real edge process: every malformed,
 //! unauthorized, oversized or too frequent frame is answered as the browser
-//! contract (PROTOCOL.md) says, is logged, never crashes the edge, and never
+//! contract (docs/protocol.md) says, is logged, never crashes the edge, and never
 //! shows anyone another user's data. While it happens, a "control"
 //! connection on the same edge keeps being served; each test ends by proving
 //! it (its message is acknowledged and in its history) and that the edge
 //! still answers `/readyz`.
-//!
-//! The `bug_` tests are ignored: they show where the edge breaks the
-//! contract today (run them with `--ignored`).
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -211,13 +208,14 @@ async fn malformed_frames_get_bad_request_and_the_connection_stays_open() {
     // Known types with missing, mistyped or unknown fields.
     for (frame, kind) in [
         (json!({ "type": "send" }), "send"),
+        // With a client id, `ref` names it: the client knows which send failed.
         (
             json!({ "type": "send", "conversation_id": conversation, "client_id": "k", "text": 7 }),
-            "send",
+            "k",
         ),
         (
             json!({ "type": "send", "conversation_id": conversation, "client_id": "k", "text": "hi", "as": "agent" }),
-            "send",
+            "k",
         ),
         (
             json!({ "type": "read", "conversation_id": conversation, "seq": -1 }),
@@ -243,7 +241,7 @@ async fn malformed_frames_get_bad_request_and_the_connection_stays_open() {
         for (frame, kind) in [
             (
                 json!({ "type": "send", "conversation_id": bad, "client_id": "k", "text": "hi" }),
-                "send",
+                "k",
             ),
             (
                 json!({ "type": "history", "conversation_id": bad }),
@@ -801,7 +799,7 @@ impl LoggedEdge {
 
     /// Waits for a log event with this message whose record satisfies
     /// `matches`. The message is found in the raw line: an event with its
-    /// own `message` field has two (see `bug_json_log_events_keep_their_message`).
+    /// own `message` field has two (see `json_log_events_keep_their_message`).
     async fn expect_log(&self, message: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let needle = format!("\"message\":\"{message}\"");
         eventually(&format!("log {message:?}"), || {
@@ -842,7 +840,7 @@ async fn refusals_are_logged() {
     expect_refusal(&mut ws, "bad_request", json!("launch")).await;
     let event = logged
         .expect_log("bad frame", |e| {
-            e["fields"]["kind"]
+            e["fields"]["reference"]
                 .as_str()
                 .is_some_and(|k| k.contains("launch"))
         })
@@ -884,8 +882,7 @@ async fn refusals_are_logged() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: binary frames are answered before the rate limiter, so they are never limited"]
-async fn bug_binary_frames_count_against_the_rate_limit() {
+async fn binary_frames_count_against_the_rate_limit() {
     let mut system = System::start().await;
     let edge = system
         .edge_with(&[
@@ -923,8 +920,7 @@ async fn bug_binary_frames_count_against_the_rate_limit() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: frames over 4x the limit, binary frames and hello escape the 1009 close"]
-async fn bug_every_frame_over_the_limit_closes_with_1009() {
+async fn every_frame_over_the_limit_closes_with_1009() {
     let mut system = System::start().await;
     let edge = system
         .edge_with(&[("SWITCHBOARD_EDGE__MAX_FRAME_BYTES", "2048")])
@@ -959,8 +955,7 @@ async fn bug_every_frame_over_the_limit_closes_with_1009() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: a binary first frame drops the connection without a close code"]
-async fn bug_a_binary_first_frame_closes_with_4401() {
+async fn a_binary_first_frame_closes_with_4401() {
     let mut system = System::start().await;
     let edge = system.edge().await;
     let (mut control, control_conversation) = visitor_in_conversation(edge, "Control").await;
@@ -974,8 +969,7 @@ async fn bug_a_binary_first_frame_closes_with_4401() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: the `frame refused` event has a `message` field besides its message"]
-async fn bug_json_log_events_keep_their_message() {
+async fn json_log_events_keep_their_message() {
     let system = System::start().await;
     let logged = LoggedEdge::start(&system, &[]).await;
     let (_, token) = System::visitor(logged.addr, "Ann").await;
