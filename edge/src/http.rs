@@ -44,28 +44,25 @@ struct VisitorSignup {
     page_url: Option<String>,
 }
 
-/// The request body, or the JSON error answering a body that could not be
-/// read (too large, say).
-fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|rejection| {
-        let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too_large"
-        } else {
-            "bad_request"
-        };
-        tracing::info!(%status, "request body refused");
-        error(status, code, &rejection.body_text())
-    })
+/// The JSON error answering a body that could not be read (too large, say).
+fn body_refused(rejection: BytesRejection) -> Response {
+    let status = rejection.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "bad_request"
+    };
+    tracing::info!(%status, "request body refused");
+    error(status, code, &rejection.body_text())
 }
 
 async fn create_visitor(
     State(state): State<Arc<EdgeState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body) {
+    let body = match body {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(rejection) => return body_refused(rejection),
     };
     if !state.config.edge.roles.contains(&EdgeRole::Visitor) {
         return error(
@@ -138,9 +135,9 @@ async fn login_agent(
     State(state): State<Arc<EdgeState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body) {
+    let body = match body {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(rejection) => return body_refused(rejection),
     };
     if !state.config.edge.roles.contains(&EdgeRole::Agent) {
         return error(
