@@ -19,6 +19,7 @@ pub struct Backbone {
     pub load: kv::Store,
     pub conversations: kv::Store,
     pub visitors: kv::Store,
+    pub reads: kv::Store,
     /// Changes after every NATS reconnection or slow-consumer drop (see
     /// [`crate::connect`]); never changes for a client opened without it.
     pub disruptions: tokio::sync::watch::Receiver<u64>,
@@ -99,6 +100,7 @@ impl Backbone {
             load: open(bucket(buckets::LOAD, 1, forever)).await?,
             conversations: open(bucket(buckets::CONVERSATIONS, 1, forever)).await?,
             visitors: open(bucket(buckets::VISITORS, 1, forever)).await?,
+            reads: open(bucket(buckets::READS, 1, settings.retention.get())).await?,
             client,
             js,
             disruptions: tokio::sync::watch::channel(0).1,

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use switchboard_bus::kv::{self, Decision};
 use switchboard_bus::BusError;
 use switchboard_protocol::frames::{
-    ClientFrame, ConversationSummary, ErrorCode, HistoryItem, ServerFrame,
+    ClientFrame, ConversationSummary, ErrorCode, HistoryItem, ServerFrame, MAX_UNREAD,
 };
 use switchboard_protocol::ids::{ConversationId, TeamId, VisitorId};
 use switchboard_protocol::payloads::{
     decode, encode, AgentLoad, AgentNotice, AgentStatus, ChatRecord, ConversationEvent,
-    ConversationState, ConversationStatus, HistoryReply, HistoryRequest, RecordBody, Signal,
+    ConversationState, ConversationStatus, HistoryReply, HistoryRequest, ReadMark, RecordBody,
+    Signal,
 };
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::{now_ms, rfc3339};
@@ -80,7 +81,8 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
             conversation_id,
             client_id,
             text,
-        } => send(session, &conversation_id, &client_id, text).await,
+            retry,
+        } => send(session, &conversation_id, &client_id, text, retry).await,
         ClientFrame::Typing {
             conversation_id,
             state,
@@ -91,10 +93,7 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
         ClientFrame::Read {
             conversation_id,
             seq,
-        } => {
-            let reader = session.identity.participant();
-            signal(session, &conversation_id, Signal::Read { reader, seq }).await
-        }
+        } => read(session, &conversation_id, seq).await,
         ClientFrame::History {
             conversation_id,
             before_seq,
@@ -150,18 +149,29 @@ async fn authorize(
     Ok(state)
 }
 
-/// Follows a conversation's live records. With `after`, the client is
-/// caught up from there first (live records are merged behind the replay);
-/// without, it starts at the current end.
+/// How a conversation a connection starts to follow is caught up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CatchUp {
+    /// From the current end: earlier records come with `history`.
+    Live,
+    /// From its first record (a new conversation, a new assignment).
+    All,
+    /// From after this `seq`, as `hello`'s `resume` asked; answered with a
+    /// `resumed` frame.
+    Resume(u64),
+}
+
+/// Follows a conversation's live records, after catching the client up as
+/// `mode` says (live records are merged behind the replay, by `seq`).
+/// Following an already followed conversation again only replays.
 async fn follow(
     session: &mut Session,
     conversation: &ConversationId,
-    after: Option<u64>,
+    mode: CatchUp,
 ) -> Result<u64, Refusal> {
-    let state = &session.state;
     let first_time = !session.followed.contains(conversation);
-    if !first_time && after.is_none() {
-        return Ok(state.backbone.log.last_seq(conversation).await?);
+    if !first_time && mode == CatchUp::Live {
+        return Ok(session.state.backbone.log.last_seq(conversation).await?);
     }
     session
         .outbox
@@ -173,7 +183,8 @@ async fn follow(
             outbox: session.outbox.clone(),
             participant_id: session.identity.id().to_owned(),
         };
-        match state
+        match session
+            .state
             .hub
             .follow(conversation, session.connection, follower)
             .await
@@ -191,23 +202,7 @@ async fn follow(
         }
     }
     // Read after subscribing: whatever is stored later arrives live.
-    let read = async {
-        let last = state.backbone.log.last_seq(conversation).await?;
-        let records = match after {
-            Some(after) if after < last => {
-                let from = after.max(last.saturating_sub(MAX_REPLAY as u64)) + 1;
-                state
-                    .backbone
-                    .log
-                    .read_from(conversation, from, MAX_REPLAY)
-                    .await?
-            }
-            _ => Vec::new(),
-        };
-        let start = records.first().map_or(last, |r| r.seq - 1);
-        Ok::<_, BusError>((last, start, records))
-    };
-    let (last, start, records) = match read.await {
+    let (last, start, records) = match replay(session, conversation, mode).await {
         Ok(read) => read,
         Err(err) => {
             // Release held records: the client sees any gap and asks.
@@ -215,13 +210,25 @@ async fn follow(
                 .outbox
                 .send(Outbound::CatchUp {
                     conversation: conversation.clone(),
-                    after: after.unwrap_or(0),
+                    after: 0,
                     records: Vec::new(),
                 })
                 .await;
             return Err(err.into());
         }
     };
+    if let CatchUp::Resume(after) = mode {
+        session
+            .outbox
+            .frame(&ServerFrame::Resumed {
+                conversation_id: conversation.clone(),
+                after,
+                replayed: records.len() as u64,
+                complete: start <= after,
+                first_seq: start + 1,
+            })
+            .await;
+    }
     session
         .outbox
         .send(Outbound::CatchUp {
@@ -231,6 +238,42 @@ async fn follow(
         })
         .await;
     outcome.map(|()| last)
+}
+
+/// The records a catch-up replays: `(last seq, seq the replay starts
+/// after, records)`. At most [`MAX_REPLAY`] records; what the stream no
+/// longer holds comes from the archive.
+async fn replay(
+    session: &Session,
+    conversation: &ConversationId,
+    mode: CatchUp,
+) -> Result<(u64, u64, Vec<ChatRecord>), BusError> {
+    let log = &session.state.backbone.log;
+    let last = log.last_seq(conversation).await?;
+    let after = match mode {
+        CatchUp::Live => return Ok((last, last, Vec::new())),
+        CatchUp::All => 0,
+        CatchUp::Resume(after) => after,
+    };
+    if after >= last {
+        return Ok((last, after.min(last), Vec::new()));
+    }
+    let from = (after + 1).max(last.saturating_sub(MAX_REPLAY as u64) + 1);
+    let mut records = log.read_from(conversation, from, MAX_REPLAY).await?;
+    let in_stream = records.first().map_or(last + 1, |r| r.seq);
+    if in_stream > from {
+        let missing = u32::try_from(in_stream - from).unwrap_or(u32::MAX);
+        match archived(session, conversation, in_stream, missing).await {
+            Ok(mut older) => {
+                older.retain(|r| r.seq >= from);
+                older.append(&mut records);
+                records = older;
+            }
+            Err(err) => tracing::warn!(error = %err, %conversation, "archive replay unavailable"),
+        }
+    }
+    let start = records.first().map_or(last, |r| r.seq - 1);
+    Ok((last, start, records))
 }
 
 /// `welcome`: who the client is and its open conversations, then catch-up
@@ -247,14 +290,13 @@ pub async fn welcome(session: &mut Session, resume: HashMap<ConversationId, u64>
     };
     let mut summaries = Vec::with_capacity(open.len());
     for state in &open {
-        let last_seq = session
-            .state
-            .backbone
-            .log
-            .last_seq(&state.id)
-            .await
-            .unwrap_or(0);
-        summaries.push(ConversationSummary::new(state, last_seq));
+        match summarize(session, state).await {
+            Ok(summary) => summaries.push(summary),
+            Err(err) => {
+                tracing::warn!(error = %err, conversation = %state.id, "summarize conversation");
+                summaries.push(ConversationSummary::new(state, 0));
+            }
+        }
     }
     session
         .outbox
@@ -285,12 +327,57 @@ pub async fn welcome(session: &mut Session, resume: HashMap<ConversationId, u64>
     }
     for state in open {
         let after = resume.get(&state.id).copied();
-        if let Err(refusal) = follow(session, &state.id, after).await {
+        if let Err(refusal) = follow(
+            session,
+            &state.id,
+            after.map_or(CatchUp::Live, CatchUp::Resume),
+        )
+        .await
+        {
             session
                 .error(refusal.code, refusal.message, Some(state.id.to_string()))
                 .await;
         }
     }
+}
+
+/// A conversation as `welcome` lists it, with this identity's read state.
+async fn summarize(
+    session: &Session,
+    state: &ConversationState,
+) -> Result<ConversationSummary, BusError> {
+    let backbone = &session.state.backbone;
+    let me = session.identity.id();
+    let peer = match &session.identity {
+        Identity::Visitor { .. } => state.agent.as_ref().map(|a| a.id.as_str()),
+        Identity::Agent { .. } => Some(state.visitor.id.as_str()),
+    };
+    let read_seq = |participant: &str| {
+        let key = subjects::read_key(&state.id, participant);
+        async move {
+            Ok::<_, BusError>(
+                kv::get::<ReadMark>(&backbone.reads, &key)
+                    .await?
+                    .map_or(0, |m| m.value.seq),
+            )
+        }
+    };
+    let mut summary = ConversationSummary::new(state, backbone.log.last_seq(&state.id).await?);
+    summary.read_seq = read_seq(me).await?;
+    if let Some(peer) = peer {
+        summary.peer_read_seq = read_seq(peer).await?;
+    }
+    if summary.last_seq > summary.read_seq {
+        let from = (summary.read_seq + 1).max(summary.last_seq.saturating_sub(MAX_UNREAD) + 1);
+        summary.unread = backbone
+            .log
+            .read_from(&state.id, from, MAX_UNREAD as usize)
+            .await?
+            .iter()
+            .filter(|r| matches!(r.body, RecordBody::Message { .. }) && r.sender.id != me)
+            .count() as u64;
+    }
+    Ok(summary)
 }
 
 /// The open conversations of the connection's identity.
@@ -368,7 +455,8 @@ async fn start(
         })
         .await;
     // A new conversation is delivered from its first record.
-    follow(session, &conversation, created.then_some(0)).await?;
+    let mode = if created { CatchUp::All } else { CatchUp::Live };
+    follow(session, &conversation, mode).await?;
     if let Some(text) = text {
         let client_id = client_id.unwrap_or_else(|| format!("start-{conversation}"));
         append_message(session, &conversation, &client_id, text).await?;
@@ -466,6 +554,7 @@ async fn send(
     conversation: &ConversationId,
     client_id: &str,
     text: String,
+    retry: bool,
 ) -> Handled {
     if !valid_client_id(client_id) {
         return Err(Refusal::new(
@@ -476,9 +565,54 @@ async fn send(
     text_allowed(session, &text)?;
     authorize(session, conversation, true).await?;
     if !session.followed.contains(conversation) {
-        follow(session, conversation, None).await?;
+        follow(session, conversation, CatchUp::Live).await?;
+    }
+    if retry {
+        // JetStream recognises a repeat only inside its dedupe window; a
+        // retry may come later (a client offline for long), so look for it.
+        if let Some(original) = find_sent(session, conversation, client_id).await? {
+            tracing::info!(%conversation, client_id, "retried send answered with the original");
+            return ack(session, client_id, &original).await;
+        }
     }
     append_message(session, conversation, client_id, text).await
+}
+
+/// Records looked at for a retried send (the most recent ones).
+const RETRY_LOOKBACK: u64 = 500;
+
+/// A message this identity sent with `client_id`, among the recent records.
+async fn find_sent(
+    session: &Session,
+    conversation: &ConversationId,
+    client_id: &str,
+) -> Result<Option<ChatRecord>, BusError> {
+    let log = &session.state.backbone.log;
+    let last = log.last_seq(conversation).await?;
+    let from = last.saturating_sub(RETRY_LOOKBACK) + 1;
+    let me = session.identity.id();
+    Ok(log
+        .read_from(conversation, from, RETRY_LOOKBACK as usize)
+        .await?
+        .into_iter()
+        .find(|r| {
+            r.sender.id == me
+                && matches!(&r.body, RecordBody::Message { client_id: c, .. } if c == client_id)
+        }))
+}
+
+async fn ack(session: &Session, client_id: &str, record: &ChatRecord) -> Handled {
+    session
+        .outbox
+        .frame(&ServerFrame::Ack {
+            client_id: client_id.to_owned(),
+            conversation_id: record.conversation_id.clone(),
+            id: record.id.clone(),
+            seq: record.seq,
+            sent_at: rfc3339(record.sent_at),
+        })
+        .await;
+    Ok(())
 }
 
 async fn append_message(
@@ -509,16 +643,35 @@ async fn append_message(
             Some(&dedupe),
         )
         .await?;
-    session
-        .outbox
-        .frame(&ServerFrame::Ack {
-            client_id: client_id.to_owned(),
-            conversation_id: conversation.clone(),
-            id: appended.record.id.clone(),
-            seq: appended.record.seq,
-            sent_at: rfc3339(appended.record.sent_at),
-        })
-        .await;
+    ack(session, client_id, &appended.record).await
+}
+
+/// `read`: remember how far this identity has read (only ever forward),
+/// and tell the other participants.
+async fn read(session: &mut Session, conversation: &ConversationId, seq: u64) -> Handled {
+    authorize(session, conversation, false).await?;
+    let backbone = &session.state.backbone;
+    let last = backbone.log.last_seq(conversation).await?;
+    if seq > last {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("seq {seq} is past the end of the conversation ({last})"),
+        ));
+    }
+    let reader = session.identity.participant();
+    let key = subjects::read_key(conversation, &reader.id);
+    let advanced = kv::cas(
+        &backbone.reads,
+        &key,
+        |current: Option<&ReadMark>| match current {
+            Some(mark) if mark.seq >= seq => Decision::Keep(false),
+            _ => Decision::Write(ReadMark { seq, at: now_ms() }, true),
+        },
+    )
+    .await?;
+    if advanced {
+        signal(session, conversation, Signal::Read { reader, seq }).await?;
+    }
     Ok(())
 }
 
@@ -526,7 +679,7 @@ async fn append_message(
 async fn signal(session: &mut Session, conversation: &ConversationId, signal: Signal) -> Handled {
     if !session.followed.contains(conversation) {
         authorize(session, conversation, false).await?;
-        follow(session, conversation, None).await?;
+        follow(session, conversation, CatchUp::Live).await?;
     }
     let payload = encode(&signal).map_err(|e| BusError::decode("signal", e))?;
     session
@@ -708,7 +861,7 @@ pub async fn on_notice(session: &mut Session, notice: AgentNotice) {
                     last_seq,
                 })
                 .await;
-            if let Err(refusal) = follow(session, &conversation_id, Some(0)).await {
+            if let Err(refusal) = follow(session, &conversation_id, CatchUp::All).await {
                 session
                     .error(
                         refusal.code,

@@ -233,6 +233,14 @@ impl Hub {
                     seq,
                 },
             ),
+            Signal::Delivered { recipient, seq } => (
+                recipient.id.clone(),
+                ServerFrame::Delivered {
+                    conversation_id: conversation.clone(),
+                    recipient,
+                    seq,
+                },
+            ),
         };
         let json: Arc<str> = frame.to_json().into();
         for follower in self.followers(conversation) {

@@ -19,7 +19,8 @@ use futures::SinkExt;
 use switchboard_bus::ConversationLog;
 use switchboard_protocol::frames::ServerFrame;
 use switchboard_protocol::ids::ConversationId;
-use switchboard_protocol::payloads::ChatRecord;
+use switchboard_protocol::payloads::{encode, ChatRecord, Participant, Signal};
+use switchboard_protocol::subjects;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +50,12 @@ pub enum Outbound {
     },
     /// Send a close frame and stop.
     Close { code: u16, reason: String },
+    /// From now on, tell the other participants what this client received
+    /// (`delivered` receipts), as `recipient`.
+    Receipts {
+        recipient: Participant,
+        client: async_nats::Client,
+    },
 }
 
 impl Outbound {
@@ -101,6 +108,9 @@ impl OutboxHandle {
 struct Writer {
     sink: SplitSink<WebSocket, Message>,
     log: ConversationLog,
+    receipts: Option<(Participant, async_nats::Client)>,
+    /// Highest `seq` written per conversation since the last receipts.
+    unreported: HashMap<ConversationId, u64>,
     /// Highest `seq` delivered per conversation.
     delivered: HashMap<ConversationId, u64>,
     /// Live records held back while a conversation is caught up.
@@ -129,6 +139,8 @@ pub async fn run(
     let mut writer = Writer {
         sink,
         log,
+        receipts: None,
+        unreported: HashMap::new(),
         delivered: HashMap::new(),
         held: HashMap::new(),
     };
@@ -167,6 +179,11 @@ pub async fn run(
         };
         if let Flow::Stop = flow {
             return;
+        }
+        // Receipts go out when the queue is drained: one per conversation
+        // however many records were written meanwhile.
+        if rx.is_empty() {
+            writer.send_receipts().await;
         }
     }
 }
@@ -216,6 +233,31 @@ impl Writer {
                 self.close(code, &reason).await;
                 Flow::Stop
             }
+            Outbound::Receipts { recipient, client } => {
+                self.receipts = Some((recipient, client));
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn send_receipts(&mut self) {
+        let Some((recipient, client)) = &self.receipts else {
+            return;
+        };
+        for (conversation, seq) in self.unreported.drain() {
+            let signal = Signal::Delivered {
+                recipient: recipient.clone(),
+                seq,
+            };
+            let Ok(payload) = encode(&signal) else {
+                continue;
+            };
+            if let Err(err) = client
+                .publish(subjects::signal(&conversation), payload.into())
+                .await
+            {
+                tracing::debug!(error = %err, %conversation, "delivery receipt not sent");
+            }
         }
     }
 
@@ -245,6 +287,9 @@ impl Writer {
             _ => {}
         }
         self.delivered.insert(conversation.clone(), seq);
+        if self.receipts.is_some() {
+            self.unreported.insert(conversation.clone(), seq);
+        }
         self.write_text(json).await
     }
 

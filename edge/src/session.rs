@@ -168,6 +168,13 @@ async fn active(
 ) {
     let state = Arc::clone(&session.state);
     let connection = session.connection;
+    session
+        .outbox
+        .send(Outbound::Receipts {
+            recipient: session.identity.participant(),
+            client: state.backbone.client.clone(),
+        })
+        .await;
     let (notice_tx, mut notices) = mpsc::channel::<AgentNotice>(NOTICE_QUEUE);
     if let Identity::Agent { id, .. } = &session.identity {
         if let Err(err) = state.hub.join_inbox(id, connection, notice_tx).await {

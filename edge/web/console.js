@@ -718,7 +718,7 @@ function markFailed(c, node, text) {
     if (st) st.textContent = 'Sending…';
     const id = uuid();
     c.outbox.set(id, { text, node });
-    flushOutbox(c);
+    flushOutbox(c, false);
   });
   node.querySelector('.meta').appendChild(retry);
 }
@@ -884,10 +884,16 @@ function showChatError(text) {
 
 // ------------------------------------------------------------- composing
 
-function flushOutbox(c) {
+// Sends what waits in a conversation's outbox: with `all`, also what was
+// sent but not acknowledged yet (after a reconnect, or an `unavailable`).
+function flushOutbox(c, all = true) {
   if (!S.ready || c.state === 'closed') return;
   for (const [client_id, entry] of c.outbox) {
-    send({ type: 'send', conversation_id: c.id, client_id, text: entry.text });
+    if (entry.sent && !all) continue;
+    // A re-send says so: the server then finds the original even after its
+    // dedupe window, instead of storing the message twice.
+    send({ type: 'send', conversation_id: c.id, client_id, text: entry.text, retry: !!entry.sent });
+    entry.sent = true;
   }
 }
 

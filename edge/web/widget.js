@@ -767,11 +767,17 @@ function init() {
     if (st) st.textContent = 'Sent';
   }
 
-  function flushOutbox() {
+  // Sends what waits in the outbox: with `all`, also what was sent but not
+  // acknowledged yet (after a reconnect, or an `unavailable` error).
+  function flushOutbox(all = true) {
     // Messages typed before the conversation exists wait for it.
     if (!S.ready || !S.conv || S.conv.state === 'closed') return;
     for (const [client_id, entry] of S.outbox) {
-      send({ type: 'send', conversation_id: S.conv.id, client_id, text: entry.text });
+      if (entry.sent && !all) continue;
+      // A re-send says so: the server then finds the original even after
+      // its dedupe window, instead of storing the message twice.
+      send({ type: 'send', conversation_id: S.conv.id, client_id, text: entry.text, retry: !!entry.sent });
+      entry.sent = true;
     }
   }
 
@@ -785,7 +791,7 @@ function init() {
       const id = uuid();
       node.dataset.clientId = id;
       S.outbox.set(id, { text, node });
-      flushOutbox();
+      flushOutbox(false);
     }
     if (!S.ws && !S.connecting) connect();
   }

@@ -35,6 +35,10 @@ pub enum ClientFrame {
         conversation_id: ConversationId,
         client_id: String,
         text: String,
+        /// Set when re-sending a message that was never acknowledged: the
+        /// edge then also looks for it beyond the stream's dedupe window.
+        #[serde(default)]
+        retry: bool,
     },
     Typing {
         conversation_id: ConversationId,
@@ -122,7 +126,19 @@ pub struct ConversationSummary {
     pub visitor: Participant,
     pub agent: Option<Participant>,
     pub team: Option<TeamId>,
+    /// Everything up to this `seq` was read by this client's identity.
+    #[serde(default)]
+    pub read_seq: u64,
+    /// The highest `seq` the other side has read.
+    #[serde(default)]
+    pub peer_read_seq: u64,
+    /// Messages from others after `read_seq` (at most [`MAX_UNREAD`]).
+    #[serde(default)]
+    pub unread: u64,
 }
+
+/// Unread counts stop here ("99+").
+pub const MAX_UNREAD: u64 = 99;
 
 impl ConversationSummary {
     pub fn new(state: &ConversationState, last_seq: u64) -> Self {
@@ -133,6 +149,9 @@ impl ConversationSummary {
             visitor: state.visitor.clone(),
             agent: state.agent.clone(),
             team: state.team.clone(),
+            read_seq: 0,
+            peer_read_seq: 0,
+            unread: 0,
         }
     }
 }
@@ -204,6 +223,23 @@ pub enum ServerFrame {
         conversation_id: ConversationId,
         reader: Participant,
         seq: u64,
+    },
+    /// `recipient`'s client has received everything up to `seq`.
+    Delivered {
+        conversation_id: ConversationId,
+        recipient: Participant,
+        seq: u64,
+    },
+    /// The outcome of a `resume` entry of `hello`: the records after
+    /// `after` follow (`replayed` of them); when `complete` is false the
+    /// client was away longer than can be replayed and pages the rest
+    /// (from `first_seq` down) with `history`.
+    Resumed {
+        conversation_id: ConversationId,
+        after: u64,
+        replayed: u64,
+        complete: bool,
+        first_seq: u64,
     },
     History {
         conversation_id: ConversationId,

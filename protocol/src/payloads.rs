@@ -151,8 +151,28 @@ pub struct ChatRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Signal {
-    Typing { sender: Participant, state: bool },
-    Read { reader: Participant, seq: u64 },
+    Typing {
+        sender: Participant,
+        state: bool,
+    },
+    Read {
+        reader: Participant,
+        seq: u64,
+    },
+    /// `recipient`'s client received everything up to `seq`.
+    Delivered {
+        recipient: Participant,
+        seq: u64,
+    },
+}
+
+/// How far a participant has read a conversation: KV bucket `reads`, key
+/// from [`crate::subjects::read_key`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadMark {
+    pub seq: u64,
+    /// Unix milliseconds.
+    pub at: i64,
 }
 
 /// Sent to an agent's edges on `inbox.agent.<agent_id>`.

@@ -33,6 +33,8 @@ pub mod buckets {
     pub const CONVERSATIONS: &str = "conversations";
     /// A visitor's open conversation, key = visitor id.
     pub const VISITORS: &str = "visitors";
+    /// How far each participant has read, key from [`super::read_key`].
+    pub const READS: &str = "reads";
 }
 
 /// Where a conversation's records are stored: `chat.conv.<id>`.
@@ -63,6 +65,12 @@ pub fn parse_conversation(subject: &str) -> Option<ConversationId> {
         .or_else(|| subject.strip_prefix("live.conv."))
         .or_else(|| subject.strip_prefix("signal.conv."))?;
     ConversationId::new(rest).ok()
+}
+
+/// Read-mark key of one participant in one conversation. Participant ids
+/// are validated ids, unique across roles by their prefix.
+pub fn read_key(conversation: &ConversationId, participant_id: &str) -> String {
+    format!("{conversation}.{participant_id}")
 }
 
 /// Presence key of one agent connection.

@@ -1,0 +1,190 @@
+//! Delivery and read state, resume outcomes, and retried sends beyond the
+//! stream's dedupe window.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Document};
+use serde_json::json;
+use switchboard_tests::eventually;
+use switchboard_tests::system::System;
+use switchboard_tests::ws::Ws;
+
+/// A visitor and an agent in one assigned conversation.
+async fn pair(system: &mut System, edge: std::net::SocketAddr) -> (Ws, Ws, String, String) {
+    system.add_agent("rio", 3, None).await;
+    let agent_token = System::agent_token(edge, "rio").await;
+    let (agent, _) = Ws::hello(edge, &agent_token, json!({})).await;
+    let (_, token) = System::visitor(edge, "Ann").await;
+    let (mut visitor, _) = Ws::hello(edge, &token, json!({})).await;
+    visitor.send(json!({ "type": "start" })).await;
+    let id = visitor.expect_type("started").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    visitor.expect_event(&id, "assigned").await;
+    (visitor, agent, id, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_see_delivered_and_read_and_read_state_survives_reconnects() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    let other_edge = system.edge().await;
+    let (mut visitor, mut agent, id, visitor_token) = pair(&mut system, edge).await;
+
+    let first = visitor.send_message(&id, "q1", "first question").await;
+    let second = visitor.send_message(&id, "q2", "second question").await;
+    let second_seq = second["seq"].as_u64().unwrap();
+    // Delivered: the agent's client received it.
+    let delivered = visitor
+        .expect("delivered to the agent", |f| {
+            f["type"] == "delivered"
+                && f["recipient"]["role"] == "agent"
+                && f["seq"].as_u64() >= Some(second_seq)
+        })
+        .await;
+    assert_eq!(delivered["conversation_id"], id.as_str());
+
+    // Read: the agent read the first one only.
+    agent
+        .send(json!({ "type": "read", "conversation_id": id, "seq": first["seq"] }))
+        .await;
+    let read = visitor
+        .expect("read by the agent", |f| f["type"] == "read")
+        .await;
+    assert_eq!(read["seq"], first["seq"]);
+    assert_eq!(read["reader"]["role"], "agent");
+    // Marks only move forward, and never past the end.
+    agent
+        .send(json!({ "type": "read", "conversation_id": id, "seq": 999 }))
+        .await;
+    agent.expect_error("bad_request").await;
+
+    // After reconnecting (to another edge) both sides still know.
+    let agent_token = System::agent_token(other_edge, "rio").await;
+    let (_, welcome) = Ws::hello(other_edge, &agent_token, json!({})).await;
+    let summary = &welcome["conversations"][0];
+    assert_eq!(summary["read_seq"], first["seq"]);
+    assert_eq!(
+        summary["unread"], 1,
+        "one visitor message after the read mark"
+    );
+    let (_, welcome) = Ws::hello(other_edge, &visitor_token, json!({})).await;
+    assert_eq!(welcome["conversations"][0]["peer_read_seq"], first["seq"]);
+    assert_eq!(welcome["conversations"][0]["read_seq"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_says_whether_it_was_complete() {
+    let mut system = System::with_workers().await;
+    let edge = system
+        .edge_with(&[
+            ("SWITCHBOARD_EDGE__RATE_PER_SEC", "1000"),
+            ("SWITCHBOARD_EDGE__RATE_BURST", "1000"),
+        ])
+        .await;
+    let (visitor, mut agent, id, token) = pair(&mut system, edge).await;
+    let seen = visitor.records(&id);
+    let last_seen = seen.last().unwrap()["seq"].as_u64().unwrap();
+    visitor.close().await;
+    let mut last = 0;
+    for i in 0..600 {
+        last = agent
+            .send_message(&id, &format!("a{i}"), "while you were away")
+            .await["seq"]
+            .as_u64()
+            .unwrap();
+    }
+
+    // Within reach: everything after the resume point, then live.
+    let (mut back, _) = Ws::hello(edge, &token, json!({ id.clone(): last - 10 })).await;
+    let resumed = back.expect_type("resumed").await;
+    assert_eq!(resumed["complete"], true);
+    assert_eq!(resumed["replayed"], 10);
+    back.expect("the last message", |f| f["seq"].as_u64() == Some(last))
+        .await;
+    let seqs: Vec<u64> = back
+        .records(&id)
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (last - 9..=last).collect::<Vec<_>>());
+
+    // Away for longer than a catch-up replays: told so, and where to page from.
+    let (mut back, _) = Ws::hello(edge, &token, json!({ id.clone(): last_seen })).await;
+    let resumed = back.expect_type("resumed").await;
+    assert_eq!(resumed["complete"], false);
+    let first = resumed["first_seq"].as_u64().unwrap();
+    assert!(first > last_seen + 1);
+    back.expect("the last message", |f| f["seq"].as_u64() == Some(last))
+        .await;
+    let seqs: Vec<u64> = back
+        .records(&id)
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (first..=last).collect::<Vec<_>>());
+    back.send(
+        json!({ "type": "history", "conversation_id": id, "before_seq": first, "limit": 100 }),
+    )
+    .await;
+    let page = back.expect_type("history").await;
+    assert_eq!(
+        page["items"].as_array().unwrap().last().unwrap()["seq"],
+        first - 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_dedupe_window_returns_the_original() {
+    let mut system = System::start_env(&[("SWITCHBOARD_NATS__DUPLICATE_WINDOW", "1s")]).await;
+    system.router().await;
+    system.archiver().await;
+    let edge = system.edge().await;
+    let (mut visitor, mut agent, id, _) = pair(&mut system, edge).await;
+
+    let original = visitor.send_message(&id, "once", "only once please").await;
+    // Inside the window, a plain resend is recognised by JetStream itself.
+    let again = visitor.send_message(&id, "once", "only once please").await;
+    assert_eq!(again["id"], original["id"]);
+    assert_eq!(again["seq"], original["seq"]);
+
+    // The window is a matter of time: let it pass.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    visitor
+        .send(json!({
+            "type": "send", "conversation_id": id, "client_id": "once",
+            "text": "only once please", "retry": true,
+        }))
+        .await;
+    let late = visitor
+        .expect("ack of the late retry", |f| {
+            f["type"] == "ack" && f["client_id"] == "once"
+        })
+        .await;
+    assert_eq!(late["id"], original["id"]);
+    assert_eq!(late["seq"], original["seq"]);
+
+    // The agent saw it once, and the archive holds it once.
+    let marker = agent.send_message(&id, "after", "got it").await;
+    agent
+        .expect("own marker", |f| {
+            f["type"] == "message" && f["seq"] == marker["seq"]
+        })
+        .await;
+    let copies = agent
+        .records(&id)
+        .iter()
+        .filter(|r| r["client_id"] == "once")
+        .count();
+    assert_eq!(copies, 1);
+    let messages = system.archive().await.collection::<Document>("messages");
+    let filter = doc! { "conversation_id": &id, "client_id": "once" };
+    let marker_filter = doc! { "conversation_id": &id, "client_id": "after" };
+    eventually("archive caught up", || {
+        let (messages, marker_filter) = (messages.clone(), marker_filter.clone());
+        async move { (messages.count_documents(marker_filter).await.ok()? == 1).then_some(()) }
+    })
+    .await;
+    assert_eq!(messages.count_documents(filter).await.unwrap(), 1);
+}
