@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Close code for a client that does not read what it is sent.
 pub const SLOW_CONSUMER: u16 = 1008;
+/// How long a dropped slow client has to read up to its close frame.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(10);
 /// How often the server pings an idle connection.
 const PING_INTERVAL: Duration = Duration::from_secs(25);
 
@@ -154,7 +156,7 @@ pub async fn run(
                 return;
             }
             () = kick.cancelled() => {
-                writer.close(SLOW_CONSUMER, "outbound queue full").await;
+                writer.drop_slow_consumer().await;
                 return;
             }
             next = rx.recv() => match next {
@@ -165,7 +167,10 @@ pub async fn run(
         };
         let flow = tokio::select! {
             biased;
-            () = kick.cancelled() => Flow::Stop,
+            () = kick.cancelled() => {
+                writer.drop_slow_consumer().await;
+                Flow::Stop
+            }
             () = shutdown.cancelled() => {
                 writer.close(switchboard_protocol::frames::close_code::RESTARTING, "server restarting").await;
                 Flow::Stop
@@ -304,6 +309,19 @@ impl Writer {
                 tracing::debug!(error = %err, "websocket write failed");
                 Flow::Stop
             }
+        }
+    }
+
+    /// The close frame of a client that stopped reading queues behind what
+    /// it has not read: it gets [`SLOW_CONSUMER_GRACE`] to read up to it,
+    /// then the connection is cut.
+    async fn drop_slow_consumer(&mut self) {
+        let close = self.close(SLOW_CONSUMER, "outbound queue full");
+        if tokio::time::timeout(SLOW_CONSUMER_GRACE, close)
+            .await
+            .is_err()
+        {
+            tracing::info!("slow client did not read its close frame; connection cut");
         }
     }
 

@@ -24,6 +24,8 @@ use crate::limits::{RateLimiter, Verdict};
 use crate::outbox::{self, Outbound, OutboxHandle};
 use crate::server::EdgeState;
 
+/// How long a closed connection is read for its close answer.
+const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// Notices queued for one agent session.
 const NOTICE_QUEUE: usize = 256;
 
@@ -89,19 +91,19 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         Err(_) => {
             tracing::info!(connection, "no hello in time");
             close_with(&outbox, close_code::HELLO_TIMEOUT, "no hello in time").await;
-            return finish(outbox, writer).await;
+            return finish(outbox, writer, stream).await;
         }
         Ok(Some(Ok(Message::Text(text)))) if text.len() > state.config.edge.max_frame_bytes => {
             tracing::info!(connection, bytes = text.len(), "frame too large");
             close_with(&outbox, close_code::TOO_LARGE, "frame too large").await;
-            return finish(outbox, writer).await;
+            return finish(outbox, writer, stream).await;
         }
         Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<ClientFrame>(&text),
-        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return finish(outbox, writer).await,
+        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return finish(outbox, writer, stream).await,
         Ok(Some(Ok(_))) => {
             tracing::info!(connection, "frame before hello");
             refuse(&outbox, "the first frame must be a hello text frame", None).await;
-            return finish(outbox, writer).await;
+            return finish(outbox, writer, stream).await;
         }
         Ok(Some(Err(err))) => {
             if is_too_large(&err) {
@@ -110,7 +112,7 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
             } else {
                 tracing::debug!(connection, error = %err, "websocket read failed");
             }
-            return finish(outbox, writer).await;
+            return finish(outbox, writer, stream).await;
         }
     };
     let (token, resume) = match hello {
@@ -118,12 +120,12 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         Ok(other) => {
             tracing::info!(connection, kind = other.kind(), "frame before hello");
             refuse(&outbox, "the first frame must be hello", Some(other.kind())).await;
-            return finish(outbox, writer).await;
+            return finish(outbox, writer, stream).await;
         }
         Err(err) => {
             tracing::info!(connection, error = %err, "unreadable hello");
             refuse(&outbox, &format!("invalid hello: {err}"), Some("hello")).await;
-            return finish(outbox, writer).await;
+            return finish(outbox, writer, stream).await;
         }
     };
     let identity = match state.tokens.verify(&token) {
@@ -131,7 +133,7 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         Err(err) => {
             tracing::info!(connection, error = %err, "token refused");
             refuse(&outbox, "invalid or expired token", Some("hello")).await;
-            return finish(outbox, writer).await;
+            return finish(outbox, writer, stream).await;
         }
     };
     let role = match identity {
@@ -145,7 +147,7 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
             "this edge does not serve this role",
         )
         .await;
-        return finish(outbox, writer).await;
+        return finish(outbox, writer, stream).await;
     }
 
     let span = tracing::info_span!("edge.session", connection, role = ?role, id = identity.id());
@@ -156,8 +158,19 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         outbox,
         followed: HashSet::new(),
     };
-    active(session, stream, resume).instrument(span).await;
+    let stream = active(session, stream, resume).instrument(span).await;
     let _ = writer.await;
+    drain(stream).await;
+}
+
+/// After our close frame, keep reading until the client answers it (or a
+/// moment passes): closing a socket with unread input resets it, and the
+/// client would lose the close frame and see 1006 instead of our code.
+async fn drain(mut stream: SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 /// The life of an authenticated connection.
@@ -165,7 +178,7 @@ async fn active(
     mut session: Session,
     mut stream: SplitStream<WebSocket>,
     resume: HashMap<ConversationId, u64>,
-) {
+) -> SplitStream<WebSocket> {
     let state = Arc::clone(&session.state);
     let connection = session.connection;
     session
@@ -223,6 +236,7 @@ async fn active(
         }
     }
     cleanup(&session).await;
+    stream
 }
 
 /// Handles one incoming WebSocket message; false ends the connection.
@@ -313,10 +327,16 @@ async fn cleanup(session: &Session) {
     }
 }
 
-/// Lets the writer send what is queued (a close, say) and waits for it.
-async fn finish(outbox: OutboxHandle, writer: tokio::task::JoinHandle<()>) {
+/// Lets the writer send what is queued (a close, say), waits for it, and
+/// reads the client's answer.
+async fn finish(
+    outbox: OutboxHandle,
+    writer: tokio::task::JoinHandle<()>,
+    stream: SplitStream<WebSocket>,
+) {
     drop(outbox);
     let _ = writer.await;
+    drain(stream).await;
 }
 
 async fn refuse(outbox: &OutboxHandle, message: &str, reference: Option<&str>) {

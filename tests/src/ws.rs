@@ -40,6 +40,28 @@ impl Ws {
         }
     }
 
+    /// Connects with a tiny socket receive buffer, so that a client that
+    /// stops reading backs the server up quickly.
+    pub async fn connect_small_buffer(addr: SocketAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+        socket
+            .set_recv_buffer_size(4096)
+            .unwrap_or_else(|e| panic!("set receive buffer: {e}"));
+        let tcp = socket
+            .connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let (stream, _) =
+            tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp))
+                .await
+                .unwrap_or_else(|e| panic!("websocket handshake {addr}: {e}"));
+        Self {
+            stream,
+            seen: Vec::new(),
+            matched: Vec::new(),
+        }
+    }
+
     /// Connects, says hello and returns the client with its `welcome`.
     pub async fn hello(addr: SocketAddr, token: &str, resume: Value) -> (Self, Value) {
         let mut ws = Self::connect(addr).await;

@@ -155,3 +155,71 @@ async fn history_older_than_the_stream_comes_from_the_archive() {
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages_page_back_across_the_stream_archive_boundary() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    let (mut visitor, _agent, id) = conversation(&mut system, edge).await;
+    let backbone = system.backbone().await;
+    let conversation_id: switchboard_protocol::ConversationId = id.parse().unwrap();
+    let sender = switchboard_protocol::payloads::Participant::system("bulk-bot");
+    let mut last = 0;
+    for i in 0..10_000 {
+        let body = switchboard_protocol::payloads::RecordBody::Message {
+            text: format!("bulk {i}"),
+            client_id: format!("bulk-{i}"),
+        };
+        last = backbone
+            .log
+            .append(&conversation_id, sender.clone(), body, None)
+            .await
+            .unwrap()
+            .record
+            .seq;
+    }
+    let messages = system.archive().await.collection::<Document>("messages");
+    let filter = doc! { "conversation_id": &id };
+    eventually("archive holds all of it", || {
+        let (messages, filter) = (messages.clone(), filter.clone());
+        async move { (messages.count_documents(filter).await.ok()? == last).then_some(()) }
+    })
+    .await;
+    // The stream keeps only the newest 4,321 records of the conversation,
+    // as retention would leave it.
+    let stream = backbone
+        .js
+        .get_stream(switchboard_protocol::subjects::CHAT_STREAM)
+        .await
+        .unwrap();
+    stream
+        .purge()
+        .filter(switchboard_protocol::subjects::conversation(
+            &conversation_id,
+        ))
+        .keep(4_321)
+        .await
+        .unwrap();
+
+    let mut collected: Vec<u64> = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = page(&mut visitor, &id, before, 100).await;
+        pages += 1;
+        let mut seqs = seqs(&page);
+        assert!(!seqs.is_empty(), "empty page before the first record");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "page {pages} not contiguous: {seqs:?}"
+        );
+        before = seqs.first().copied();
+        seqs.extend(collected);
+        collected = seqs;
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    assert_eq!(collected, (1..=last).collect::<Vec<_>>());
+    assert!(pages >= 100);
+}
