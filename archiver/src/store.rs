@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::IndexOptions;
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, IndexModel};
 use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::ChatRecord;
@@ -54,7 +54,19 @@ impl Archive {
     /// # Errors
     /// When MongoDB is unreachable or refuses the indexes.
     pub async fn open(uri: &str, database: &str) -> Result<Self, StoreError> {
-        let client = Client::with_uri_str(uri).await.map_err(mongo("connect"))?;
+        let mut options = ClientOptions::parse(uri).await.map_err(mongo("parse uri"))?;
+        // Acked records are only acked to NATS once the archive has them on
+        // disk on a majority, unless the URI says otherwise (`w=`, `journal=`).
+        if options.write_concern.is_none() {
+            options.write_concern = Some(
+                WriteConcern::builder()
+                    .w(Acknowledgment::Majority)
+                    .journal(true)
+                    .build(),
+            );
+        }
+        options.app_name.get_or_insert_with(|| "switchboard-archiver".to_owned());
+        let client = Client::with_options(options).map_err(mongo("connect"))?;
         let db = client.database(database);
         let archive = Self {
             messages: db.collection("messages"),
