@@ -178,7 +178,7 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
                 ConversationEvent::Queued { .. } => {
                     min.insert("queued_at", at);
                 }
-                ConversationEvent::Assigned { agent } => {
+                ConversationEvent::Assigned { agent, .. } => {
                     min.insert("assigned_at", at);
                     set.insert("agent", doc! { "id": &agent.id, "name": &agent.name });
                     agents.push(doc! { "id": &agent.id, "name": &agent.name });
@@ -191,6 +191,26 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
                         doc! { "role": record.sender.role.as_str(), "id": &record.sender.id },
                     );
                     set.insert("status", "closed");
+                }
+                ConversationEvent::AgentLeft { .. } => {
+                    count("requeue_count");
+                    set.insert("status", "queued");
+                }
+                ConversationEvent::Transferred { .. } => {
+                    count("transfer_count");
+                    set.insert("status", "queued");
+                }
+                ConversationEvent::Reopened {} => {
+                    count("reopen_count");
+                    set.insert("reopened_at", at);
+                    set.insert("status", "queued");
+                }
+                ConversationEvent::Rated { score, comment } => {
+                    set.insert("rating", i32::from(*score));
+                    if let Some(comment) = comment {
+                        set.insert("rating_comment", comment.as_str());
+                    }
+                    set.insert("rated_at", at);
                 }
             },
         }
@@ -255,7 +275,11 @@ mod tests {
                 3,
                 Participant::system("router"),
                 RecordBody::Event {
-                    event: ConversationEvent::Queued { position: 2 },
+                    event: ConversationEvent::Queued {
+                        position: 2,
+                        estimated_wait_secs: Some(12),
+                        agents_online: Some(0),
+                    },
                 },
             ),
         ] {
@@ -295,6 +319,7 @@ mod tests {
                 RecordBody::Event {
                     event: ConversationEvent::Assigned {
                         agent: agent.clone(),
+                        reason: None,
                     },
                 },
             ),

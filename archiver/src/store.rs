@@ -54,7 +54,9 @@ impl Archive {
     /// # Errors
     /// When MongoDB is unreachable or refuses the indexes.
     pub async fn open(uri: &str, database: &str) -> Result<Self, StoreError> {
-        let mut options = ClientOptions::parse(uri).await.map_err(mongo("parse uri"))?;
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(mongo("parse uri"))?;
         // Acked records are only acked to NATS once the archive has them on
         // disk on a majority, unless the URI says otherwise (`w=`, `journal=`).
         if options.write_concern.is_none() {
@@ -65,7 +67,9 @@ impl Archive {
                     .build(),
             );
         }
-        options.app_name.get_or_insert_with(|| "switchboard-archiver".to_owned());
+        options
+            .app_name
+            .get_or_insert_with(|| "switchboard-archiver".to_owned());
         let client = Client::with_options(options).map_err(mongo("connect"))?;
         let db = client.database(database);
         let archive = Self {

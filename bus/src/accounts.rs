@@ -156,6 +156,45 @@ pub async fn authenticate(
     Ok(account.filter(|_| valid))
 }
 
+/// Changes an agent's capacity and/or team (`Some(None)` leaves every
+/// team). Routers watch the accounts and apply it at once.
+///
+/// # Errors
+/// [`BusError::Invalid`] for an unknown login or a zero capacity; NATS errors.
+pub async fn update(
+    backbone: &Backbone,
+    login: &str,
+    capacity: Option<u32>,
+    team: Option<Option<TeamId>>,
+) -> Result<AgentAccount, BusError> {
+    if capacity == Some(0) {
+        return Err(BusError::Invalid("capacity must be at least 1".into()));
+    }
+    let Some(account) = find_by_login(backbone, login).await? else {
+        return Err(BusError::Invalid(format!("no agent with login {login:?}")));
+    };
+    kv::cas(
+        &backbone.agents,
+        account.id.as_str(),
+        |current: Option<&AgentAccount>| match current {
+            Some(current) => {
+                let mut account = current.clone();
+                if let Some(capacity) = capacity {
+                    account.capacity = capacity;
+                }
+                if let Some(team) = &team {
+                    account.team = team.clone();
+                }
+                Decision::Write(account.clone(), Ok(account))
+            }
+            None => Decision::Keep(Err(BusError::Invalid(format!(
+                "no agent with login {login:?}"
+            )))),
+        },
+    )
+    .await?
+}
+
 /// Removes an agent by login; false when there is none.
 ///
 /// # Errors

@@ -177,6 +177,10 @@ pub struct EdgeSettings {
     pub outbound_queue: usize,
     /// Serve the demo site and agent console pages.
     pub serve_web: bool,
+    /// A visitor who comes back within this long after their conversation
+    /// was closed reopens it (with the same agent, if online) instead of
+    /// starting a new one.
+    pub reopen_window: HumanDuration,
 }
 
 impl Default for EdgeSettings {
@@ -192,8 +196,30 @@ impl Default for EdgeSettings {
             rate_burst: 40,
             outbound_queue: 256,
             serve_web: true,
+            reopen_window: HumanDuration::from_secs(600),
         }
     }
+}
+
+/// How a team's conversations pick among free agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The agent with the fewest conversations (then the longest idle).
+    LeastBusy,
+    /// The agent whose last assignment is oldest (round-robin).
+    LongestIdle,
+}
+
+/// Routing rules of one team (`[router.teams.<team>]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeamPolicy {
+    /// The team's strategy; `router.strategy` when unset.
+    pub strategy: Option<Strategy>,
+    /// An assigned agent who has not answered within this long loses the
+    /// conversation to the next agent. Off when unset.
+    pub first_reply: Option<HumanDuration>,
 }
 
 /// Assignment.
@@ -204,6 +230,15 @@ pub struct RouterSettings {
     pub claim_grace: HumanDuration,
     /// Capacity of agents whose account does not set one.
     pub default_capacity: u32,
+    /// How long an agent may be offline (all connections gone, or their
+    /// edge dead) and keep their conversations; after it, the conversations
+    /// go back to the queue at their original place.
+    pub agent_grace: HumanDuration,
+    /// The strategy of teams that set none.
+    pub strategy: Strategy,
+    /// Per-team rules, by team id (conversations without a team use the
+    /// defaults).
+    pub teams: std::collections::BTreeMap<String, TeamPolicy>,
 }
 
 impl Default for RouterSettings {
@@ -211,7 +246,26 @@ impl Default for RouterSettings {
         Self {
             claim_grace: HumanDuration::from_secs(10),
             default_capacity: 3,
+            agent_grace: HumanDuration::from_secs(30),
+            strategy: Strategy::LeastBusy,
+            teams: std::collections::BTreeMap::new(),
         }
+    }
+}
+
+impl RouterSettings {
+    /// The strategy of a team.
+    pub fn strategy_of(&self, team: Option<&str>) -> Strategy {
+        team.and_then(|t| self.teams.get(t))
+            .and_then(|p| p.strategy)
+            .unwrap_or(self.strategy)
+    }
+
+    /// The first-reply deadline of a team, if it has one.
+    pub fn first_reply_of(&self, team: Option<&str>) -> Option<std::time::Duration> {
+        team.and_then(|t| self.teams.get(t))
+            .and_then(|p| p.first_reply)
+            .map(HumanDuration::get)
     }
 }
 

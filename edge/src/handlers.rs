@@ -10,11 +10,11 @@ use switchboard_bus::BusError;
 use switchboard_protocol::frames::{
     ClientFrame, ConversationSummary, ErrorCode, HistoryItem, ServerFrame, MAX_UNREAD,
 };
-use switchboard_protocol::ids::{ConversationId, TeamId, VisitorId};
+use switchboard_protocol::ids::{AgentId, ConversationId, TeamId, VisitorId};
 use switchboard_protocol::payloads::{
     decode, encode, AgentLoad, AgentNotice, AgentStatus, ChatRecord, ConversationEvent,
-    ConversationState, ConversationStatus, HistoryReply, HistoryRequest, ReadMark, RecordBody,
-    Signal,
+    ConversationState, ConversationStatus, HistoryReply, HistoryRequest, Participant, ReadMark,
+    RecordBody, Signal,
 };
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::{now_ms, rfc3339};
@@ -101,10 +101,17 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
         } => history(session, &conversation_id, before_seq, limit).await,
         ClientFrame::Status { status } => set_status(session, status).await,
         ClientFrame::Close { conversation_id } => close(session, &conversation_id).await,
-        ClientFrame::Transfer { .. } | ClientFrame::Rate { .. } => Err(Refusal::new(
-            ErrorCode::BadRequest,
-            format!("{kind} is not available on this server yet"),
-        )),
+        ClientFrame::Transfer {
+            conversation_id,
+            to_agent,
+            to_team,
+            note,
+        } => transfer(session, &conversation_id, to_agent, to_team, note).await,
+        ClientFrame::Rate {
+            conversation_id,
+            score,
+            comment,
+        } => rate(session, &conversation_id, score, comment).await,
     };
     if let Err(refusal) = result {
         tracing::info!(kind, code = ?refusal.code, reason = %refusal.message, "frame refused");
@@ -156,6 +163,8 @@ enum CatchUp {
     Live,
     /// From its first record (a new conversation, a new assignment).
     All,
+    /// From after this `seq`, unasked (a reopened conversation).
+    After(u64),
     /// From after this `seq`, as `hello`'s `resume` asked; answered with a
     /// `resumed` frame.
     Resume(u64),
@@ -253,7 +262,7 @@ async fn replay(
     let after = match mode {
         CatchUp::Live => return Ok((last, last, Vec::new())),
         CatchUp::All => 0,
-        CatchUp::Resume(after) => after,
+        CatchUp::After(after) | CatchUp::Resume(after) => after,
     };
     if after >= last {
         return Ok((last, after.min(last), Vec::new()));
@@ -437,13 +446,23 @@ async fn start(
         return Err(Refusal::new(ErrorCode::BadRequest, "invalid client_id"));
     }
     let backbone = session.state.backbone.clone();
-    let (conversation, status, created) = match open_conversations(session).await?.pop() {
-        Some(state) => (state.id, state.status, false),
-        None => {
-            let (conversation, created) = claim_conversation(session, &visitor, team).await?;
-            (conversation, ConversationStatus::Queued, created)
-        }
+    let (conversation, status, mode) = match open_conversations(session).await?.pop() {
+        Some(state) => (state.id, state.status, CatchUp::Live),
+        None => match reopen_recent(session, &visitor).await? {
+            // The client sees the conversation come back to life.
+            Some((conversation, before)) => (
+                conversation,
+                ConversationStatus::Queued,
+                CatchUp::After(before),
+            ),
+            None => {
+                let (conversation, created) = claim_conversation(session, &visitor, team).await?;
+                let mode = if created { CatchUp::All } else { CatchUp::Live };
+                (conversation, ConversationStatus::Queued, mode)
+            }
+        },
     };
+    let created = mode == CatchUp::All;
     let last_seq = backbone.log.last_seq(&conversation).await?;
     session
         .outbox
@@ -455,13 +474,70 @@ async fn start(
         })
         .await;
     // A new conversation is delivered from its first record.
-    let mode = if created { CatchUp::All } else { CatchUp::Live };
     follow(session, &conversation, mode).await?;
     if let Some(text) = text {
         let client_id = client_id.unwrap_or_else(|| format!("start-{conversation}"));
         append_message(session, &conversation, &client_id, text).await?;
     }
     Ok(())
+}
+
+/// Reopens the visitor's last conversation if it was closed within
+/// `edge.reopen_window`: back in the queue, for the same agent if they are
+/// online.
+/// Returns the conversation and its last `seq` before it was reopened.
+async fn reopen_recent(
+    session: &Session,
+    visitor: &VisitorId,
+) -> Result<Option<(ConversationId, u64)>, Refusal> {
+    let backbone = &session.state.backbone;
+    let Some(last) = kv::get::<ConversationId>(&backbone.visitors, visitor.as_str()).await? else {
+        return Ok(None);
+    };
+    let window = i64::try_from(session.state.config.edge.reopen_window.get().as_millis())
+        .unwrap_or(i64::MAX);
+    let now = now_ms();
+    let reopened = kv::cas(
+        &backbone.conversations,
+        last.value.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(state)
+                if state.status == ConversationStatus::Closed
+                    && state.visitor.id == visitor.as_str()
+                    && state.closed_at.is_some_and(|at| now - at <= window) =>
+            {
+                let mut state = state.clone();
+                state.status = ConversationStatus::Queued;
+                state.queued_at = now;
+                state.closed_at = None;
+                state.announced_position = None;
+                state.target_agent = state.agent.take().and_then(|a| AgentId::new(a.id).ok());
+                state.exclude_agent = None;
+                state.assigned_at = None;
+                state.first_response_at = None;
+                Decision::Write(state, true)
+            }
+            _ => Decision::Keep(false),
+        },
+    )
+    .await?;
+    if !reopened {
+        return Ok(None);
+    }
+    let before = backbone.log.last_seq(&last.value).await?;
+    backbone
+        .log
+        .append(
+            &last.value,
+            session.identity.participant(),
+            RecordBody::Event {
+                event: ConversationEvent::Reopened {},
+            },
+            None,
+        )
+        .await?;
+    tracing::info!(conversation = %last.value, "conversation reopened");
+    Ok(Some((last.value, before)))
 }
 
 /// Makes a new conversation the visitor's open one, unless another tab of
@@ -518,19 +594,7 @@ async fn open_new(
             None,
         )
         .await?;
-    let now = now_ms();
-    let state = ConversationState {
-        id: conversation.clone(),
-        visitor,
-        team,
-        status: ConversationStatus::Queued,
-        agent: None,
-        created_at: now,
-        queued_at: now,
-        assigned_at: None,
-        closed_at: None,
-        announced_position: None,
-    };
+    let state = ConversationState::opened(conversation.clone(), visitor, team, now_ms());
     // Written after the `opened` event, so the router's events follow it.
     kv::put(&backbone.conversations, conversation.as_str(), &state).await?;
     tracing::info!(%conversation, "conversation opened");
@@ -563,7 +627,7 @@ async fn send(
         ));
     }
     text_allowed(session, &text)?;
-    authorize(session, conversation, true).await?;
+    let state = authorize(session, conversation, true).await?;
     if !session.followed.contains(conversation) {
         follow(session, conversation, CatchUp::Live).await?;
     }
@@ -575,7 +639,196 @@ async fn send(
             return ack(session, client_id, &original).await;
         }
     }
-    append_message(session, conversation, client_id, text).await
+    append_message(session, conversation, client_id, text).await?;
+    if let Identity::Agent { id, .. } = &session.identity {
+        if state.first_response_at.is_none() {
+            note_first_response(session, conversation, id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks that the assigned agent has answered (once per assignment), so
+/// the router's first-reply deadline stops counting.
+async fn note_first_response(
+    session: &Session,
+    conversation: &ConversationId,
+    agent: &AgentId,
+) -> Handled {
+    kv::cas(
+        &session.state.backbone.conversations,
+        conversation.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(state) if state.is_assigned_to(agent) && state.first_response_at.is_none() => {
+                let mut state = state.clone();
+                state.first_response_at = Some(now_ms());
+                Decision::Write(state, ())
+            }
+            _ => Decision::Keep(()),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Longest transfer note or rating comment, in characters.
+const MAX_NOTE_CHARS: usize = 1000;
+
+/// `transfer`: the assigned agent hands the conversation to another agent
+/// or team. It goes back to the queue ahead of ordinary conversations;
+/// the router gives it to the named agent when they are online with a
+/// free slot (anyone of the team otherwise), never back to the sender.
+async fn transfer(
+    session: &mut Session,
+    conversation: &ConversationId,
+    to_agent: Option<AgentId>,
+    to_team: Option<TeamId>,
+    note: Option<String>,
+) -> Handled {
+    let Identity::Agent { id: me, .. } = session.identity.clone() else {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "only agents transfer conversations",
+        ));
+    };
+    if to_agent.is_none() && to_team.is_none() {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "name to_agent or to_team",
+        ));
+    }
+    if to_agent.as_ref() == Some(&me) {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "the conversation is already yours",
+        ));
+    }
+    if note
+        .as_deref()
+        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+    {
+        return Err(Refusal::new(
+            ErrorCode::TooLarge,
+            format!("note is longer than {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    authorize(session, conversation, true).await?;
+    let backbone = &session.state.backbone;
+    let target = match &to_agent {
+        Some(agent) => Some(
+            switchboard_bus::accounts::find(backbone, agent)
+                .await?
+                .ok_or_else(|| Refusal::new(ErrorCode::NotFound, "no such agent"))?,
+        ),
+        None => None,
+    };
+    let moved = kv::cas(
+        &backbone.conversations,
+        conversation.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(state) if state.is_assigned_to(&me) => {
+                let mut state = state.clone();
+                state.status = ConversationStatus::Queued;
+                state.agent = None;
+                state.assigned_at = None;
+                state.first_response_at = None;
+                state.announced_position = None;
+                state.priority = state.priority.max(0) + 1;
+                state.target_agent = to_agent.clone();
+                state.exclude_agent = Some(me.clone());
+                if let Some(team) = &to_team {
+                    state.team = Some(team.clone());
+                }
+                Decision::Write(state, true)
+            }
+            _ => Decision::Keep(false),
+        },
+    )
+    .await?;
+    if !moved {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this conversation is not yours",
+        ));
+    }
+    backbone
+        .log
+        .append(
+            conversation,
+            session.identity.participant(),
+            RecordBody::Event {
+                event: ConversationEvent::Transferred {
+                    from: session.identity.participant(),
+                    to_agent: target.map(|a| Participant::agent(&a.id, a.name)),
+                    to_team,
+                    note,
+                },
+            },
+            None,
+        )
+        .await?;
+    tracing::info!(%conversation, "conversation transferred");
+    Ok(())
+}
+
+/// `rate`: the visitor's satisfaction score after the conversation closed.
+async fn rate(
+    session: &mut Session,
+    conversation: &ConversationId,
+    score: u8,
+    comment: Option<String>,
+) -> Handled {
+    if !matches!(session.identity, Identity::Visitor { .. }) {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "only visitors rate conversations",
+        ));
+    }
+    if !(1..=5).contains(&score) {
+        return Err(Refusal::new(ErrorCode::BadRequest, "score must be 1 to 5"));
+    }
+    if comment
+        .as_deref()
+        .is_some_and(|c| c.chars().count() > MAX_NOTE_CHARS)
+    {
+        return Err(Refusal::new(
+            ErrorCode::TooLarge,
+            format!("comment is longer than {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    authorize(session, conversation, false).await?;
+    let backbone = &session.state.backbone;
+    let rated = kv::cas(
+        &backbone.conversations,
+        conversation.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(state) if state.status == ConversationStatus::Closed && state.rating.is_none() => {
+                let mut state = state.clone();
+                state.rating = Some(score);
+                Decision::Write(state, Ok(()))
+            }
+            Some(state) if state.status != ConversationStatus::Closed => {
+                Decision::Keep(Err("a conversation is rated after it is closed"))
+            }
+            _ => Decision::Keep(Err("this conversation was rated already")),
+        },
+    )
+    .await?;
+    if let Err(why) = rated {
+        return Err(Refusal::new(ErrorCode::Forbidden, why));
+    }
+    backbone
+        .log
+        .append(
+            conversation,
+            session.identity.participant(),
+            RecordBody::Event {
+                event: ConversationEvent::Rated { score, comment },
+            },
+            None,
+        )
+        .await?;
+    Ok(())
 }
 
 /// Records looked at for a retried send (the most recent ones).
@@ -787,9 +1040,10 @@ async fn set_status(session: &mut Session, status: AgentStatus) -> Handled {
     Ok(())
 }
 
-/// `close`: end a conversation (its agent, or its visitor).
+/// `close`: end a conversation (its agent, or its visitor). The visitor's
+/// pointer to it stays: coming back within `edge.reopen_window` reopens it.
 async fn close(session: &mut Session, conversation: &ConversationId) -> Handled {
-    let state = authorize(session, conversation, true).await?;
+    authorize(session, conversation, true).await?;
     let backbone = &session.state.backbone;
     let closed_now = kv::cas(
         &backbone.conversations,
@@ -822,15 +1076,6 @@ async fn close(session: &mut Session, conversation: &ConversationId) -> Handled 
             Some(&format!("{conversation}.closed")),
         )
         .await?;
-    kv::cas(
-        &backbone.visitors,
-        &state.visitor.id,
-        |current: Option<&ConversationId>| match current {
-            Some(open) if open == conversation => Decision::Delete(()),
-            _ => Decision::Keep(()),
-        },
-    )
-    .await?;
     tracing::info!(%conversation, "conversation closed");
     Ok(())
 }

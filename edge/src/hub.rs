@@ -10,9 +10,9 @@ use futures::StreamExt;
 use switchboard_bus::ConversationLog;
 use switchboard_protocol::frames::ServerFrame;
 use switchboard_protocol::ids::{AgentId, ConversationId};
-use switchboard_protocol::payloads::{decode, AgentNotice, ChatRecord, Signal};
+use switchboard_protocol::payloads::{decode, AgentNotice, ChatRecord, Notice, Role, Signal};
 use switchboard_protocol::subjects;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::AbortHandle;
 
 use crate::outbox::{Outbound, OutboxHandle};
@@ -41,7 +41,13 @@ pub struct Hub {
     log: ConversationLog,
     topics: Mutex<HashMap<ConversationId, Topic>>,
     inboxes: Mutex<HashMap<AgentId, Inbox>>,
+    /// Admin broadcasts for the local sessions: who they are for, and the
+    /// `notice` frame.
+    notices: broadcast::Sender<(Role, Arc<str>)>,
 }
+
+/// Broadcasts a slow session may fall behind by before missing some.
+const NOTICE_BACKLOG: usize = 64;
 
 /// A subscription could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +65,45 @@ impl Hub {
             log,
             topics: Mutex::default(),
             inboxes: Mutex::default(),
+            notices: broadcast::channel(NOTICE_BACKLOG).0,
         })
+    }
+
+    /// Admin broadcasts, for one session.
+    pub fn notices(&self) -> broadcast::Receiver<(Role, Arc<str>)> {
+        self.notices.subscribe()
+    }
+
+    /// Relays admin broadcasts (`notice.agents`, `notice.visitors`) to the
+    /// local sessions until the subscriptions end.
+    pub async fn relay_notices(self: Arc<Self>) {
+        let agents = self.subscribe(subjects::NOTICE_AGENTS.to_owned()).await;
+        let visitors = self.subscribe(subjects::NOTICE_VISITORS.to_owned()).await;
+        let (mut agents, mut visitors) = match (agents, visitors) {
+            (Ok(agents), Ok(visitors)) => (agents, visitors),
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::error!(error = %err, "subscribe to broadcasts");
+                return;
+            }
+        };
+        loop {
+            let (role, message) = tokio::select! {
+                Some(message) = agents.next() => (Role::Agent, message),
+                Some(message) = visitors.next() => (Role::Visitor, message),
+                else => return,
+            };
+            match decode::<Notice>(&message.payload) {
+                Ok(notice) => {
+                    let frame = ServerFrame::Notice {
+                        text: notice.text,
+                        sender: notice.sender,
+                    };
+                    // No session listening is fine.
+                    let _ = self.notices.send((role, frame.to_json().into()));
+                }
+                Err(err) => tracing::warn!(error = %err, "undecodable broadcast"),
+            }
+        }
     }
 
     async fn subscribe(&self, subject: String) -> Result<async_nats::Subscriber, SubscribeError> {

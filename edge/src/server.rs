@@ -139,6 +139,7 @@ impl Edge {
                 }
             })
         };
+        let notices = tokio::spawn(Arc::clone(&state.hub).relay_notices());
         let mut app = Router::new().merge(crate::http::routes());
         if state.config.edge.serve_web {
             app = app.merge(crate::web::routes());
@@ -163,6 +164,7 @@ impl Edge {
         }
         heartbeat.abort();
         audit.abort();
+        notices.abort();
         tracing::info!(edge_id = %state.edge_id, "edge stopped");
         served
     }

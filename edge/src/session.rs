@@ -211,11 +211,24 @@ async fn active(
     let mut limiter =
         RateLimiter::new(state.config.edge.rate_per_sec, state.config.edge.rate_burst);
     let kick = session.outbox.kick.clone();
+    let mut broadcasts = state.hub.notices();
+    let mut broadcasts_open = true;
+    let role = session.identity.role();
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => break,
             () = kick.cancelled() => break,
             Some(notice) = notices.recv() => handlers::on_notice(&mut session, notice).await,
+            broadcast = broadcasts.recv(), if broadcasts_open => match broadcast {
+                Ok((audience, frame)) if audience == role => {
+                    session.outbox.offer(Outbound::Frame(frame));
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "session missed broadcasts");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => broadcasts_open = false,
+            },
             message = stream.next() => match message {
                 Some(Ok(message)) => {
                     if !on_message(&mut session, &mut limiter, message).await {

@@ -67,6 +67,9 @@ pub enum ClientFrame {
         to_agent: Option<AgentId>,
         #[serde(default)]
         to_team: Option<TeamId>,
+        /// For the next agent; shown in the conversation.
+        #[serde(default)]
+        note: Option<String>,
     },
     Rate {
         conversation_id: ConversationId,
@@ -354,7 +357,11 @@ mod tests {
             sender: Participant::system("router"),
             sent_at: 0,
             body: RecordBody::Event {
-                event: ConversationEvent::Queued { position: 3 },
+                event: ConversationEvent::Queued {
+                    position: 3,
+                    estimated_wait_secs: None,
+                    agents_online: None,
+                },
             },
         };
         let json: serde_json::Value =

@@ -90,6 +90,7 @@ impl Participant {
 }
 
 /// A lifecycle event of a conversation, stored in its log like a message.
+/// The record's sender is who caused it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ConversationEvent {
@@ -100,11 +101,45 @@ pub enum ConversationEvent {
         team: Option<TeamId>,
     },
     /// No agent was free; the conversation waits at `position` (1 = next).
-    Queued { position: u32 },
+    Queued {
+        position: u32,
+        /// Expected wait from the recent assignment rate, when known.
+        #[serde(default)]
+        estimated_wait_secs: Option<u32>,
+        /// Agents of the conversation's team online now (0: nobody is).
+        #[serde(default)]
+        agents_online: Option<u32>,
+    },
     /// An agent was assigned.
-    Assigned { agent: Participant },
+    Assigned {
+        agent: Participant,
+        /// Why this agent: the audit trail of the decision.
+        #[serde(default)]
+        reason: Option<AssignmentReason>,
+    },
+    /// The assigned agent is gone (`reason`: `offline`, `no_reply`); the
+    /// conversation is back in the queue at its place.
+    AgentLeft { agent: Participant, reason: String },
+    /// Handed to another agent or team by `from`.
+    Transferred {
+        from: Participant,
+        #[serde(default)]
+        to_agent: Option<Participant>,
+        #[serde(default)]
+        to_team: Option<TeamId>,
+        #[serde(default)]
+        note: Option<String>,
+    },
     /// The conversation was closed by `by` (the record's sender).
     Closed {},
+    /// The visitor came back to a closed conversation.
+    Reopened {},
+    /// The visitor rated the conversation.
+    Rated {
+        score: u8,
+        #[serde(default)]
+        comment: Option<String>,
+    },
 }
 
 impl ConversationEvent {
@@ -113,9 +148,33 @@ impl ConversationEvent {
             ConversationEvent::Opened { .. } => "opened",
             ConversationEvent::Queued { .. } => "queued",
             ConversationEvent::Assigned { .. } => "assigned",
+            ConversationEvent::AgentLeft { .. } => "agent_left",
+            ConversationEvent::Transferred { .. } => "transferred",
             ConversationEvent::Closed {} => "closed",
+            ConversationEvent::Reopened {} => "reopened",
+            ConversationEvent::Rated { .. } => "rated",
         }
     }
+}
+
+/// Why the router chose an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentReason {
+    /// `least_busy`, `longest_idle`, `requested` (a transfer or an admin
+    /// named the agent), `previous` (a reopened conversation's agent).
+    pub strategy: String,
+    /// Every agent that could have taken it, best first.
+    pub candidates: Vec<Candidate>,
+}
+
+/// An agent considered for an assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub agent_id: AgentId,
+    pub load: u32,
+    pub capacity: u32,
+    /// Unix milliseconds of the agent's last assignment (0: never).
+    pub last_assigned_at: i64,
 }
 
 /// What a record of the conversation log holds.
@@ -233,9 +292,51 @@ pub struct ConversationState {
     /// The queue position the visitor was last told, so it is told once.
     #[serde(default)]
     pub announced_position: Option<u32>,
+    /// Higher goes first; among equals, the oldest `queued_at`.
+    #[serde(default)]
+    pub priority: i32,
+    /// Only this agent may take it (a transfer, a reopen, an admin's pick)
+    /// while they are online; otherwise anyone.
+    #[serde(default)]
+    pub target_agent: Option<AgentId>,
+    /// This agent may not take it (they transferred it or did not answer).
+    #[serde(default)]
+    pub exclude_agent: Option<AgentId>,
+    /// When the assigned agent first answered (unix ms).
+    #[serde(default)]
+    pub first_response_at: Option<i64>,
+    /// The visitor's CSAT score, 1–5.
+    #[serde(default)]
+    pub rating: Option<u8>,
 }
 
 impl ConversationState {
+    /// A conversation just opened: waiting in the queue since `now`.
+    pub fn opened(
+        id: ConversationId,
+        visitor: Participant,
+        team: Option<TeamId>,
+        now: i64,
+    ) -> Self {
+        Self {
+            id,
+            visitor,
+            team,
+            status: ConversationStatus::Queued,
+            agent: None,
+            created_at: now,
+            queued_at: now,
+            assigned_at: None,
+            closed_at: None,
+            announced_position: None,
+            priority: 0,
+            target_agent: None,
+            exclude_agent: None,
+            first_response_at: None,
+            rating: None,
+        }
+    }
+
     /// Whether `agent` is the one assigned to this conversation.
     pub fn is_assigned_to(&self, agent: &AgentId) -> bool {
         self.status == ConversationStatus::Assigned
@@ -359,9 +460,37 @@ mod tests {
                 visitor: Participant::system("x"),
                 team: Some(TeamId::new("sales").unwrap()),
             },
-            ConversationEvent::Queued { position: 3 },
+            ConversationEvent::Queued {
+                position: 3,
+                estimated_wait_secs: Some(40),
+                agents_online: Some(2),
+            },
             ConversationEvent::Assigned {
                 agent: Participant::agent(&AgentId::new("a_1").unwrap(), "Bo"),
+                reason: Some(AssignmentReason {
+                    strategy: "least_busy".into(),
+                    candidates: vec![Candidate {
+                        agent_id: AgentId::new("a_1").unwrap(),
+                        load: 1,
+                        capacity: 3,
+                        last_assigned_at: 0,
+                    }],
+                }),
+            },
+            ConversationEvent::AgentLeft {
+                agent: Participant::agent(&AgentId::new("a_1").unwrap(), "Bo"),
+                reason: "offline".into(),
+            },
+            ConversationEvent::Transferred {
+                from: Participant::agent(&AgentId::new("a_1").unwrap(), "Bo"),
+                to_agent: None,
+                to_team: Some(TeamId::new("billing").unwrap()),
+                note: Some("refund".into()),
+            },
+            ConversationEvent::Reopened {},
+            ConversationEvent::Rated {
+                score: 5,
+                comment: None,
             },
             ConversationEvent::Closed {},
         ] {
@@ -372,7 +501,11 @@ mod tests {
     #[test]
     fn records_are_maps_with_named_fields() {
         let bytes = encode(&record(RecordBody::Event {
-            event: ConversationEvent::Queued { position: 2 },
+            event: ConversationEvent::Queued {
+                position: 2,
+                estimated_wait_secs: None,
+                agents_online: None,
+            },
         }))
         .unwrap();
         // A generic msgpack decoder sees a map keyed by field names.
@@ -386,18 +519,15 @@ mod tests {
 
     #[test]
     fn kv_values_roundtrip() {
-        roundtrip(ConversationState {
-            id: ConversationId::new("c_1").unwrap(),
-            visitor: Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann"),
-            team: None,
-            status: ConversationStatus::Queued,
-            agent: None,
-            created_at: 1,
-            queued_at: 1,
-            assigned_at: None,
-            closed_at: None,
-            announced_position: Some(1),
-        });
+        let mut state = ConversationState::opened(
+            ConversationId::new("c_1").unwrap(),
+            Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann"),
+            None,
+            1,
+        );
+        state.announced_position = Some(1);
+        state.target_agent = Some(AgentId::new("a_1").unwrap());
+        roundtrip(state);
         roundtrip(AgentLoad {
             conversations: vec![LoadEntry {
                 conversation_id: ConversationId::new("c_1").unwrap(),

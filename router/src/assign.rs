@@ -12,8 +12,8 @@ use switchboard_bus::kv::{self, Decision};
 use switchboard_bus::{Backbone, BusError};
 use switchboard_protocol::ids::{AgentId, ConversationId};
 use switchboard_protocol::payloads::{
-    encode, AgentAccount, AgentLoad, AgentNotice, ConversationEvent, ConversationState,
-    ConversationStatus, LoadEntry, Participant, RecordBody,
+    encode, AgentAccount, AgentLoad, AgentNotice, AssignmentReason, ConversationEvent,
+    ConversationState, ConversationStatus, LoadEntry, Participant, RecordBody,
 };
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;
@@ -42,6 +42,7 @@ pub async fn assign(
     conversation: &ConversationId,
     agent: &AgentAccount,
     capacity: u32,
+    reason: AssignmentReason,
 ) -> Result<Outcome, BusError> {
     let now = now_ms();
     let claimed = kv::cas(
@@ -81,6 +82,8 @@ pub async fn assign(
                 state.status = ConversationStatus::Assigned;
                 state.agent = Some(participant.clone());
                 state.assigned_at = Some(now);
+                state.first_response_at = None;
+                state.target_agent = None;
                 Decision::Write(state.clone(), Some(state))
             }
             _ => Decision::Keep(None),
@@ -97,7 +100,10 @@ pub async fn assign(
             conversation,
             Participant::system(ROUTER),
             RecordBody::Event {
-                event: ConversationEvent::Assigned { agent: participant },
+                event: ConversationEvent::Assigned {
+                    agent: participant,
+                    reason: Some(reason),
+                },
             },
             Some(&format!("{conversation}.assigned.{}.{now}", agent.id)),
         )
@@ -148,6 +154,60 @@ pub async fn release(
     .await
 }
 
+/// Puts a conversation whose agent is gone back in the queue, at its
+/// original place (`queued_at` is kept), and tells the visitor. With
+/// `exclude`, that agent is not given it again.
+///
+/// # Errors
+/// NATS errors.
+#[tracing::instrument(name = "router.requeue", skip_all, fields(conversation_id = %conversation, agent_id = %agent))]
+pub async fn requeue(
+    backbone: &Backbone,
+    conversation: &ConversationId,
+    agent: &AgentId,
+    reason: &str,
+    exclude: bool,
+) -> Result<bool, BusError> {
+    let requeued = kv::cas(
+        &backbone.conversations,
+        conversation.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(state) if state.is_assigned_to(agent) => {
+                let mut state = state.clone();
+                let left = state.agent.take();
+                state.status = ConversationStatus::Queued;
+                state.assigned_at = None;
+                state.first_response_at = None;
+                state.announced_position = None;
+                state.exclude_agent = exclude.then(|| agent.clone());
+                Decision::Write(state, left)
+            }
+            _ => Decision::Keep(None),
+        },
+    )
+    .await?;
+    let Some(left) = requeued else {
+        return Ok(false);
+    };
+    backbone
+        .log
+        .append(
+            conversation,
+            Participant::system(ROUTER),
+            RecordBody::Event {
+                event: ConversationEvent::AgentLeft {
+                    agent: left,
+                    reason: reason.to_owned(),
+                },
+            },
+            None,
+        )
+        .await?;
+    release(backbone, agent, conversation).await?;
+    tracing::info!(reason, "conversation requeued");
+    Ok(true)
+}
+
 /// Tells a waiting visitor their place in the queue, once per change.
 ///
 /// # Errors
@@ -156,6 +216,8 @@ pub async fn announce_position(
     backbone: &Backbone,
     conversation: &ConversationId,
     position: u32,
+    estimated_wait_secs: Option<u32>,
+    agents_online: u32,
 ) -> Result<(), BusError> {
     let changed = kv::cas(
         &backbone.conversations,
@@ -180,7 +242,11 @@ pub async fn announce_position(
                 conversation,
                 Participant::system(ROUTER),
                 RecordBody::Event {
-                    event: ConversationEvent::Queued { position },
+                    event: ConversationEvent::Queued {
+                        position,
+                        estimated_wait_secs,
+                        agents_online: Some(agents_online),
+                    },
                 },
                 None,
             )

@@ -2,27 +2,37 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use switchboard_config::{RouterSettings, Strategy};
 use switchboard_protocol::ids::{AgentId, TeamId};
-use switchboard_protocol::payloads::{AgentStatus, ConversationState, ConversationStatus};
+use switchboard_protocol::payloads::{
+    AgentStatus, AssignmentReason, Candidate, ConversationState, ConversationStatus,
+};
 
 use crate::mirror::Mirror;
 
-/// The queue: waiting conversations, oldest first (ties by id, which sorts
-/// by creation time).
+/// The queue: waiting conversations, highest priority first, then oldest
+/// first (ties by id, which sorts by creation time).
 pub fn queue(mirror: &Mirror) -> Vec<&ConversationState> {
     let mut queued: Vec<&ConversationState> = mirror
         .conversations
         .values()
         .filter(|c| c.status == ConversationStatus::Queued)
         .collect();
-    queued.sort_by(|a, b| a.queued_at.cmp(&b.queued_at).then_with(|| a.id.cmp(&b.id)));
+    queued.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.queued_at.cmp(&b.queued_at))
+            .then_with(|| a.id.cmp(&b.id))
+    });
     queued
 }
 
 /// 1-based position of each queued conversation within its team's queue
 /// (conversations without a team form one queue of their own).
 pub fn positions<'a>(queue: &[&'a ConversationState]) -> Vec<(&'a ConversationState, u32)> {
-    let mut seen: std::collections::HashMap<Option<&TeamId>, u32> = Default::default();
+    let mut seen: HashMap<Option<&TeamId>, u32> = HashMap::new();
     queue
         .iter()
         .map(|c| {
@@ -33,16 +43,22 @@ pub fn positions<'a>(queue: &[&'a ConversationState]) -> Vec<(&'a ConversationSt
         .collect()
 }
 
-/// The agent a conversation should go to: online, of the conversation's
-/// team (any team when it names none), under capacity; the least busy,
-/// then the one idle longest, then by id so every router agrees.
-pub fn choose_agent(
+/// What the router decided for one conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub agent: AgentId,
+    pub reason: AssignmentReason,
+}
+
+/// The agents that could take `conversation` now: online, of its team
+/// (any team when it names none), not excluded, under capacity.
+fn candidates(
     mirror: &Mirror,
     conversation: &ConversationState,
     now_ms: i64,
+    settings: &RouterSettings,
     presence_ttl: Duration,
-    default_capacity: u32,
-) -> Option<AgentId> {
+) -> Vec<Candidate> {
     mirror
         .agents
         .values()
@@ -50,19 +66,145 @@ pub fn choose_agent(
             Some(team) => a.team.as_ref() == Some(team),
             None => true,
         })
+        .filter(|a| conversation.exclude_agent.as_ref() != Some(&a.id))
+        .filter_map(|a| available(mirror, &a.id, now_ms, settings, presence_ttl))
+        .collect()
+}
+
+/// An agent as a candidate, if online and under capacity.
+fn available(
+    mirror: &Mirror,
+    agent: &AgentId,
+    now_ms: i64,
+    settings: &RouterSettings,
+    presence_ttl: Duration,
+) -> Option<Candidate> {
+    let account = mirror.agents.get(agent)?;
+    if mirror.status(agent, now_ms, presence_ttl) != AgentStatus::Online {
+        return None;
+    }
+    let capacity = capacity_of(account.capacity, settings);
+    let load = u32::try_from(mirror.load_of(agent)).unwrap_or(u32::MAX);
+    (load < capacity).then(|| Candidate {
+        agent_id: agent.clone(),
+        load,
+        capacity,
+        last_assigned_at: mirror.loads.get(agent).map_or(0, |l| l.last_assigned_at),
+    })
+}
+
+/// An account's capacity, or the default for accounts without one.
+pub fn capacity_of(capacity: u32, settings: &RouterSettings) -> u32 {
+    if capacity == 0 {
+        settings.default_capacity
+    } else {
+        capacity
+    }
+}
+
+/// Most candidates kept in an assignment's audit trail.
+const AUDITED_CANDIDATES: usize = 10;
+
+/// The agent a conversation should go to, with why. An agent the
+/// conversation names (a transfer, a reopen) takes it when available;
+/// otherwise the team's strategy picks: `least_busy` (fewest
+/// conversations, then longest idle) or `longest_idle` (round-robin), ties
+/// by id so every router agrees.
+pub fn choose_agent(
+    mirror: &Mirror,
+    conversation: &ConversationState,
+    now_ms: i64,
+    settings: &RouterSettings,
+    presence_ttl: Duration,
+) -> Option<Choice> {
+    if let Some(target) = &conversation.target_agent {
+        if let Some(candidate) = available(mirror, target, now_ms, settings, presence_ttl) {
+            return Some(Choice {
+                agent: target.clone(),
+                reason: AssignmentReason {
+                    strategy: "requested".to_owned(),
+                    candidates: vec![candidate],
+                },
+            });
+        }
+    }
+    let strategy = settings.strategy_of(conversation.team.as_ref().map(TeamId::as_str));
+    let mut candidates = candidates(mirror, conversation, now_ms, settings, presence_ttl);
+    match strategy {
+        Strategy::LeastBusy => candidates.sort_by(|a, b| {
+            (a.load, a.last_assigned_at, &a.agent_id).cmp(&(
+                b.load,
+                b.last_assigned_at,
+                &b.agent_id,
+            ))
+        }),
+        Strategy::LongestIdle => candidates.sort_by(|a, b| {
+            (a.last_assigned_at, a.load, &a.agent_id).cmp(&(
+                b.last_assigned_at,
+                b.load,
+                &b.agent_id,
+            ))
+        }),
+    }
+    let agent = candidates.first()?.agent_id.clone();
+    candidates.truncate(AUDITED_CANDIDATES);
+    Some(Choice {
+        agent,
+        reason: AssignmentReason {
+            strategy: match strategy {
+                Strategy::LeastBusy => "least_busy",
+                Strategy::LongestIdle => "longest_idle",
+            }
+            .to_owned(),
+            candidates,
+        },
+    })
+}
+
+/// Online agents who could serve a team (any agent for no team).
+pub fn agents_online(
+    mirror: &Mirror,
+    team: Option<&TeamId>,
+    now_ms: i64,
+    presence_ttl: Duration,
+) -> u32 {
+    let n = mirror
+        .agents
+        .values()
+        .filter(|a| team.is_none() || a.team.as_ref() == team)
         .filter(|a| mirror.status(&a.id, now_ms, presence_ttl) == AgentStatus::Online)
-        .filter_map(|a| {
-            let capacity = if a.capacity == 0 {
-                default_capacity
-            } else {
-                a.capacity
-            };
-            let load = mirror.load_of(&a.id);
-            let last = mirror.loads.get(&a.id).map_or(0, |l| l.last_assigned_at);
-            (load < capacity as usize).then_some((load, last, &a.id))
-        })
-        .min()
-        .map(|(_, _, id)| id.clone())
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Over how long the assignment rate behind wait estimates is measured.
+pub const RATE_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// Expected wait at `position` from the team's assignments over the last
+/// [`RATE_WINDOW_MS`]; `None` until there is a rate to go by.
+pub fn estimated_wait_secs(
+    mirror: &Mirror,
+    team: Option<&TeamId>,
+    position: u32,
+    now_ms: i64,
+) -> Option<u32> {
+    let recent = mirror
+        .conversations
+        .values()
+        .filter(|c| c.team.as_ref() == team)
+        .filter_map(|c| c.assigned_at)
+        .filter(|at| now_ms - at <= RATE_WINDOW_MS)
+        .count();
+    if recent == 0 {
+        return None;
+    }
+    let per_sec = recent as f64 / (RATE_WINDOW_MS as f64 / 1000.0);
+    let secs = (f64::from(position) / per_sec).ceil();
+    Some(if secs > f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        secs as u32
+    })
 }
 
 #[cfg(test)]
@@ -76,18 +218,20 @@ mod tests {
     const TTL: Duration = Duration::from_secs(30);
 
     fn conversation(id: &str, queued_at: i64, team: Option<&str>) -> ConversationState {
-        ConversationState {
-            id: ConversationId::new(id).unwrap(),
-            visitor: Participant::system("v"),
-            team: team.map(|t| TeamId::new(t).unwrap()),
-            status: ConversationStatus::Queued,
-            agent: None,
-            created_at: queued_at,
+        ConversationState::opened(
+            ConversationId::new(id).unwrap(),
+            Participant::system("v"),
+            team.map(|t| TeamId::new(t).unwrap()),
             queued_at,
-            assigned_at: None,
-            closed_at: None,
-            announced_position: None,
-        }
+        )
+    }
+
+    fn settings() -> RouterSettings {
+        RouterSettings::default()
+    }
+
+    fn chosen(mirror: &Mirror, c: &ConversationState, now: i64) -> Option<String> {
+        choose_agent(mirror, c, now, &settings(), TTL).map(|c| c.agent.to_string())
     }
 
     fn agent(
@@ -170,11 +314,23 @@ mod tests {
         load(&mut mirror, "a_free", 1, 0);
         load(&mut mirror, "a_full", 1, 0);
         let c = conversation("c_1", 1, None);
-        let chosen = choose_agent(&mirror, &c, 1_000, TTL, 3);
-        assert_eq!(chosen.as_ref().map(AgentId::as_str), Some("a_free"));
+        assert_eq!(chosen(&mirror, &c, 1_000).as_deref(), Some("a_free"));
+        let choice = choose_agent(&mirror, &c, 1_000, &settings(), TTL).unwrap();
+        assert_eq!(choice.reason.strategy, "least_busy");
+        let considered: Vec<_> = choice
+            .reason
+            .candidates
+            .iter()
+            .map(|c| c.agent_id.as_str())
+            .collect();
+        assert_eq!(
+            considered,
+            ["a_free", "a_busy"],
+            "away and full agents are not candidates"
+        );
         load(&mut mirror, "a_free", 3, 0);
         load(&mut mirror, "a_busy", 3, 0);
-        assert_eq!(choose_agent(&mirror, &c, 1_000, TTL, 3), None);
+        assert_eq!(chosen(&mirror, &c, 1_000), None);
     }
 
     #[test]
@@ -186,10 +342,9 @@ mod tests {
         load(&mut mirror, "a_1", 0, 500);
         load(&mut mirror, "a_2", 0, 100);
         let c = conversation("c_1", 1, Some("sales"));
-        let chosen = choose_agent(&mirror, &c, 1_000, TTL, 3);
-        assert_eq!(chosen.as_ref().map(AgentId::as_str), Some("a_2"));
+        assert_eq!(chosen(&mirror, &c, 1_000).as_deref(), Some("a_2"));
         let billing = conversation("c_2", 1, Some("billing"));
-        assert_eq!(choose_agent(&mirror, &billing, 1_000, TTL, 3), None);
+        assert_eq!(chosen(&mirror, &billing, 1_000), None);
     }
 
     #[test]
@@ -198,6 +353,65 @@ mod tests {
         agent(&mut mirror, "a_1", None, 2, AgentStatus::Online);
         let c = conversation("c_1", 1, None);
         let much_later = 1_000 + 31_000;
-        assert_eq!(choose_agent(&mirror, &c, much_later, TTL, 3), None);
+        assert_eq!(chosen(&mirror, &c, much_later), None);
+    }
+
+    #[test]
+    fn longest_idle_rotates_and_targets_and_exclusions_apply() {
+        let mut mirror = Mirror::default();
+        agent(&mut mirror, "a_1", None, 5, AgentStatus::Online);
+        agent(&mut mirror, "a_2", None, 5, AgentStatus::Online);
+        load(&mut mirror, "a_1", 0, 900);
+        load(&mut mirror, "a_2", 3, 100);
+        let c = conversation("c_1", 1, None);
+        let mut round_robin = settings();
+        round_robin.strategy = Strategy::LongestIdle;
+        let choice = choose_agent(&mirror, &c, 1_000, &round_robin, TTL).unwrap();
+        assert_eq!(
+            choice.agent.as_str(),
+            "a_2",
+            "longest idle despite its load"
+        );
+        assert_eq!(
+            chosen(&mirror, &c, 1_000).as_deref(),
+            Some("a_1"),
+            "least busy"
+        );
+
+        let mut targeted = c.clone();
+        targeted.target_agent = Some(AgentId::new("a_2").unwrap());
+        let choice = choose_agent(&mirror, &targeted, 1_000, &settings(), TTL).unwrap();
+        assert_eq!(
+            (choice.agent.as_str(), choice.reason.strategy.as_str()),
+            ("a_2", "requested")
+        );
+
+        let mut excluded = c.clone();
+        excluded.exclude_agent = Some(AgentId::new("a_1").unwrap());
+        assert_eq!(chosen(&mirror, &excluded, 1_000).as_deref(), Some("a_2"));
+    }
+
+    #[test]
+    fn priority_goes_first_and_waits_are_estimated() {
+        let mut mirror = Mirror::default();
+        let old = conversation("c_old", 1, None);
+        let mut urgent = conversation("c_urgent", 5, None);
+        urgent.priority = 10;
+        for c in [old, urgent] {
+            mirror.conversations.insert(c.id.clone(), c);
+        }
+        let order: Vec<_> = queue(&mirror).iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(order, ["c_urgent", "c_old"]);
+
+        let now = RATE_WINDOW_MS * 2;
+        assert_eq!(estimated_wait_secs(&mirror, None, 1, now), None);
+        for i in 0..60 {
+            let mut done = conversation(&format!("c_done{i}"), 0, None);
+            done.status = ConversationStatus::Closed;
+            done.assigned_at = Some(now - 1_000 * i);
+            mirror.conversations.insert(done.id.clone(), done);
+        }
+        // 60 assignments in 10 minutes: one every 10 s.
+        assert_eq!(estimated_wait_secs(&mirror, None, 3, now), Some(30));
     }
 }

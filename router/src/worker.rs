@@ -5,9 +5,15 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use futures::{stream::select_all, FutureExt, StreamExt};
 use switchboard_bus::{Backbone, BusError};
 use switchboard_config::RouterSettings;
+use switchboard_protocol::ids::{AgentId, TeamId};
+use switchboard_protocol::payloads::{
+    AgentStatus, ConversationState, ConversationStatus, LoadEntry,
+};
 use switchboard_protocol::time::now_ms;
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +86,7 @@ async fn watch_and_route(
     }
     let mut events = select_all(watches);
     let mut mirror = Mirror::default();
+    let mut memory = Memory::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -106,13 +113,83 @@ async fn watch_and_route(
         {
             tracing::warn!(error = %err, "reconcile failed");
         }
+        if let Err(err) = requeue_absent(config, backbone, &mirror, &mut memory, now_ms()).await {
+            tracing::warn!(error = %err, "requeue of absent agents failed");
+        }
         if let Err(err) = pass(config, backbone, &mut mirror).await {
             tracing::warn!(error = %err, "assignment pass failed");
         }
     }
 }
 
-/// Assigns what can be assigned, oldest first, and tells the rest their
+/// What one router remembers between passes (never shared: another
+/// router, or this one restarted, starts afresh and is only later to act).
+#[derive(Debug, Default)]
+struct Memory {
+    /// Since when each agent holding conversations has been seen offline.
+    offline_since: HashMap<AgentId, i64>,
+}
+
+/// Takes conversations from agents who are gone: offline beyond the grace
+/// period (their conversations go back to the queue at their place), or
+/// silent past their team's first-reply deadline (offered to the next).
+async fn requeue_absent(
+    config: &RouterConfig,
+    backbone: &Backbone,
+    mirror: &Mirror,
+    memory: &mut Memory,
+    now: i64,
+) -> Result<(), BusError> {
+    let grace = millis(config.router.agent_grace.get());
+    let mut holders: HashMap<AgentId, Vec<&ConversationState>> = HashMap::new();
+    for state in mirror.conversations.values() {
+        if state.status == ConversationStatus::Assigned {
+            if let Some(agent) = state
+                .agent
+                .as_ref()
+                .and_then(|a| AgentId::new(a.id.as_str()).ok())
+            {
+                holders.entry(agent).or_default().push(state);
+            }
+        }
+    }
+    memory
+        .offline_since
+        .retain(|agent, _| holders.contains_key(agent));
+    for (agent, held) in holders {
+        if mirror.status(&agent, now, config.presence_ttl) == AgentStatus::Offline {
+            let since = *memory.offline_since.entry(agent.clone()).or_insert(now);
+            if now - since > grace {
+                for state in &held {
+                    assign::requeue(backbone, &state.id, &agent, "offline", false).await?;
+                }
+                memory.offline_since.remove(&agent);
+            }
+            continue;
+        }
+        memory.offline_since.remove(&agent);
+        for state in held {
+            let team = state.team.as_ref().map(TeamId::as_str);
+            let Some(deadline) = config.router.first_reply_of(team) else {
+                continue;
+            };
+            let silent = state.first_response_at.is_none()
+                && state
+                    .assigned_at
+                    .is_some_and(|at| now - at > millis(deadline));
+            if silent {
+                assign::requeue(backbone, &state.id, &agent, "no_reply", true).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Assigns what can be assigned, in queue order, and tells the rest their
 /// place in the queue.
 #[tracing::instrument(name = "router.pass", skip_all)]
 async fn pass(
@@ -124,36 +201,40 @@ async fn pass(
     let queue: Vec<_> = policy::queue(mirror).into_iter().cloned().collect();
     let mut waiting = Vec::new();
     for conversation in queue {
-        let Some(agent_id) = policy::choose_agent(
+        let Some(choice) = policy::choose_agent(
             mirror,
             &conversation,
             now,
+            &config.router,
             config.presence_ttl,
-            config.router.default_capacity,
         ) else {
             waiting.push(conversation);
             continue;
         };
-        let Some(account) = mirror.agents.get(&agent_id).cloned() else {
+        let Some(account) = mirror.agents.get(&choice.agent).cloned() else {
             continue;
         };
-        let capacity = if account.capacity == 0 {
-            config.router.default_capacity
-        } else {
-            account.capacity
-        };
-        match assign::assign(backbone, &conversation.id, &account, capacity).await? {
+        let capacity = policy::capacity_of(account.capacity, &config.router);
+        match assign::assign(
+            backbone,
+            &conversation.id,
+            &account,
+            capacity,
+            choice.reason,
+        )
+        .await?
+        {
             Outcome::Assigned => {
                 // Reflect our own writes at once; the watches confirm them.
-                let load = mirror.loads.entry(agent_id.clone()).or_default();
-                load.conversations
-                    .push(switchboard_protocol::payloads::LoadEntry {
-                        conversation_id: conversation.id.clone(),
-                        claimed_at: now,
-                    });
+                let load = mirror.loads.entry(choice.agent.clone()).or_default();
+                load.conversations.push(LoadEntry {
+                    conversation_id: conversation.id.clone(),
+                    claimed_at: now,
+                });
                 load.last_assigned_at = now;
                 if let Some(state) = mirror.conversations.get_mut(&conversation.id) {
-                    state.status = switchboard_protocol::payloads::ConversationStatus::Assigned;
+                    state.status = ConversationStatus::Assigned;
+                    state.assigned_at = Some(now);
                 }
             }
             Outcome::AgentFull | Outcome::NotQueued => waiting.push(conversation),
@@ -162,7 +243,10 @@ async fn pass(
     let waiting: Vec<_> = waiting.iter().collect();
     for (conversation, position) in policy::positions(&waiting) {
         if conversation.announced_position != Some(position) {
-            assign::announce_position(backbone, &conversation.id, position).await?;
+            let team = conversation.team.as_ref();
+            let online = policy::agents_online(mirror, team, now, config.presence_ttl);
+            let eta = policy::estimated_wait_secs(mirror, team, position, now);
+            assign::announce_position(backbone, &conversation.id, position, eta, online).await?;
             if let Some(state) = mirror.conversations.get_mut(&conversation.id) {
                 state.announced_position = Some(position);
             }

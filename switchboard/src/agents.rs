@@ -6,7 +6,10 @@ use switchboard_bus::{Backbone, BusError};
 use switchboard_config::Settings;
 use switchboard_protocol::ids::TeamId;
 
-use crate::cli::AgentCommand;
+use switchboard_protocol::payloads::{encode, Notice, Participant};
+use switchboard_protocol::subjects;
+
+use crate::cli::{AgentCommand, Audience};
 use crate::components::open_backbone;
 
 /// Demo agents: login, name, password, team, capacity.
@@ -59,6 +62,23 @@ pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()
                 );
             }
         }
+        AgentCommand::Set {
+            login,
+            capacity,
+            team,
+        } => {
+            let team = match team.as_deref() {
+                None => None,
+                Some("none") => Some(None),
+                Some(team) => Some(Some(TeamId::new(team).context("invalid --team")?)),
+            };
+            let account = accounts::update(&backbone, &login, capacity, team).await?;
+            let team = account.team.as_ref().map_or("-", TeamId::as_str);
+            println!(
+                "agent {} now has capacity {} and team {team}",
+                account.login, account.capacity
+            );
+        }
         AgentCommand::Remove { login } => {
             if accounts::remove(&backbone, &login).await? {
                 println!("removed agent {login}");
@@ -67,6 +87,31 @@ pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()
             }
         }
     }
+    Ok(())
+}
+
+/// `switchboard broadcast`: one notice to every online agent or visitor.
+pub async fn broadcast(settings: Settings, to: Audience, text: String) -> anyhow::Result<()> {
+    let text = text.trim().to_owned();
+    anyhow::ensure!(!text.is_empty(), "the notice is empty");
+    let backbone = open_backbone(&settings, "admin").await?;
+    let subject = match to {
+        Audience::Agents => subjects::NOTICE_AGENTS,
+        Audience::Visitors => subjects::NOTICE_VISITORS,
+    };
+    let notice = Notice {
+        text,
+        sender: Participant::system("admin"),
+    };
+    backbone
+        .client
+        .publish(subject, encode(&notice)?.into())
+        .await?;
+    backbone.client.flush().await?;
+    println!(
+        "notice sent to online {}",
+        subject.trim_start_matches("notice.")
+    );
     Ok(())
 }
 

@@ -39,6 +39,20 @@ pub enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// Send a notice to every online agent or visitor.
+    Broadcast {
+        /// `agents` or `visitors`.
+        #[arg(long, value_enum)]
+        to: Audience,
+        #[arg(long)]
+        text: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Audience {
+    Agents,
+    Visitors,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,5 +78,15 @@ pub enum AgentCommand {
     Remove {
         #[arg(long)]
         login: String,
+    },
+    /// Change an agent's capacity or team; routers apply it at once.
+    Set {
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        capacity: Option<u32>,
+        /// A team id, or "none" to leave every team.
+        #[arg(long)]
+        team: Option<String>,
     },
 }

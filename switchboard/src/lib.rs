@@ -47,6 +47,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Router => components::router_only(settings).await,
         Command::Archiver => components::archiver_only(settings).await,
         Command::Agent { command } => agents::run(settings, command).await,
+        Command::Broadcast { to, text } => agents::broadcast(settings, to, text).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
