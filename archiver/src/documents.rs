@@ -205,6 +205,24 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
                     set.insert("reopened_at", at);
                     set.insert("status", "queued");
                 }
+                ConversationEvent::LeftMessage { name, email } => {
+                    set.insert("status", "missed");
+                    set.insert("missed_at", at);
+                    if let Some(name) = name {
+                        set.insert("contact_name", name.as_str());
+                    }
+                    if let Some(email) = email {
+                        set.insert("contact_email", email.as_str());
+                    }
+                }
+                ConversationEvent::PickedUp { agent } => {
+                    set.insert("status", "queued");
+                    set.insert(
+                        "picked_up_by",
+                        doc! { "id": &agent.id, "name": &agent.name },
+                    );
+                    set.insert("picked_up_at", at);
+                }
                 ConversationEvent::Rated { score, comment } => {
                     set.insert("rating", i32::from(*score));
                     if let Some(comment) = comment {

@@ -20,6 +20,7 @@ pub struct Backbone {
     pub conversations: kv::Store,
     pub visitors: kv::Store,
     pub reads: kv::Store,
+    pub missed: kv::Store,
     /// Changes after every NATS reconnection or slow-consumer drop (see
     /// [`crate::connect`]); never changes for a client opened without it.
     pub disruptions: tokio::sync::watch::Receiver<u64>,
@@ -101,6 +102,7 @@ impl Backbone {
             conversations: open(bucket(buckets::CONVERSATIONS, 1, forever)).await?,
             visitors: open(bucket(buckets::VISITORS, 1, forever)).await?,
             reads: open(bucket(buckets::READS, 1, settings.retention.get())).await?,
+            missed: open(bucket(buckets::MISSED, 1, forever)).await?,
             client,
             js,
             disruptions: tokio::sync::watch::channel(0).1,

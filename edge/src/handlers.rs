@@ -40,7 +40,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -58,7 +58,7 @@ impl From<BusError> for Refusal {
     }
 }
 
-type Handled = Result<(), Refusal>;
+pub(crate) type Handled = Result<(), Refusal>;
 
 /// Runs one frame and answers a refusal with an `error` frame.
 pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
@@ -112,6 +112,16 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
             score,
             comment,
         } => rate(session, &conversation_id, score, comment).await,
+        ClientFrame::LeaveMessage {
+            text,
+            name,
+            email,
+            client_id,
+        } => crate::missed::leave_message(session, text, name, email, client_id).await,
+        ClientFrame::ListMissed {} => crate::missed::list(session).await,
+        ClientFrame::PickUp { conversation_id } => {
+            crate::missed::pick_up(session, &conversation_id).await
+        }
     };
     if let Err(refusal) = result {
         tracing::info!(kind, code = ?refusal.code, reason = %refusal.message, "frame refused");
@@ -122,7 +132,7 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
 }
 
 /// The routing state of a conversation the identity may touch.
-async fn authorize(
+pub(crate) async fn authorize(
     session: &Session,
     conversation: &ConversationId,
     need_open: bool,
@@ -158,7 +168,7 @@ async fn authorize(
 
 /// How a conversation a connection starts to follow is caught up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CatchUp {
+pub(crate) enum CatchUp {
     /// From the current end: earlier records come with `history`.
     Live,
     /// From its first record (a new conversation, a new assignment).
@@ -173,7 +183,7 @@ enum CatchUp {
 /// Follows a conversation's live records, after catching the client up as
 /// `mode` says (live records are merged behind the replay, by `seq`).
 /// Following an already followed conversation again only replays.
-async fn follow(
+pub(crate) async fn follow(
     session: &mut Session,
     conversation: &ConversationId,
     mode: CatchUp,
@@ -390,7 +400,9 @@ async fn summarize(
 }
 
 /// The open conversations of the connection's identity.
-async fn open_conversations(session: &Session) -> Result<Vec<ConversationState>, Refusal> {
+pub(crate) async fn open_conversations(
+    session: &Session,
+) -> Result<Vec<ConversationState>, Refusal> {
     let backbone = &session.state.backbone;
     let ids: Vec<ConversationId> = match &session.identity {
         Identity::Visitor { id, .. } => kv::get::<ConversationId>(&backbone.visitors, id.as_str())
@@ -456,7 +468,8 @@ async fn start(
                 CatchUp::After(before),
             ),
             None => {
-                let (conversation, created) = claim_conversation(session, &visitor, team).await?;
+                let (conversation, created) =
+                    claim_conversation(session, &visitor, team, ConversationStatus::Queued).await?;
                 let mode = if created { CatchUp::All } else { CatchUp::Live };
                 (conversation, ConversationStatus::Queued, mode)
             }
@@ -542,10 +555,11 @@ async fn reopen_recent(
 
 /// Makes a new conversation the visitor's open one, unless another tab of
 /// the same visitor did so a moment ago (then that one is used).
-async fn claim_conversation(
+pub(crate) async fn claim_conversation(
     session: &Session,
     visitor: &VisitorId,
     team: Option<TeamId>,
+    status: ConversationStatus,
 ) -> Result<(ConversationId, bool), Refusal> {
     let backbone = &session.state.backbone;
     let fresh = ConversationId::generate();
@@ -568,15 +582,16 @@ async fn claim_conversation(
         // A pointer to a closed conversation (its close did not clear it).
         kv::put(&backbone.visitors, visitor.as_str(), &fresh).await?;
     }
-    open_new(session, &fresh, team).await?;
+    open_new(session, &fresh, team, status).await?;
     Ok((fresh, true))
 }
 
 /// Writes the `opened` event and the routing entry of a new conversation.
-async fn open_new(
+pub(crate) async fn open_new(
     session: &Session,
     conversation: &ConversationId,
     team: Option<TeamId>,
+    status: ConversationStatus,
 ) -> Handled {
     let backbone = &session.state.backbone;
     let visitor = session.identity.participant();
@@ -594,14 +609,15 @@ async fn open_new(
             None,
         )
         .await?;
-    let state = ConversationState::opened(conversation.clone(), visitor, team, now_ms());
+    let mut state = ConversationState::opened(conversation.clone(), visitor, team, now_ms());
+    state.status = status;
     // Written after the `opened` event, so the router's events follow it.
     kv::put(&backbone.conversations, conversation.as_str(), &state).await?;
     tracing::info!(%conversation, "conversation opened");
     Ok(())
 }
 
-fn text_allowed(session: &Session, text: &str) -> Handled {
+pub(crate) fn text_allowed(session: &Session, text: &str) -> Handled {
     match check_text(text, session.state.config.edge.max_text_chars) {
         Ok(()) => Ok(()),
         Err(TextProblem::Empty) => Err(Refusal::new(ErrorCode::BadRequest, "text is empty")),
@@ -868,7 +884,7 @@ async fn ack(session: &Session, client_id: &str, record: &ChatRecord) -> Handled
     Ok(())
 }
 
-async fn append_message(
+pub(crate) async fn append_message(
     session: &Session,
     conversation: &ConversationId,
     client_id: &str,

@@ -10,7 +10,9 @@ use futures::StreamExt;
 use switchboard_bus::ConversationLog;
 use switchboard_protocol::frames::ServerFrame;
 use switchboard_protocol::ids::{AgentId, ConversationId};
-use switchboard_protocol::payloads::{decode, AgentNotice, ChatRecord, Notice, Role, Signal};
+use switchboard_protocol::payloads::{
+    decode, AgentNotice, ChatRecord, Notice, QueueSnapshot, Role, Signal,
+};
 use switchboard_protocol::subjects;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::AbortHandle;
@@ -44,6 +46,8 @@ pub struct Hub {
     /// Admin broadcasts for the local sessions: who they are for, and the
     /// `notice` frame.
     notices: broadcast::Sender<(Role, Arc<str>)>,
+    /// The latest `queue` frame, for agents who connect.
+    queue: Mutex<Option<Arc<str>>>,
 }
 
 /// Broadcasts a slow session may fall behind by before missing some.
@@ -66,6 +70,7 @@ impl Hub {
             topics: Mutex::default(),
             inboxes: Mutex::default(),
             notices: broadcast::channel(NOTICE_BACKLOG).0,
+            queue: Mutex::default(),
         })
     }
 
@@ -74,14 +79,24 @@ impl Hub {
         self.notices.subscribe()
     }
 
-    /// Relays admin broadcasts (`notice.agents`, `notice.visitors`) to the
-    /// local sessions until the subscriptions end.
+    /// The latest queue, as a `queue` frame.
+    pub fn queue(&self) -> Option<Arc<str>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Relays admin broadcasts (`notice.agents`, `notice.visitors`) and
+    /// queue snapshots (to agents) to the local sessions until the
+    /// subscriptions end.
     pub async fn relay_notices(self: Arc<Self>) {
         let agents = self.subscribe(subjects::NOTICE_AGENTS.to_owned()).await;
         let visitors = self.subscribe(subjects::NOTICE_VISITORS.to_owned()).await;
-        let (mut agents, mut visitors) = match (agents, visitors) {
-            (Ok(agents), Ok(visitors)) => (agents, visitors),
-            (Err(err), _) | (_, Err(err)) => {
+        let queue = self.subscribe(subjects::QUEUE_SNAPSHOT.to_owned()).await;
+        let (mut agents, mut visitors, mut queue) = match (agents, visitors, queue) {
+            (Ok(agents), Ok(visitors), Ok(queue)) => (agents, visitors, queue),
+            (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
                 tracing::error!(error = %err, "subscribe to broadcasts");
                 return;
             }
@@ -90,6 +105,10 @@ impl Hub {
             let (role, message) = tokio::select! {
                 Some(message) = agents.next() => (Role::Agent, message),
                 Some(message) = visitors.next() => (Role::Visitor, message),
+                Some(message) = queue.next() => {
+                    self.on_queue(&message);
+                    continue;
+                }
                 else => return,
             };
             match decode::<Notice>(&message.payload) {
@@ -292,6 +311,28 @@ impl Hub {
                 follower.outbox.offer(Outbound::Frame(Arc::clone(&json)));
             }
         }
+    }
+
+    fn on_queue(&self, message: &async_nats::Message) {
+        let snapshot: QueueSnapshot = match decode(&message.payload) {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                tracing::warn!(error = %err, "undecodable queue snapshot");
+                return;
+            }
+        };
+        let frame: Arc<str> = ServerFrame::Queue {
+            entries: snapshot.entries,
+        }
+        .to_json()
+        .into();
+        let mut latest = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if latest.as_deref() == Some(&*frame) {
+            return;
+        }
+        *latest = Some(Arc::clone(&frame));
+        drop(latest);
+        let _ = self.notices.send((Role::Agent, frame));
     }
 
     /// Subscribes a session to its agent's inbox.

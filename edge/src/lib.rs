@@ -10,6 +10,7 @@
 //! - [`session`]: one WebSocket connection, from `hello` to close.
 //! - [`handlers`]: what each client frame does on the backbone.
 //! - [`outbox`]: the per-connection writer — ordering, dedupe, gap repair.
+//! - [`missed`]: messages left while nobody was online, and their pick-up.
 //! - [`hub`]: one NATS subscription per conversation per edge, fanned out
 //!   to the local connections.
 //! - [`presence`]: agent presence entries and their heartbeats.
@@ -21,6 +22,7 @@ pub mod handlers;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod missed;
 pub mod outbox;
 pub mod presence;
 pub mod server;

@@ -207,6 +207,11 @@ async fn active(
         drop(notice_tx);
     }
     handlers::welcome(&mut session, resume).await;
+    if let Identity::Agent { .. } = session.identity {
+        if let Some(queue) = state.hub.queue() {
+            session.outbox.send(Outbound::Frame(queue)).await;
+        }
+    }
 
     let mut limiter =
         RateLimiter::new(state.config.edge.rate_per_sec, state.config.edge.rate_burst);

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, ConversationId, MessageId, TeamId};
 use crate::payloads::{
-    AgentStatus, ChatRecord, ConversationEvent, ConversationState, Participant, RecordBody,
+    AgentStatus, ChatRecord, ConversationEvent, ConversationState, MissedEntry, Participant,
+    QueueEntry, RecordBody,
 };
 use crate::time::rfc3339;
 
@@ -77,6 +78,23 @@ pub enum ClientFrame {
         #[serde(default)]
         comment: Option<String>,
     },
+    /// Nobody is online: leave a message (the visitor's open waiting
+    /// conversation, if any, becomes it).
+    LeaveMessage {
+        text: String,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        email: Option<String>,
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// Agents: the missed conversations waiting to be picked up.
+    ListMissed {},
+    /// Agents: take a missed conversation.
+    PickUp {
+        conversation_id: ConversationId,
+    },
 }
 
 impl ClientFrame {
@@ -93,6 +111,9 @@ impl ClientFrame {
             ClientFrame::Close { .. } => "close",
             ClientFrame::Transfer { .. } => "transfer",
             ClientFrame::Rate { .. } => "rate",
+            ClientFrame::LeaveMessage { .. } => "leave_message",
+            ClientFrame::ListMissed {} => "list_missed",
+            ClientFrame::PickUp { .. } => "pick_up",
         }
     }
 }
@@ -257,6 +278,14 @@ pub enum ServerFrame {
     Notice {
         text: String,
         sender: Participant,
+    },
+    /// Agents: the queue, whenever it changes.
+    Queue {
+        entries: Vec<QueueEntry>,
+    },
+    /// Agents: answer to `list_missed`, oldest first.
+    Missed {
+        entries: Vec<MissedEntry>,
     },
     Error {
         code: ErrorCode,

@@ -140,6 +140,16 @@ pub enum ConversationEvent {
         #[serde(default)]
         comment: Option<String>,
     },
+    /// Nobody was online: the visitor left a message (the next record) and
+    /// how to reach them.
+    LeftMessage {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        email: Option<String>,
+    },
+    /// An agent took a missed conversation; the router assigns it to them.
+    PickedUp { agent: Participant },
 }
 
 impl ConversationEvent {
@@ -153,6 +163,8 @@ impl ConversationEvent {
             ConversationEvent::Closed {} => "closed",
             ConversationEvent::Reopened {} => "reopened",
             ConversationEvent::Rated { .. } => "rated",
+            ConversationEvent::LeftMessage { .. } => "left_message",
+            ConversationEvent::PickedUp { .. } => "picked_up",
         }
     }
 }
@@ -234,6 +246,43 @@ pub struct ReadMark {
     pub at: i64,
 }
 
+/// A waiting conversation as agents and admins see the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub conversation_id: ConversationId,
+    pub visitor: Participant,
+    #[serde(default)]
+    pub team: Option<TeamId>,
+    /// 1-based, within its team's queue.
+    pub position: u32,
+    pub priority: i32,
+    /// Unix milliseconds.
+    pub queued_at: i64,
+}
+
+/// The whole queue, published by routers on `queue.snapshot` when it
+/// changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    pub entries: Vec<QueueEntry>,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+/// A missed conversation waiting for an agent: KV bucket `missed`, key =
+/// conversation id; removed when picked up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedEntry {
+    pub conversation_id: ConversationId,
+    pub visitor: Participant,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The beginning of the message.
+    pub preview: String,
+    /// Unix milliseconds.
+    pub left_at: i64,
+}
+
 /// Sent to an agent's edges on `inbox.agent.<agent_id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -260,6 +309,9 @@ pub enum ConversationStatus {
     Queued,
     Assigned,
     Closed,
+    /// The visitor left a message while nobody was online; an agent picks
+    /// it up later.
+    Missed,
 }
 
 impl ConversationStatus {
@@ -268,6 +320,7 @@ impl ConversationStatus {
             ConversationStatus::Queued => "queued",
             ConversationStatus::Assigned => "assigned",
             ConversationStatus::Closed => "closed",
+            ConversationStatus::Missed => "missed",
         }
     }
 }

@@ -14,6 +14,8 @@ pub const LIVE_REPUBLISH_DEST: &str = "live.conv.{{wildcard(1)}}";
 /// Broadcast notices for every online agent / visitor.
 pub const NOTICE_AGENTS: &str = "notice.agents";
 pub const NOTICE_VISITORS: &str = "notice.visitors";
+/// Queue snapshots published by routers.
+pub const QUEUE_SNAPSHOT: &str = "queue.snapshot";
 /// Request/reply service of the archiver for history older than the stream.
 pub const ARCHIVE_HISTORY: &str = "archive.history";
 /// Durable consumer of the archiver on [`CHAT_STREAM`].
@@ -35,6 +37,8 @@ pub mod buckets {
     pub const VISITORS: &str = "visitors";
     /// How far each participant has read, key from [`super::read_key`].
     pub const READS: &str = "reads";
+    /// Missed conversations waiting to be picked up, key = conversation id.
+    pub const MISSED: &str = "missed";
 }
 
 /// Where a conversation's records are stored: `chat.conv.<id>`.

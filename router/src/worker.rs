@@ -12,8 +12,10 @@ use switchboard_bus::{Backbone, BusError};
 use switchboard_config::RouterSettings;
 use switchboard_protocol::ids::{AgentId, TeamId};
 use switchboard_protocol::payloads::{
-    AgentStatus, ConversationState, ConversationStatus, LoadEntry,
+    encode, AgentStatus, ConversationState, ConversationStatus, LoadEntry, QueueEntry,
+    QueueSnapshot,
 };
+use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;
 use tokio_util::sync::CancellationToken;
 
@@ -119,6 +121,7 @@ async fn watch_and_route(
         if let Err(err) = pass(config, backbone, &mut mirror).await {
             tracing::warn!(error = %err, "assignment pass failed");
         }
+        publish_queue(backbone, &mirror, &mut memory, now_ms()).await;
     }
 }
 
@@ -128,6 +131,50 @@ async fn watch_and_route(
 struct Memory {
     /// Since when each agent holding conversations has been seen offline.
     offline_since: HashMap<AgentId, i64>,
+    /// The queue last published, and when.
+    published: Option<(Vec<QueueEntry>, i64)>,
+}
+
+/// A queue snapshot is published when the queue changes, and at least this
+/// often (for edges that started since).
+const SNAPSHOT_EVERY_MS: i64 = 10_000;
+
+/// Publishes the queue for the agents' consoles when it changed.
+async fn publish_queue(backbone: &Backbone, mirror: &Mirror, memory: &mut Memory, now: i64) {
+    let queue = policy::queue(mirror);
+    let entries: Vec<QueueEntry> = policy::positions(&queue)
+        .into_iter()
+        .map(|(c, position)| QueueEntry {
+            conversation_id: c.id.clone(),
+            visitor: c.visitor.clone(),
+            team: c.team.clone(),
+            position,
+            priority: c.priority,
+            queued_at: c.queued_at,
+        })
+        .collect();
+    let fresh = match &memory.published {
+        Some((last, at)) => last != &entries || now - at >= SNAPSHOT_EVERY_MS,
+        None => true,
+    };
+    if !fresh {
+        return;
+    }
+    let snapshot = QueueSnapshot {
+        entries: entries.clone(),
+        at: now,
+    };
+    match encode(&snapshot) {
+        Ok(payload) => match backbone
+            .client
+            .publish(subjects::QUEUE_SNAPSHOT, payload.into())
+            .await
+        {
+            Ok(()) => memory.published = Some((entries, now)),
+            Err(err) => tracing::warn!(error = %err, "publish queue snapshot"),
+        },
+        Err(err) => tracing::error!(error = %err, "encode queue snapshot"),
+    }
 }
 
 /// Takes conversations from agents who are gone: offline beyond the grace

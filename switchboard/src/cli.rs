@@ -39,6 +39,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// See and change the queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
     /// Send a notice to every online agent or visitor.
     Broadcast {
         /// `agents` or `visitors`.
@@ -46,6 +51,28 @@ pub enum Command {
         to: Audience,
         #[arg(long)]
         text: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// The waiting conversations, in the order they will be served.
+    List,
+    /// Move a waiting conversation ahead (higher priority goes first).
+    Prioritize {
+        #[arg(long)]
+        conversation: String,
+        #[arg(long, default_value_t = 10)]
+        priority: i32,
+    },
+    /// Give a waiting conversation to this agent as soon as they have a
+    /// free slot (ahead of everything else).
+    Assign {
+        #[arg(long)]
+        conversation: String,
+        /// The agent's login.
+        #[arg(long)]
+        agent: String,
     },
 }
 

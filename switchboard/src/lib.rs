@@ -5,12 +5,14 @@
 //! - `cli`: the command line.
 //! - `components`: starting edge, router and archiver with a shared
 //!   shutdown, and stopping them on SIGINT/SIGTERM.
-//! - `agents`: `agent add|list|remove`, and the demo agents.
+//! - `agents`: `agent add|list|remove|set`, `broadcast`, and the demo agents.
+//! - `queue`: `queue list|prioritize|assign`.
 //! - `telemetry`: tracing output.
 
 mod agents;
 mod cli;
 mod components;
+mod queue;
 mod telemetry;
 
 use clap::Parser;
@@ -48,6 +50,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Archiver => components::archiver_only(settings).await,
         Command::Agent { command } => agents::run(settings, command).await,
         Command::Broadcast { to, text } => agents::broadcast(settings, to, text).await,
+        Command::Queue { command } => queue::run(settings, command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

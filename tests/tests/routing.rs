@@ -276,3 +276,129 @@ async fn admins_change_capacity_live_and_broadcast_notices() {
     let notices: Vec<_> = ann.seen.iter().filter(|f| f["type"] == "notice").collect();
     assert_eq!(notices.len(), 1, "visitors get only visitor notices");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nobody_online_a_visitor_leaves_a_message_an_agent_picks_up() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    system.add_agent("lee", 2, None).await;
+    let (mut ann, id, _) = visitor(edge, "Ann", None).await;
+    let queued = ann.expect_event(&id, "queued").await;
+    assert_eq!(
+        queued["agents_online"], 0,
+        "the visitor is told nobody is online"
+    );
+
+    ann.send(json!({
+        "type": "leave_message", "text": "Please call me back about my order",
+        "name": "Ann Lee", "email": "ann@example.com", "client_id": "left-1",
+    }))
+    .await;
+    let started = ann.expect_type("started").await;
+    assert_eq!(
+        (
+            started["conversation_id"].as_str(),
+            started["state"].as_str()
+        ),
+        (Some(id.as_str()), Some("missed"))
+    );
+    ann.expect("ack of the left message", |f| {
+        f["type"] == "ack" && f["client_id"] == "left-1"
+    })
+    .await;
+    let left = ann.expect_event(&id, "left_message").await;
+    assert_eq!(left["email"], "ann@example.com");
+
+    // An agent comes online later: the missed conversation is not assigned
+    // by itself, it is listed, and picked up.
+    let mut lee = agent(&system, edge, "lee").await;
+    lee.send(json!({ "type": "list_missed" })).await;
+    let missed = lee.expect_type("missed").await;
+    assert_eq!(missed["entries"][0]["conversation_id"], id.as_str());
+    assert_eq!(
+        missed["entries"][0]["preview"],
+        "Please call me back about my order"
+    );
+    assert_eq!(missed["entries"][0]["visitor"]["name"], "Ann Lee");
+    assert!(!lee.seen.iter().any(|f| f["type"] == "assigned"));
+
+    lee.send(json!({ "type": "pick_up", "conversation_id": id }))
+        .await;
+    let assigned = lee.expect_type("assigned").await;
+    assert_eq!(assigned["conversation_id"], id.as_str());
+    lee.expect("the left message, replayed", |f| {
+        f["type"] == "message" && f["client_id"] == "left-1"
+    })
+    .await;
+    ann.expect_event(&id, "picked_up").await;
+    ann.expect_event(&id, "assigned").await;
+    // Picked once: a second pick-up finds nothing.
+    lee.send(json!({ "type": "pick_up", "conversation_id": id }))
+        .await;
+    lee.expect_error("not_found").await;
+    lee.send(json!({ "type": "list_missed" })).await;
+    let missed = lee
+        .expect("an empty list", |f| {
+            f["type"] == "missed" && f["entries"] == json!([])
+        })
+        .await;
+    assert_eq!(missed["entries"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_see_the_queue_live_and_admins_reorder_and_force_assign() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    system.add_agent("max", 1, None).await;
+    let mut max = agent(&system, edge, "max").await;
+    let (mut a, a_id, _) = visitor(edge, "A", None).await;
+    a.expect_event(&a_id, "assigned").await;
+    let (_b, b_id, _) = visitor(edge, "B", None).await;
+    let (mut c, c_id, _) = visitor(edge, "C", None).await;
+    c.expect_event(&c_id, "queued").await;
+
+    let order = |f: &Value| -> Vec<String> {
+        f["entries"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .map(|e| e["conversation_id"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let expected = vec![b_id.clone(), c_id.clone()];
+    max.expect("the queue with B then C", |f| {
+        f["type"] == "queue" && order(f) == expected
+    })
+    .await;
+
+    cli(&system, &["queue", "prioritize", "--conversation", &c_id]).await;
+    let expected = vec![c_id.clone(), b_id.clone()];
+    max.expect("the queue with C first", |f| {
+        f["type"] == "queue" && order(f) == expected
+    })
+    .await;
+    c.expect("C moves to place 1", |f| {
+        f["event"] == "queued" && f["position"] == 1
+    })
+    .await;
+    let listing = cli(&system, &["queue", "list"]).await;
+    let (c_at, b_at) = (listing.find(&c_id).unwrap(), listing.find(&b_id).unwrap());
+    assert!(c_at < b_at, "{listing}");
+
+    // Force B to Max: when his slot frees, B goes first despite C's priority.
+    cli(
+        &system,
+        &["queue", "assign", "--conversation", &b_id, "--agent", "max"],
+    )
+    .await;
+    max.send(json!({ "type": "close", "conversation_id": a_id }))
+        .await;
+    let next = max
+        .expect("the next assignment", |f| {
+            f["type"] == "assigned" && f["conversation_id"] != a_id.as_str()
+        })
+        .await;
+    assert_eq!(next["conversation_id"], b_id.as_str());
+}

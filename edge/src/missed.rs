@@ -1,0 +1,206 @@
+//! Nobody online: a visitor leaves a message, the conversation waits as
+//! `missed` (listed in the `missed` bucket, invisible to the router), and
+//! any agent picks it up later, which puts it in the queue for them.
+
+use futures::TryStreamExt;
+use switchboard_bus::kv::{self, Decision};
+use switchboard_bus::BusError;
+use switchboard_protocol::frames::{ErrorCode, ServerFrame};
+use switchboard_protocol::ids::ConversationId;
+use switchboard_protocol::payloads::{
+    ConversationEvent, ConversationState, ConversationStatus, MissedEntry, RecordBody,
+};
+use switchboard_protocol::time::now_ms;
+
+use crate::auth::Identity;
+use crate::handlers::{
+    append_message, claim_conversation, follow, open_conversations, text_allowed, CatchUp, Handled,
+    Refusal,
+};
+use crate::limits::valid_client_id;
+use crate::session::Session;
+
+/// Characters of a missed message shown in the agents' list.
+const PREVIEW_CHARS: usize = 140;
+/// Priority of a picked-up conversation: ahead of the ordinary queue.
+const PICKED_UP_PRIORITY: i32 = 100;
+
+/// `leave_message`: the visitor's waiting conversation (or a new one)
+/// becomes a missed one holding their message.
+pub async fn leave_message(
+    session: &mut Session,
+    text: String,
+    name: Option<String>,
+    email: Option<String>,
+    client_id: Option<String>,
+) -> Handled {
+    let Identity::Visitor { id: visitor, .. } = session.identity.clone() else {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "only visitors leave messages",
+        ));
+    };
+    text_allowed(session, &text)?;
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    let email = email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+    if name.as_deref().is_some_and(|n| n.chars().count() > 80)
+        || email
+            .as_deref()
+            .is_some_and(|e| e.len() > 254 || !e.contains('@'))
+    {
+        return Err(Refusal::new(ErrorCode::BadRequest, "invalid name or email"));
+    }
+    if client_id.as_deref().is_some_and(|c| !valid_client_id(c)) {
+        return Err(Refusal::new(ErrorCode::BadRequest, "invalid client_id"));
+    }
+    let backbone = session.state.backbone.clone();
+    let (conversation, created) = match open_conversations(session).await?.pop() {
+        Some(state) if state.status == ConversationStatus::Missed => (state.id, false),
+        Some(state) => {
+            let converted = kv::cas(
+                &backbone.conversations,
+                state.id.as_str(),
+                |current: Option<&ConversationState>| match current {
+                    Some(current) if current.status == ConversationStatus::Queued => {
+                        let mut missed = current.clone();
+                        missed.status = ConversationStatus::Missed;
+                        missed.announced_position = None;
+                        Decision::Write(missed, true)
+                    }
+                    _ => Decision::Keep(false),
+                },
+            )
+            .await?;
+            if !converted {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    "an agent is with you: send your message in the conversation",
+                ));
+            }
+            (state.id, false)
+        }
+        None => claim_conversation(session, &visitor, None, ConversationStatus::Missed).await?,
+    };
+    let mut visitor_participant = session.identity.participant();
+    if let Some(name) = &name {
+        visitor_participant.name = name.clone();
+    }
+    backbone
+        .log
+        .append(
+            &conversation,
+            session.identity.participant(),
+            RecordBody::Event {
+                event: ConversationEvent::LeftMessage {
+                    name: name.clone(),
+                    email: email.clone(),
+                },
+            },
+            None,
+        )
+        .await?;
+    let entry = MissedEntry {
+        conversation_id: conversation.clone(),
+        visitor: visitor_participant,
+        email,
+        preview: text.chars().take(PREVIEW_CHARS).collect(),
+        left_at: now_ms(),
+    };
+    kv::put(&backbone.missed, conversation.as_str(), &entry).await?;
+    let last_seq = backbone.log.last_seq(&conversation).await?;
+    session
+        .outbox
+        .frame(&ServerFrame::Started {
+            conversation_id: conversation.clone(),
+            state: ConversationStatus::Missed.as_str().to_owned(),
+            last_seq,
+            created,
+        })
+        .await;
+    let mode = if created { CatchUp::All } else { CatchUp::Live };
+    follow(session, &conversation, mode).await?;
+    let client_id = client_id.unwrap_or_else(|| format!("left-{conversation}-{last_seq}"));
+    append_message(session, &conversation, &client_id, text).await?;
+    tracing::info!(%conversation, "message left while nobody was online");
+    Ok(())
+}
+
+/// `list_missed`: every missed conversation, oldest first.
+pub async fn list(session: &mut Session) -> Handled {
+    if !matches!(session.identity, Identity::Agent { .. }) {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "only agents see missed conversations",
+        ));
+    }
+    let store = &session.state.backbone.missed;
+    let keys: Vec<String> = match store.keys().await {
+        Ok(keys) => keys
+            .try_collect()
+            .await
+            .map_err(|e| BusError::nats("list missed conversations", e))?,
+        Err(e) => return Err(BusError::nats("list missed conversations", e).into()),
+    };
+    let mut entries = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(entry) = kv::get::<MissedEntry>(store, &key).await? {
+            entries.push(entry.value);
+        }
+    }
+    entries.sort_by_key(|e| e.left_at);
+    session.outbox.frame(&ServerFrame::Missed { entries }).await;
+    Ok(())
+}
+
+/// `pick_up`: an agent takes a missed conversation; it joins the queue
+/// ahead of everything, for that agent.
+pub async fn pick_up(session: &mut Session, conversation: &ConversationId) -> Handled {
+    let Identity::Agent { id: agent, .. } = session.identity.clone() else {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "only agents pick up conversations",
+        ));
+    };
+    let backbone = session.state.backbone.clone();
+    let picked = kv::cas(
+        &backbone.conversations,
+        conversation.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(state) if state.status == ConversationStatus::Missed => {
+                let mut state = state.clone();
+                state.status = ConversationStatus::Queued;
+                state.queued_at = now_ms();
+                state.priority = PICKED_UP_PRIORITY;
+                state.target_agent = Some(agent.clone());
+                Decision::Write(state, true)
+            }
+            _ => Decision::Keep(false),
+        },
+    )
+    .await?;
+    if !picked {
+        return Err(Refusal::new(
+            ErrorCode::NotFound,
+            "no such missed conversation (someone may have picked it up)",
+        ));
+    }
+    if let Err(err) = backbone.missed.delete(conversation.as_str()).await {
+        // Listing skips entries whose conversation is no longer missed.
+        tracing::warn!(error = %err, %conversation, "remove missed entry");
+    }
+    backbone
+        .log
+        .append(
+            conversation,
+            session.identity.participant(),
+            RecordBody::Event {
+                event: ConversationEvent::PickedUp {
+                    agent: session.identity.participant(),
+                },
+            },
+            None,
+        )
+        .await?;
+    tracing::info!(%conversation, agent_id = %agent, "missed conversation picked up");
+    Ok(())
+}
