@@ -7,6 +7,8 @@
 //!   `seq` and dedupe, reading ranges back for resume and history.
 //! - [`kv`]: typed MessagePack values in KV buckets and the compare-and-set
 //!   loop every routing decision goes through.
+//! - [`outbox`]: events a conversation's state owes to its log, written
+//!   after the state change by whoever comes next.
 //! - [`accounts`]: agent accounts and password checks.
 //! - [`error`]: the error type, [`BusError`].
 
@@ -15,6 +17,7 @@ pub mod backbone;
 pub mod error;
 pub mod kv;
 pub mod log;
+pub mod outbox;
 
 pub use backbone::Backbone;
 pub use error::BusError;

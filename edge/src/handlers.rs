@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use switchboard_bus::kv::{self, Decision};
-use switchboard_bus::BusError;
+use switchboard_bus::{outbox, BusError};
 use switchboard_protocol::frames::{
     ClientFrame, ConversationSummary, ErrorCode, HistoryItem, ServerFrame, MAX_UNREAD,
 };
@@ -188,7 +188,10 @@ pub(crate) async fn follow(
     conversation: &ConversationId,
     mode: CatchUp,
 ) -> Result<u64, Refusal> {
-    let first_time = !session.followed.contains(conversation);
+    let first_time = !session
+        .state
+        .hub
+        .is_following(conversation, session.connection);
     if !first_time && mode == CatchUp::Live {
         return Ok(session.state.backbone.log.last_seq(conversation).await?);
     }
@@ -510,6 +513,8 @@ async fn reopen_recent(
     let window = i64::try_from(session.state.config.edge.reopen_window.get().as_millis())
         .unwrap_or(i64::MAX);
     let now = now_ms();
+    let sender = session.identity.participant();
+    let before = backbone.log.last_seq(&last.value).await?;
     let reopened = kv::cas(
         &backbone.conversations,
         last.value.as_str(),
@@ -525,9 +530,11 @@ async fn reopen_recent(
                 state.closed_at = None;
                 state.announced_position = None;
                 state.target_agent = state.agent.take().and_then(|a| AgentId::new(a.id).ok());
+                state.target_only = false;
                 state.exclude_agent = None;
                 state.assigned_at = None;
                 state.first_response_at = None;
+                state.owe(sender.clone(), ConversationEvent::Reopened {}, None);
                 Decision::Write(state, true)
             }
             _ => Decision::Keep(false),
@@ -537,18 +544,7 @@ async fn reopen_recent(
     if !reopened {
         return Ok(None);
     }
-    let before = backbone.log.last_seq(&last.value).await?;
-    backbone
-        .log
-        .append(
-            &last.value,
-            session.identity.participant(),
-            RecordBody::Event {
-                event: ConversationEvent::Reopened {},
-            },
-            None,
-        )
-        .await?;
+    outbox::flush(backbone, &last.value).await?;
     tracing::info!(conversation = %last.value, "conversation reopened");
     Ok(Some((last.value, before)))
 }
@@ -644,7 +640,11 @@ async fn send(
     }
     text_allowed(session, &text)?;
     let state = authorize(session, conversation, true).await?;
-    if !session.followed.contains(conversation) {
+    if !session
+        .state
+        .hub
+        .is_following(conversation, session.connection)
+    {
         follow(session, conversation, CatchUp::Live).await?;
     }
     if retry {
@@ -738,6 +738,13 @@ async fn transfer(
         ),
         None => None,
     };
+    let sender = session.identity.participant();
+    let event = ConversationEvent::Transferred {
+        from: sender.clone(),
+        to_agent: target.map(|a| Participant::agent(&a.id, a.name)),
+        to_team: to_team.clone(),
+        note,
+    };
     let moved = kv::cas(
         &backbone.conversations,
         conversation.as_str(),
@@ -751,10 +758,12 @@ async fn transfer(
                 state.announced_position = None;
                 state.priority = state.priority.max(0) + 1;
                 state.target_agent = to_agent.clone();
+                state.target_only = to_agent.is_some();
                 state.exclude_agent = Some(me.clone());
                 if let Some(team) = &to_team {
                     state.team = Some(team.clone());
                 }
+                state.owe(sender.clone(), event.clone(), None);
                 Decision::Write(state, true)
             }
             _ => Decision::Keep(false),
@@ -767,22 +776,7 @@ async fn transfer(
             "this conversation is not yours",
         ));
     }
-    backbone
-        .log
-        .append(
-            conversation,
-            session.identity.participant(),
-            RecordBody::Event {
-                event: ConversationEvent::Transferred {
-                    from: session.identity.participant(),
-                    to_agent: target.map(|a| Participant::agent(&a.id, a.name)),
-                    to_team,
-                    note,
-                },
-            },
-            None,
-        )
-        .await?;
+    outbox::flush(backbone, conversation).await?;
     tracing::info!(%conversation, "conversation transferred");
     Ok(())
 }
@@ -814,6 +808,8 @@ async fn rate(
     }
     authorize(session, conversation, false).await?;
     let backbone = &session.state.backbone;
+    let sender = session.identity.participant();
+    let event = ConversationEvent::Rated { score, comment };
     let rated = kv::cas(
         &backbone.conversations,
         conversation.as_str(),
@@ -821,6 +817,7 @@ async fn rate(
             Some(state) if state.status == ConversationStatus::Closed && state.rating.is_none() => {
                 let mut state = state.clone();
                 state.rating = Some(score);
+                state.owe(sender.clone(), event.clone(), None);
                 Decision::Write(state, Ok(()))
             }
             Some(state) if state.status != ConversationStatus::Closed => {
@@ -833,17 +830,7 @@ async fn rate(
     if let Err(why) = rated {
         return Err(Refusal::new(ErrorCode::Forbidden, why));
     }
-    backbone
-        .log
-        .append(
-            conversation,
-            session.identity.participant(),
-            RecordBody::Event {
-                event: ConversationEvent::Rated { score, comment },
-            },
-            None,
-        )
-        .await?;
+    outbox::flush(backbone, conversation).await?;
     Ok(())
 }
 
@@ -946,7 +933,11 @@ async fn read(session: &mut Session, conversation: &ConversationId, seq: u64) ->
 
 /// `typing` and `read`: ephemeral signals to the other participants.
 async fn signal(session: &mut Session, conversation: &ConversationId, signal: Signal) -> Handled {
-    if !session.followed.contains(conversation) {
+    if !session
+        .state
+        .hub
+        .is_following(conversation, session.connection)
+    {
         authorize(session, conversation, false).await?;
         follow(session, conversation, CatchUp::Live).await?;
     }
@@ -1061,6 +1052,7 @@ async fn set_status(session: &mut Session, status: AgentStatus) -> Handled {
 async fn close(session: &mut Session, conversation: &ConversationId) -> Handled {
     authorize(session, conversation, true).await?;
     let backbone = &session.state.backbone;
+    let sender = session.identity.participant();
     let closed_now = kv::cas(
         &backbone.conversations,
         conversation.as_str(),
@@ -1069,6 +1061,7 @@ async fn close(session: &mut Session, conversation: &ConversationId) -> Handled 
                 let mut closed = current.clone();
                 closed.status = ConversationStatus::Closed;
                 closed.closed_at = Some(now_ms());
+                closed.owe(sender.clone(), ConversationEvent::Closed {}, None);
                 Decision::Write(closed, true)
             }
             _ => Decision::Keep(false),
@@ -1081,17 +1074,7 @@ async fn close(session: &mut Session, conversation: &ConversationId) -> Handled 
             "this conversation is closed",
         ));
     }
-    backbone
-        .log
-        .append(
-            conversation,
-            session.identity.participant(),
-            RecordBody::Event {
-                event: ConversationEvent::Closed {},
-            },
-            Some(&format!("{conversation}.closed")),
-        )
-        .await?;
+    outbox::flush(backbone, conversation).await?;
     tracing::info!(%conversation, "conversation closed");
     Ok(())
 }

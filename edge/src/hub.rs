@@ -11,7 +11,8 @@ use switchboard_bus::ConversationLog;
 use switchboard_protocol::frames::ServerFrame;
 use switchboard_protocol::ids::{AgentId, ConversationId};
 use switchboard_protocol::payloads::{
-    decode, AgentNotice, ChatRecord, Notice, QueueSnapshot, Role, Signal,
+    decode, AgentNotice, ChatRecord, ConversationEvent, Notice, QueueSnapshot, RecordBody, Role,
+    Signal,
 };
 use switchboard_protocol::subjects;
 use tokio::sync::{broadcast, mpsc};
@@ -269,6 +270,36 @@ impl Hub {
                 json: Arc::clone(&json),
             });
         }
+        // An agent who lost the conversation sees that, and nothing after.
+        if let RecordBody::Event {
+            event:
+                ConversationEvent::Transferred { from: gone, .. }
+                | ConversationEvent::AgentLeft { agent: gone, .. },
+        } = &record.body
+        {
+            self.drop_participant(conversation, &gone.id);
+        }
+    }
+
+    /// Stops delivering a conversation to one participant's connections.
+    fn drop_participant(&self, conversation: &ConversationId, participant_id: &str) {
+        let mut topics = self.topics();
+        if let Some(topic) = topics.get_mut(conversation) {
+            topic
+                .followers
+                .retain(|_, f| f.participant_id != participant_id);
+            if topic.followers.is_empty() {
+                topic.task.abort();
+                topics.remove(conversation);
+            }
+        }
+    }
+
+    /// Whether a connection receives a conversation's records.
+    pub fn is_following(&self, conversation: &ConversationId, connection: u64) -> bool {
+        self.topics()
+            .get(conversation)
+            .is_some_and(|t| t.followers.contains_key(&connection))
     }
 
     fn on_signal(&self, conversation: &ConversationId, message: &async_nats::Message) {

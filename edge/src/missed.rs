@@ -4,7 +4,7 @@
 
 use futures::TryStreamExt;
 use switchboard_bus::kv::{self, Decision};
-use switchboard_bus::BusError;
+use switchboard_bus::{outbox, BusError};
 use switchboard_protocol::frames::{ErrorCode, ServerFrame};
 use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::{
@@ -162,6 +162,7 @@ pub async fn pick_up(session: &mut Session, conversation: &ConversationId) -> Ha
         ));
     };
     let backbone = session.state.backbone.clone();
+    let sender = session.identity.participant();
     let picked = kv::cas(
         &backbone.conversations,
         conversation.as_str(),
@@ -172,6 +173,14 @@ pub async fn pick_up(session: &mut Session, conversation: &ConversationId) -> Ha
                 state.queued_at = now_ms();
                 state.priority = PICKED_UP_PRIORITY;
                 state.target_agent = Some(agent.clone());
+                state.target_only = true;
+                state.owe(
+                    sender.clone(),
+                    ConversationEvent::PickedUp {
+                        agent: sender.clone(),
+                    },
+                    None,
+                );
                 Decision::Write(state, true)
             }
             _ => Decision::Keep(false),
@@ -185,22 +194,10 @@ pub async fn pick_up(session: &mut Session, conversation: &ConversationId) -> Ha
         ));
     }
     if let Err(err) = backbone.missed.delete(conversation.as_str()).await {
-        // Listing skips entries whose conversation is no longer missed.
+        // A stale entry stays listed; picking it up answers `not_found`.
         tracing::warn!(error = %err, %conversation, "remove missed entry");
     }
-    backbone
-        .log
-        .append(
-            conversation,
-            session.identity.participant(),
-            RecordBody::Event {
-                event: ConversationEvent::PickedUp {
-                    agent: session.identity.participant(),
-                },
-            },
-            None,
-        )
-        .await?;
+    outbox::flush(&backbone, conversation).await?;
     tracing::info!(%conversation, agent_id = %agent, "missed conversation picked up");
     Ok(())
 }

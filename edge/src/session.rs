@@ -35,7 +35,8 @@ pub struct Session {
     pub identity: Identity,
     pub connection: u64,
     pub outbox: OutboxHandle,
-    /// Conversations this connection follows (and was allowed to).
+    /// Conversations this connection has followed (the hub knows which it
+    /// still does); left on close.
     pub followed: HashSet<ConversationId>,
 }
 

@@ -15,6 +15,13 @@ const MAX_BACKOFF_MS = 10000;
 const TYPING_REFRESH_MS = 3000;
 const TYPING_IDLE_MS = 2500;
 const TYPING_SHOW_MS = 8000;
+const MAX_NOTE = 1000; // transfer note
+const ID_RE = /^[A-Za-z0-9_-]{1,64}$/; // agent and team ids
+
+// Receipt states of the agent's own messages, in the order they advance.
+const STATE_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
+const STATE_LABEL = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read' };
+const STARS = ['', '★☆☆☆☆', '★★☆☆☆', '★★★☆☆', '★★★★☆', '★★★★★'];
 
 // ---------------------------------------------------------------- helpers
 
@@ -41,6 +48,29 @@ function timeElement(iso) {
     t.dateTime = d.toISOString();
     t.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
     t.title = d.toLocaleString();
+  }
+  return t;
+}
+
+// "4m 05s", "1h 12m": how long something has waited.
+function formatWait(ms) {
+  const secs = Math.max(0, Math.floor(ms / 1000));
+  if (secs < 60) return `${secs}s`;
+  const mins = Math.floor(secs / 60);
+  if (mins < 60) return `${mins}m ${String(secs % 60).padStart(2, '0')}s`;
+  const hours = Math.floor(mins / 60);
+  if (hours < 48) return `${hours}h ${String(mins % 60).padStart(2, '0')}m`;
+  return `${Math.floor(hours / 24)}d`;
+}
+
+// A <time> for unix milliseconds, shown as "12 min ago".
+function agoElement(ms) {
+  const t = make('time', 'time');
+  const d = new Date(Number(ms));
+  if (!Number.isNaN(d.getTime())) {
+    t.dateTime = d.toISOString();
+    t.title = d.toLocaleString();
+    t.textContent = `${formatWait(Date.now() - d.getTime())} ago`;
   }
   return t;
 }
@@ -120,6 +150,25 @@ const ui = {
   status: $('status'),
   logout: $('logout'),
   notice: $('notice'),
+  noticeText: $('notice-text'),
+  noticeDismiss: $('notice-dismiss'),
+  queue: $('queue'),
+  queueCount: $('queue-count'),
+  queueEmpty: $('queue-empty'),
+  missed: $('missed'),
+  missedCount: $('missed-count'),
+  missedEmpty: $('missed-empty'),
+  missedError: $('missed-error'),
+  missedRefresh: $('missed-refresh'),
+  transferToggle: $('transfer-toggle'),
+  transferForm: $('transfer-form'),
+  transferKind: $('transfer-kind'),
+  transferTarget: $('transfer-target'),
+  transferSuggestions: $('transfer-suggestions'),
+  transferNote: $('transfer-note'),
+  transferError: $('transfer-error'),
+  transferCancel: $('transfer-cancel'),
+  transferSubmit: $('transfer-submit'),
   list: $('conversations'),
   noConversations: $('no-conversations'),
   chatEmpty: $('chat-empty'),
@@ -154,6 +203,14 @@ const S = {
   typingOut: { on: false, lastAt: 0, idle: null, key: null },
   noticeTimer: null,
   errorTimer: null,
+  queue: [], // entries of the last `queue` frame
+  queueTimer: null, // ticks the waiting times
+  missed: null, // entries of the last `missed` frame (null: not asked yet)
+  missedLoading: false,
+  pickingUp: new Set(), // conversation ids we sent `pick_up` for
+  knownAgents: new Map(), // agent id -> name, seen in conversations
+  knownTeams: new Set(), // team ids seen in conversations and the queue
+  transferKey: null, // conversation with a `transfer` in flight
 };
 
 function loadAuth() {
@@ -261,7 +318,17 @@ function logout(message) {
   S.me = null;
   S.convs.clear();
   S.activeKey = null;
+  S.queue = [];
+  S.missed = null;
+  S.missedLoading = false;
+  S.pickingUp.clear();
+  S.transferKey = null;
+  clearInterval(S.queueTimer);
+  S.queueTimer = null;
   ui.list.replaceChildren();
+  renderQueue();
+  renderMissed();
+  ui.transferForm.hidden = true;
   ui.messages.replaceChildren();
   ui.chatView.hidden = true;
   ui.chatEmpty.hidden = false;
@@ -305,7 +372,8 @@ function connect() {
   ws.addEventListener('open', () => {
     const hello = { type: 'hello', token };
     const resume = {};
-    for (const c of S.convs.values()) if (c.tl.maxSeq > 0) resume[String(c.id)] = c.tl.maxSeq;
+    // Not the conversations that left this agent: those are no longer ours.
+    for (const c of S.convs.values()) if (c.tl.maxSeq > 0 && canRead(c)) resume[String(c.id)] = c.tl.maxSeq;
     if (Object.keys(resume).length) hello.resume = resume;
     ws.send(JSON.stringify(hello));
   });
@@ -388,6 +456,8 @@ function handleFrame(f) {
       return onWelcome(f);
     case 'assigned':
       return onAssigned(f);
+    case 'resumed':
+      return onResumed(f);
     case 'ack':
       return onAck(f);
     case 'message':
@@ -399,8 +469,14 @@ function handleFrame(f) {
       return onTyping(f);
     case 'read':
       return onRead(f);
+    case 'delivered':
+      return onDelivered(f);
+    case 'queue':
+      return onQueue(f);
+    case 'missed':
+      return onMissed(f);
     case 'notice':
-      return showNotice(f.sender && f.sender.name ? `${f.sender.name}: ${f.text || ''}` : f.text || '');
+      return showNotice(typeof f.text === 'string' ? f.text : '', f.sender && f.sender.name, true);
     case 'error':
       return onError(f);
     default:
@@ -419,12 +495,23 @@ function onWelcome(f) {
   setConnection('open');
   S.me = { id: f.id, name: f.name };
   if (f.name) ui.agentName.textContent = f.name;
+  // Answers lost with the old socket: ask again rather than wait forever.
+  // (A transfer that did happen comes back as its event with the resume.)
+  S.missedLoading = false;
+  if (S.transferKey) {
+    S.transferKey = null;
+    ui.transferSubmit.disabled = false;
+    ui.transferSubmit.textContent = 'Transfer';
+  }
   for (const info of Array.isArray(f.conversations) ? f.conversations : []) {
     const c = upsertConversation(info);
+    c.handedOff = null; // listed as ours
     if (c.state !== 'closed' || sameKey(c, S.activeKey)) requestHistory(c);
   }
   send({ type: 'status', status: ui.status.value });
   for (const c of S.convs.values()) flushOutbox(c);
+  // Missed messages have no live feed: refresh the list on every connect.
+  requestMissed();
   renderList();
   if (S.activeKey) renderChatHeader();
 }
@@ -437,10 +524,31 @@ function onAssigned(f) {
     agent: S.me,
     last_seq: f.last_seq,
   });
-  c.fresh = S.activeKey !== c.key;
+  c.handedOff = null;
+  const picked = S.pickingUp.delete(c.key);
+  if (S.missed) {
+    S.missed = S.missed.filter((e) => String(e.conversation_id) !== c.key);
+    renderMissed();
+  }
+  c.fresh = S.activeKey !== c.key && !picked;
   requestHistory(c);
   renderList();
-  if (S.activeKey === c.key) renderChatHeader();
+  // A missed conversation this agent picked up opens right away.
+  if (picked) selectConversation(c.key);
+  else if (S.activeKey === c.key) renderChatHeader();
+}
+
+// The outcome of a `resume` entry of `hello`: when more was missed than the
+// server replays, page in what lies between.
+function onResumed(f) {
+  const c = S.convs.get(String(f.conversation_id));
+  if (!c || f.complete !== false) return;
+  const first = Number(f.first_seq);
+  const after = Number(f.after) || 0;
+  if (!Number.isFinite(first) || first <= 1 || c.tl.gapAsked.has(first)) return;
+  c.tl.gapAsked.add(first); // the same key askForGap() uses for this hole
+  const missing = Math.max(1, first - after - 1);
+  send({ type: 'history', conversation_id: c.id, before_seq: first, limit: Math.min(100, missing) });
 }
 
 function onAck(f) {
@@ -487,15 +595,23 @@ function setVisitorTyping(c, on, name) {
   renderListItem(c);
 }
 
+// Read receipts from the visitor: the agent's messages up to `seq` show
+// "Read".
 function onRead(f) {
   const c = S.convs.get(String(f.conversation_id));
-  if (!c || !f.reader || f.reader.role !== 'visitor') return;
-  for (const [seq, node] of c.tl.bySeq) {
-    if (seq <= f.seq && node.classList.contains('mine')) {
-      const st = node.querySelector('.state');
-      if (st) st.textContent = 'Seen';
-    }
-  }
+  if (!c || !f.reader || f.reader.role !== 'visitor' || typeof f.seq !== 'number') return;
+  if (f.seq <= c.peerRead) return;
+  c.peerRead = f.seq;
+  refreshReceipts(c);
+}
+
+// Delivery receipts: the visitor's client has every record up to `seq`.
+function onDelivered(f) {
+  const c = S.convs.get(String(f.conversation_id));
+  if (!c || !f.recipient || f.recipient.role !== 'visitor' || typeof f.seq !== 'number') return;
+  if (f.seq <= c.peerDelivered) return;
+  c.peerDelivered = f.seq;
+  refreshReceipts(c);
 }
 
 function onError(f) {
@@ -511,7 +627,32 @@ function onError(f) {
       markFailed(c, entry.node, entry.text);
     }
   }
-  if (!handled) ui.closeConv.disabled = !activeConv() || activeConv().state === 'closed';
+  if (handled) {
+    showChatError(f.message || `Error: ${f.code || 'unknown'}`);
+    return;
+  }
+  switch (f.ref) {
+    case 'transfer':
+      return transferFailed(f);
+    case 'pick_up':
+      return pickUpFailed(f);
+    case 'list_missed':
+      S.missedLoading = false;
+      renderMissed();
+      return showMissedError(f.message || 'Could not load the missed messages.');
+    default:
+      break;
+  }
+  // A `resume` entry of `hello` refused: the conversation is no longer ours.
+  const gone = f.ref != null ? S.convs.get(String(f.ref)) : null;
+  if (gone && (f.code === 'forbidden' || f.code === 'not_found')) {
+    gone.handedOff = gone.handedOff || 'No longer yours';
+    renderList();
+    if (S.activeKey === gone.key) renderChatHeader();
+    return;
+  }
+  const c = activeConv();
+  ui.closeConv.disabled = !c || !isMine(c);
   showChatError(f.message || `Error: ${f.code || 'unknown'}`);
 }
 
@@ -523,6 +664,28 @@ function sameKey(c, key) {
 
 function activeConv() {
   return S.activeKey ? S.convs.get(S.activeKey) : null;
+}
+
+function isMe(p) {
+  return !!p && !!S.me && sameId(p.id, S.me.id);
+}
+
+// Assigned to this agent now: it may send, close and transfer.
+function isMine(c) {
+  return c.state === 'assigned' && !c.handedOff && (!c.agent || !S.me || isMe(c.agent));
+}
+
+// The server lets this agent read it: theirs, or closed while theirs.
+function canRead(c) {
+  return !c.handedOff && (c.state === 'assigned' || c.state === 'closed');
+}
+
+function learnAgent(p) {
+  if (p && p.role === 'agent' && p.id != null && !isMe(p)) S.knownAgents.set(String(p.id), p.name || '');
+}
+
+function learnTeam(team) {
+  if (team != null && team !== '') S.knownTeams.add(String(team));
 }
 
 function upsertConversation(info) {
@@ -556,6 +719,11 @@ function upsertConversation(info) {
       historyRequested: false,
       lastReadSent: 0,
       statusSeq: 0,
+      peerRead: 0, // the visitor has read up to this seq
+      peerDelivered: 0, // … and received up to this one
+      handedOff: null, // why it is no longer this agent's ("Transferred", …)
+      rating: null,
+      contact: null, // email left with a missed message
       item: null,
     };
     S.convs.set(key, c);
@@ -565,11 +733,20 @@ function upsertConversation(info) {
     if (info.agent !== undefined && info.agent !== null) c.agent = info.agent;
     if (info.team !== undefined) c.team = info.team;
   }
+  learnTeam(c.team);
   if (typeof info.last_seq === 'number') c.serverLastSeq = Math.max(c.serverLastSeq, info.last_seq);
+  // welcome: read marks kept by the server.
+  if (typeof info.read_seq === 'number' && info.read_seq > c.lastReadSent) c.lastReadSent = info.read_seq;
+  if (typeof info.peer_read_seq === 'number' && info.peer_read_seq > c.peerRead) {
+    c.peerRead = info.peer_read_seq;
+    refreshReceipts(c);
+  }
+  if (typeof info.unread === 'number' && S.activeKey !== c.key) c.unread = info.unread;
   return c;
 }
 
 function requestHistory(c, beforeSeq) {
+  if (!canRead(c)) return;
   const frame = { type: 'history', conversation_id: c.id, limit: HISTORY_LIMIT };
   if (beforeSeq) frame.before_seq = beforeSeq;
   else if (c.historyRequested) return;
@@ -577,7 +754,7 @@ function requestHistory(c, beforeSeq) {
 }
 
 function askForGap(c) {
-  if (!S.ready) return;
+  if (!S.ready || !canRead(c)) return;
   const gap = c.tl.nextGap();
   if (gap) send({ type: 'history', conversation_id: c.id, ...gap });
 }
@@ -605,13 +782,14 @@ function ingest(item, live) {
   const stick = active && isNearBottom();
 
   if (item.type === 'message') {
-    const mine = !!item.sender && item.sender.role === 'agent' && S.me && sameId(item.sender.id, S.me.id);
+    learnAgent(item.sender);
+    const mine = !!item.sender && item.sender.role === 'agent' && isMe(item.sender);
     const pending = mine && item.client_id ? c.outbox.get(item.client_id) : null;
     if (pending) {
       c.outbox.delete(item.client_id);
       confirmMine(c, pending.node, seq, item.sent_at);
     } else {
-      c.tl.insert(renderMessage(item, mine), seq);
+      c.tl.insert(renderMessage(c, item, mine), seq);
     }
     if (seq > c.previewSeq) {
       c.preview = item.text || '';
@@ -621,7 +799,7 @@ function ingest(item, live) {
       c.lastActivity = Date.now();
       if (item.sender && item.sender.role === 'visitor') {
         setVisitorTyping(c, false);
-        if (!active || document.hidden) c.unread += 1;
+        if ((!active || document.hidden) && !c.handedOff) c.unread += 1;
       }
     }
   } else if (item.type === 'event') {
@@ -640,8 +818,25 @@ function ingest(item, live) {
 }
 
 function applyEvent(c, ev, seq) {
+  // Learn who and what exists, for the transfer suggestions.
+  for (const p of [ev.agent, ev.from, ev.to_agent, ev.by]) learnAgent(p);
+  learnTeam(ev.team);
+  learnTeam(ev.to_team);
+  if (ev.reason && Array.isArray(ev.reason.candidates)) {
+    for (const cand of ev.reason.candidates) {
+      const id = cand && cand.agent_id != null ? String(cand.agent_id) : null;
+      if (id && !(S.me && sameId(id, S.me.id)) && !S.knownAgents.has(id)) S.knownAgents.set(id, '');
+    }
+  }
+  // Facts that hold whatever order the records come in.
+  if (ev.event === 'rated' && typeof ev.score === 'number') c.rating = ev.score;
+  if (ev.event === 'left_message' && ev.email) c.contact = String(ev.email);
   if (seq !== Infinity) {
-    if (seq < c.statusSeq) return; // an older event replayed by history
+    if (seq < c.statusSeq) {
+      renderListItem(c);
+      if (S.activeKey === c.key) renderChatHeader();
+      return; // an older event replayed by history
+    }
     c.statusSeq = seq;
   }
   switch (ev.event) {
@@ -651,6 +846,28 @@ function applyEvent(c, ev, seq) {
     case 'assigned':
       c.state = 'assigned';
       if (ev.agent) c.agent = ev.agent;
+      if (ev.agent && S.me) c.handedOff = isMe(ev.agent) ? null : c.handedOff || 'Reassigned';
+      break;
+    case 'transferred':
+      c.state = 'queued';
+      c.agent = null;
+      if (isMe(ev.from)) {
+        c.handedOff = 'Transferred';
+        if (S.transferKey === c.key) transferDone(c);
+      }
+      if (ev.to_team) c.team = ev.to_team;
+      break;
+    case 'agent_left':
+      c.state = 'queued';
+      c.agent = null;
+      if (isMe(ev.agent)) c.handedOff = 'Returned to queue';
+      break;
+    case 'reopened':
+    case 'picked_up':
+      c.state = 'queued';
+      break;
+    case 'left_message':
+      c.state = 'missed';
       break;
     case 'closed':
       c.state = 'closed';
@@ -659,22 +876,47 @@ function applyEvent(c, ev, seq) {
     default:
       if (ev.agent) c.agent = ev.agent;
   }
+  if (c.handedOff) setVisitorTyping(c, false);
   renderListItem(c);
   if (S.activeKey === c.key) renderChatHeader();
 }
 
 // ------------------------------------------------------------- rendering
 
-function renderMessage(m, mine) {
+function setMineState(node, state) {
+  node.dataset.state = state;
+  const st = node.querySelector('.state');
+  if (st) st.textContent = STATE_LABEL[state] || '';
+}
+
+// The furthest state a message of mine at `seq` has reached.
+function receiptState(c, seq) {
+  if (seq <= c.peerRead) return 'read';
+  if (seq <= c.peerDelivered) return 'delivered';
+  return 'sent';
+}
+
+// Moves this agent's stored messages forward to what the receipts say.
+function refreshReceipts(c) {
+  for (const [seq, node] of c.tl.bySeq) {
+    if (!node.classList.contains('mine')) continue;
+    const want = receiptState(c, seq);
+    const have = node.dataset.state;
+    if (!(have in STATE_RANK) || STATE_RANK[want] > STATE_RANK[have]) setMineState(node, want);
+  }
+}
+
+function renderMessage(c, m, mine) {
   const node = make('div', `msg ${mine ? 'mine' : 'theirs'}`);
   if (m.sender && m.sender.role === 'system') node.classList.add('system');
-  node.dataset.state = 'sent';
+  const state = mine && typeof m.seq === 'number' ? receiptState(c, m.seq) : 'sent';
+  node.dataset.state = state;
   if (m.id != null) node.dataset.id = String(m.id);
   const meta = make('div', 'meta');
   const who = mine ? 'You' : m.sender && m.sender.name ? m.sender.name : m.sender && m.sender.role === 'visitor' ? 'Visitor' : 'System';
   meta.appendChild(make('span', 'who', who));
   meta.appendChild(timeElement(m.sent_at));
-  if (mine) meta.appendChild(make('span', 'state', 'Sent'));
+  if (mine) meta.appendChild(make('span', 'state', STATE_LABEL[state]));
   node.appendChild(meta);
   node.appendChild(make('div', 'text', m.text || ''));
   return node;
@@ -686,7 +928,7 @@ function renderPending(c, text) {
   const meta = make('div', 'meta');
   meta.appendChild(make('span', 'who', 'You'));
   meta.appendChild(timeElement(null));
-  meta.appendChild(make('span', 'state', 'Sending…'));
+  meta.appendChild(make('span', 'state', STATE_LABEL.sending));
   node.appendChild(meta);
   node.appendChild(make('div', 'text', text));
   c.log.appendChild(node);
@@ -699,9 +941,7 @@ function confirmMine(c, node, seq, sentAt) {
     if (c.tl.bySeq.get(seq) !== node) node.remove();
     return;
   }
-  node.dataset.state = 'sent';
-  const st = node.querySelector('.state');
-  if (st) st.textContent = 'Sent';
+  setMineState(node, receiptState(c, seq));
   if (sentAt) node.querySelector('.meta').replaceChild(timeElement(sentAt), node.querySelector('.time'));
   c.tl.insert(node, seq);
 }
@@ -714,8 +954,7 @@ function markFailed(c, node, text) {
   retry.type = 'button';
   retry.addEventListener('click', () => {
     retry.remove();
-    node.dataset.state = 'sending';
-    if (st) st.textContent = 'Sending…';
+    setMineState(node, 'sending');
     const id = uuid();
     c.outbox.set(id, { text, node });
     flushOutbox(c, false);
@@ -723,36 +962,78 @@ function markFailed(c, node, text) {
   node.querySelector('.meta').appendChild(retry);
 }
 
+function agentName(p, fallback) {
+  if (p && p.name) return isMe(p) ? `${p.name} (you)` : p.name;
+  return fallback;
+}
+
 function renderEvent(ev) {
   const node = make('div', 'event');
   node.dataset.event = String(ev.event || '');
   const by = ev.by && ev.by.name ? ev.by.name : null;
   let text;
+  let detail = null; // a second line: a transfer note, a rating comment
   switch (ev.event) {
     case 'opened':
       text = 'Conversation opened';
       break;
     case 'queued':
       text = typeof ev.position === 'number' ? `Queued (position ${ev.position})` : 'Queued';
+      if (typeof ev.estimated_wait_secs === 'number') text += ` · about ${Math.max(1, Math.ceil(ev.estimated_wait_secs / 60))} min`;
+      if (ev.agents_online === 0) text += ' · nobody online';
       break;
     case 'assigned':
-      text = ev.agent && ev.agent.name ? `Assigned to ${ev.agent.name}` : 'Assigned';
+      text = ev.agent && ev.agent.name ? `Assigned to ${agentName(ev.agent)}` : 'Assigned';
       break;
+    case 'agent_left': {
+      const why = ev.reason === 'offline' ? 'went offline' : ev.reason === 'no_reply' ? 'did not reply in time' : String(ev.reason || 'left');
+      text = `${agentName(ev.agent, 'The agent')} ${why} — back in the queue`;
+      break;
+    }
+    case 'transferred': {
+      let to = 'another agent';
+      if (ev.to_agent) to = agentName(ev.to_agent, String(ev.to_agent.id || 'an agent'));
+      if (ev.to_team) to = ev.to_agent ? `${to} (team ${ev.to_team})` : `team ${ev.to_team}`;
+      text = `Transferred by ${agentName(ev.from, by || 'an agent')} to ${to}`;
+      if (ev.note) detail = `Note: ${ev.note}`;
+      break;
+    }
     case 'closed':
       text = by ? `Closed by ${by}` : 'Conversation closed';
       break;
+    case 'reopened':
+      text = 'Reopened by the visitor';
+      break;
+    case 'rated': {
+      const score = Number(ev.score);
+      text = score >= 1 && score <= 5 ? `Rated ${STARS[score]} (${score}/5)` : 'Rated';
+      if (ev.comment) detail = `“${ev.comment}”`;
+      break;
+    }
+    case 'picked_up':
+      text = `Missed message picked up by ${agentName(ev.agent, 'an agent')}`;
+      break;
+    case 'left_message': {
+      text = 'Left a message while nobody was online';
+      const contact = [ev.name, ev.email].filter(Boolean).join(' · ');
+      if (contact) text += ` — contact: ${contact}`;
+      break;
+    }
     default:
       text = by ? `${String(ev.event || 'update')} (${by})` : String(ev.event || 'update');
   }
   node.appendChild(document.createTextNode(text));
   node.appendChild(document.createTextNode(' · '));
   node.appendChild(timeElement(ev.at));
+  if (detail) node.appendChild(make('div', 'event-note', detail));
   return node;
 }
 
 function stateLabel(c) {
   if (c.state === 'closed') return 'Closed';
+  if (c.handedOff) return c.handedOff;
   if (c.state === 'queued') return 'Queued';
+  if (c.state === 'missed') return 'Missed';
   return 'Open';
 }
 
@@ -774,25 +1055,26 @@ function renderListItem(c) {
   const button = c.item.firstElementChild;
   button.querySelector('.conv-name').textContent = visitorName(c.visitor);
   const badge = button.querySelector('.conv-badge');
-  badge.textContent = c.unread > 0 ? String(c.unread) : c.fresh ? 'New' : '';
+  const unread = c.unread > 99 ? '99+' : String(c.unread);
+  badge.textContent = c.unread > 0 ? unread : c.fresh ? 'New' : '';
   badge.hidden = !(c.unread > 0 || c.fresh);
-  badge.setAttribute('aria-label', c.unread > 0 ? `${c.unread} unread` : 'new conversation');
+  badge.setAttribute('aria-label', c.unread > 0 ? `${unread} unread` : 'new conversation');
   button.querySelector('.conv-preview').textContent = c.typing || c.preview || (c.team ? `Team: ${c.team}` : ' ');
   button.querySelector('.conv-preview').classList.toggle('is-typing', !!c.typing);
   button.querySelector('.conv-state').textContent = stateLabel(c);
+  button.dataset.state = c.handedOff ? 'transferred' : c.state;
   button.classList.toggle('active', S.activeKey === c.key);
   button.classList.toggle('closed', c.state === 'closed');
+  button.classList.toggle('transferred', !!c.handedOff && c.state !== 'closed');
   if (S.activeKey === c.key) button.setAttribute('aria-current', 'true');
   else button.removeAttribute('aria-current');
 }
 
-// Open conversations first (newest activity on top), closed ones last.
+// Own open conversations first (newest activity on top), then the ones
+// that left this agent, closed ones last.
 function renderList() {
-  const convs = [...S.convs.values()].sort((a, b) => {
-    const ca = a.state === 'closed' ? 1 : 0;
-    const cb = b.state === 'closed' ? 1 : 0;
-    return ca - cb || b.lastActivity - a.lastActivity;
-  });
+  const rank = (c) => (c.state === 'closed' ? 2 : c.handedOff ? 1 : 0);
+  const convs = [...S.convs.values()].sort((a, b) => rank(a) - rank(b) || b.lastActivity - a.lastActivity);
   for (const c of convs) {
     renderListItem(c);
     ui.list.appendChild(c.item); // re-appending moves it into order
@@ -806,13 +1088,24 @@ function renderChatHeader() {
   ui.chatTitle.textContent = visitorName(c.visitor);
   const parts = [stateLabel(c)];
   if (c.team) parts.push(`Team: ${c.team}`);
-  if (c.agent && c.agent.name && !(S.me && sameId(c.agent.id, S.me.id))) parts.push(`Agent: ${c.agent.name}`);
+  if (c.agent && c.agent.name && !isMe(c.agent)) parts.push(`Agent: ${c.agent.name}`);
+  if (c.contact) parts.push(`Email: ${c.contact}`);
+  if (c.rating) parts.push(`Rated ${c.rating}/5`);
   ui.chatSubtitle.textContent = parts.join(' · ');
+  const mine = isMine(c);
   const closed = c.state === 'closed';
-  ui.closeConv.disabled = closed;
-  ui.input.disabled = closed;
-  ui.input.placeholder = closed ? 'This conversation is closed' : 'Type a reply — Enter to send, Shift+Enter for a new line';
+  ui.closeConv.disabled = !mine;
+  ui.transferToggle.disabled = !mine || S.transferKey === c.key;
+  if (!mine && !ui.transferForm.hidden && S.transferKey !== c.key) hideTransfer();
+  ui.input.disabled = !mine;
+  let placeholder = 'Type a reply — Enter to send, Shift+Enter for a new line';
+  if (closed) placeholder = 'This conversation is closed';
+  else if (c.handedOff === 'Transferred') placeholder = 'You transferred this conversation';
+  else if (c.handedOff) placeholder = 'This conversation is no longer assigned to you';
+  else if (!mine) placeholder = 'Waiting for the conversation to be assigned';
+  ui.input.placeholder = placeholder;
   ui.chatView.classList.toggle('is-closed', closed);
+  ui.chatView.classList.toggle('is-transferred', !!c.handedOff && !closed);
   updateSendButton();
 }
 
@@ -823,6 +1116,7 @@ function selectConversation(key) {
   if (prev && prev !== c) {
     prev.draft = ui.input.value;
     stopTyping();
+    if (S.transferKey !== prev.key) hideTransfer();
   }
   S.activeKey = key;
   c.unread = 0;
@@ -852,7 +1146,8 @@ function scrollToBottom() {
 function markRead(c) {
   if (document.hidden || S.activeKey !== c.key) return;
   const seq = c.tl.maxSeq;
-  if (seq > c.lastReadSent && send({ type: 'read', conversation_id: c.id, seq })) c.lastReadSent = seq;
+  // Only while the server still lets this agent read the conversation.
+  if (canRead(c) && seq > c.lastReadSent && send({ type: 'read', conversation_id: c.id, seq })) c.lastReadSent = seq;
   if (c.unread) {
     c.unread = 0;
     renderListItem(c);
@@ -864,14 +1159,26 @@ document.addEventListener('visibilitychange', () => {
   if (c && !document.hidden) markRead(c);
 });
 
-function showNotice(text) {
-  ui.notice.textContent = text;
+// A banner under the top bar. Broadcasts (`sticky`) stay until dismissed;
+// the console's own notices go away after a while.
+function showNotice(text, from, sticky = false) {
+  ui.noticeText.replaceChildren();
+  if (from) ui.noticeText.appendChild(make('strong', 'notice-from', `${from}: `));
+  ui.noticeText.appendChild(document.createTextNode(text || ''));
   ui.notice.hidden = !text;
+  ui.notice.dataset.kind = sticky ? 'broadcast' : 'local';
   clearTimeout(S.noticeTimer);
-  S.noticeTimer = setTimeout(() => {
-    ui.notice.hidden = true;
-  }, 10000);
+  if (!sticky) {
+    S.noticeTimer = setTimeout(() => {
+      ui.notice.hidden = true;
+    }, 10000);
+  }
 }
+
+ui.noticeDismiss.addEventListener('click', () => {
+  clearTimeout(S.noticeTimer);
+  ui.notice.hidden = true;
+});
 
 function showChatError(text) {
   ui.chatError.textContent = text;
@@ -881,6 +1188,238 @@ function showChatError(text) {
     ui.chatError.hidden = true;
   }, 6000);
 }
+
+// ------------------------------------------------------------------ queue
+
+function onQueue(f) {
+  S.queue = Array.isArray(f.entries) ? f.entries.filter((e) => e && e.conversation_id != null) : [];
+  for (const e of S.queue) learnTeam(e.team);
+  renderQueue();
+}
+
+function renderQueue() {
+  // Most urgent first: priority, then the longest wait.
+  const entries = [...S.queue].sort(
+    (a, b) => (Number(b.priority) || 0) - (Number(a.priority) || 0) || (Number(a.queued_at) || 0) - (Number(b.queued_at) || 0),
+  );
+  const items = entries.map((e) => {
+    const li = make('li', 'queue-item');
+    li.dataset.conversationId = String(e.conversation_id);
+    const top = make('span', 'side-top');
+    top.append(make('span', 'side-name', visitorName(e.visitor)), make('span', 'queue-pos', `#${Number(e.position) || '?'}`));
+    const bottom = make('span', 'side-bottom');
+    const info = [];
+    info.push(e.team ? `Team ${e.team}` : 'Any team');
+    if (Number(e.priority) > 0) info.push(`priority ${Number(e.priority)}`);
+    bottom.appendChild(make('span', 'side-info', info.join(' · ')));
+    const wait = make('span', 'queue-wait');
+    wait.dataset.since = String(Number(e.queued_at) || Date.now());
+    wait.title = 'Waiting time';
+    bottom.appendChild(wait);
+    li.append(top, bottom);
+    return li;
+  });
+  ui.queue.replaceChildren(...items);
+  ui.queueEmpty.hidden = items.length > 0;
+  ui.queueCount.textContent = String(items.length);
+  ui.queueCount.hidden = items.length === 0;
+  tickQueue();
+  if (items.length && !S.queueTimer) S.queueTimer = setInterval(tickQueue, 1000);
+  if (!items.length && S.queueTimer) {
+    clearInterval(S.queueTimer);
+    S.queueTimer = null;
+  }
+}
+
+function tickQueue() {
+  const now = Date.now();
+  for (const n of ui.queue.querySelectorAll('.queue-wait')) n.textContent = formatWait(now - Number(n.dataset.since));
+}
+
+// ----------------------------------------------------------------- missed
+
+function requestMissed() {
+  if (S.missedLoading) return;
+  if (send({ type: 'list_missed' })) {
+    S.missedLoading = true;
+    renderMissed();
+  } else {
+    showMissedError('Not connected — try again in a moment.');
+  }
+}
+
+function onMissed(f) {
+  S.missedLoading = false;
+  S.missed = Array.isArray(f.entries) ? f.entries.filter((e) => e && e.conversation_id != null) : [];
+  // Those we are picking up are on their way to us.
+  for (const id of [...S.pickingUp]) if (!S.missed.some((e) => String(e.conversation_id) === id)) S.pickingUp.delete(id);
+  ui.missedError.hidden = true;
+  renderMissed();
+}
+
+function renderMissed() {
+  ui.missedRefresh.disabled = S.missedLoading;
+  ui.missedRefresh.textContent = S.missedLoading ? 'Loading…' : S.missed ? 'Refresh' : 'Show missed';
+  const entries = S.missed || [];
+  const items = entries.map((e) => {
+    const id = String(e.conversation_id);
+    const li = make('li', 'missed-item');
+    li.dataset.conversationId = id;
+    const top = make('span', 'side-top');
+    top.append(make('span', 'side-name', visitorName(e.visitor)), agoElement(e.left_at));
+    li.appendChild(top);
+    if (e.email) li.appendChild(make('span', 'missed-email', e.email));
+    li.appendChild(make('span', 'missed-preview', e.preview || ''));
+    const picking = S.pickingUp.has(id);
+    const button = make('button', 'pick-up primary small', picking ? 'Picking up…' : 'Pick up');
+    button.type = 'button';
+    button.disabled = picking;
+    button.dataset.conversationId = id;
+    button.setAttribute('aria-label', `Pick up the message from ${visitorName(e.visitor)}`);
+    button.addEventListener('click', () => pickUp(e));
+    li.appendChild(button);
+    return li;
+  });
+  ui.missed.replaceChildren(...items);
+  ui.missedEmpty.hidden = S.missed === null || items.length > 0;
+  ui.missedCount.textContent = String(items.length);
+  ui.missedCount.hidden = items.length === 0;
+}
+
+function pickUp(entry) {
+  const id = String(entry.conversation_id);
+  if (S.pickingUp.has(id)) return;
+  if (!send({ type: 'pick_up', conversation_id: entry.conversation_id })) {
+    showMissedError('Not connected — try again in a moment.');
+    return;
+  }
+  // The conversation arrives as an `assigned` frame (see onAssigned).
+  S.pickingUp.add(id);
+  ui.missedError.hidden = true;
+  renderMissed();
+}
+
+function pickUpFailed(f) {
+  S.pickingUp.clear();
+  showMissedError(f.message || 'Could not pick up this conversation.');
+  requestMissed(); // someone else may have taken it
+}
+
+function showMissedError(text) {
+  ui.missedError.textContent = text;
+  ui.missedError.hidden = false;
+}
+
+ui.missedRefresh.addEventListener('click', () => {
+  ui.missedError.hidden = true;
+  requestMissed();
+});
+
+// --------------------------------------------------------------- transfer
+
+function fillTransferSuggestions() {
+  const options = [];
+  if (ui.transferKind.value === 'team') {
+    for (const team of [...S.knownTeams].sort()) options.push(Object.assign(make('option'), { value: team }));
+  } else {
+    for (const [id, name] of S.knownAgents) {
+      const option = make('option');
+      option.value = id;
+      if (name) option.label = name;
+      options.push(option);
+    }
+  }
+  ui.transferSuggestions.replaceChildren(...options);
+  ui.transferTarget.placeholder = ui.transferKind.value === 'team' ? 'Team id (e.g. sales)' : 'Agent id (a_…)';
+}
+
+function showTransfer() {
+  const c = activeConv();
+  if (!c || !isMine(c)) return;
+  ui.transferForm.hidden = false;
+  ui.transferToggle.setAttribute('aria-expanded', 'true');
+  ui.transferError.hidden = true;
+  fillTransferSuggestions();
+  ui.transferTarget.focus();
+}
+
+function hideTransfer() {
+  ui.transferForm.hidden = true;
+  ui.transferToggle.setAttribute('aria-expanded', 'false');
+  ui.transferError.hidden = true;
+}
+
+function transferProblem(text) {
+  ui.transferError.textContent = text;
+  ui.transferError.hidden = false;
+}
+
+function submitTransfer() {
+  const c = activeConv();
+  if (!c || !isMine(c) || S.transferKey) return;
+  const target = ui.transferTarget.value.trim();
+  const note = ui.transferNote.value.trim();
+  const kind = ui.transferKind.value === 'team' ? 'team' : 'agent';
+  if (!ID_RE.test(target)) {
+    transferProblem(`Enter ${kind === 'team' ? 'a team' : 'an agent'} id: letters, digits, - and _ only.`);
+    return;
+  }
+  if (kind === 'agent' && S.me && sameId(target, S.me.id)) {
+    transferProblem('This conversation is already yours.');
+    return;
+  }
+  if (note.length > MAX_NOTE) {
+    transferProblem(`The note can be at most ${MAX_NOTE} characters.`);
+    return;
+  }
+  const frame = { type: 'transfer', conversation_id: c.id };
+  frame[kind === 'team' ? 'to_team' : 'to_agent'] = target;
+  if (note) frame.note = note;
+  if (!send(frame)) {
+    transferProblem('Not connected — try again in a moment.');
+    return;
+  }
+  // Done when our `transferred` event comes back (see applyEvent).
+  S.transferKey = c.key;
+  ui.transferSubmit.disabled = true;
+  ui.transferSubmit.textContent = 'Transferring…';
+  renderChatHeader();
+}
+
+function transferDone(c) {
+  S.transferKey = null;
+  ui.transferSubmit.disabled = false;
+  ui.transferSubmit.textContent = 'Transfer';
+  ui.transferTarget.value = '';
+  ui.transferNote.value = '';
+  if (!activeConv() || activeConv() === c) hideTransfer();
+  c.draft = '';
+}
+
+function transferFailed(f) {
+  const key = S.transferKey;
+  S.transferKey = null;
+  ui.transferSubmit.disabled = false;
+  ui.transferSubmit.textContent = 'Transfer';
+  const c = activeConv();
+  if (c && c.key === key && !ui.transferForm.hidden) transferProblem(f.message || 'The transfer failed.');
+  else showChatError(f.message || 'The transfer failed.');
+  if (c) renderChatHeader();
+}
+
+ui.transferToggle.addEventListener('click', () => {
+  if (ui.transferForm.hidden) showTransfer();
+  else hideTransfer();
+});
+ui.transferCancel.addEventListener('click', () => {
+  hideTransfer();
+  ui.transferToggle.focus();
+});
+ui.transferKind.addEventListener('change', fillTransferSuggestions);
+ui.transferForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  submitTransfer();
+});
 
 // ------------------------------------------------------------- composing
 
@@ -900,7 +1439,7 @@ function flushOutbox(c, all = true) {
 function submit() {
   const c = activeConv();
   const text = ui.input.value.trim();
-  if (!c || !text || c.state === 'closed') return;
+  if (!c || !text || !isMine(c)) return;
   if (text.length > MAX_LEN) {
     showChatError(`Messages can be at most ${MAX_LEN} characters.`);
     return;
@@ -929,7 +1468,7 @@ function updateSendButton() {
 
 function noteTyping() {
   const c = activeConv();
-  if (!c || c.state === 'closed' || !S.ready) return;
+  if (!c || !isMine(c) || !S.ready) return;
   const now = Date.now();
   if (!S.typingOut.on || S.typingOut.key !== c.key || now - S.typingOut.lastAt > TYPING_REFRESH_MS) {
     if (send({ type: 'typing', conversation_id: c.id, state: true })) {
@@ -943,7 +1482,7 @@ function noteTyping() {
 function stopTyping() {
   clearTimeout(S.typingOut.idle);
   const c = S.typingOut.key ? S.convs.get(S.typingOut.key) : null;
-  if (S.typingOut.on && c) send({ type: 'typing', conversation_id: c.id, state: false });
+  if (S.typingOut.on && c && isMine(c)) send({ type: 'typing', conversation_id: c.id, state: false });
   S.typingOut.on = false;
 }
 
@@ -967,7 +1506,7 @@ ui.input.addEventListener('input', () => {
 
 ui.closeConv.addEventListener('click', () => {
   const c = activeConv();
-  if (!c || c.state === 'closed') return;
+  if (!c || !isMine(c)) return;
   if (send({ type: 'close', conversation_id: c.id })) ui.closeConv.disabled = true;
   else showChatError('Not connected — try again in a moment.');
 });
@@ -995,6 +1534,8 @@ ui.earlier.addEventListener('click', () => {
 
 // ------------------------------------------------------------------ start
 
+renderQueue();
+renderMissed();
 const saved = loadAuth();
 if (saved) startApp(saved);
 else showLogin();

@@ -13,6 +13,9 @@
 
 const STORE_KEY = 'switchboard.visitor';
 const MAX_LEN = 4000;
+const MAX_NAME = 80; // leave_message name
+const MAX_EMAIL = 254; // leave_message email
+const MAX_COMMENT = 1000; // rating comment
 const HISTORY_LIMIT = 50;
 const MAX_BACKOFF_MS = 10000;
 const TYPING_REFRESH_MS = 3000; // resend typing:true at most this often
@@ -150,8 +153,18 @@ const SKELETON = `
       <svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M6 6l12 12M18 6L6 18"/></svg>
     </button>
   </div>
+  <div id="sb-notice" class="sb-banner" role="status" hidden>
+    <p id="sb-notice-text" class="sb-banner-text"></p>
+    <button id="sb-notice-dismiss" class="sb-banner-close" type="button" aria-label="Dismiss announcement">
+      <svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M6 6l12 12M18 6L6 18"/></svg>
+    </button>
+  </div>
   <p id="sb-status" class="sb-status" role="status"></p>
   <p id="sb-conn" class="sb-conn" role="status" hidden></p>
+  <div id="sb-offer" class="sb-offer" data-kind="optional" hidden>
+    <p id="sb-offer-text" class="sb-offer-text"></p>
+    <button id="sb-leave-open" class="sb-offer-button" type="button">Leave a message</button>
+  </div>
   <div id="sb-scroll" class="sb-scroll">
     <div id="sb-intro" class="sb-intro">
       <p class="sb-intro-title">Ask us anything</p>
@@ -162,7 +175,42 @@ const SKELETON = `
   </div>
   <p id="sb-typing" class="sb-typing" aria-live="polite"></p>
   <p id="sb-error" class="sb-error" role="alert" hidden></p>
+  <form id="sb-leave" class="sb-leave" novalidate hidden aria-labelledby="sb-leave-title">
+    <p id="sb-leave-title" class="sb-leave-title">Leave us a message</p>
+    <p class="sb-leave-hint">We will answer by email, or here when you come back.</p>
+    <div class="sb-leave-row">
+      <label for="sb-leave-name">Name <span class="sb-optional">(optional)</span></label>
+      <input id="sb-leave-name" type="text" maxlength="${MAX_NAME}" autocomplete="name">
+    </div>
+    <div class="sb-leave-row">
+      <label for="sb-leave-email">Email</label>
+      <input id="sb-leave-email" type="email" maxlength="${MAX_EMAIL}" autocomplete="email" inputmode="email" spellcheck="false">
+    </div>
+    <div class="sb-leave-row">
+      <label for="sb-leave-text">Message</label>
+      <textarea id="sb-leave-text" rows="3" maxlength="${MAX_LEN}"></textarea>
+    </div>
+    <p id="sb-leave-error" class="sb-leave-error" role="alert" hidden></p>
+    <div class="sb-leave-actions">
+      <button id="sb-leave-cancel" class="sb-secondary" type="button">Cancel</button>
+      <button id="sb-leave-submit" class="sb-primary" type="submit">Send message</button>
+    </div>
+  </form>
   <div id="sb-closed" class="sb-closed" hidden>
+    <form id="sb-rating" class="sb-rating" novalidate hidden>
+      <p id="sb-rating-title" class="sb-rating-title">How was your chat?</p>
+      <div class="sb-stars" role="group" aria-labelledby="sb-rating-title">
+        <button class="sb-star" type="button" data-score="1" aria-pressed="false" aria-label="1 of 5: very poor">★</button>
+        <button class="sb-star" type="button" data-score="2" aria-pressed="false" aria-label="2 of 5: poor">★</button>
+        <button class="sb-star" type="button" data-score="3" aria-pressed="false" aria-label="3 of 5: okay">★</button>
+        <button class="sb-star" type="button" data-score="4" aria-pressed="false" aria-label="4 of 5: good">★</button>
+        <button class="sb-star" type="button" data-score="5" aria-pressed="false" aria-label="5 of 5: excellent">★</button>
+      </div>
+      <label for="sb-rating-comment" class="sb-visually-hidden">Comment (optional)</label>
+      <textarea id="sb-rating-comment" class="sb-rating-comment" rows="2" maxlength="${MAX_COMMENT}" placeholder="Anything to add? (optional)"></textarea>
+      <button id="sb-rating-submit" class="sb-primary" type="submit" disabled>Send feedback</button>
+    </form>
+    <p id="sb-rating-thanks" class="sb-rating-thanks" role="status" hidden>Thanks for your feedback</p>
     <button id="sb-new-chat" class="sb-new-chat" type="button">Start a new chat</button>
   </div>
   <form id="sb-form" class="sb-composer" novalidate>
@@ -172,6 +220,20 @@ const SKELETON = `
     <p id="sb-counter" class="sb-counter" aria-live="polite" hidden></p>
   </form>
 </div>`;
+
+// Receipt states of the visitor's own messages, in the order they advance.
+const STATE_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
+const STATE_LABEL = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read' };
+
+const STARS = ['', '★☆☆☆☆', '★★☆☆☆', '★★★☆☆', '★★★★☆', '★★★★★'];
+
+function minutes(secs) {
+  return Math.max(1, Math.ceil(secs / 60));
+}
+
+function nameOf(p, fallback) {
+  return p && p.name ? String(p.name) : fallback;
+}
 
 // ---------------------------------------------------------------- widget
 
@@ -188,15 +250,33 @@ function init() {
     badge: $('sb-badge'),
     panel: $('sb-panel'),
     close: $('sb-close'),
+    notice: $('sb-notice'),
+    noticeText: $('sb-notice-text'),
+    noticeDismiss: $('sb-notice-dismiss'),
     status: $('sb-status'),
     conn: $('sb-conn'),
+    offer: $('sb-offer'),
+    offerText: $('sb-offer-text'),
+    leaveOpen: $('sb-leave-open'),
     scroll: $('sb-scroll'),
     intro: $('sb-intro'),
     earlier: $('sb-earlier'),
     messages: $('sb-messages'),
     typing: $('sb-typing'),
     error: $('sb-error'),
+    leave: $('sb-leave'),
+    leaveName: $('sb-leave-name'),
+    leaveEmail: $('sb-leave-email'),
+    leaveText: $('sb-leave-text'),
+    leaveError: $('sb-leave-error'),
+    leaveCancel: $('sb-leave-cancel'),
+    leaveSubmit: $('sb-leave-submit'),
     closed: $('sb-closed'),
+    rating: $('sb-rating'),
+    stars: [...root.querySelectorAll('.sb-star')],
+    ratingComment: $('sb-rating-comment'),
+    ratingSubmit: $('sb-rating-submit'),
+    ratingThanks: $('sb-rating-thanks'),
     newChat: $('sb-new-chat'),
     form: $('sb-form'),
     input: $('sb-input'),
@@ -213,9 +293,16 @@ function init() {
     reconnectTimer: null,
     stopped: false,
     me: null, // {id, name}
-    conv: null, // {id, state, agent, position, statusSeq}
+    conv: null, // see newConv()
+    // After "Start a new chat": the closed conversation, still on screen
+    // until the next `started` says whether it was reopened (same id, the
+    // transcript stays) or a new one began (the transcript is cleared).
+    prev: null,
     tl: new Timeline(ui.messages),
-    outbox: new Map(), // client_id -> {text, node}; kept in send order
+    // client_id -> {text, node, sent, leave}: kept in send order. `leave`
+    // ({name, email}) marks a message left while nobody is online, not yet
+    // answered by `started`.
+    outbox: new Map(),
     startPending: null, // {text, node}: first message, sent with `start`
     startSent: false, // `start` already sent on this socket
     startEcho: null, // {text, node}: start text stored, waiting for its seq
@@ -227,7 +314,35 @@ function init() {
     typingOut: { on: false, lastAt: 0, idle: null },
     typingIn: null,
     errorTimer: null,
+    leaveOpen: false, // the leave-a-message form is shown
+    leaveEmail: null, // the email of the last message left, until confirmed
+    rating: { score: 0, sending: false },
   };
+
+  function newConv(info) {
+    return {
+      id: info.conversation_id,
+      state: info.state || 'queued',
+      agent: info.agent || null,
+      position: null,
+      eta: null, // estimated_wait_secs of the last `queued`
+      agentsOnline: null, // agents_online of the last `queued` (0: nobody)
+      pickedBy: null, // name of the agent who picked up the left message
+      email: null, // contact left with `leave_message`
+      rated: false,
+      statusSeq: 0,
+      peerRead: 0, // the agent side has read up to this seq
+      peerDelivered: 0, // … and received up to this one
+    };
+  }
+
+  // The conversation a record of `id` belongs to: the current one, or the
+  // closed one still shown after "Start a new chat".
+  function convFor(id) {
+    if (S.conv && S.conv.id === id) return S.conv;
+    if (!S.conv && S.prev && S.prev.id === id) return S.prev;
+    return null;
+  }
 
   // ------------------------------------------------------------ transport
 
@@ -276,7 +391,8 @@ function init() {
 
     ws.addEventListener('open', () => {
       const hello = { type: 'hello', token: visitor.token };
-      if (S.conv && S.tl.maxSeq > 0) hello.resume = { [S.conv.id]: S.tl.maxSeq };
+      const c = S.conv || S.prev;
+      if (c && S.tl.maxSeq > 0) hello.resume = { [c.id]: S.tl.maxSeq };
       ws.send(JSON.stringify(hello));
     });
     ws.addEventListener('message', (ev) => {
@@ -318,7 +434,7 @@ function init() {
       case 4401: // token expired or invalid: start over as a new visitor
         clearStored();
         S.me = null;
-        if (S.conv) {
+        if (S.conv || S.prev) {
           resetConversation();
           showError('Your chat session expired. Please send your message again.');
         }
@@ -366,6 +482,8 @@ function init() {
         return onWelcome(f);
       case 'started':
         return onStarted(f);
+      case 'resumed':
+        return onResumed(f);
       case 'ack':
         return onAck(f);
       case 'message':
@@ -377,6 +495,8 @@ function init() {
         return onTyping(f);
       case 'read':
         return onRead(f);
+      case 'delivered':
+        return onDelivered(f);
       case 'notice':
         return onNotice(f);
       case 'error':
@@ -410,10 +530,29 @@ function init() {
   }
 
   function onStarted(f) {
+    // Reopened within the reopen window: `started` names the same
+    // conversation (created: false) and the transcript stays.
     setConversation({ conversation_id: f.conversation_id, state: f.state, last_seq: f.last_seq });
     if (S.startPending) startDelivered();
+    // A message left while nobody was online now has its conversation: if
+    // its ack is lost, it is re-sent as an ordinary retried `send`.
+    for (const entry of S.outbox.values()) if (entry.leave && entry.sent) entry.leave = null;
+    if (f.state === 'missed' && S.conv && !S.conv.email && S.leaveEmail) S.conv.email = S.leaveEmail;
     requestHistory();
     flushOutbox();
+    updateStatus();
+  }
+
+  // The outcome of the `resume` entry of `hello`. When more was missed than
+  // the server replays, page in what lies between.
+  function onResumed(f) {
+    if (!S.conv || f.conversation_id !== S.conv.id || f.complete !== false) return;
+    const first = Number(f.first_seq);
+    const after = Number(f.after) || 0;
+    if (!Number.isFinite(first) || first <= 1 || S.tl.gapAsked.has(first)) return;
+    S.tl.gapAsked.add(first); // the same key askForGap() uses for this hole
+    const missing = Math.max(1, first - after - 1);
+    send({ type: 'history', conversation_id: S.conv.id, before_seq: first, limit: Math.min(100, missing) });
   }
 
   function onAck(f) {
@@ -424,7 +563,8 @@ function init() {
   }
 
   function onHistory(f) {
-    if (!S.conv || f.conversation_id !== S.conv.id) return;
+    const c = convFor(f.conversation_id);
+    if (!c) return;
     const items = Array.isArray(f.items) ? f.items : [];
     const wasEmpty = S.tl.bySeq.size === 0;
     let lowest = Infinity;
@@ -457,20 +597,32 @@ function init() {
     ui.typing.textContent = '';
   }
 
+  // Read receipts from the agent side: the visitor's messages up to `seq`
+  // show "Read".
   function onRead(f) {
-    if (!S.conv || f.conversation_id !== S.conv.id || !f.reader || f.reader.role === 'visitor') return;
-    for (const [seq, node] of S.tl.bySeq) {
-      if (seq <= f.seq && node.classList.contains('sb-mine')) {
-        const st = node.querySelector('.sb-state');
-        if (st) st.textContent = 'Seen';
-      }
-    }
+    const c = convFor(f.conversation_id);
+    if (!c || !f.reader || f.reader.role === 'visitor' || typeof f.seq !== 'number') return;
+    if (f.seq <= c.peerRead) return;
+    c.peerRead = f.seq;
+    refreshReceipts(c);
   }
 
+  // Delivery receipts: the agent's client has every record up to `seq`.
+  function onDelivered(f) {
+    const c = convFor(f.conversation_id);
+    if (!c || !f.recipient || f.recipient.role === 'visitor' || typeof f.seq !== 'number') return;
+    if (f.seq <= c.peerDelivered) return;
+    c.peerDelivered = f.seq;
+    refreshReceipts(c);
+  }
+
+  // Admin broadcast: a banner above the conversation until dismissed.
   function onNotice(f) {
-    const line = make('div', 'sb-event sb-notice', f.text || '');
-    ui.messages.appendChild(line);
-    scrollToBottom();
+    const text = typeof f.text === 'string' ? f.text : '';
+    ui.noticeText.replaceChildren();
+    if (f.sender && f.sender.name) ui.noticeText.appendChild(make('strong', 'sb-banner-from', `${f.sender.name}: `));
+    ui.noticeText.appendChild(document.createTextNode(text));
+    ui.notice.hidden = !text;
   }
 
   function onError(f) {
@@ -482,11 +634,23 @@ function init() {
         S.outbox.delete(f.ref);
         markFailed(entry.node, entry.text);
       }
-    } else if (S.startPending && S.startSent && !S.conv) {
+      showError(f.message || 'Something went wrong.');
+      return;
+    }
+    if (f.ref === 'leave_message') {
+      leaveFailed(f);
+      return;
+    }
+    if (f.ref === 'rate') {
+      ratingFailed(f);
+      return;
+    }
+    if (S.startPending && S.startSent && !S.conv && (f.ref === 'start' || f.ref == null)) {
       // Most likely the answer to our `start`.
       const { text, node } = S.startPending;
       S.startPending = null;
       markFailed(node, text);
+      updateStatus();
     }
     showError(f.message || 'Something went wrong.');
   }
@@ -495,20 +659,38 @@ function init() {
 
   function setConversation(info) {
     if (S.conv && S.conv.id !== info.conversation_id) resetConversation(true);
+    if (!S.conv && S.prev) {
+      if (S.prev.id === info.conversation_id) {
+        // The closed conversation came back: keep its transcript.
+        S.conv = S.prev;
+        S.prev = null;
+        resetRating();
+      } else {
+        resetConversation(true);
+      }
+    }
     if (!S.conv) {
-      S.conv = { id: info.conversation_id, state: info.state || 'queued', agent: info.agent || null, position: null, statusSeq: 0 };
-      ui.panel.dataset.conversationId = info.conversation_id;
+      S.conv = newConv(info);
       ui.intro.hidden = true;
     } else {
       if (info.state) S.conv.state = info.state;
       if (info.agent) S.conv.agent = info.agent;
     }
+    ui.panel.dataset.conversationId = info.conversation_id;
+    const c = S.conv;
+    if (typeof info.peer_read_seq === 'number' && info.peer_read_seq > c.peerRead) {
+      c.peerRead = info.peer_read_seq;
+      refreshReceipts(c);
+    }
+    if (typeof info.read_seq === 'number' && info.read_seq > S.lastReadSent) S.lastReadSent = info.read_seq;
+    if (typeof info.unread === 'number' && !S.open) setUnread(info.unread);
     updateStatus();
   }
 
   // Forget the current conversation. `keepPending` keeps unsent messages.
   function resetConversation(keepPending = false) {
     S.conv = null;
+    S.prev = null;
     delete ui.panel.dataset.conversationId;
     S.tl = new Timeline(ui.messages);
     S.earliestHasMore = false;
@@ -524,6 +706,7 @@ function init() {
       S.startPending = null;
     }
     S.startEcho = null;
+    resetRating();
     ui.intro.hidden = ui.messages.children.length > 0;
     updateStatus();
   }
@@ -536,17 +719,19 @@ function init() {
   }
 
   function askForGap() {
-    if (!S.conv || !S.ready) return;
+    const c = S.conv || S.prev;
+    if (!c || !S.ready) return;
     const gap = S.tl.nextGap();
-    if (gap) send({ type: 'history', conversation_id: S.conv.id, ...gap });
+    if (gap) send({ type: 'history', conversation_id: c.id, ...gap });
   }
 
   // Adds a live or historical `message` / `event` to the list, once per seq.
   function ingest(item, live) {
-    if (!S.conv || item.conversation_id !== S.conv.id) return;
+    const c = convFor(item.conversation_id);
+    if (!c) return;
     const seq = item.seq;
     if (typeof seq !== 'number') {
-      if (item.type === 'event') applyEvent(item, Infinity);
+      if (item.type === 'event') applyEvent(c, item, Infinity);
       return;
     }
     if (S.tl.has(seq)) return;
@@ -566,7 +751,7 @@ function init() {
       if (node) {
         confirmMine(node, seq, item.sent_at);
       } else {
-        S.tl.insert(renderMessage(item, mine), seq);
+        S.tl.insert(renderMessage(c, item, mine), seq);
       }
       if (!mine && live) {
         clearIncomingTyping();
@@ -574,7 +759,7 @@ function init() {
       }
     } else if (item.type === 'event') {
       S.tl.insert(renderEvent(item), seq);
-      applyEvent(item, seq);
+      applyEvent(c, item, seq);
     } else {
       return;
     }
@@ -586,29 +771,59 @@ function init() {
     if (stick) scrollToBottom();
   }
 
-  function applyEvent(ev, seq) {
-    if (!S.conv) return;
+  function applyEvent(c, ev, seq) {
+    // Facts that hold whatever order the records come in.
+    if (ev.event === 'rated') c.rated = true;
+    if (ev.event === 'left_message' && ev.email) c.email = String(ev.email);
     if (seq !== Infinity) {
-      if (seq < S.conv.statusSeq) return; // an older event from history
-      S.conv.statusSeq = seq;
+      if (seq < c.statusSeq) {
+        if (c === S.conv) updateStatus();
+        return; // an older event from history
+      }
+      c.statusSeq = seq;
     }
     switch (ev.event) {
       case 'queued':
-        S.conv.state = 'queued';
-        if (typeof ev.position === 'number') S.conv.position = ev.position;
+        c.state = 'queued';
+        if (typeof ev.position === 'number') c.position = ev.position;
+        c.eta = typeof ev.estimated_wait_secs === 'number' ? ev.estimated_wait_secs : null;
+        if (typeof ev.agents_online === 'number') c.agentsOnline = ev.agents_online;
         break;
       case 'assigned':
-        S.conv.state = 'assigned';
-        if (ev.agent) S.conv.agent = ev.agent;
+        c.state = 'assigned';
+        c.pickedBy = null;
+        if (ev.agent) c.agent = ev.agent;
+        break;
+      case 'agent_left': // back in the queue at its place
+      case 'transferred': // waiting for the next agent or team
+      case 'reopened': // waiting for an agent again
+        c.state = 'queued';
+        c.agent = null;
+        c.pickedBy = null;
+        c.position = null;
+        c.eta = null;
+        c.agentsOnline = null;
+        break;
+      case 'left_message':
+        c.state = 'missed';
+        c.position = null;
+        c.agentsOnline = null;
+        break;
+      case 'picked_up':
+        c.state = 'queued';
+        c.pickedBy = nameOf(ev.agent, 'An agent');
+        c.position = null;
+        c.agentsOnline = null;
         break;
       case 'closed':
-        S.conv.state = 'closed';
+        c.state = 'closed';
+        c.pickedBy = null;
         break;
       default:
-        if (typeof ev.position === 'number') S.conv.position = ev.position;
-        if (ev.agent) S.conv.agent = ev.agent;
+        if (typeof ev.position === 'number') c.position = ev.position;
+        if (ev.agent) c.agent = ev.agent;
     }
-    updateStatus();
+    if (c === S.conv) updateStatus();
   }
 
   function updateStatus() {
@@ -616,22 +831,52 @@ function init() {
     let text = '';
     if (c) {
       if (c.state === 'queued') {
-        text = typeof c.position === 'number' && c.position > 0
-          ? `You are #${c.position} in the queue — an agent will be with you shortly`
-          : 'Waiting for an agent — someone will be with you shortly';
+        const pos = typeof c.position === 'number' && c.position > 0 ? c.position : null;
+        if (c.pickedBy) {
+          text = `${c.pickedBy} picked up your message`;
+        } else if (c.agentsOnline === 0) {
+          text = pos ? `You are #${pos} in the queue — no one is available right now` : 'No one is available right now';
+        } else if (pos && typeof c.eta === 'number') {
+          text = `You are #${pos} in the queue — about ${minutes(c.eta)} min`;
+        } else if (pos) {
+          text = `You are #${pos} in the queue — an agent will be with you shortly`;
+        } else {
+          text = 'Waiting for an agent — someone will be with you shortly';
+        }
+      } else if (c.state === 'missed') {
+        text = c.email ? `Thanks — we'll get back to you at ${c.email}` : "Thanks — we'll get back to you as soon as we can";
       } else if (c.state === 'assigned') {
         text = c.agent && c.agent.name ? `You are chatting with ${c.agent.name}` : 'You are chatting with an agent';
       } else if (c.state === 'closed') {
         text = 'This conversation was closed';
       }
+    } else if (S.prev) {
+      text = 'Type a message below to start a new chat';
     }
     ui.status.textContent = text;
     ui.status.hidden = !text;
     const closed = !!c && c.state === 'closed';
     ui.panel.dataset.state = c ? c.state : 'new';
+
+    // Leaving a message: offered when nobody is online, and as an option
+    // before a conversation exists.
+    const leaving = [...S.outbox.values()].some((e) => e.leave);
+    const offline = !!c && c.state === 'queued' && c.agentsOnline === 0 && !c.pickedBy && !leaving;
+    const beforeStart = !c && !S.startPending && !leaving;
+    if (S.leaveOpen && !(offline || beforeStart)) S.leaveOpen = false; // an agent came, say
+    ui.offer.hidden = S.leaveOpen || !(offline || beforeStart);
+    ui.offer.dataset.kind = offline ? 'offline' : 'optional';
+    ui.offerText.textContent = offline
+      ? 'No one is available right now — leave us a message'
+      : 'Prefer not to wait? Leave us a message';
+    ui.leave.hidden = !S.leaveOpen;
+
     ui.closed.hidden = !closed;
-    ui.form.hidden = closed;
+    ui.rating.hidden = !closed || c.rated;
+    ui.ratingThanks.hidden = !closed || !c.rated;
+    ui.form.hidden = closed || S.leaveOpen;
     ui.input.disabled = closed;
+    ui.input.placeholder = c && c.state === 'missed' ? 'Add anything else here…' : 'Type your message…';
     if (closed) {
       clearIncomingTyping();
       stopTyping();
@@ -641,16 +886,41 @@ function init() {
 
   // ------------------------------------------------------------ rendering
 
-  function renderMessage(m, mine) {
+  function setMineState(node, state) {
+    node.dataset.state = state;
+    const st = node.querySelector('.sb-state');
+    if (st) st.textContent = STATE_LABEL[state] || '';
+  }
+
+  // The furthest state a message of mine at `seq` has reached.
+  function receiptState(c, seq) {
+    if (c && seq <= c.peerRead) return 'read';
+    if (c && seq <= c.peerDelivered) return 'delivered';
+    return 'sent';
+  }
+
+  // Moves the visitor's stored messages forward to what the receipts say.
+  function refreshReceipts(c) {
+    if (c !== (S.conv || S.prev)) return;
+    for (const [seq, node] of S.tl.bySeq) {
+      if (!node.classList.contains('sb-mine')) continue;
+      const want = receiptState(c, seq);
+      const have = node.dataset.state;
+      if (!(have in STATE_RANK) || STATE_RANK[want] > STATE_RANK[have]) setMineState(node, want);
+    }
+  }
+
+  function renderMessage(c, m, mine) {
     const node = make('div', `sb-msg ${mine ? 'sb-mine' : 'sb-theirs'}`);
     if (m.sender && m.sender.role === 'system') node.classList.add('sb-system');
-    node.dataset.state = 'sent';
+    const state = mine ? receiptState(c, m.seq) : 'sent';
+    node.dataset.state = state;
     if (m.id) node.dataset.id = String(m.id);
     node.appendChild(make('div', 'sb-text', m.text || ''));
     const meta = make('div', 'sb-meta');
     if (!mine && m.sender && m.sender.name) meta.appendChild(make('span', 'sb-who', m.sender.name));
     meta.appendChild(timeElement(m.sent_at));
-    if (mine) meta.appendChild(make('span', 'sb-state', 'Sent'));
+    if (mine) meta.appendChild(make('span', 'sb-state', STATE_LABEL[state]));
     node.appendChild(meta);
     return node;
   }
@@ -661,7 +931,7 @@ function init() {
     node.appendChild(make('div', 'sb-text', text));
     const meta = make('div', 'sb-meta');
     meta.appendChild(timeElement(null));
-    meta.appendChild(make('span', 'sb-state', 'Sending…'));
+    meta.appendChild(make('span', 'sb-state', STATE_LABEL.sending));
     node.appendChild(meta);
     ui.messages.appendChild(node);
     return node;
@@ -674,9 +944,7 @@ function init() {
       if (S.tl.bySeq.get(seq) !== node) node.remove();
       return;
     }
-    node.dataset.state = 'sent';
-    const st = node.querySelector('.sb-state');
-    if (st) st.textContent = 'Sent';
+    setMineState(node, receiptState(S.conv || S.prev, seq));
     if (sentAt) node.querySelector('.sb-meta').replaceChild(timeElement(sentAt), node.querySelector('.sb-time'));
     S.tl.insert(node, seq);
   }
@@ -689,8 +957,7 @@ function init() {
     retry.type = 'button';
     retry.addEventListener('click', () => {
       retry.remove();
-      node.dataset.state = 'sending';
-      if (st) st.textContent = 'Sending…';
+      setMineState(node, 'sending');
       queueText(text, node);
     });
     node.querySelector('.sb-meta').appendChild(retry);
@@ -711,8 +978,31 @@ function init() {
       case 'assigned':
         text = ev.agent && ev.agent.name ? `${ev.agent.name} joined the chat` : 'An agent joined the chat';
         break;
+      case 'agent_left':
+        text = `${nameOf(ev.agent, 'Your agent')} had to leave — you're back in the queue`;
+        break;
+      case 'transferred':
+        // The note is for the next agent: never shown to the visitor.
+        if (ev.to_agent && ev.to_agent.name) text = `You're being transferred to ${ev.to_agent.name}`;
+        else if (ev.to_team) text = `You're being transferred to our ${ev.to_team} team`;
+        else text = "You're being transferred to another agent";
+        break;
       case 'closed':
         text = by ? `Conversation closed by ${by}` : 'Conversation closed';
+        break;
+      case 'reopened':
+        text = 'Conversation reopened';
+        break;
+      case 'picked_up':
+        text = `${nameOf(ev.agent, 'An agent')} picked up your message`;
+        break;
+      case 'rated': {
+        const score = Number(ev.score);
+        text = score >= 1 && score <= 5 ? `You rated this chat ${STARS[score]} — thanks for your feedback` : 'Thanks for your feedback';
+        break;
+      }
+      case 'left_message':
+        text = ev.email ? `Thanks — we'll get back to you at ${ev.email}` : "Thanks — we'll get back to you as soon as we can";
         break;
       default:
         text = by ? `${String(ev.event || 'update')} (${by})` : String(ev.event || 'update');
@@ -762,18 +1052,25 @@ function init() {
     const { text, node } = S.startPending;
     S.startPending = null;
     S.startEcho = { text, node };
-    node.dataset.state = 'sent';
-    const st = node.querySelector('.sb-state');
-    if (st) st.textContent = 'Sent';
+    setMineState(node, 'sent');
   }
 
   // Sends what waits in the outbox: with `all`, also what was sent but not
   // acknowledged yet (after a reconnect, or an `unavailable` error).
   function flushOutbox(all = true) {
-    // Messages typed before the conversation exists wait for it.
-    if (!S.ready || !S.conv || S.conv.state === 'closed') return;
+    if (!S.ready) return;
     for (const [client_id, entry] of S.outbox) {
       if (entry.sent && !all) continue;
+      if (entry.leave) {
+        // Needs no conversation: the server makes one if there is none.
+        const frame = { type: 'leave_message', text: entry.text, client_id };
+        if (entry.leave.name) frame.name = entry.leave.name;
+        if (entry.leave.email) frame.email = entry.leave.email;
+        if (send(frame)) entry.sent = true;
+        continue;
+      }
+      // Messages typed before the conversation exists wait for it.
+      if (!S.conv || S.conv.state === 'closed') continue;
       // A re-send says so: the server then finds the original even after
       // its dedupe window, instead of storing the message twice.
       send({ type: 'send', conversation_id: S.conv.id, client_id, text: entry.text, retry: !!entry.sent });
@@ -787,6 +1084,7 @@ function init() {
       S.startPending = { text, node };
       S.startSent = false;
       sendStart();
+      updateStatus();
     } else {
       const id = uuid();
       node.dataset.clientId = id;
@@ -856,6 +1154,129 @@ function init() {
     }, 300);
   }
 
+  // ------------------------------------------------------ leave a message
+
+  function openLeave() {
+    S.leaveOpen = true;
+    ui.leaveError.hidden = true;
+    // Whatever was typed in the composer becomes the message.
+    if (!ui.leaveText.value.trim() && ui.input.value.trim()) ui.leaveText.value = ui.input.value.trim();
+    updateStatus();
+    (ui.leaveEmail.value ? ui.leaveText : ui.leaveEmail).focus();
+  }
+
+  function closeLeave() {
+    S.leaveOpen = false;
+    updateStatus();
+    ui.input.focus();
+  }
+
+  function leaveProblem(text) {
+    ui.leaveError.textContent = text;
+    ui.leaveError.hidden = false;
+  }
+
+  function submitLeave() {
+    const name = ui.leaveName.value.trim();
+    const email = ui.leaveEmail.value.trim();
+    const text = ui.leaveText.value.trim();
+    if (!text) return leaveProblem('Please write your message.');
+    if (text.length > MAX_LEN) return leaveProblem(`Messages can be at most ${MAX_LEN} characters.`);
+    if (name.length > MAX_NAME) return leaveProblem(`Names can be at most ${MAX_NAME} characters.`);
+    if (email && (email.length > MAX_EMAIL || !/^[^\s@]+@[^\s@]+$/.test(email))) {
+      return leaveProblem('Please check your email address.');
+    }
+    ui.leaveError.hidden = true;
+    ui.leaveText.value = '';
+    if (ui.input.value.trim() === text) {
+      ui.input.value = '';
+      autoGrow();
+    }
+    S.leaveOpen = false;
+    S.leaveEmail = email || null;
+    ui.intro.hidden = true;
+    const node = renderPending(text);
+    const id = uuid();
+    node.dataset.clientId = id;
+    S.outbox.set(id, { text, node, leave: { name, email } });
+    updateStatus();
+    scrollToBottom();
+    flushOutbox(false);
+    if (!S.ws && !S.connecting) connect();
+  }
+
+  // `leave_message` was refused: show the form again with the text.
+  function leaveFailed(f) {
+    let entry = null;
+    for (const [id, e] of S.outbox) {
+      if (e.leave) {
+        entry = e;
+        S.outbox.delete(id);
+        break;
+      }
+    }
+    if (entry) {
+      entry.node.remove();
+      ui.leaveText.value = entry.text;
+    }
+    const why =
+      f.code === 'rate_limited' || f.code === 'unavailable'
+        ? 'We could not send your message. Please try again.'
+        : f.message || 'We could not send your message.';
+    leaveProblem(why);
+    S.leaveOpen = true;
+    updateStatus();
+    // No form to show it in (an agent is with you now, say).
+    if (!S.leaveOpen) showError(why);
+  }
+
+  // --------------------------------------------------------------- rating
+
+  function resetRating() {
+    S.rating = { score: 0, sending: false };
+    ui.ratingComment.value = '';
+    paintStars();
+  }
+
+  function paintStars() {
+    for (const star of ui.stars) {
+      const n = Number(star.dataset.score);
+      star.classList.toggle('sb-on', n <= S.rating.score);
+      star.setAttribute('aria-pressed', String(n === S.rating.score));
+    }
+    ui.ratingSubmit.disabled = !S.rating.score || S.rating.sending;
+    ui.ratingSubmit.textContent = S.rating.sending ? 'Sending…' : 'Send feedback';
+  }
+
+  function submitRating() {
+    const c = S.conv;
+    if (!c || c.state !== 'closed' || c.rated || !S.rating.score || S.rating.sending) return;
+    const comment = ui.ratingComment.value.trim();
+    if (comment.length > MAX_COMMENT) {
+      showError(`Comments can be at most ${MAX_COMMENT} characters.`);
+      return;
+    }
+    const frame = { type: 'rate', conversation_id: c.id, score: S.rating.score };
+    if (comment) frame.comment = comment;
+    if (!send(frame)) {
+      showError('Not connected — please try again in a moment.');
+      return;
+    }
+    S.rating.sending = true;
+    paintStars();
+  }
+
+  function ratingFailed(f) {
+    S.rating.sending = false;
+    paintStars();
+    if (S.conv && /rated already/i.test(f.message || '')) {
+      S.conv.rated = true;
+      updateStatus();
+      return;
+    }
+    showError(f.message || 'We could not send your feedback.');
+  }
+
   // ------------------------------------------------------------ panel / UI
 
   function openPanel() {
@@ -884,7 +1305,8 @@ function init() {
   ui.panel.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') {
       e.preventDefault();
-      closePanel();
+      if (S.leaveOpen) closeLeave();
+      else closePanel();
     }
   });
   ui.form.addEventListener('submit', (e) => {
@@ -903,8 +1325,37 @@ function init() {
     if (ui.input.value) noteTyping();
     else stopTyping();
   });
+  ui.noticeDismiss.addEventListener('click', () => {
+    ui.notice.hidden = true;
+  });
+  ui.leaveOpen.addEventListener('click', openLeave);
+  ui.leaveCancel.addEventListener('click', closeLeave);
+  ui.leave.addEventListener('submit', (e) => {
+    e.preventDefault();
+    submitLeave();
+  });
+  for (const star of ui.stars) {
+    star.addEventListener('click', () => {
+      if (S.rating.sending) return;
+      S.rating.score = Number(star.dataset.score);
+      paintStars();
+    });
+  }
+  ui.rating.addEventListener('submit', (e) => {
+    e.preventDefault();
+    submitRating();
+  });
   ui.newChat.addEventListener('click', () => {
-    resetConversation();
+    if (!S.conv) return;
+    // Keep the transcript on screen: the next message may reopen this
+    // conversation (the server decides; see onStarted).
+    S.prev = S.conv;
+    S.conv = null;
+    delete ui.panel.dataset.conversationId;
+    clearIncomingTyping();
+    resetRating();
+    updateStatus();
+    scrollToBottom();
     ui.input.focus();
   });
   ui.earlier.addEventListener('click', () => {

@@ -172,8 +172,8 @@ impl ConversationEvent {
 /// Why the router chose an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssignmentReason {
-    /// `least_busy`, `longest_idle`, `requested` (a transfer or an admin
-    /// named the agent), `previous` (a reopened conversation's agent).
+    /// `least_busy`, `longest_idle`, or `requested` (a transfer, a reopen,
+    /// a pick-up or an admin named the agent).
     pub strategy: String,
     /// Every agent that could have taken it, best first.
     pub candidates: Vec<Candidate>,
@@ -348,10 +348,15 @@ pub struct ConversationState {
     /// Higher goes first; among equals, the oldest `queued_at`.
     #[serde(default)]
     pub priority: i32,
-    /// Only this agent may take it (a transfer, a reopen, an admin's pick)
-    /// while they are online; otherwise anyone.
+    /// This agent should take it (a transfer, a reopen, a pick-up, an
+    /// admin's choice).
     #[serde(default)]
     pub target_agent: Option<AgentId>,
+    /// With `target_agent`: wait for that agent while they are online or
+    /// away (they are busy); anyone takes it only once they are offline.
+    /// Without it, anyone free takes it when the target is not.
+    #[serde(default)]
+    pub target_only: bool,
     /// This agent may not take it (they transferred it or did not answer).
     #[serde(default)]
     pub exclude_agent: Option<AgentId>,
@@ -361,6 +366,25 @@ pub struct ConversationState {
     /// The visitor's CSAT score, 1–5.
     #[serde(default)]
     pub rating: Option<u8>,
+    /// Events a change of this state promised to the conversation's log,
+    /// not written there yet (the writer may have died in between): any
+    /// edge or router writes them, in order, and removes them (an outbox).
+    #[serde(default)]
+    pub pending: Vec<PendingEvent>,
+}
+
+/// An event owed to a conversation's log by a state change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEvent {
+    /// Unique; the `Nats-Msg-Id` of the record, so writing it twice stores it once.
+    pub key: String,
+    pub sender: Participant,
+    pub event: ConversationEvent,
+    /// An agent to notify once it is written (an assignment).
+    #[serde(default)]
+    pub notify_agent: Option<AgentId>,
+    /// Unix milliseconds.
+    pub at: i64,
 }
 
 impl ConversationState {
@@ -384,10 +408,28 @@ impl ConversationState {
             announced_position: None,
             priority: 0,
             target_agent: None,
+            target_only: false,
             exclude_agent: None,
             first_response_at: None,
             rating: None,
+            pending: Vec::new(),
         }
+    }
+
+    /// Promises `event` to the log along with this change of state.
+    pub fn owe(
+        &mut self,
+        sender: Participant,
+        event: ConversationEvent,
+        notify_agent: Option<AgentId>,
+    ) {
+        self.pending.push(PendingEvent {
+            key: format!("{}.{}", self.id, MessageId::generate()),
+            sender,
+            event,
+            notify_agent,
+            at: crate::time::now_ms(),
+        });
     }
 
     /// Whether `agent` is the one assigned to this conversation.

@@ -1,21 +1,22 @@
 //! One assignment, in two compare-and-set steps:
 //!
 //! 1. claim a slot in the agent's `load` entry (only if under capacity),
-//! 2. move the conversation from `queued` to `assigned` (only if still queued).
+//! 2. move the conversation from `queued` to `assigned` (only if still
+//!    queued), owing the `assigned` event and the agent's notice to the log
+//!    in the same write (see `switchboard_bus::outbox`).
 //!
 //! If step 2 loses (another router assigned it, the visitor left), the
 //! claim is released. If this router dies between the steps, the
-//! reconciler releases the orphaned claim after a grace period. Only after
-//! both steps are the `assigned` event stored and the agent's edges told.
+//! reconciler releases the orphaned claim after a grace period; if it dies
+//! after them, the reconciler writes the owed event.
 
 use switchboard_bus::kv::{self, Decision};
-use switchboard_bus::{Backbone, BusError};
+use switchboard_bus::{outbox, Backbone, BusError};
 use switchboard_protocol::ids::{AgentId, ConversationId};
 use switchboard_protocol::payloads::{
-    encode, AgentAccount, AgentLoad, AgentNotice, AssignmentReason, ConversationEvent,
-    ConversationState, ConversationStatus, LoadEntry, Participant, RecordBody,
+    AgentAccount, AgentLoad, AssignmentReason, ConversationEvent, ConversationState,
+    ConversationStatus, LoadEntry, Participant,
 };
-use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;
 
 /// The name the router signs its events with.
@@ -35,7 +36,7 @@ pub enum Outcome {
 ///
 /// # Errors
 /// NATS errors; the KV state stays consistent (at worst a claim that the
-/// reconciler releases).
+/// reconciler releases, or an owed event it writes).
 #[tracing::instrument(name = "router.assign", skip_all, fields(conversation_id = %conversation, agent_id = %agent.id))]
 pub async fn assign(
     backbone: &Backbone,
@@ -50,12 +51,15 @@ pub async fn assign(
         agent.id.as_str(),
         |current: Option<&AgentLoad>| {
             let mut load = current.cloned().unwrap_or_default();
-            if load
+            if let Some(entry) = load
                 .conversations
-                .iter()
-                .any(|e| &e.conversation_id == conversation)
+                .iter_mut()
+                .find(|e| &e.conversation_id == conversation)
             {
-                return Decision::Keep(true);
+                // Another router is giving it to this agent too: share the slot,
+                // and renew it so the reconciler leaves it alone meanwhile.
+                entry.claimed_at = now;
+                return Decision::Write(load, true);
             }
             if load.conversations.len() >= capacity as usize {
                 return Decision::Keep(false);
@@ -84,42 +88,50 @@ pub async fn assign(
                 state.assigned_at = Some(now);
                 state.first_response_at = None;
                 state.target_agent = None;
-                Decision::Write(state.clone(), Some(state))
+                state.target_only = false;
+                state.owe(
+                    Participant::system(ROUTER),
+                    ConversationEvent::Assigned {
+                        agent: participant.clone(),
+                        reason: Some(reason.clone()),
+                    },
+                    Some(agent.id.clone()),
+                );
+                Decision::Write(state, true)
             }
-            _ => Decision::Keep(None),
+            _ => Decision::Keep(false),
         },
     )
     .await?;
-    let Some(state) = assigned else {
-        release(backbone, &agent.id, conversation).await?;
+    if !assigned {
+        release_unless_held(backbone, &agent.id, conversation).await?;
         return Ok(Outcome::NotQueued);
-    };
-    backbone
-        .log
-        .append(
-            conversation,
-            Participant::system(ROUTER),
-            RecordBody::Event {
-                event: ConversationEvent::Assigned {
-                    agent: participant,
-                    reason: Some(reason),
-                },
-            },
-            Some(&format!("{conversation}.assigned.{}.{now}", agent.id)),
-        )
-        .await?;
-    let notice = AgentNotice::Assigned {
-        conversation_id: conversation.clone(),
-        visitor: state.visitor.clone(),
-    };
-    let payload = encode(&notice).map_err(|e| BusError::decode("agent notice", e))?;
-    backbone
-        .client
-        .publish(subjects::agent_inbox(&agent.id), payload.into())
-        .await
-        .map_err(|e| BusError::nats("notify agent", e))?;
+    }
+    outbox::flush(backbone, conversation).await?;
     tracing::info!("agent assigned");
     Ok(Outcome::Assigned)
+}
+
+/// Gives back a slot claimed for a conversation that did not become this
+/// agent's — unless it did anyway (another router sharing the claim gave it
+/// to the same agent), or it is waiting again (someone may be claiming it
+/// right now; the reconciler frees the slot after the grace period if not).
+async fn release_unless_held(
+    backbone: &Backbone,
+    agent: &AgentId,
+    conversation: &ConversationId,
+) -> Result<(), BusError> {
+    let state =
+        kv::get::<ConversationState>(&backbone.conversations, conversation.as_str()).await?;
+    match state {
+        Some(state)
+            if state.value.is_assigned_to(agent)
+                || state.value.status == ConversationStatus::Queued =>
+        {
+            Ok(())
+        }
+        _ => release(backbone, agent, conversation).await,
+    }
 }
 
 /// Removes a conversation from an agent's load (idempotent).
@@ -180,30 +192,27 @@ pub async fn requeue(
                 state.first_response_at = None;
                 state.announced_position = None;
                 state.exclude_agent = exclude.then(|| agent.clone());
-                Decision::Write(state, left)
+                if let Some(left) = left {
+                    state.owe(
+                        Participant::system(ROUTER),
+                        ConversationEvent::AgentLeft {
+                            agent: left,
+                            reason: reason.to_owned(),
+                        },
+                        None,
+                    );
+                }
+                Decision::Write(state, true)
             }
-            _ => Decision::Keep(None),
+            _ => Decision::Keep(false),
         },
     )
     .await?;
-    let Some(left) = requeued else {
+    if !requeued {
         return Ok(false);
-    };
-    backbone
-        .log
-        .append(
-            conversation,
-            Participant::system(ROUTER),
-            RecordBody::Event {
-                event: ConversationEvent::AgentLeft {
-                    agent: left,
-                    reason: reason.to_owned(),
-                },
-            },
-            None,
-        )
-        .await?;
+    }
     release(backbone, agent, conversation).await?;
+    outbox::flush(backbone, conversation).await?;
     tracing::info!(reason, "conversation requeued");
     Ok(true)
 }
@@ -229,6 +238,15 @@ pub async fn announce_position(
             {
                 let mut state = state.clone();
                 state.announced_position = Some(position);
+                state.owe(
+                    Participant::system(ROUTER),
+                    ConversationEvent::Queued {
+                        position,
+                        estimated_wait_secs,
+                        agents_online: Some(agents_online),
+                    },
+                    None,
+                );
                 Decision::Write(state, true)
             }
             _ => Decision::Keep(false),
@@ -236,22 +254,8 @@ pub async fn announce_position(
     )
     .await?;
     if changed {
-        backbone
-            .log
-            .append(
-                conversation,
-                Participant::system(ROUTER),
-                RecordBody::Event {
-                    event: ConversationEvent::Queued {
-                        position,
-                        estimated_wait_secs,
-                        agents_online: Some(agents_online),
-                    },
-                },
-                None,
-            )
-            .await?;
-        tracing::info!(conversation_id = %conversation, position, "queue position announced");
+        outbox::flush(backbone, conversation).await?;
+        tracing::debug!(conversation_id = %conversation, position, "queue position announced");
     }
     Ok(())
 }

@@ -127,6 +127,11 @@ pub fn choose_agent(
                 },
             });
         }
+        let reachable = mirror.agents.contains_key(target)
+            && mirror.status(target, now_ms, presence_ttl) != AgentStatus::Offline;
+        if conversation.target_only && reachable {
+            return None;
+        }
     }
     let strategy = settings.strategy_of(conversation.team.as_ref().map(TeamId::as_str));
     let mut candidates = candidates(mirror, conversation, now_ms, settings, presence_ttl);
@@ -385,6 +390,14 @@ mod tests {
             (choice.agent.as_str(), choice.reason.strategy.as_str()),
             ("a_2", "requested")
         );
+
+        // Held for a busy target, unless they are gone.
+        let mut held = targeted.clone();
+        held.target_only = true;
+        load(&mut mirror, "a_2", 5, 100);
+        assert_eq!(chosen(&mirror, &held, 1_000), None);
+        assert_eq!(chosen(&mirror, &targeted, 1_000).as_deref(), Some("a_1"));
+        load(&mut mirror, "a_2", 3, 100);
 
         let mut excluded = c.clone();
         excluded.exclude_agent = Some(AgentId::new("a_1").unwrap());

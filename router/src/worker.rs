@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::{stream::select_all, FutureExt, StreamExt};
 use switchboard_bus::{Backbone, BusError};
@@ -15,7 +15,7 @@ use switchboard_protocol::payloads::{
     encode, AgentStatus, ConversationState, ConversationStatus, LoadEntry, QueueEntry,
     QueueSnapshot,
 };
-use switchboard_protocol::subjects;
+use switchboard_protocol::subjects::{self, buckets};
 use switchboard_protocol::time::now_ms;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +36,9 @@ pub enum RouterError {
     #[error(transparent)]
     Bus(#[from] BusError),
 }
+
+/// How long a router waits for the buckets' history before routing anyway.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to wait before watching again after the watches broke.
 const REWATCH_DELAY: Duration = Duration::from_secs(1);
@@ -86,28 +89,69 @@ async fn watch_and_route(
                 .map_err(|e| BusError::nats("watch kv bucket", e))?,
         );
     }
+    // Decide nothing before every bucket's current content has arrived: a
+    // partial view (slots without their conversations) would free slots
+    // that are taken.
+    let mut behind: HashSet<String> = HashSet::new();
+    for (name, store) in [
+        (buckets::AGENTS, &backbone.agents),
+        (buckets::PRESENCE, &backbone.presence),
+        (buckets::LOAD, &backbone.load),
+        (buckets::CONVERSATIONS, &backbone.conversations),
+    ] {
+        let mut keys = store
+            .keys()
+            .await
+            .map_err(|e| BusError::nats("list kv keys", e))?;
+        if keys.next().await.is_some() {
+            behind.insert(name.to_owned());
+        }
+    }
+    let synced_by = tokio::time::Instant::now() + SYNC_TIMEOUT;
     let mut events = select_all(watches);
     let mut mirror = Mirror::default();
     let mut memory = Memory::default();
+    let mut synced = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             entry = events.next() => {
-                match entry {
-                    Some(Ok(entry)) => mirror.apply(&entry),
+                let entry = match entry {
+                    Some(Ok(entry)) => entry,
                     Some(Err(err)) => return Err(BusError::nats("kv watch", err)),
                     None => return Err(BusError::nats("kv watch", "watch ended")),
+                };
+                if entry.delta == 0 {
+                    behind.remove(&entry.bucket);
                 }
+                mirror.apply(&entry);
                 // Take everything already waiting before deciding.
                 while let Some(Some(next)) = events.next().now_or_never() {
-                    match next {
-                        Ok(entry) => mirror.apply(&entry),
-                        Err(err) => return Err(BusError::nats("kv watch", err)),
+                    let entry = next.map_err(|err| BusError::nats("kv watch", err))?;
+                    if entry.delta == 0 {
+                        behind.remove(&entry.bucket);
                     }
+                    mirror.apply(&entry);
                 }
             }
             _ = tick.tick() => {}
+        }
+        if !synced {
+            if !behind.is_empty() && tokio::time::Instant::now() < synced_by {
+                continue;
+            }
+            if !behind.is_empty() {
+                tracing::warn!(buckets = ?behind, "kv history incomplete after the sync timeout; routing anyway");
+            }
+            synced = true;
+            tracing::info!(
+                conversations = mirror.conversations.len(),
+                "routing state loaded"
+            );
+        }
+        if let Err(err) = reconcile::flush_owed(backbone, &mirror, now_ms()).await {
+            tracing::warn!(error = %err, "writing owed events failed");
         }
         // Cheap when nothing is stale: the mirror is in memory.
         if let Err(err) =

@@ -74,6 +74,7 @@ pub async fn run(settings: Settings, command: QueueCommand) -> anyhow::Result<()
                 .with_context(|| format!("no agent with login {agent:?}"))?;
             change(&backbone, &id, |state| {
                 state.target_agent = Some(account.id.clone());
+                state.target_only = true;
                 state.exclude_agent = None;
                 state.priority = FORCED_PRIORITY;
             })

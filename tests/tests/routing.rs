@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use switchboard_tests::system::{node_binary, System};
 use switchboard_tests::ws::Ws;
 
-async fn agent(system: &System, edge: SocketAddr, login: &str) -> Ws {
+async fn agent(_system: &System, edge: SocketAddr, login: &str) -> Ws {
     let token = System::agent_token(edge, login).await;
     Ws::hello(edge, &token, json!({})).await.0
 }
@@ -154,10 +154,19 @@ async fn transfers_go_to_the_named_agent_or_team_with_the_note() {
         })
         .await;
     assert_eq!(assigned["reason"]["strategy"], "requested");
-    // Dee may no longer write in it.
+    // Dee may no longer write in it, nor read what follows.
+    let after = ann
+        .send_message(&id, "after-transfer", "are you there?")
+        .await;
+    eli.expect("the visitor's message", |f| f["id"] == after["id"])
+        .await;
     dee.send(json!({ "type": "send", "conversation_id": id, "client_id": "late", "text": "x" }))
         .await;
     dee.expect_error("forbidden").await;
+    assert!(
+        !dee.seen.iter().any(|f| f["id"] == after["id"]),
+        "the transferring agent still received the conversation"
+    );
 
     // To another team: only that team's agents may take it.
     let mut fay = agent(&system, edge, "fay").await;

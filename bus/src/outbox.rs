@@ -1,0 +1,79 @@
+//! The events a conversation's state owes to its log.
+//!
+//! A state change (assigned, requeued, closed, …) and its event cannot be
+//! written atomically: they live in a KV bucket and a stream. So the change
+//! writes the event into the state itself (`ConversationState::pending`, by
+//! compare-and-set with the change), then [`flush`] appends the owed events
+//! in order, with their keys as `Nats-Msg-Id` (writing one twice stores it
+//! once), and removes them. Whoever comes next — the same process, or a
+//! router's reconciler after a crash in between — flushes what is left.
+
+use switchboard_protocol::ids::ConversationId;
+use switchboard_protocol::payloads::{
+    encode, AgentNotice, ConversationState, PendingEvent, RecordBody,
+};
+use switchboard_protocol::subjects;
+
+use crate::kv::{self, Decision};
+use crate::{Backbone, BusError};
+
+/// Writes every event the conversation owes to its log, oldest first, and
+/// then removes them from its state. Safe to run concurrently and again.
+///
+/// # Errors
+/// NATS errors; what was not written stays owed.
+pub async fn flush(backbone: &Backbone, conversation: &ConversationId) -> Result<(), BusError> {
+    let Some(state) =
+        kv::get::<ConversationState>(&backbone.conversations, conversation.as_str()).await?
+    else {
+        return Ok(());
+    };
+    let owed: Vec<PendingEvent> = state.value.pending;
+    if owed.is_empty() {
+        return Ok(());
+    }
+    for pending in &owed {
+        backbone
+            .log
+            .append(
+                conversation,
+                pending.sender.clone(),
+                RecordBody::Event {
+                    event: pending.event.clone(),
+                },
+                Some(&pending.key),
+            )
+            .await?;
+        if let Some(agent) = &pending.notify_agent {
+            let notice = AgentNotice::Assigned {
+                conversation_id: conversation.clone(),
+                visitor: state.value.visitor.clone(),
+            };
+            let payload = encode(&notice).map_err(|e| BusError::decode("agent notice", e))?;
+            backbone
+                .client
+                .publish(subjects::agent_inbox(agent), payload.into())
+                .await
+                .map_err(|e| BusError::nats("notify agent", e))?;
+        }
+    }
+    let written: Vec<&str> = owed.iter().map(|p| p.key.as_str()).collect();
+    kv::cas(
+        &backbone.conversations,
+        conversation.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(current)
+                if current
+                    .pending
+                    .iter()
+                    .any(|p| written.contains(&p.key.as_str())) =>
+            {
+                let mut state = current.clone();
+                state.pending.retain(|p| !written.contains(&p.key.as_str()));
+                Decision::Write(state, ())
+            }
+            _ => Decision::Keep(()),
+        },
+    )
+    .await
+}
