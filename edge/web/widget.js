@@ -303,9 +303,13 @@ function init() {
     // ({name, email}) marks a message left while nobody is online, not yet
     // answered by `started`.
     outbox: new Map(),
-    startPending: null, // {text, node}: first message, sent with `start`
+    // {text, node, clientId}: first message, sent with `start`. Its own
+    // client_id: the server's default (`start-<conversation_id>`) would make
+    // the text of a `start` that reopens a conversation look like a retry
+    // of the first one.
+    startPending: null,
     startSent: false, // `start` already sent on this socket
-    startEcho: null, // {text, node}: start text stored, waiting for its seq
+    startEcho: null, // {text, node, clientId}: start text stored, waiting for its seq
     earliestHasMore: false,
     open: false,
     unread: 0,
@@ -556,6 +560,12 @@ function init() {
   }
 
   function onAck(f) {
+    if (S.startEcho && f.client_id === S.startEcho.clientId) {
+      const { node } = S.startEcho;
+      S.startEcho = null;
+      confirmMine(node, f.seq, f.sent_at);
+      return;
+    }
     const entry = S.outbox.get(f.client_id);
     if (!entry) return; // already confirmed by an echoed `message`
     S.outbox.delete(f.client_id);
@@ -743,7 +753,7 @@ function init() {
       if (mine && item.client_id && S.outbox.has(item.client_id)) {
         node = S.outbox.get(item.client_id).node;
         S.outbox.delete(item.client_id);
-      } else if (mine && S.startEcho && S.startEcho.text === item.text) {
+      } else if (mine && S.startEcho && item.client_id === S.startEcho.clientId) {
         // The text we sent with `start`, as stored by the server.
         node = S.startEcho.node;
         S.startEcho = null;
@@ -835,7 +845,8 @@ function init() {
         if (c.pickedBy) {
           text = `${c.pickedBy} picked up your message`;
         } else if (c.agentsOnline === 0) {
-          text = pos ? `You are #${pos} in the queue — no one is available right now` : 'No one is available right now';
+          // The offer below says that nobody is available.
+          text = pos ? `You are #${pos} in the queue` : 'Waiting for an agent';
         } else if (pos && typeof c.eta === 'number') {
           text = `You are #${pos} in the queue — about ${minutes(c.eta)} min`;
         } else if (pos) {
@@ -1043,16 +1054,16 @@ function init() {
 
   function sendStart() {
     if (!S.ready || S.startSent || !S.startPending) return;
-    S.startSent = send({ type: 'start', text: S.startPending.text });
+    const { text, clientId } = S.startPending;
+    S.startSent = send({ type: 'start', text, client_id: clientId });
   }
 
   // The conversation exists, so the text sent with `start` is stored: show
   // it as sent; its seq comes with the echoed `message` or the history.
   function startDelivered() {
-    const { text, node } = S.startPending;
+    S.startEcho = S.startPending;
     S.startPending = null;
-    S.startEcho = { text, node };
-    setMineState(node, 'sent');
+    setMineState(S.startEcho.node, 'sent');
   }
 
   // Sends what waits in the outbox: with `all`, also what was sent but not
@@ -1081,7 +1092,9 @@ function init() {
   function queueText(text, node) {
     ui.intro.hidden = true;
     if (!S.conv && !S.startPending) {
-      S.startPending = { text, node };
+      const clientId = uuid();
+      node.dataset.clientId = clientId;
+      S.startPending = { text, node, clientId };
       S.startSent = false;
       sendStart();
       updateStatus();

@@ -185,12 +185,14 @@ async function main() {
         (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent === t),
         AGENT_TEXT,
       );
+      // Stored, and maybe already delivered or read: receipts can arrive
+      // right after the ack.
       await waitFor(
         visitor,
-        'the visitor message to show data-state="sent"',
+        'the visitor message to show data-state="sent", "delivered" or "read"',
         (t) =>
           [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some(
-            (n) => n.dataset.state === 'sent' && n.querySelector('.sb-text').textContent === t,
+            (n) => ['sent', 'delivered', 'read'].includes(n.dataset.state) && n.querySelector('.sb-text').textContent === t,
           ),
         VISITOR_TEXT,
       );
