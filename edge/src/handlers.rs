@@ -204,6 +204,7 @@ pub(crate) async fn follow(
         let follower = Follower {
             outbox: session.outbox.clone(),
             participant_id: session.identity.id().to_owned(),
+            role: session.identity.role(),
         };
         match session
             .state
@@ -992,7 +993,11 @@ async fn history(
         .outbox
         .frame(&ServerFrame::History {
             conversation_id: conversation.clone(),
-            items: page.records.iter().map(HistoryItem::from).collect(),
+            items: page
+                .records
+                .iter()
+                .map(|r| HistoryItem::for_viewer(r, &session.identity.role()))
+                .collect(),
             has_more: page.has_more,
         })
         .await;

@@ -26,6 +26,43 @@ pub struct Follower {
     pub outbox: OutboxHandle,
     /// The participant id of the connection (its own signals are not echoed).
     pub participant_id: String,
+    /// What the connection may see of records (transfer notes are for agents).
+    pub role: Role,
+}
+
+/// A record's frame for each kind of viewer, encoded once per edge.
+struct Rendered {
+    agent: Arc<str>,
+    visitor: Arc<str>,
+}
+
+impl Rendered {
+    fn new(record: &ChatRecord) -> Self {
+        let agent: Arc<str> = ServerFrame::from_record(record, &Role::Agent)
+            .to_json()
+            .into();
+        let visitor = ServerFrame::from_record(record, &Role::Visitor).to_json();
+        Self {
+            visitor: if *visitor == *agent {
+                Arc::clone(&agent)
+            } else {
+                visitor.into()
+            },
+            agent,
+        }
+    }
+
+    fn offer(&self, record: &ChatRecord, follower: &Follower) {
+        let json = match follower.role {
+            Role::Visitor => &self.visitor,
+            _ => &self.agent,
+        };
+        follower.outbox.offer(Outbound::Record {
+            conversation: record.conversation_id.clone(),
+            seq: record.seq,
+            json: Arc::clone(json),
+        });
+    }
 }
 
 struct Topic {
@@ -183,14 +220,9 @@ impl Hub {
         for conversation in conversations {
             match self.log.last(&conversation).await {
                 Ok(Some((_, record))) => {
-                    let outbound_json: Arc<str> =
-                        ServerFrame::from_record(&record).to_json().into();
+                    let rendered = Rendered::new(&record);
                     for follower in self.followers(&conversation) {
-                        follower.outbox.offer(Outbound::Record {
-                            conversation: conversation.clone(),
-                            seq: record.seq,
-                            json: Arc::clone(&outbound_json),
-                        });
+                        rendered.offer(&record, &follower);
                     }
                     repaired += 1;
                 }
@@ -262,13 +294,9 @@ impl Hub {
         {
             self.log.observe(&record, stream_seq);
         }
-        let json: Arc<str> = ServerFrame::from_record(&record).to_json().into();
+        let rendered = Rendered::new(&record);
         for follower in self.followers(conversation) {
-            follower.outbox.offer(Outbound::Record {
-                conversation: conversation.clone(),
-                seq: record.seq,
-                json: Arc::clone(&json),
-            });
+            rendered.offer(&record, &follower);
         }
         // An agent who lost the conversation sees that, and nothing after.
         if let RecordBody::Event {

@@ -19,7 +19,7 @@ use futures::SinkExt;
 use switchboard_bus::ConversationLog;
 use switchboard_protocol::frames::ServerFrame;
 use switchboard_protocol::ids::ConversationId;
-use switchboard_protocol::payloads::{encode, ChatRecord, Participant, Signal};
+use switchboard_protocol::payloads::{encode, ChatRecord, Participant, Role, Signal};
 use switchboard_protocol::subjects;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -64,14 +64,6 @@ impl Outbound {
     pub fn frame(frame: &ServerFrame) -> Self {
         Outbound::Frame(frame.to_json().into())
     }
-
-    pub fn record(record: &ChatRecord) -> Self {
-        Outbound::Record {
-            conversation: record.conversation_id.clone(),
-            seq: record.seq,
-            json: ServerFrame::from_record(record).to_json().into(),
-        }
-    }
 }
 
 /// The sending side, shared by the session and the hub.
@@ -111,6 +103,9 @@ struct Writer {
     sink: SplitSink<WebSocket, Message>,
     log: ConversationLog,
     receipts: Option<(Participant, async_nats::Client)>,
+    /// Whose eyes records are rendered for: a visitor until `hello` said
+    /// otherwise.
+    viewer: Role,
     /// Highest `seq` written per conversation since the last receipts.
     unreported: HashMap<ConversationId, u64>,
     /// Highest `seq` delivered per conversation.
@@ -142,6 +137,7 @@ pub async fn run(
         sink,
         log,
         receipts: None,
+        viewer: Role::Visitor,
         unreported: HashMap::new(),
         delivered: HashMap::new(),
         held: HashMap::new(),
@@ -220,7 +216,7 @@ impl Writer {
                 let delivered = self.delivered.entry(conversation.clone()).or_insert(after);
                 *delivered = (*delivered).max(after);
                 for record in &records {
-                    let json = ServerFrame::from_record(record).to_json();
+                    let json = ServerFrame::from_record(record, &self.viewer).to_json();
                     if let Flow::Stop = self.deliver(&conversation, record.seq, &json).await {
                         return Flow::Stop;
                     }
@@ -239,6 +235,7 @@ impl Writer {
                 Flow::Stop
             }
             Outbound::Receipts { recipient, client } => {
+                self.viewer = recipient.role.clone();
                 self.receipts = Some((recipient, client));
                 Flow::Continue
             }
@@ -277,7 +274,7 @@ impl Writer {
                 match self.log.read_from(conversation, last + 1, missing).await {
                     Ok(records) => {
                         for record in records.iter().filter(|r| r.seq < seq) {
-                            let json = ServerFrame::from_record(record).to_json();
+                            let json = ServerFrame::from_record(record, &self.viewer).to_json();
                             if let Flow::Stop = self.write_text(&json).await {
                                 return Flow::Stop;
                             }

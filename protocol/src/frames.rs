@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{AgentId, ConversationId, MessageId, TeamId};
 use crate::payloads::{
     AgentStatus, ChatRecord, ConversationEvent, ConversationState, MissedEntry, Participant,
-    QueueEntry, RecordBody,
+    QueueEntry, RecordBody, Role,
 };
 use crate::time::rfc3339;
 
@@ -304,9 +304,9 @@ impl ServerFrame {
         }
     }
 
-    /// The frame a stored record is delivered as.
-    pub fn from_record(record: &ChatRecord) -> Self {
-        match HistoryItem::from(record) {
+    /// The frame a stored record is delivered as to a `viewer`.
+    pub fn from_record(record: &ChatRecord, viewer: &Role) -> Self {
+        match HistoryItem::for_viewer(record, viewer) {
             HistoryItem::Message(m) => ServerFrame::Message(m),
             HistoryItem::Event(e) => ServerFrame::Event(e),
         }
@@ -320,8 +320,10 @@ impl ServerFrame {
     }
 }
 
-impl From<&ChatRecord> for HistoryItem {
-    fn from(record: &ChatRecord) -> Self {
+impl HistoryItem {
+    /// A record as `viewer` may see it: a transfer's note is for agents,
+    /// never shown to the visitor.
+    pub fn for_viewer(record: &ChatRecord, viewer: &Role) -> Self {
         match &record.body {
             RecordBody::Message { text, client_id } => HistoryItem::Message(MessageFrame {
                 conversation_id: record.conversation_id.clone(),
@@ -336,7 +338,23 @@ impl From<&ChatRecord> for HistoryItem {
                 conversation_id: record.conversation_id.clone(),
                 seq: record.seq,
                 id: record.id.clone(),
-                event: event.clone(),
+                event: match (event, viewer) {
+                    (
+                        ConversationEvent::Transferred {
+                            from,
+                            to_agent,
+                            to_team,
+                            ..
+                        },
+                        Role::Visitor,
+                    ) => ConversationEvent::Transferred {
+                        from: from.clone(),
+                        to_agent: to_agent.clone(),
+                        to_team: to_team.clone(),
+                        note: None,
+                    },
+                    (event, _) => event.clone(),
+                },
                 by: record.sender.clone(),
                 at: rfc3339(record.sent_at),
             }),
@@ -394,12 +412,37 @@ mod tests {
             },
         };
         let json: serde_json::Value =
-            serde_json::from_str(&ServerFrame::from_record(&record).to_json()).unwrap();
+            serde_json::from_str(&ServerFrame::from_record(&record, &Role::Agent).to_json())
+                .unwrap();
         assert_eq!(json["type"], "event");
         assert_eq!(json["event"], "queued");
         assert_eq!(json["position"], 3);
         assert_eq!(json["seq"], 2);
         assert_eq!(json["by"]["role"], "system");
+    }
+
+    #[test]
+    fn transfer_notes_are_for_agents_only() {
+        let record = ChatRecord {
+            id: MessageId::new("m_1").unwrap(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq: 4,
+            sender: Participant::system("a"),
+            sent_at: 0,
+            body: RecordBody::Event {
+                event: ConversationEvent::Transferred {
+                    from: Participant::system("a"),
+                    to_agent: None,
+                    to_team: Some(TeamId::new("billing").unwrap()),
+                    note: Some("angry about the refund".into()),
+                },
+            },
+        };
+        let agent = ServerFrame::from_record(&record, &Role::Agent).to_json();
+        let visitor = ServerFrame::from_record(&record, &Role::Visitor).to_json();
+        assert!(agent.contains("angry about the refund"));
+        assert!(!visitor.contains("angry"), "{visitor}");
+        assert!(visitor.contains("billing"));
     }
 
     #[test]
@@ -416,7 +459,8 @@ mod tests {
             },
         };
         let json: serde_json::Value =
-            serde_json::from_str(&ServerFrame::from_record(&record).to_json()).unwrap();
+            serde_json::from_str(&ServerFrame::from_record(&record, &Role::Agent).to_json())
+                .unwrap();
         assert_eq!(json["type"], "message");
         assert_eq!(json["text"], "<b>x</b>");
         assert_eq!(json["sender"]["id"], "v_1");

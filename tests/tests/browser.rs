@@ -1,14 +1,18 @@
 //! The visitor widget and the agent console in real headless Chromium,
-//! against real edge, router and archiver processes: the scenario lives in
-//! tests/browser/chat.mjs (Playwright driving /usr/bin/chromium).
+//! against real edge, router and archiver processes. The scenarios live in
+//! tests/browser/*.mjs (Playwright driving /usr/bin/chromium):
+//! - chat.mjs: a visitor and an agent chat, the visitor reloads and
+//!   resumes, the agent closes; text is rendered literally, never as HTML.
+//! - routing.mjs: nobody online, the visitor leaves a message, the agent
+//!   picks it up from Missed and answers, closes; the visitor rates and
+//!   reopens.
 
 use std::path::Path;
 use std::process::Stdio;
 
 use switchboard_tests::system::{System, PASSWORD};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn widget_and_console_chat_in_chromium() {
+async fn scenario(file: &str) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").is_dir(),
@@ -25,7 +29,7 @@ async fn widget_and_console_chat_in_chromium() {
     system.add_agent("console@test", 2, None).await;
 
     let output = tokio::process::Command::new("node")
-        .arg("chat.mjs")
+        .arg(file)
         .current_dir(&browser_dir)
         .env("SB_URL", format!("http://{edge}"))
         .env("SB_AGENT_LOGIN", "console@test")
@@ -40,6 +44,16 @@ async fn widget_and_console_chat_in_chromium() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stdout.contains("browser: 1 passed, 0 failed"),
-        "browser scenario failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "browser scenario {file} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widget_and_console_chat_in_chromium() {
+    scenario("chat.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_message_pick_up_rating_and_reopen_in_chromium() {
+    scenario("routing.mjs").await;
 }

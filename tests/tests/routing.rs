@@ -143,11 +143,16 @@ async fn transfers_go_to_the_named_agent_or_team_with_the_note() {
     }))
     .await;
     let transferred = ann.expect_event(&id, "transferred").await;
-    assert_eq!(transferred["note"], "wants a discount");
+    assert!(
+        transferred["note"].is_null(),
+        "the visitor must not see the note for agents: {transferred}"
+    );
     assert_eq!(transferred["from"]["name"], "Agent dee");
     assert_eq!(transferred["to_agent"]["name"], "Agent eli");
     let taken = eli.expect_type("assigned").await;
     assert_eq!(taken["conversation_id"], id.as_str());
+    let briefing = eli.expect_event(&id, "transferred").await;
+    assert_eq!(briefing["note"], "wants a discount");
     let assigned = ann
         .expect("assigned to eli", |f| {
             f["event"] == "assigned" && f["agent"]["name"] == "Agent eli"
