@@ -1,0 +1,291 @@
+//! Handlers of what is said in a conversation: messages (with idempotent
+//! retries), read marks, typing, and history pages.
+
+use super::*;
+
+/// Default and largest `history` page.
+const DEFAULT_PAGE: u32 = 50;
+
+const MAX_PAGE: u32 = 100;
+
+pub(crate) fn text_allowed(session: &Session, text: &str) -> Handled {
+    match check_text(text, session.state.config.edge.max_text_chars) {
+        Ok(()) => Ok(()),
+        Err(TextProblem::Empty) => Err(Refusal::new(ErrorCode::BadRequest, "text is empty")),
+        Err(TextProblem::TooLong { max }) => Err(Refusal::new(
+            ErrorCode::TooLarge,
+            format!("text is longer than {max} characters"),
+        )),
+    }
+}
+
+/// `send`: store a message, acknowledge it to the sender.
+pub(super) async fn send(
+    session: &mut Session,
+    conversation: &ConversationId,
+    client_id: &str,
+    text: String,
+    retry: bool,
+) -> Handled {
+    if !valid_client_id(client_id) {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "client_id must be 1-64 visible ASCII characters",
+        ));
+    }
+    text_allowed(session, &text)?;
+    let state = authorize(session, conversation, true).await?;
+    if !session
+        .state
+        .hub
+        .is_following(conversation, session.connection)
+    {
+        follow(session, conversation, CatchUp::Live).await?;
+    }
+    if retry {
+        // JetStream recognises a repeat only inside its dedupe window; a
+        // retry may come later (a client offline for long), so look for it.
+        if let Some(original) = find_sent(session, conversation, client_id).await? {
+            tracing::info!(%conversation, client_id, "retried send answered with the original");
+            return ack(session, client_id, &original).await;
+        }
+    }
+    append_message(session, conversation, client_id, text).await?;
+    if let Identity::Agent { id, .. } = &session.identity {
+        if state.first_response_at.is_none() {
+            note_first_response(session, conversation, id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks that the assigned agent has answered (once per assignment), so
+/// the router's first-reply deadline stops counting.
+pub(super) async fn note_first_response(
+    session: &Session,
+    conversation: &ConversationId,
+    agent: &AgentId,
+) -> Handled {
+    kv::cas(
+        &session.state.backbone.conversations,
+        conversation.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(state) if state.is_assigned_to(agent) && state.first_response_at.is_none() => {
+                let mut state = state.clone();
+                state.first_response_at = Some(now_ms());
+                Decision::Write(state, ())
+            }
+            _ => Decision::Keep(()),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records looked at for a retried send (the most recent ones).
+const RETRY_LOOKBACK: u64 = 500;
+
+/// A message this identity sent with `client_id`, among the recent records.
+pub(super) async fn find_sent(
+    session: &Session,
+    conversation: &ConversationId,
+    client_id: &str,
+) -> Result<Option<ChatRecord>, BusError> {
+    let log = &session.state.backbone.log;
+    let last = log.last_seq(conversation).await?;
+    let from = last.saturating_sub(RETRY_LOOKBACK) + 1;
+    let me = session.identity.id();
+    Ok(log
+        .read_from(conversation, from, RETRY_LOOKBACK as usize)
+        .await?
+        .into_iter()
+        .find(|r| {
+            r.sender.id == me
+                && matches!(&r.body, RecordBody::Message { client_id: c, .. } if c == client_id)
+        }))
+}
+
+pub(super) async fn ack(session: &Session, client_id: &str, record: &ChatRecord) -> Handled {
+    session
+        .outbox
+        .frame(&ServerFrame::Ack {
+            client_id: client_id.to_owned(),
+            conversation_id: record.conversation_id.clone(),
+            id: record.id.clone(),
+            seq: record.seq,
+            sent_at: rfc3339(record.sent_at),
+        })
+        .await;
+    Ok(())
+}
+
+pub(crate) async fn append_message(
+    session: &Session,
+    conversation: &ConversationId,
+    client_id: &str,
+    text: String,
+) -> Handled {
+    let sender = session.identity.participant();
+    // The dedupe key names the sender, so one client cannot collide with
+    // another's client ids.
+    let dedupe = format!(
+        "{conversation}.{}.{}.{client_id}",
+        sender.role.as_str(),
+        sender.id
+    );
+    let appended = session
+        .state
+        .backbone
+        .log
+        .append(
+            conversation,
+            sender,
+            RecordBody::Message {
+                text,
+                client_id: client_id.to_owned(),
+            },
+            Some(&dedupe),
+        )
+        .await?;
+    ack(session, client_id, &appended.record).await
+}
+
+/// `read`: remember how far this identity has read (only ever forward),
+/// and tell the other participants.
+pub(super) async fn read(
+    session: &mut Session,
+    conversation: &ConversationId,
+    seq: u64,
+) -> Handled {
+    authorize(session, conversation, false).await?;
+    let backbone = &session.state.backbone;
+    let last = backbone.log.last_seq(conversation).await?;
+    if seq > last {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("seq {seq} is past the end of the conversation ({last})"),
+        ));
+    }
+    let reader = session.identity.participant();
+    let key = subjects::read_key(conversation, &reader.id);
+    let advanced = kv::cas(
+        &backbone.reads,
+        &key,
+        |current: Option<&ReadMark>| match current {
+            Some(mark) if mark.seq >= seq => Decision::Keep(false),
+            _ => Decision::Write(ReadMark { seq, at: now_ms() }, true),
+        },
+    )
+    .await?;
+    if advanced {
+        signal(session, conversation, Signal::Read { reader, seq }).await?;
+    }
+    Ok(())
+}
+
+/// `typing` and `read`: ephemeral signals to the other participants.
+pub(super) async fn signal(
+    session: &mut Session,
+    conversation: &ConversationId,
+    signal: Signal,
+) -> Handled {
+    if !session
+        .state
+        .hub
+        .is_following(conversation, session.connection)
+    {
+        authorize(session, conversation, false).await?;
+        follow(session, conversation, CatchUp::Live).await?;
+    }
+    let payload = encode(&signal).map_err(|e| BusError::decode("signal", e))?;
+    session
+        .state
+        .backbone
+        .client
+        .publish(subjects::signal(conversation), payload.into())
+        .await
+        .map_err(|e| BusError::nats("publish signal", e))?;
+    Ok(())
+}
+
+/// `history`: a page of records before `before_seq`, from the stream and,
+/// for what it no longer holds, the archive.
+pub(super) async fn history(
+    session: &mut Session,
+    conversation: &ConversationId,
+    before_seq: Option<u64>,
+    limit: Option<u32>,
+) -> Handled {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    authorize(session, conversation, false).await?;
+    let log = &session.state.backbone.log;
+    let before = before_seq.unwrap_or(u64::MAX);
+    let mut page = log
+        .read_before(conversation, before, limit as usize)
+        .await?;
+    if let Some(below) = page.archived_below {
+        let wanted = limit.saturating_sub(u32::try_from(page.records.len()).unwrap_or(limit));
+        match archived(session, conversation, below, wanted).await {
+            Ok(mut older) => {
+                older.retain(|r| r.seq < below);
+                older.append(&mut page.records);
+                page.records = older;
+                page.has_more = page.records.first().is_some_and(|r| r.seq > 1);
+            }
+            Err(err) => {
+                // The client gets what the stream has and `has_more`.
+                tracing::warn!(error = %err, %conversation, "archive history unavailable");
+            }
+        }
+    }
+    session
+        .outbox
+        .frame(&ServerFrame::History {
+            conversation_id: conversation.clone(),
+            items: page
+                .records
+                .iter()
+                .map(|r| HistoryItem::for_viewer(r, &session.identity.role()))
+                .collect(),
+            has_more: page.has_more,
+        })
+        .await;
+    Ok(())
+}
+
+/// Asks the archiver for records older than the stream holds.
+pub(super) async fn archived(
+    session: &Session,
+    conversation: &ConversationId,
+    before_seq: u64,
+    limit: u32,
+) -> Result<Vec<ChatRecord>, BusError> {
+    if limit == 0 || before_seq <= 1 {
+        return Ok(Vec::new());
+    }
+    let request = HistoryRequest {
+        conversation_id: conversation.clone(),
+        before_seq,
+        limit,
+    };
+    let payload = encode(&request).map_err(|e| BusError::decode("history request", e))?;
+    let reply = session
+        .state
+        .backbone
+        .client
+        .request(subjects::ARCHIVE_HISTORY, payload.into())
+        .await
+        .map_err(|e| BusError::nats("request archived history", e))?;
+    let reply: HistoryReply =
+        decode(&reply.payload).map_err(|e| BusError::decode("history reply", e))?;
+    match reply.error {
+        Some(error) => Err(BusError::nats("archived history", error)),
+        None => Ok(reply.records),
+    }
+}

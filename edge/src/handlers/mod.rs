@@ -1,0 +1,494 @@
+//! What each client frame does. Every handler checks that the connection's
+//! identity may touch the conversation (a visitor only their own, an agent
+//! only those assigned to them), stamps the sender from the token, and
+//! answers with a frame: the result, or an `error` naming what was wrong.
+
+//!
+//! - this module: dispatch, authorization, following a conversation and
+//!   catching a client up, `welcome`, agents' notices;
+//! - [`messages`]: `send`, `read`, `typing`, `history`;
+//! - [`lifecycle`]: `start`, `close`, `transfer`, `rate`, reopening, `status`.
+
+mod lifecycle;
+mod messages;
+
+use std::collections::HashMap;
+
+use switchboard_bus::kv::{self, Decision};
+use switchboard_bus::{outbox, BusError};
+use switchboard_protocol::frames::{
+    ClientFrame, ConversationSummary, ErrorCode, HistoryItem, ServerFrame, MAX_UNREAD,
+};
+use switchboard_protocol::ids::{AgentId, ConversationId, TeamId, VisitorId};
+use switchboard_protocol::payloads::{
+    decode, encode, AgentLoad, AgentNotice, AgentStatus, ChatRecord, ConversationEvent,
+    ConversationState, ConversationStatus, HistoryReply, HistoryRequest, Participant, ReadMark,
+    RecordBody, Signal,
+};
+use switchboard_protocol::subjects;
+use switchboard_protocol::time::{now_ms, rfc3339};
+
+use crate::auth::Identity;
+use crate::hub::Follower;
+use crate::limits::{check_text, valid_client_id, TextProblem};
+use crate::outbox::Outbound;
+use crate::session::Session;
+
+pub(crate) use lifecycle::claim_conversation;
+use lifecycle::{close, rate, set_status, start, transfer};
+use messages::archived;
+pub(crate) use messages::{append_message, text_allowed};
+use messages::{history, read, send, signal};
+
+/// Records replayed at most when a connection catches a conversation up;
+/// anything older is paged with `history`.
+const MAX_REPLAY: usize = 500;
+
+/// Why a frame was refused: becomes an `error` frame.
+#[derive(Debug)]
+pub struct Refusal {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<BusError> for Refusal {
+    fn from(err: BusError) -> Self {
+        tracing::warn!(error = %err, "backbone operation failed");
+        Refusal::new(
+            ErrorCode::Unavailable,
+            "the message bus is unavailable, try again",
+        )
+    }
+}
+
+pub(crate) type Handled = Result<(), Refusal>;
+
+/// Runs one frame and answers a refusal with an `error` frame.
+pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
+    let reference = match &frame {
+        ClientFrame::Send { client_id, .. } => Some(client_id.clone()),
+        other => Some(other.kind().to_owned()),
+    };
+    let kind = frame.kind();
+    let result = match frame {
+        ClientFrame::Hello { .. } => Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "already said hello on this connection",
+        )),
+        ClientFrame::Start {
+            team,
+            text,
+            client_id,
+        } => start(session, team, text, client_id).await,
+        ClientFrame::Send {
+            conversation_id,
+            client_id,
+            text,
+            retry,
+        } => send(session, &conversation_id, &client_id, text, retry).await,
+        ClientFrame::Typing {
+            conversation_id,
+            state,
+        } => {
+            let sender = session.identity.participant();
+            signal(session, &conversation_id, Signal::Typing { sender, state }).await
+        }
+        ClientFrame::Read {
+            conversation_id,
+            seq,
+        } => read(session, &conversation_id, seq).await,
+        ClientFrame::History {
+            conversation_id,
+            before_seq,
+            limit,
+        } => history(session, &conversation_id, before_seq, limit).await,
+        ClientFrame::Status { status } => set_status(session, status).await,
+        ClientFrame::Close { conversation_id } => close(session, &conversation_id).await,
+        ClientFrame::Transfer {
+            conversation_id,
+            to_agent,
+            to_team,
+            note,
+        } => transfer(session, &conversation_id, to_agent, to_team, note).await,
+        ClientFrame::Rate {
+            conversation_id,
+            score,
+            comment,
+        } => rate(session, &conversation_id, score, comment).await,
+        ClientFrame::LeaveMessage {
+            text,
+            name,
+            email,
+            client_id,
+        } => crate::missed::leave_message(session, text, name, email, client_id).await,
+        ClientFrame::ListMissed {} => crate::missed::list(session).await,
+        ClientFrame::PickUp { conversation_id } => {
+            crate::missed::pick_up(session, &conversation_id).await
+        }
+    };
+    if let Err(refusal) = result {
+        tracing::info!(kind, code = ?refusal.code, reason = %refusal.message, "frame refused");
+        session
+            .error(refusal.code, refusal.message, reference)
+            .await;
+    }
+}
+
+/// The routing state of a conversation the identity may touch.
+pub(crate) async fn authorize(
+    session: &Session,
+    conversation: &ConversationId,
+    need_open: bool,
+) -> Result<ConversationState, Refusal> {
+    let state =
+        kv::get::<ConversationState>(&session.state.backbone.conversations, conversation.as_str())
+            .await?
+            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, "no such conversation"))?
+            .value;
+    let allowed = match &session.identity {
+        Identity::Visitor { id, .. } => state.visitor.id == id.as_str(),
+        Identity::Agent { id, .. } if need_open => state.is_assigned_to(id),
+        // A closed conversation stays readable by the agent who had it.
+        Identity::Agent { id, .. } => state
+            .agent
+            .as_ref()
+            .is_some_and(|agent| agent.id == id.as_str()),
+    };
+    if !allowed {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this conversation is not yours",
+        ));
+    }
+    if need_open && state.status == ConversationStatus::Closed {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this conversation is closed",
+        ));
+    }
+    Ok(state)
+}
+
+/// How a conversation a connection starts to follow is caught up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CatchUp {
+    /// From the current end: earlier records come with `history`.
+    Live,
+    /// From its first record (a new conversation, a new assignment).
+    All,
+    /// From after this `seq`, unasked (a reopened conversation).
+    After(u64),
+    /// From after this `seq`, as `hello`'s `resume` asked; answered with a
+    /// `resumed` frame.
+    Resume(u64),
+}
+
+/// Follows a conversation's live records, after catching the client up as
+/// `mode` says (live records are merged behind the replay, by `seq`).
+/// Following an already followed conversation again only replays.
+pub(crate) async fn follow(
+    session: &mut Session,
+    conversation: &ConversationId,
+    mode: CatchUp,
+) -> Result<u64, Refusal> {
+    let first_time = !session
+        .state
+        .hub
+        .is_following(conversation, session.connection);
+    if !first_time && mode == CatchUp::Live {
+        return Ok(session.state.backbone.log.last_seq(conversation).await?);
+    }
+    session
+        .outbox
+        .send(Outbound::BeginCatchUp(conversation.clone()))
+        .await;
+    let mut outcome = Ok(());
+    if first_time {
+        let follower = Follower {
+            outbox: session.outbox.clone(),
+            participant_id: session.identity.id().to_owned(),
+            role: session.identity.role(),
+        };
+        match session
+            .state
+            .hub
+            .follow(conversation, session.connection, follower)
+            .await
+        {
+            Ok(()) => {
+                session.followed.insert(conversation.clone());
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, %conversation, "follow conversation");
+                outcome = Err(Refusal::new(
+                    ErrorCode::Unavailable,
+                    "the message bus is unavailable, try again",
+                ));
+            }
+        }
+    }
+    // Read after subscribing: whatever is stored later arrives live.
+    let (last, start, records) = match replay(session, conversation, mode).await {
+        Ok(read) => read,
+        Err(err) => {
+            // Release held records: the client sees any gap and asks.
+            session
+                .outbox
+                .send(Outbound::CatchUp {
+                    conversation: conversation.clone(),
+                    after: 0,
+                    records: Vec::new(),
+                })
+                .await;
+            return Err(err.into());
+        }
+    };
+    if let CatchUp::Resume(after) = mode {
+        session
+            .outbox
+            .frame(&ServerFrame::Resumed {
+                conversation_id: conversation.clone(),
+                after,
+                replayed: records.len() as u64,
+                complete: start <= after,
+                first_seq: start + 1,
+            })
+            .await;
+    }
+    session
+        .outbox
+        .send(Outbound::CatchUp {
+            conversation: conversation.clone(),
+            after: start,
+            records,
+        })
+        .await;
+    outcome.map(|()| last)
+}
+
+/// The records a catch-up replays: `(last seq, seq the replay starts
+/// after, records)`. At most [`MAX_REPLAY`] records; what the stream no
+/// longer holds comes from the archive.
+async fn replay(
+    session: &Session,
+    conversation: &ConversationId,
+    mode: CatchUp,
+) -> Result<(u64, u64, Vec<ChatRecord>), BusError> {
+    let log = &session.state.backbone.log;
+    let last = log.last_seq(conversation).await?;
+    let after = match mode {
+        CatchUp::Live => return Ok((last, last, Vec::new())),
+        CatchUp::All => 0,
+        CatchUp::After(after) | CatchUp::Resume(after) => after,
+    };
+    if after >= last {
+        return Ok((last, after.min(last), Vec::new()));
+    }
+    let from = (after + 1).max(last.saturating_sub(MAX_REPLAY as u64) + 1);
+    let mut records = log.read_from(conversation, from, MAX_REPLAY).await?;
+    let in_stream = records.first().map_or(last + 1, |r| r.seq);
+    if in_stream > from {
+        let missing = u32::try_from(in_stream - from).unwrap_or(u32::MAX);
+        match archived(session, conversation, in_stream, missing).await {
+            Ok(mut older) => {
+                older.retain(|r| r.seq >= from);
+                older.append(&mut records);
+                records = older;
+            }
+            Err(err) => tracing::warn!(error = %err, %conversation, "archive replay unavailable"),
+        }
+    }
+    let start = records.first().map_or(last, |r| r.seq - 1);
+    Ok((last, start, records))
+}
+
+/// `welcome`: who the client is and its open conversations, then catch-up
+/// of the conversations named in `resume`.
+pub async fn welcome(session: &mut Session, resume: HashMap<ConversationId, u64>) {
+    let mut open = match open_conversations(session).await {
+        Ok(open) => open,
+        Err(refusal) => {
+            session
+                .error(refusal.code, refusal.message, Some("hello".into()))
+                .await;
+            Vec::new()
+        }
+    };
+    let mut summaries = Vec::with_capacity(open.len());
+    for state in &open {
+        match summarize(session, state).await {
+            Ok(summary) => summaries.push(summary),
+            Err(err) => {
+                tracing::warn!(error = %err, conversation = %state.id, "summarize conversation");
+                summaries.push(ConversationSummary::new(state, 0));
+            }
+        }
+    }
+    session
+        .outbox
+        .frame(&ServerFrame::Welcome {
+            role: session.identity.role().as_str().to_owned(),
+            id: session.identity.id().to_owned(),
+            name: session.identity.name().to_owned(),
+            conversations: summaries,
+        })
+        .await;
+    // Conversations named in `resume` that are no longer open (closed while
+    // the client was away) are caught up too, if they are the client's.
+    for conversation in resume.keys() {
+        if !open.iter().any(|s| &s.id == conversation) {
+            match authorize(session, conversation, false).await {
+                Ok(state) => open.push(state),
+                Err(refusal) => {
+                    session
+                        .error(
+                            refusal.code,
+                            refusal.message,
+                            Some(conversation.to_string()),
+                        )
+                        .await;
+                }
+            }
+        }
+    }
+    for state in open {
+        let after = resume.get(&state.id).copied();
+        if let Err(refusal) = follow(
+            session,
+            &state.id,
+            after.map_or(CatchUp::Live, CatchUp::Resume),
+        )
+        .await
+        {
+            session
+                .error(refusal.code, refusal.message, Some(state.id.to_string()))
+                .await;
+        }
+    }
+}
+
+/// A conversation as `welcome` lists it, with this identity's read state.
+async fn summarize(
+    session: &Session,
+    state: &ConversationState,
+) -> Result<ConversationSummary, BusError> {
+    let backbone = &session.state.backbone;
+    let me = session.identity.id();
+    let peer = match &session.identity {
+        Identity::Visitor { .. } => state.agent.as_ref().map(|a| a.id.as_str()),
+        Identity::Agent { .. } => Some(state.visitor.id.as_str()),
+    };
+    let read_seq = |participant: &str| {
+        let key = subjects::read_key(&state.id, participant);
+        async move {
+            Ok::<_, BusError>(
+                kv::get::<ReadMark>(&backbone.reads, &key)
+                    .await?
+                    .map_or(0, |m| m.value.seq),
+            )
+        }
+    };
+    let mut summary = ConversationSummary::new(state, backbone.log.last_seq(&state.id).await?);
+    summary.read_seq = read_seq(me).await?;
+    if let Some(peer) = peer {
+        summary.peer_read_seq = read_seq(peer).await?;
+    }
+    if summary.last_seq > summary.read_seq {
+        let from = (summary.read_seq + 1).max(summary.last_seq.saturating_sub(MAX_UNREAD) + 1);
+        summary.unread = backbone
+            .log
+            .read_from(&state.id, from, MAX_UNREAD as usize)
+            .await?
+            .iter()
+            .filter(|r| matches!(r.body, RecordBody::Message { .. }) && r.sender.id != me)
+            .count() as u64;
+    }
+    Ok(summary)
+}
+
+/// The open conversations of the connection's identity.
+pub(crate) async fn open_conversations(
+    session: &Session,
+) -> Result<Vec<ConversationState>, Refusal> {
+    let backbone = &session.state.backbone;
+    let ids: Vec<ConversationId> = match &session.identity {
+        Identity::Visitor { id, .. } => kv::get::<ConversationId>(&backbone.visitors, id.as_str())
+            .await?
+            .map(|v| vec![v.value])
+            .unwrap_or_default(),
+        Identity::Agent { id, .. } => kv::get::<AgentLoad>(&backbone.load, id.as_str())
+            .await?
+            .map(|v| {
+                v.value
+                    .conversations
+                    .into_iter()
+                    .map(|e| e.conversation_id)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut open = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(state) =
+            kv::get::<ConversationState>(&backbone.conversations, id.as_str()).await?
+        {
+            let state = state.value;
+            let mine = match &session.identity {
+                Identity::Visitor { id, .. } => state.visitor.id == id.as_str(),
+                Identity::Agent { id, .. } => state.is_assigned_to(id),
+            };
+            if mine && state.status != ConversationStatus::Closed {
+                open.push(state);
+            }
+        }
+    }
+    Ok(open)
+}
+
+/// A notice from the agent's inbox.
+pub async fn on_notice(session: &mut Session, notice: AgentNotice) {
+    match notice {
+        AgentNotice::Assigned {
+            conversation_id,
+            visitor,
+        } => {
+            // Trust the routing state, not the notice.
+            if authorize(session, &conversation_id, true).await.is_err() {
+                return;
+            }
+            let last_seq = session
+                .state
+                .backbone
+                .log
+                .last_seq(&conversation_id)
+                .await
+                .unwrap_or(0);
+            session
+                .outbox
+                .frame(&ServerFrame::Assigned {
+                    conversation_id: conversation_id.clone(),
+                    visitor,
+                    last_seq,
+                })
+                .await;
+            if let Err(refusal) = follow(session, &conversation_id, CatchUp::All).await {
+                session
+                    .error(
+                        refusal.code,
+                        refusal.message,
+                        Some(conversation_id.to_string()),
+                    )
+                    .await;
+            }
+        }
+    }
+}
