@@ -11,6 +11,7 @@
 
 pub mod http;
 pub mod services;
+pub mod sim;
 pub mod system;
 pub mod ws;
 

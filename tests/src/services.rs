@@ -197,3 +197,156 @@ impl Drop for Mongo {
 
 /// Pause between checks of a process that should exit.
 pub const EXIT_POLL: Duration = Duration::from_millis(50);
+
+/// Sends `signal` (`STOP`, `CONT`, `TERM`, …) to a process with `kill`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("run kill -{signal} {pid}: {e}"));
+    assert!(status.success(), "kill -{signal} {pid} failed: {status}");
+}
+
+/// SIGTERM, then waits for the exit (SIGKILL after [`crate::DEADLINE`]).
+async fn terminate_child(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        signal(pid, "TERM");
+    }
+    if tokio::time::timeout(crate::DEADLINE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+impl Nats {
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// SIGSTOP: the server keeps its sockets open but answers nothing.
+    pub fn pause(&self) {
+        signal(
+            self.pid()
+                .unwrap_or_else(|| panic!("nats-server is not running")),
+            "STOP",
+        );
+    }
+
+    /// SIGCONT after [`Nats::pause`].
+    pub fn resume(&self) {
+        signal(
+            self.pid()
+                .unwrap_or_else(|| panic!("nats-server is not running")),
+            "CONT",
+        );
+    }
+
+    /// Starts again after [`Nats::kill`]: same port, same data.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "nats-server is still running");
+        self.spawn().await;
+    }
+}
+
+impl Mongo {
+    /// Stops the server gracefully (SIGTERM, waiting for the exit).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate_child(&mut child).await;
+        }
+    }
+
+    /// Starts again after [`Mongo::stop`] or [`Mongo::kill`]: same port,
+    /// same data.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the mongo server is still running");
+        self.spawn().await;
+    }
+}
+
+/// A TCP proxy to a local port that a test can cut: every open connection
+/// is closed and new ones are refused (accepted and closed at once) until
+/// [`TcpProxy::heal`]. Put between one component and nats-server, it is a
+/// network partition of that component alone while the server keeps
+/// serving everyone else.
+pub struct TcpProxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Listens on a free port and forwards each connection to `target`.
+    pub async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap_or_else(|e| panic!("bind proxy: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("proxy address: {e}"))
+            .port();
+        let cut = std::sync::Arc::new(std::sync::Mutex::new(Some(
+            tokio_util::sync::CancellationToken::new(),
+        )));
+        let links = std::sync::Arc::clone(&cut);
+        let task = tokio::spawn(async move {
+            while let Ok((mut downstream, _)) = listener.accept().await {
+                let open = links
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                // Cut: the connection is closed at once.
+                let Some(open) = open else { continue };
+                tokio::spawn(async move {
+                    let Ok(mut upstream) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = open.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream) => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut, task }
+    }
+
+    /// `nats://` URL of the proxy.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every forwarded connection and refuses new ones.
+    pub fn cut(&self) {
+        let mut links = self
+            .cut
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(open) = links.take() {
+            open.cancel();
+        }
+    }
+
+    /// Forwards connections again after [`TcpProxy::cut`].
+    pub fn heal(&self) {
+        let mut links = self
+            .cut
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if links.is_none() {
+            *links = Some(tokio_util::sync::CancellationToken::new());
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}

@@ -261,3 +261,63 @@ fn string(value: &Value) -> String {
         .unwrap_or_else(|| panic!("expected a string, got {value}"))
         .to_owned()
 }
+
+impl Node {
+    /// The process id, while the process runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl System {
+    /// The HTTP addresses of the edges started (and not removed) so far.
+    pub fn edges(&self) -> Vec<SocketAddr> {
+        self.nodes
+            .iter()
+            .filter(|n| n.kind == "edge")
+            .filter_map(|n| n.addr)
+            .collect()
+    }
+
+    /// `kill -9` of the edge serving `addr`, which is then forgotten.
+    pub async fn kill_edge(&mut self, addr: SocketAddr) {
+        self.node(addr).kill().await;
+        self.nodes.retain(|n| n.addr != Some(addr));
+    }
+
+    /// `kill -9` of every node of `kind` (`edge`, `router`, `archiver`),
+    /// which are then forgotten; returns how many were killed.
+    pub async fn kill_all(&mut self, kind: &str) -> usize {
+        let mut killed = 0;
+        for node in self.nodes.iter_mut().filter(|n| n.kind == kind) {
+            node.kill().await;
+            killed += 1;
+        }
+        self.nodes.retain(|n| n.kind != kind);
+        killed
+    }
+
+    /// `kill -9` of every archiver, then a new one.
+    pub async fn restart_archiver(&mut self) {
+        self.kill_all("archiver").await;
+        self.archiver().await;
+    }
+
+    /// `kill -9` of every router, then a new one.
+    pub async fn restart_router(&mut self) {
+        self.kill_all("router").await;
+        self.router().await;
+    }
+
+    /// `kill -9` of the edge at `addr`, then a replacement on a new port
+    /// (ready when this returns); returns the new address.
+    pub async fn replace_edge(&mut self, addr: SocketAddr) -> SocketAddr {
+        self.kill_edge(addr).await;
+        self.edge().await
+    }
+}
