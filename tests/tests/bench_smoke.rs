@@ -1,0 +1,181 @@
+//! A short run of each benchmark scenario (`switchboard-bench`'s library)
+//! against a test deployment: tiny sizes, a few seconds each. They check
+//! that the scenarios run end to end and that nothing was lost, not how
+//! fast anything is.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchboard_bench::setup::pid_listening_on;
+use switchboard_bench::{archive, assign, chat, idle, storm};
+use switchboard_tests::system::{System, DATABASE};
+
+/// Frame rate limits out of the way of the load, as `scripts/bench` does,
+/// and no reopening: a visitor who comes back gets a new conversation.
+const LOAD_ENV: [(&str, &str); 3] = [
+    ("SWITCHBOARD_EDGE__RATE_PER_SEC", "100000"),
+    ("SWITCHBOARD_EDGE__RATE_BURST", "100000"),
+    ("SWITCHBOARD_EDGE__REOPEN_WINDOW", "1ms"),
+];
+
+fn pid(edge: SocketAddr) -> u32 {
+    pid_listening_on(edge.port()).unwrap_or_else(|e| panic!("edge pid: {e:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_holds_every_connection() {
+    let mut system = System::start_env(&LOAD_ENV).await;
+    system.router().await;
+    let edge = system.edge().await;
+    let report = idle::run(&idle::IdleConfig {
+        edges: vec![edge],
+        edge_pids: vec![pid(edge)],
+        connections: 40,
+        concurrency: 10,
+        hold: Duration::ZERO,
+        procs: 1,
+        worker_exe: None,
+        hello_only: false,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("idle: {e:#}"));
+    assert_eq!(report.established, 40, "{report:?}");
+    assert_eq!(report.errors.total(), 0, "{report:?}");
+    assert_eq!(report.edges[0].connections, 40);
+    assert!(report.edges[0].rss_after_kib > 0);
+}
+
+async fn chat_system() -> (System, SocketAddr, SocketAddr) {
+    let mut system = System::start_env(&LOAD_ENV).await;
+    system.router().await;
+    let visitors = system.edge().await;
+    let agents = system.edge().await;
+    (system, visitors, agents)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_closed_loop_loses_nothing() {
+    let (system, visitors, agents) = chat_system().await;
+    let report = chat::run(&chat::ChatConfig {
+        visitor_edges: vec![visitors],
+        agent_edges: vec![agents],
+        nats_url: system.nats.url(),
+        pairs: 6,
+        agents: 2,
+        mode: chat::Mode::Closed,
+        secs: 2.0,
+        warmup: 0.5,
+        concurrency: 6,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("chat: {e:#}"));
+    assert_eq!(report.pairs_ready, 6, "{report:?}");
+    assert!(report.round_trips > 0, "{report:?}");
+    assert_eq!(report.messages, 2 * report.round_trips, "{report:?}");
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert_eq!(report.errors.total(), 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_open_loop_loses_nothing() {
+    let (system, visitors, agents) = chat_system().await;
+    let report = chat::run(&chat::ChatConfig {
+        visitor_edges: vec![visitors],
+        agent_edges: vec![agents],
+        nats_url: system.nats.url(),
+        pairs: 5,
+        agents: 2,
+        mode: chat::Mode::Open { rate: 50.0 },
+        secs: 2.0,
+        warmup: 0.5,
+        concurrency: 5,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("chat: {e:#}"));
+    assert!(report.messages > 0, "{report:?}");
+    assert!(report.e2e.count > 0, "{report:?}");
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert_eq!(report.errors.total(), 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assign_fills_freed_slots() {
+    let (system, visitors, agents) = chat_system().await;
+    let report = assign::run(&assign::AssignConfig {
+        visitor_edges: vec![visitors],
+        agent_edges: vec![agents],
+        nats_url: system.nats.url(),
+        agents: 2,
+        capacity: 2,
+        waiting: 3,
+        secs: 2.0,
+        warmup: 0.5,
+        hold: Duration::ZERO,
+        label: "smoke".into(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("assign: {e:#}"));
+    assert!(report.assignments > 0, "{report:?}");
+    assert!(report.closed > 0, "{report:?}");
+    assert!(report.started > 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_catches_up() {
+    let mut system = System::start_env(&LOAD_ENV).await;
+    system.router().await;
+    system.archiver().await;
+    let edge = system.edge().await;
+    let report = archive::run(&archive::ArchiveConfig {
+        visitor_edges: vec![edge],
+        nats_url: system.nats.url(),
+        mongo_uri: system.mongo.uri(),
+        database: DATABASE.into(),
+        conversations: 5,
+        rate: 40.0,
+        secs: 2.0,
+        drain: Duration::from_secs(30),
+        sample: Duration::from_millis(100),
+        batch_size: None,
+        concurrency: 5,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("archive: {e:#}"));
+    assert!(report.acked_per_sec > 0.0, "{report:?}");
+    assert!(
+        report.drain_secs.is_some(),
+        "the archive never caught up: {report:?}"
+    );
+    let last = report.samples.last().unwrap_or_else(|| panic!("no sample"));
+    assert!(last.archived >= last.stream, "{report:?}");
+    assert_eq!(report.errors.total(), 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_resumes_everyone_without_loss() {
+    let mut system = System::start_env(&LOAD_ENV).await;
+    system.router().await;
+    let edge_a = system.edge().await;
+    let edge_b = system.edge().await;
+    let report = storm::run(&storm::StormConfig {
+        edge_a,
+        edge_a_pid: pid(edge_a),
+        edges_b: vec![edge_b],
+        nats_url: system.nats.url(),
+        clients: 20,
+        interval: Duration::from_millis(300),
+        before: Duration::from_secs(1),
+        after: Duration::from_secs(1),
+        resume_deadline: Duration::from_secs(30),
+        concurrency: 10,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("storm: {e:#}"));
+    assert_eq!(report.connected, 20, "{report:?}");
+    assert_eq!(report.resumed, 20, "{report:?}");
+    assert!(report.all_resumed_secs.is_some(), "{report:?}");
+    assert!(report.messages_acked > 0, "{report:?}");
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert_eq!(report.duplicates, 0, "{report:?}");
+    assert_eq!(report.unacked, 0, "{report:?}");
+}
