@@ -141,29 +141,21 @@ impl MessageDoc {
 }
 
 /// The summary update for records of one conversation not yet applied,
-/// in ascending `seq`: `$set`, `$min`, `$inc` and `$addToSet` parts.
+/// in ascending `seq`: `$set` (latest values), `$min` (first times) and
+/// `$addToSet` (agents) parts. Counts are not here: they are counted from
+/// the `messages` collection, so a record redelivered in any order is
+/// never counted twice or missed ([`count_fields`]).
 pub fn summary_update(records: &[&ChatRecord]) -> Document {
     let mut set = Document::new();
     let mut min = Document::new();
-    let mut inc = Document::new();
     let mut agents = Vec::new();
-    let mut count = |field: &str| {
-        let n = inc.get_i64(field).unwrap_or(0);
-        inc.insert(field, n + 1);
-    };
     for record in records {
         let at = DateTime::from_millis(record.sent_at);
         set.insert("last_activity_at", at);
         match &record.body {
             RecordBody::Message { .. } => {
-                count("message_count");
-                match record.sender.role {
-                    Role::Visitor => count("visitor_message_count"),
-                    Role::Agent => {
-                        count("agent_message_count");
-                        min.insert("first_response_at", at);
-                    }
-                    Role::System | Role::Bot => {}
+                if record.sender.role == Role::Agent {
+                    min.insert("first_response_at", at);
                 }
             }
             RecordBody::Event { event } => match event {
@@ -192,16 +184,10 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
                     );
                     set.insert("status", "closed");
                 }
-                ConversationEvent::AgentLeft { .. } => {
-                    count("requeue_count");
-                    set.insert("status", "queued");
-                }
-                ConversationEvent::Transferred { .. } => {
-                    count("transfer_count");
+                ConversationEvent::AgentLeft { .. } | ConversationEvent::Transferred { .. } => {
                     set.insert("status", "queued");
                 }
                 ConversationEvent::Reopened {} => {
-                    count("reopen_count");
                     set.insert("reopened_at", at);
                     set.insert("status", "queued");
                 }
@@ -242,13 +228,57 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
     if !min.is_empty() {
         update.insert("$min", min);
     }
-    if !inc.is_empty() {
-        update.insert("$inc", inc);
-    }
     if !agents.is_empty() {
         update.insert("$addToSet", doc! { "agents": { "$each": agents } });
     }
     update
+}
+
+/// The summary's counts from a `$group` by kind, sender role and event
+/// over the conversation's archived records (`_id` = {kind, role, event}).
+pub fn count_fields(groups: &[Document]) -> Document {
+    let mut counts = doc! {
+        "message_count": 0_i64,
+        "visitor_message_count": 0_i64,
+        "agent_message_count": 0_i64,
+        "requeue_count": 0_i64,
+        "transfer_count": 0_i64,
+        "reopen_count": 0_i64,
+    };
+    for group in groups {
+        let Ok(key) = group.get_document("_id") else {
+            continue;
+        };
+        let n = match group.get("n") {
+            Some(bson::Bson::Int32(n)) => i64::from(*n),
+            Some(bson::Bson::Int64(n)) => *n,
+            Some(bson::Bson::Double(n)) => *n as i64,
+            _ => 0,
+        };
+        let mut add = |field: &str| {
+            let total = counts.get_i64(field).unwrap_or(0) + n;
+            counts.insert(field, total);
+        };
+        match (
+            key.get_str("kind"),
+            key.get_str("role"),
+            key.get_str("event"),
+        ) {
+            (Ok("message"), role, _) => {
+                add("message_count");
+                match role {
+                    Ok("visitor") => add("visitor_message_count"),
+                    Ok("agent") => add("agent_message_count"),
+                    _ => {}
+                }
+            }
+            (Ok("event"), _, Ok("agent_left")) => add("requeue_count"),
+            (Ok("event"), _, Ok("transferred")) => add("transfer_count"),
+            (Ok("event"), _, Ok("reopened")) => add("reopen_count"),
+            _ => {}
+        }
+    }
+    counts
 }
 
 #[cfg(test)]
@@ -359,9 +389,7 @@ mod tests {
         ];
         let refs: Vec<&ChatRecord> = records.iter().collect();
         let update = summary_update(&refs);
-        let inc = update.get_document("$inc").unwrap();
-        assert_eq!(inc.get_i64("message_count").unwrap(), 2);
-        assert_eq!(inc.get_i64("agent_message_count").unwrap(), 1);
+        assert!(update.get("$inc").is_none(), "counts come from the archive");
         let min = update.get_document("$min").unwrap();
         assert_eq!(
             min.get_datetime("first_response_at")
@@ -371,5 +399,21 @@ mod tests {
         );
         let set = update.get_document("$set").unwrap();
         assert_eq!(set.get_str("status").unwrap(), "closed");
+    }
+
+    #[test]
+    fn counts_come_from_groups() {
+        let groups = [
+            doc! { "_id": { "kind": "message", "role": "visitor" }, "n": 3_i32 },
+            doc! { "_id": { "kind": "message", "role": "agent" }, "n": 2_i64 },
+            doc! { "_id": { "kind": "event", "role": "system", "event": "agent_left" }, "n": 1_i32 },
+            doc! { "_id": { "kind": "event", "role": "visitor", "event": "opened" }, "n": 1_i32 },
+        ];
+        let counts = count_fields(&groups);
+        assert_eq!(counts.get_i64("message_count").unwrap(), 5);
+        assert_eq!(counts.get_i64("visitor_message_count").unwrap(), 3);
+        assert_eq!(counts.get_i64("agent_message_count").unwrap(), 2);
+        assert_eq!(counts.get_i64("requeue_count").unwrap(), 1);
+        assert_eq!(counts.get_i64("transfer_count").unwrap(), 0);
     }
 }

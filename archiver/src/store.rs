@@ -15,7 +15,7 @@ use mongodb::{Client, Collection, IndexModel};
 use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::ChatRecord;
 
-use crate::documents::{summary_update, ConvertError, MessageDoc};
+use crate::documents::{count_fields, summary_update, ConvertError, MessageDoc};
 
 /// MongoDB's duplicate key error.
 const DUPLICATE_KEY: i32 = 11000;
@@ -138,7 +138,12 @@ impl Archive {
         conversation: &ConversationId,
         records: &[&ChatRecord],
     ) -> Result<(), StoreError> {
-        for _ in 0..SUMMARY_ATTEMPTS {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if attempts > SUMMARY_ATTEMPTS {
+                return Err(StoreError::Contention(conversation.to_string()));
+            }
             let current = self
                 .conversations
                 .find_one(doc! { "_id": conversation.as_str() })
@@ -155,7 +160,7 @@ impl Archive {
                 .filter(|r| i64::try_from(r.seq).unwrap_or(i64::MAX) > applied)
                 .collect();
             let Some(last) = pending.last() else {
-                return Ok(());
+                break;
             };
             let mut update = summary_update(&pending);
             let last_seq = i64::try_from(last.seq).unwrap_or(i64::MAX);
@@ -174,16 +179,55 @@ impl Archive {
                 .upsert(true)
                 .await
             {
-                Ok(result) if result.matched_count == 1 || result.upserted_id.is_some() => {
-                    return Ok(())
-                }
+                Ok(result) if result.matched_count == 1 || result.upserted_id.is_some() => break,
                 // Someone else moved `archived_seq`: read again.
                 Ok(_) => continue,
                 Err(err) if is_duplicate(&err) => continue,
                 Err(err) => return Err(mongo("update conversation summary")(err)),
             }
         }
-        Err(StoreError::Contention(conversation.to_string()))
+        // Records older than what the summary applied (redelivered after a
+        // crash) still count for the first times, which do not depend on
+        // order; the counts come from the archive itself.
+        let first_times = summary_update(records);
+        if let Ok(min) = first_times.get_document("$min") {
+            self.conversations
+                .update_one(
+                    doc! { "_id": conversation.as_str() },
+                    doc! { "$min": min.clone() },
+                )
+                .await
+                .map_err(mongo("update conversation first times"))?;
+        }
+        self.recount(conversation).await
+    }
+
+    /// Sets the summary's counts from the archived records.
+    async fn recount(&self, conversation: &ConversationId) -> Result<(), StoreError> {
+        let pipeline = vec![
+            doc! { "$match": { "conversation_id": conversation.as_str() } },
+            doc! { "$group": {
+                "_id": { "kind": "$kind", "role": "$sender.role", "event": "$event" },
+                "n": { "$sum": 1 },
+            } },
+        ];
+        let groups: Vec<Document> = self
+            .messages
+            .clone_with_type::<Document>()
+            .aggregate(pipeline)
+            .await
+            .map_err(mongo("count archived records"))?
+            .try_collect()
+            .await
+            .map_err(mongo("count archived records"))?;
+        self.conversations
+            .update_one(
+                doc! { "_id": conversation.as_str() },
+                doc! { "$set": count_fields(&groups) },
+            )
+            .await
+            .map_err(mongo("update conversation counts"))?;
+        Ok(())
     }
 
     /// Archived records with `seq < before_seq`, newest `limit`, ascending.

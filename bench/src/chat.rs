@@ -73,9 +73,13 @@ pub struct ChatReport {
     /// Closed loop: completed round trips in the window.
     pub round_trips: u64,
     pub round_trips_per_sec: f64,
-    /// Messages received in the window (both directions).
+    /// Messages meant to be sent in the window, received (both directions).
     pub messages: u64,
     pub messages_per_sec: f64,
+    /// Messages that arrived during the window, per second: the rate the
+    /// system actually sustained (below `messages_per_sec` when a backlog
+    /// built up in open loop).
+    pub delivered_per_sec: f64,
     /// Visitor send (or intended send) → agent receives it.
     pub e2e: Latency,
     /// Send (or intended send) → `ack`, every sender.
@@ -117,6 +121,10 @@ impl Report for ChatReport {
         }
         rows.extend([
             row("messages/s", num(self.messages_per_sec, 0)),
+            row(
+                "delivered/s (arrived in window)",
+                num(self.delivered_per_sec, 0),
+            ),
             row("e2e p50/p99/p99.9/max", self.e2e.line()),
             row("ack p50/p99/p99.9/max", self.ack.line()),
         ]);
@@ -155,6 +163,8 @@ pub(crate) struct Tally {
     round_trip: Hist,
     round_trips: u64,
     received: u64,
+    /// Messages that arrived inside the window (whenever meant to be sent).
+    arrived: u64,
     pub(crate) errors: Errors,
 }
 
@@ -165,6 +175,7 @@ impl Tally {
         self.round_trip.merge(&other.round_trip);
         self.round_trips += other.round_trips;
         self.received += other.received;
+        self.arrived += other.arrived;
         self.errors.merge(&other.errors);
     }
 }
@@ -213,6 +224,9 @@ async fn agent(
             }
             "message" if frame.sender_role() == "visitor" => {
                 shared.agent_received.fetch_add(1, Ordering::Relaxed);
+                if shared.in_window(now) {
+                    tally.arrived += 1;
+                }
                 let Some(text) = frame.text.as_deref() else {
                     continue;
                 };
@@ -381,6 +395,9 @@ pub(crate) async fn visitors(
             }
             "message" if frame.sender_role() == "agent" => {
                 shared.visitor_received.fetch_add(1, Ordering::Relaxed);
+                if shared.in_window(now) {
+                    tally.arrived += 1;
+                }
                 if let Some(t) = frame.text.as_deref().and_then(net::stamp) {
                     if shared.in_window(t) {
                         tally.round_trip.record_ns(now.saturating_sub(t));
@@ -523,6 +540,7 @@ pub async fn run(config: &ChatConfig) -> Result<ChatReport> {
         round_trips_per_sec: tally.round_trips as f64 / config.secs,
         messages,
         messages_per_sec: messages as f64 / config.secs,
+        delivered_per_sec: tally.arrived as f64 / config.secs,
         e2e: tally.e2e.summary(),
         ack: tally.ack.summary(),
         round_trip: tally.round_trip.summary(),

@@ -152,6 +152,9 @@ pub struct Frame<'a> {
     pub event: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub code: Option<Cow<'a, str>>,
+    /// What an `error` frame answers.
+    #[serde(default, borrow, rename = "ref")]
+    pub reference: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub sender: Option<Who<'a>>,
     #[serde(default)]

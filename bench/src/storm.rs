@@ -62,6 +62,8 @@ pub struct StormReport {
     /// Kill → each client's `resumed` frame.
     pub resume: Latency,
     pub reconnect_attempts: u64,
+    /// Resumes refused (`error` for the conversation) and tried again.
+    pub resume_retries: u64,
     pub messages_acked: u64,
     /// Records of all conversations (their last `seq`, from the stream).
     pub records_checked: u64,
@@ -92,6 +94,10 @@ impl Report for StormReport {
             ),
             row("kill → resumed p50/p99/p99.9/max", self.resume.line()),
             row("reconnect attempts", num(self.reconnect_attempts as f64, 0)),
+            row(
+                "resumes refused, retried",
+                num(self.resume_retries as f64, 0),
+            ),
             row("messages acked", num(self.messages_acked as f64, 0)),
             row("records checked", num(self.records_checked as f64, 0)),
             row("lost", self.lost),
@@ -116,6 +122,8 @@ struct Outcome {
     pending: Option<String>,
     resumed_at: Option<u64>,
     attempts: u64,
+    /// Resumes the edge answered with an error, tried again.
+    retries: u64,
     errors: Errors,
 }
 
@@ -125,15 +133,22 @@ struct Client {
     out: Outcome,
     max_seq: u64,
     sent: u64,
+    /// The last frame refused the pending send.
+    resend: bool,
 }
 
 impl Client {
-    fn on_frame(&mut self, text: &str, shared: &Shared) -> bool {
+    /// Handles one frame: whether it acknowledged the pending send, and
+    /// whether the connection must be dropped and resumed again (its
+    /// resume failed).
+    fn on_frame(&mut self, text: &str, shared: &Shared) -> (bool, bool) {
         let Ok(frame) = Frame::parse(text) else {
             self.out.errors.add("unreadable frame");
-            return false;
+            return (false, false);
         };
+        self.resend = false;
         let mut acked = false;
+        let mut resume_again = false;
         match frame.kind.as_ref() {
             "message" | "event" if frame.conversation() == self.out.conversation => {
                 if let Some(seq) = frame.seq {
@@ -164,10 +179,19 @@ impl Client {
                 self.out
                     .errors
                     .add(format!("error {}", frame.code.as_deref().unwrap_or("?")));
+                // The resume of our conversation failed (the edge could not
+                // reach NATS in time): connect and resume again, as a
+                // client must to get what it missed.
+                resume_again = frame.reference.as_deref() == Some(self.out.conversation.as_str())
+                    && self.out.resumed_at.is_none()
+                    && shared.kill_at.load(Ordering::Relaxed) != 0;
+                // A refused send is sent again with the same client_id.
+                self.resend = frame.reference.is_some()
+                    && frame.reference.as_deref() == self.out.pending.as_deref();
             }
             _ => {}
         }
-        acked
+        (acked, resume_again)
     }
 
     fn send_frame(&self, retry: bool) -> Option<String> {
@@ -240,10 +264,12 @@ async fn client(
             pending: None,
             resumed_at: None,
             attempts: 0,
+            retries: 0,
             errors: Errors::default(),
         },
         max_seq: visitor.last_seq,
         sent: 0,
+        resend: false,
     };
     let interval_ms = u64::try_from(config.interval.as_millis())
         .unwrap_or(1)
@@ -292,8 +318,22 @@ async fn client(
                 }
             }
             Event::Frame(Some(Ok(Message::Text(text)))) => {
-                if c.on_frame(text.as_str(), &shared) {
+                let (acked, resume_again) = c.on_frame(text.as_str(), &shared);
+                if acked {
                     next_send = Instant::now() + config.interval;
+                }
+                if c.resend {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if let Some(frame) = c.send_frame(true) {
+                        if net::send_text(ws, frame).await.is_err() {
+                            socket = None;
+                        }
+                    }
+                }
+                if resume_again {
+                    c.out.retries += 1;
+                    socket = None;
+                    tokio::time::sleep(Duration::from_millis(200 + (index % 300) as u64)).await;
                 }
             }
             Event::Frame(Some(Ok(_))) => {}
@@ -372,6 +412,7 @@ pub async fn run(config: &StormConfig) -> Result<StormReport> {
         all_resumed_secs: None,
         resume: Latency::default(),
         reconnect_attempts: 0,
+        resume_retries: 0,
         messages_acked: 0,
         records_checked: 0,
         lost: 0,
@@ -398,6 +439,7 @@ pub async fn run(config: &StormConfig) -> Result<StormReport> {
         report.messages_acked += outcome.acked.len() as u64;
         report.unacked += u64::from(outcome.pending.is_some());
         report.reconnect_attempts += outcome.attempts;
+        report.resume_retries += outcome.retries;
         if let Some(at) = outcome.resumed_at {
             report.resumed += 1;
             resume.record_ns(at.saturating_sub(kill_at));

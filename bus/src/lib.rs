@@ -23,6 +23,9 @@ pub use backbone::Backbone;
 pub use error::BusError;
 pub use log::{Appended, ConversationLog};
 
+/// How often an idle connection pings nats-server.
+const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connects to NATS with the settings' name and timeouts. The client
 /// reconnects by itself forever; callers never need to reconnect. The
 /// counter goes up at every (re)connection and every slow-consumer drop:
@@ -41,6 +44,9 @@ pub async fn connect(
         .request_timeout(Some(settings.request_timeout.get()))
         .retry_on_initial_connect()
         .connection_timeout(settings.request_timeout.get())
+        // Notice a server that stopped answering within seconds, not the
+        // default minutes, and reconnect.
+        .ping_interval(PING_INTERVAL)
         .event_callback(move |event| {
             let disruptions = std::sync::Arc::clone(&disruptions);
             async move {

@@ -200,17 +200,34 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<Arc<EdgeState>>) -> Response {
-    match state.backbone.client.connection_state() {
-        async_nats::connection::State::Connected => {
-            Json(json!({ "status": "ready" })).into_response()
-        }
-        other => error(
+    let client = &state.backbone.client;
+    if client.connection_state() != async_nats::connection::State::Connected {
+        return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            &format!("nats is {other}"),
+            &format!("nats is {}", client.connection_state()),
+        );
+    }
+    // Connected is not enough: a server that stopped answering (paused,
+    // partitioned) still looks connected until pings time out. A round
+    // trip to JetStream tells, and that JetStream itself answers.
+    match tokio::time::timeout(READY_ROUND_TRIP, state.backbone.js.query_account()).await {
+        Ok(Ok(_)) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(Err(err)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            &format!("jetstream does not answer: {err}"),
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "nats does not answer",
         ),
     }
 }
+
+/// How long `/readyz` waits for NATS to answer a ping.
+const READY_ROUND_TRIP: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn upgrade(State(state): State<Arc<EdgeState>>, ws: WebSocketUpgrade) -> Response {
     // The hard cap is above the configured limit so that a frame slightly

@@ -44,6 +44,9 @@ pub enum Outbound {
     },
     /// Hold back live records of this conversation until its `CatchUp`.
     BeginCatchUp(ConversationId),
+    /// Stop holding a conversation's live records without knowing where
+    /// the client is: they are delivered as they come.
+    AbortCatchUp(ConversationId),
     /// The client has everything up to `after`; here is what follows it.
     CatchUp {
         conversation: ConversationId,
@@ -206,6 +209,16 @@ impl Writer {
             }
             Outbound::BeginCatchUp(conversation) => {
                 self.held.entry(conversation).or_default();
+                Flow::Continue
+            }
+            Outbound::AbortCatchUp(conversation) => {
+                let mut held = self.held.remove(&conversation).unwrap_or_default();
+                held.sort_by_key(|(seq, _)| *seq);
+                for (seq, json) in held {
+                    if let Flow::Stop = self.deliver(&conversation, seq, &json).await {
+                        return Flow::Stop;
+                    }
+                }
                 Flow::Continue
             }
             Outbound::CatchUp {

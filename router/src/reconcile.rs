@@ -95,13 +95,13 @@ pub async fn run_once(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_protocol::payloads::{AgentLoad, ConversationState, LoadEntry, Participant};
+    use switchboard_protocol::payloads::{ConversationState, LoadEntry, Participant};
 
     fn claim(mirror: &mut Mirror, agent: &str, conversation: &str, at: i64) {
         mirror
             .loads
             .entry(AgentId::new(agent).unwrap())
-            .or_insert_with(AgentLoad::default)
+            .or_default()
             .conversations
             .push(LoadEntry {
                 conversation_id: ConversationId::new(conversation).unwrap(),

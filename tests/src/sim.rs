@@ -180,6 +180,9 @@ pub struct Ack {
     pub attempts: u32,
     /// When the message was created.
     pub created: Instant,
+    /// When the last attempt was queued, in unix milliseconds (comparable
+    /// with a record's `sent_at`).
+    pub last_attempt_ms: i64,
 }
 
 /// A send not acknowledged yet.
@@ -190,6 +193,8 @@ pub struct Pending {
     pub text: String,
     pub created: Instant,
     pub attempts: u32,
+    /// When the last attempt was queued, in unix milliseconds.
+    pub last_attempt_ms: i64,
 }
 
 /// Counters of one client.
@@ -735,6 +740,7 @@ impl Runner {
                 text: client_id.clone(),
                 created: now,
                 attempts: 1,
+                last_attempt_ms: unix_ms(),
             });
             conn.outq
                 .push_back(send_frame(&conversation, &client_id, &client_id, false));
@@ -747,6 +753,7 @@ impl Runner {
             return; // acknowledged meanwhile
         };
         pending.attempts += 1;
+        pending.last_attempt_ms = unix_ms();
         // As the widget and the console do: a re-send says so.
         let frame = send_frame(
             &pending.conversation_id,
@@ -1060,6 +1067,7 @@ impl Runner {
                 acks: 1,
                 attempts: pending.attempts,
                 created: pending.created,
+                last_attempt_ms: pending.last_attempt_ms,
             },
         );
     }
@@ -1121,6 +1129,13 @@ impl Runner {
             }
         }
     }
+}
+
+/// Wall-clock now in unix milliseconds.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The missing ranges `[from, to)` below the highest `seq` received.

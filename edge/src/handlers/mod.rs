@@ -240,15 +240,23 @@ pub(crate) async fn follow(
     let (last, start, records) = match replay(session, conversation, mode).await {
         Ok(read) => read,
         Err(err) => {
-            // Release held records: the client sees any gap and asks.
-            session
-                .outbox
-                .send(Outbound::CatchUp {
+            // Release the held records from where the client is known to
+            // be (or, following live, from the first one): nothing it has
+            // is sent again, and it sees any gap and asks.
+            let release = match mode {
+                CatchUp::Live => Outbound::AbortCatchUp(conversation.clone()),
+                CatchUp::All => Outbound::CatchUp {
                     conversation: conversation.clone(),
                     after: 0,
                     records: Vec::new(),
-                })
-                .await;
+                },
+                CatchUp::After(after) | CatchUp::Resume(after) => Outbound::CatchUp {
+                    conversation: conversation.clone(),
+                    after,
+                    records: Vec::new(),
+                },
+            };
+            session.outbox.send(release).await;
             return Err(err.into());
         }
     };
