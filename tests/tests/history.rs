@@ -9,7 +9,8 @@ use switchboard_tests::system::System;
 use switchboard_tests::ws::Ws;
 
 /// A visitor with an open conversation assigned to an agent.
-async fn conversation(system: &mut System, edge: std::net::SocketAddr) -> (Ws, Ws, String) {
+/// `(visitor, agent, conversation id, visitor token)`.
+async fn conversation(system: &mut System, edge: std::net::SocketAddr) -> (Ws, Ws, String, String) {
     system.add_agent("hana", 3, None).await;
     let token = System::agent_token(edge, "hana").await;
     let (agent, _) = Ws::hello(edge, &token, json!({})).await;
@@ -19,7 +20,7 @@ async fn conversation(system: &mut System, edge: std::net::SocketAddr) -> (Ws, W
     let started = visitor.expect_type("started").await;
     let id = started["conversation_id"].as_str().unwrap().to_owned();
     visitor.expect_event(&id, "assigned").await;
-    (visitor, agent, id)
+    (visitor, agent, id, token)
 }
 
 async fn page(ws: &mut Ws, conversation: &str, before: Option<u64>, limit: u32) -> Value {
@@ -49,7 +50,7 @@ async fn history_pages_back_to_the_first_record() {
             ("SWITCHBOARD_EDGE__RATE_BURST", "1000"),
         ])
         .await;
-    let (mut visitor, _agent, id) = conversation(&mut system, edge).await;
+    let (mut visitor, _agent, id, _) = conversation(&mut system, edge).await;
     let mut last = 0;
     for i in 0..130 {
         let ack = visitor
@@ -88,7 +89,7 @@ async fn history_older_than_the_stream_comes_from_the_archive() {
     system.router().await;
     system.archiver().await;
     let edge = system.edge().await;
-    let (mut visitor, mut agent, id) = conversation(&mut system, edge).await;
+    let (mut visitor, mut agent, id, visitor_token) = conversation(&mut system, edge).await;
     let mut last = 0;
     for i in 0..5 {
         visitor
@@ -154,13 +155,33 @@ async fn history_older_than_the_stream_comes_from_the_archive() {
             f["type"] == "message" && f["client_id"] == "after"
         })
         .await;
+
+    // A client that was away resumes from what it saw, although the stream
+    // keeps only the newest record: the rest is replayed from the archive.
+    let messages_filter = doc! { "conversation_id": &id };
+    eventually("archive holds the new message", || {
+        let (messages, filter) = (messages.clone(), messages_filter.clone());
+        async move { (messages.count_documents(filter).await.ok()? == last + 1).then_some(()) }
+    })
+    .await;
+    let (mut back, _) = Ws::hello(edge, &visitor_token, json!({ id.clone(): 2 })).await;
+    let resumed = back.expect_type("resumed").await;
+    assert_eq!(resumed["complete"], true, "{resumed}");
+    back.expect("the last record", |f| f["seq"].as_u64() == Some(last + 1))
+        .await;
+    let replayed: Vec<u64> = back
+        .records(&id)
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replayed, (3..=last + 1).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_page_back_across_the_stream_archive_boundary() {
     let mut system = System::with_workers().await;
     let edge = system.edge().await;
-    let (mut visitor, _agent, id) = conversation(&mut system, edge).await;
+    let (mut visitor, _agent, id, _) = conversation(&mut system, edge).await;
     let backbone = system.backbone().await;
     let conversation_id: switchboard_protocol::ConversationId = id.parse().unwrap();
     let sender = switchboard_protocol::payloads::Participant::system("bulk-bot");
