@@ -114,7 +114,7 @@ def chart(path, title, xlabel, ylabel, series, note=None, diagonal=False):
                 f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(pts)
             )
             out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for x, y in pts:
+        for x, y in pts if len(pts) <= 40 else []:
             out.append(
                 f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}">'
                 f"<title>{escape(name)}: {fmt(x)}, {fmt(y)}</title></circle>"
@@ -171,17 +171,23 @@ def main():
     )
 
     idle = load(results, "idle-*.json")
-    rss = []
-    for r in idle:
-        for edge in r["edges"]:
-            rss.append((0, edge["rss_before_kib"] / 1024))
-            rss.append((edge["connections"], edge["rss_after_kib"] / 1024))
+    series = []
+    for hello_only, name in ((False, "visitors with a conversation"), (True, "hello only")):
+        rss = []
+        for r in idle:
+            if bool(r.get("hello_only")) != hello_only:
+                continue
+            for edge in r["edges"]:
+                rss.append((0, edge["rss_before_kib"] / 1024))
+                rss.append((edge["connections"], edge["rss_after_kib"] / 1024))
+        if rss:
+            series.append((name, sorted(set(rss))))
     chart(
         os.path.join(output, "memory-vs-connections.svg"),
-        "Edge resident memory vs connections",
-        "idle visitor connections on one edge",
+        "Edge resident memory (VmRSS) vs connections",
+        "idle connections on one edge",
         "edge RSS (MiB)",
-        [("edge VmRSS", sorted(set(rss)))],
+        series,
         note="one point per run; 0 = before connecting",
     )
 
