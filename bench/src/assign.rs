@@ -267,6 +267,9 @@ pub async fn run(config: &AssignConfig) -> Result<AssignReport> {
     if config.agents == 0 || config.capacity == 0 {
         bail!("assign needs agents with capacity");
     }
+    if config.visitor_edges.is_empty() || config.agent_edges.is_empty() {
+        bail!("assign needs a visitor edge and an agent edge");
+    }
     let backbone = setup::backbone(&config.nats_url).await?;
     let logins =
         setup::create_agents(&backbone, &setup::run_id(), config.agents, config.capacity).await?;

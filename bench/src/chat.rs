@@ -450,6 +450,9 @@ pub async fn run(config: &ChatConfig) -> Result<ChatReport> {
     if config.pairs == 0 || config.agents == 0 {
         bail!("chat needs at least one pair and one agent");
     }
+    if config.visitor_edges.is_empty() || config.agent_edges.is_empty() {
+        bail!("chat needs a visitor edge and an agent edge");
+    }
     let setup_started = Instant::now();
     let backbone = setup::backbone(&config.nats_url).await?;
     let capacity =
