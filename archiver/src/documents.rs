@@ -142,9 +142,10 @@ impl MessageDoc {
 
 /// The summary update for records of one conversation not yet applied,
 /// in ascending `seq`: `$set` (latest values), `$min` (first times) and
-/// `$addToSet` (agents) parts. Counts are not here: they are counted from
-/// the `messages` collection, so a record redelivered in any order is
-/// never counted twice or missed ([`count_fields`]).
+/// `$addToSet` (agents) parts. Counts are not here: fresh records add
+/// theirs ([`count_records`]), and after a redelivery they are counted
+/// again from the `messages` collection ([`count_fields`]), so a record is
+/// never counted twice or missed.
 pub fn summary_update(records: &[&ChatRecord]) -> Document {
     let mut set = Document::new();
     let mut min = Document::new();
@@ -232,6 +233,25 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
         update.insert("$addToSet", doc! { "agents": { "$each": agents } });
     }
     update
+}
+
+/// The counts fresh records add to the summary (`$inc`).
+pub fn count_records(records: &[&ChatRecord]) -> Document {
+    let groups: Vec<Document> = records
+        .iter()
+        .map(|r| {
+            let (kind, event) = match &r.body {
+                RecordBody::Message { .. } => ("message", None),
+                RecordBody::Event { event } => ("event", Some(event.name())),
+            };
+            let mut key = doc! { "kind": kind, "role": r.sender.role.as_str() };
+            if let Some(event) = event {
+                key.insert("event", event);
+            }
+            doc! { "_id": key, "n": 1_i64 }
+        })
+        .collect();
+    count_fields(&groups)
 }
 
 /// The summary's counts from a `$group` by kind, sender role and event

@@ -15,7 +15,7 @@ use mongodb::{Client, Collection, IndexModel};
 use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::ChatRecord;
 
-use crate::documents::{count_fields, summary_update, ConvertError, MessageDoc};
+use crate::documents::{count_fields, count_records, summary_update, ConvertError, MessageDoc};
 
 /// MongoDB's duplicate key error.
 const DUPLICATE_KEY: i32 = 11000;
@@ -111,23 +111,27 @@ impl Archive {
             .iter()
             .map(MessageDoc::from_record)
             .collect::<Result<Vec<_>, _>>()?;
-        match self.messages.insert_many(&docs).ordered(false).await {
-            Ok(_) => {}
-            Err(err) if only_duplicates(&err) => {
-                tracing::debug!("some records were archived before");
-            }
-            Err(err) => return Err(mongo("insert messages")(err)),
+        // Which records were archived before (redelivered after a crash).
+        let repeated: Vec<usize> = match self.messages.insert_many(&docs).ordered(false).await {
+            Ok(_) => Vec::new(),
+            Err(err) => match duplicates(&err) {
+                Some(indexes) => {
+                    tracing::debug!(records = indexes.len(), "some records were archived before");
+                    indexes
+                }
+                None => return Err(mongo("insert messages")(err)),
+            },
+        };
+        let mut by_conversation: BTreeMap<&ConversationId, (Vec<&ChatRecord>, bool)> =
+            BTreeMap::new();
+        for (i, record) in records.iter().enumerate() {
+            let group = by_conversation.entry(&record.conversation_id).or_default();
+            group.0.push(record);
+            group.1 |= repeated.contains(&i);
         }
-        let mut by_conversation: BTreeMap<&ConversationId, Vec<&ChatRecord>> = BTreeMap::new();
-        for record in records {
-            by_conversation
-                .entry(&record.conversation_id)
-                .or_default()
-                .push(record);
-        }
-        for (conversation, mut records) in by_conversation {
+        for (conversation, (mut records, redelivered)) in by_conversation {
             records.sort_by_key(|r| r.seq);
-            self.summarize(conversation, &records).await?;
+            self.summarize(conversation, &records, redelivered).await?;
         }
         Ok(())
     }
@@ -137,6 +141,7 @@ impl Archive {
         &self,
         conversation: &ConversationId,
         records: &[&ChatRecord],
+        redelivered: bool,
     ) -> Result<(), StoreError> {
         let mut attempts = 0;
         loop {
@@ -199,7 +204,21 @@ impl Archive {
                 .await
                 .map_err(mongo("update conversation first times"))?;
         }
-        self.recount(conversation).await
+        // Counts: added for fresh records; counted again from the archive
+        // when some were archived before (a crash between the insert and
+        // this update may have left them uncounted).
+        if redelivered {
+            self.recount(conversation).await
+        } else {
+            self.conversations
+                .update_one(
+                    doc! { "_id": conversation.as_str() },
+                    doc! { "$inc": count_records(records) },
+                )
+                .await
+                .map_err(mongo("update conversation counts"))?;
+            Ok(())
+        }
     }
 
     /// Sets the summary's counts from the archived records.
@@ -268,15 +287,17 @@ fn is_duplicate(err: &mongodb::error::Error) -> bool {
     }
 }
 
-/// An unordered insert whose only failures were records already archived.
-fn only_duplicates(err: &mongodb::error::Error) -> bool {
+/// The positions of the records an unordered insert found archived
+/// already, when those were its only failures.
+fn duplicates(err: &mongodb::error::Error) -> Option<Vec<usize>> {
     match err.kind.as_ref() {
-        ErrorKind::InsertMany(e) => {
-            e.write_concern_error.is_none()
-                && e.write_errors
-                    .as_ref()
-                    .is_some_and(|errors| errors.iter().all(|w| w.code == DUPLICATE_KEY))
+        ErrorKind::InsertMany(e) if e.write_concern_error.is_none() => {
+            let errors = e.write_errors.as_ref()?;
+            errors
+                .iter()
+                .all(|w| w.code == DUPLICATE_KEY)
+                .then(|| errors.iter().map(|w| w.index).collect())
         }
-        _ => is_duplicate(err),
+        _ => None,
     }
 }

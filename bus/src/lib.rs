@@ -9,6 +9,7 @@
 //!   loop every routing decision goes through.
 //! - [`outbox`]: events a conversation's state owes to its log, written
 //!   after the state change by whoever comes next.
+//! - [`slots`]: giving back an agent's capacity slot.
 //! - [`accounts`]: agent accounts and password checks.
 //! - [`error`]: the error type, [`BusError`].
 
@@ -18,6 +19,7 @@ pub mod error;
 pub mod kv;
 pub mod log;
 pub mod outbox;
+pub mod slots;
 
 pub use backbone::Backbone;
 pub use error::BusError;

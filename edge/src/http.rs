@@ -226,6 +226,10 @@ async fn readyz(State(state): State<Arc<EdgeState>>) -> Response {
     }
 }
 
+/// Per-connection WebSocket buffers.
+const WS_READ_BUFFER: usize = 4 * 1024;
+const WS_WRITE_BUFFER: usize = 8 * 1024;
+
 /// How long `/readyz` waits for NATS to answer a ping.
 const READY_ROUND_TRIP: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -235,6 +239,11 @@ async fn upgrade(State(state): State<Arc<EdgeState>>, ws: WebSocketUpgrade) -> R
     let cap = state.config.edge.max_frame_bytes.saturating_mul(4);
     ws.max_message_size(cap)
         .max_frame_size(cap)
+        // The library's defaults (128 KiB each, the read buffer zeroed and
+        // resident) would cost far more per idle connection than the rest
+        // of the connection; frames here are small.
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| {
             let tracker = state.sessions.clone();
             tracker.track_future(crate::session::serve(socket, state))

@@ -184,9 +184,13 @@ pub async fn run(
         if let Flow::Stop = flow {
             return;
         }
-        // Receipts go out when the queue is drained: one per conversation
+        // Frames are buffered and go out when the queue is drained (one
+        // write for a burst), and so do receipts: one per conversation
         // however many records were written meanwhile.
         if rx.is_empty() {
+            if let Flow::Stop = writer.flush().await {
+                return;
+            }
             writer.send_receipts().await;
         }
     }
@@ -312,11 +316,22 @@ impl Writer {
         self.write(Message::Text(json.into())).await
     }
 
+    /// Queues a frame in the socket's buffer; [`Writer::flush`] sends.
     async fn write(&mut self, message: Message) -> Flow {
-        match self.sink.send(message).await {
+        match self.sink.feed(message).await {
             Ok(()) => Flow::Continue,
             Err(err) => {
                 tracing::debug!(error = %err, "websocket write failed");
+                Flow::Stop
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Flow {
+        match self.sink.flush().await {
+            Ok(()) => Flow::Continue,
+            Err(err) => {
+                tracing::debug!(error = %err, "websocket flush failed");
                 Flow::Stop
             }
         }

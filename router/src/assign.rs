@@ -134,37 +134,7 @@ async fn release_unless_held(
     }
 }
 
-/// Removes a conversation from an agent's load (idempotent).
-///
-/// # Errors
-/// NATS errors.
-pub async fn release(
-    backbone: &Backbone,
-    agent: &AgentId,
-    conversation: &ConversationId,
-) -> Result<(), BusError> {
-    kv::cas(
-        &backbone.load,
-        agent.as_str(),
-        |current: Option<&AgentLoad>| {
-            let Some(load) = current else {
-                return Decision::Keep(());
-            };
-            if !load
-                .conversations
-                .iter()
-                .any(|e| &e.conversation_id == conversation)
-            {
-                return Decision::Keep(());
-            }
-            let mut load = load.clone();
-            load.conversations
-                .retain(|e| &e.conversation_id != conversation);
-            Decision::Write(load, ())
-        },
-    )
-    .await
-}
+pub use switchboard_bus::slots::release;
 
 /// Puts a conversation whose agent is gone back in the queue, at its
 /// original place (`queued_at` is kept), and tells the visitor. With

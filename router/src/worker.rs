@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use futures::{stream::select_all, FutureExt, StreamExt};
 use switchboard_bus::{Backbone, BusError};
 use switchboard_config::RouterSettings;
-use switchboard_protocol::ids::{AgentId, TeamId};
+use switchboard_protocol::ids::{AgentId, ConversationId, TeamId};
 use switchboard_protocol::payloads::{
     encode, AgentStatus, ConversationState, ConversationStatus, LoadEntry, QueueEntry,
     QueueSnapshot,
@@ -162,7 +162,7 @@ async fn watch_and_route(
         if let Err(err) = requeue_absent(config, backbone, &mirror, &mut memory, now_ms()).await {
             tracing::warn!(error = %err, "requeue of absent agents failed");
         }
-        if let Err(err) = pass(config, backbone, &mut mirror).await {
+        if let Err(err) = pass(config, backbone, &mut memory, &mut mirror).await {
             tracing::warn!(error = %err, "assignment pass failed");
         }
         publish_queue(backbone, &mirror, &mut memory, now_ms()).await;
@@ -177,7 +177,14 @@ struct Memory {
     offline_since: HashMap<AgentId, i64>,
     /// The queue last published, and when.
     published: Option<(Vec<QueueEntry>, i64)>,
+    /// When each waiting conversation was last told its place.
+    announced_at: HashMap<ConversationId, i64>,
 }
+
+/// A waiting visitor is told a new place at most this often.
+const ANNOUNCE_EVERY_MS: i64 = 2_000;
+/// Queue positions written at once.
+const ANNOUNCE_CONCURRENCY: usize = 32;
 
 /// A queue snapshot is published when the queue changes, and at least this
 /// often (for edges that started since).
@@ -286,6 +293,7 @@ fn millis(duration: Duration) -> i64 {
 async fn pass(
     config: &RouterConfig,
     backbone: &Backbone,
+    memory: &mut Memory,
     mirror: &mut Mirror,
 ) -> Result<(), BusError> {
     let now = now_ms();
@@ -331,17 +339,48 @@ async fn pass(
             Outcome::AgentFull | Outcome::NotQueued => waiting.push(conversation),
         }
     }
+    // Positions are told off the assignment path, concurrently, and at
+    // most every ANNOUNCE_EVERY_MS per conversation (a new place at once):
+    // a queue of N moving by one would otherwise cost N writes per
+    // assignment.
     let waiting: Vec<_> = waiting.iter().collect();
+    let mut announcements = Vec::new();
     for (conversation, position) in policy::positions(&waiting) {
-        if conversation.announced_position != Some(position) {
-            let team = conversation.team.as_ref();
-            let online = policy::agents_online(mirror, team, now, config.presence_ttl);
-            let eta = policy::estimated_wait_secs(mirror, team, position, now);
-            assign::announce_position(backbone, &conversation.id, position, eta, online).await?;
-            if let Some(state) = mirror.conversations.get_mut(&conversation.id) {
-                state.announced_position = Some(position);
-            }
+        if conversation.announced_position == Some(position) {
+            continue;
+        }
+        let recently = memory
+            .announced_at
+            .get(&conversation.id)
+            .is_some_and(|at| now - at < ANNOUNCE_EVERY_MS);
+        if recently && conversation.announced_position.is_some() {
+            continue;
+        }
+        let team = conversation.team.as_ref();
+        let online = policy::agents_online(mirror, team, now, config.presence_ttl);
+        let eta = policy::estimated_wait_secs(mirror, team, position, now);
+        announcements.push((conversation.id.clone(), position, eta, online));
+    }
+    let results: Vec<_> = futures::stream::iter(announcements)
+        .map(|(id, position, eta, online)| async move {
+            let result = assign::announce_position(backbone, &id, position, eta, online).await;
+            (id, position, result)
+        })
+        .buffer_unordered(ANNOUNCE_CONCURRENCY)
+        .collect()
+        .await;
+    for (id, position, result) in results {
+        result?;
+        memory.announced_at.insert(id.clone(), now);
+        if let Some(state) = mirror.conversations.get_mut(&id) {
+            state.announced_position = Some(position);
         }
     }
+    memory.announced_at.retain(|id, _| {
+        mirror
+            .conversations
+            .get(id)
+            .is_some_and(|c| c.status == ConversationStatus::Queued)
+    });
     Ok(())
 }

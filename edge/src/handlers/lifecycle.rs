@@ -342,7 +342,7 @@ pub(super) async fn set_status(session: &mut Session, status: AgentStatus) -> Ha
 /// `close`: end a conversation (its agent, or its visitor). The visitor's
 /// pointer to it stays: coming back within `edge.reopen_window` reopens it.
 pub(super) async fn close(session: &mut Session, conversation: &ConversationId) -> Handled {
-    authorize(session, conversation, true).await?;
+    let state = authorize(session, conversation, true).await?;
     let backbone = &session.state.backbone;
     let sender = session.identity.participant();
     let closed_now = kv::cas(
@@ -367,6 +367,15 @@ pub(super) async fn close(session: &mut Session, conversation: &ConversationId) 
         ));
     }
     outbox::flush(backbone, conversation).await?;
+    // Give the agent's slot back now: a reopen right after must not find
+    // it still taken (routers release it too, when they see the close).
+    if let Some(agent) = state
+        .agent
+        .as_ref()
+        .and_then(|a| AgentId::new(a.id.as_str()).ok())
+    {
+        switchboard_bus::slots::release(backbone, &agent, conversation).await?;
+    }
     tracing::info!(%conversation, "conversation closed");
     Ok(())
 }
