@@ -204,27 +204,42 @@ impl ConversationLog {
         Ok(tail)
     }
 
-    /// The last `seq` the archive holds for a conversation the stream no
-    /// longer holds (retention expired it). Fails when the archive cannot
-    /// answer: appending then could reuse a `seq`.
-    async fn archived_last_seq(&self, conversation: &ConversationId) -> Result<u64, BusError> {
+    /// Records of a conversation the archive holds with `seq < before_seq`,
+    /// the newest `limit`, ascending (asked of the archiver over NATS).
+    ///
+    /// # Errors
+    /// When no archiver answers, or it reports a failure.
+    pub async fn archived(
+        &self,
+        conversation: &ConversationId,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatRecord>, BusError> {
         let request = HistoryRequest {
             conversation_id: conversation.clone(),
-            before_seq: u64::MAX,
-            limit: 1,
+            before_seq,
+            limit,
         };
         let payload = encode(&request).map_err(|e| BusError::decode("history request", e))?;
         let reply = self
             .client
             .request(subjects::ARCHIVE_HISTORY, payload.into())
             .await
-            .map_err(|e| BusError::nats("ask the archive for the last seq", e))?;
+            .map_err(|e| BusError::nats("ask the archive", e))?;
         let reply: HistoryReply =
             decode(&reply.payload).map_err(|e| BusError::decode("history reply", e))?;
-        if let Some(error) = reply.error {
-            return Err(BusError::nats("ask the archive for the last seq", error));
+        match reply.error {
+            Some(error) => Err(BusError::nats("ask the archive", error)),
+            None => Ok(reply.records),
         }
-        Ok(reply.records.last().map_or(0, |r| r.seq))
+    }
+
+    /// The last `seq` the archive holds for a conversation the stream no
+    /// longer holds (retention expired it). Fails when the archive cannot
+    /// answer: appending then could reuse a `seq`.
+    async fn archived_last_seq(&self, conversation: &ConversationId) -> Result<u64, BusError> {
+        let records = self.archived(conversation, u64::MAX, 1).await?;
+        Ok(records.last().map_or(0, |r| r.seq))
     }
 
     /// The last record of a conversation and its stream sequence.

@@ -215,16 +215,7 @@ impl Writer {
                 self.held.entry(conversation).or_default();
                 Flow::Continue
             }
-            Outbound::AbortCatchUp(conversation) => {
-                let mut held = self.held.remove(&conversation).unwrap_or_default();
-                held.sort_by_key(|(seq, _)| *seq);
-                for (seq, json) in held {
-                    if let Flow::Stop = self.deliver(&conversation, seq, &json).await {
-                        return Flow::Stop;
-                    }
-                }
-                Flow::Continue
-            }
+            Outbound::AbortCatchUp(conversation) => self.release_held(&conversation).await,
             Outbound::CatchUp {
                 conversation,
                 after,
@@ -238,14 +229,7 @@ impl Writer {
                         return Flow::Stop;
                     }
                 }
-                let mut held = self.held.remove(&conversation).unwrap_or_default();
-                held.sort_by_key(|(seq, _)| *seq);
-                for (seq, json) in held {
-                    if let Flow::Stop = self.deliver(&conversation, seq, &json).await {
-                        return Flow::Stop;
-                    }
-                }
-                Flow::Continue
+                self.release_held(&conversation).await
             }
             Outbound::Close { code, reason } => {
                 self.close(code, &reason).await;
@@ -278,6 +262,18 @@ impl Writer {
                 tracing::debug!(error = %err, %conversation, "delivery receipt not sent");
             }
         }
+    }
+
+    /// Delivers the live records held during a catch-up, in `seq` order.
+    async fn release_held(&mut self, conversation: &ConversationId) -> Flow {
+        let mut held = self.held.remove(conversation).unwrap_or_default();
+        held.sort_by_key(|(seq, _)| *seq);
+        for (seq, json) in held {
+            if let Flow::Stop = self.deliver(conversation, seq, &json).await {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
     }
 
     /// Delivers one record in order: drops what the client has, repairs a

@@ -269,23 +269,10 @@ pub(super) async fn archived(
     if limit == 0 || before_seq <= 1 {
         return Ok(Vec::new());
     }
-    let request = HistoryRequest {
-        conversation_id: conversation.clone(),
-        before_seq,
-        limit,
-    };
-    let payload = encode(&request).map_err(|e| BusError::decode("history request", e))?;
-    let reply = session
+    session
         .state
         .backbone
-        .client
-        .request(subjects::ARCHIVE_HISTORY, payload.into())
+        .log
+        .archived(conversation, before_seq, limit)
         .await
-        .map_err(|e| BusError::nats("request archived history", e))?;
-    let reply: HistoryReply =
-        decode(&reply.payload).map_err(|e| BusError::decode("history reply", e))?;
-    match reply.error {
-        Some(error) => Err(BusError::nats("archived history", error)),
-        None => Ok(reply.records),
-    }
 }

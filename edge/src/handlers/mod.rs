@@ -21,9 +21,8 @@ use switchboard_protocol::frames::{
 };
 use switchboard_protocol::ids::{AgentId, ConversationId, TeamId, VisitorId};
 use switchboard_protocol::payloads::{
-    decode, encode, AgentLoad, AgentNotice, AgentStatus, ChatRecord, ConversationEvent,
-    ConversationState, ConversationStatus, HistoryReply, HistoryRequest, Participant, ReadMark,
-    RecordBody, Signal,
+    encode, AgentLoad, AgentNotice, AgentStatus, ChatRecord, ConversationEvent, ConversationState,
+    ConversationStatus, Participant, ReadMark, RecordBody, Signal,
 };
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::{now_ms, rfc3339};
