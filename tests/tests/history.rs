@@ -181,7 +181,11 @@ async fn history_older_than_the_stream_comes_from_the_archive() {
 async fn ten_thousand_messages_page_back_across_the_stream_archive_boundary() {
     let mut system = System::with_workers().await;
     let edge = system.edge().await;
-    let (mut visitor, _agent, id, _) = conversation(&mut system, edge).await;
+    let (visitor, agent, id, token) = conversation(&mut system, edge).await;
+    // Nobody reads while 10,000 records are written (a client that does
+    // not read is dropped, rightly); the visitor comes back to page.
+    visitor.close().await;
+    agent.close().await;
     let backbone = system.backbone().await;
     let conversation_id: switchboard_protocol::ConversationId = id.parse().unwrap();
     let sender = switchboard_protocol::payloads::Participant::system("bulk-bot");
@@ -222,6 +226,7 @@ async fn ten_thousand_messages_page_back_across_the_stream_archive_boundary() {
         .await
         .unwrap();
 
+    let (mut visitor, _) = Ws::hello(edge, &token, json!({})).await;
     let mut collected: Vec<u64> = Vec::new();
     let mut before = None;
     let mut pages = 0;
