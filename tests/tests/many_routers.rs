@@ -42,6 +42,10 @@ impl Lcg {
     }
 }
 
+/// A violation the watcher thinks it saw: what, the conversations
+/// involved, and for a capacity breach the agent and their capacity.
+type Suspect = (String, Vec<ConversationId>, Option<(AgentId, u32)>);
+
 #[derive(Default)]
 struct Checks {
     violations: Vec<String>,
@@ -74,8 +78,7 @@ async fn watch_invariants(
         // watcher that lags may skip superseded revisions (the bucket keeps
         // one per key), so its own view can be briefly stale.
         let suspects = {
-            let mut suspects: Vec<(String, Vec<ConversationId>, Option<(AgentId, u32)>)> =
-                Vec::new();
+            let mut suspects: Vec<Suspect> = Vec::new();
             let mut guard = checks.lock().unwrap();
             let before = state.insert(value.id.clone(), value.clone());
             match value.status {
