@@ -144,6 +144,7 @@ impl Archive {
         redelivered: bool,
     ) -> Result<(), StoreError> {
         let mut attempts = 0;
+        let mut applied_before: i64;
         loop {
             attempts += 1;
             if attempts > SUMMARY_ATTEMPTS {
@@ -159,6 +160,7 @@ impl Archive {
                 .as_ref()
                 .and_then(|d| d.get_i64("archived_seq").ok())
                 .unwrap_or(0);
+            applied_before = applied;
             let pending: Vec<&ChatRecord> = records
                 .iter()
                 .copied()
@@ -204,10 +206,16 @@ impl Archive {
                 .await
                 .map_err(mongo("update conversation first times"))?;
         }
-        // Counts: added for fresh records; counted again from the archive
-        // when some were archived before (a crash between the insert and
-        // this update may have left them uncounted).
-        if redelivered {
+        // Counts: added for fresh records that follow what the summary
+        // applied; counted again from the archive when some were archived
+        // before (a crash between the insert and this update may have left
+        // them uncounted) or when records before these are missing from the
+        // summary (still held by an archiver that died, or inserted by it
+        // and never counted).
+        let first = records
+            .first()
+            .map_or(0, |r| i64::try_from(r.seq).unwrap_or(i64::MAX));
+        if redelivered || first > applied_before + 1 {
             self.recount(conversation).await
         } else {
             self.conversations
