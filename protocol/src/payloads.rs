@@ -432,6 +432,17 @@ impl ConversationState {
         });
     }
 
+    /// Queue order: higher priority first, then the oldest `queued_at`,
+    /// then the id (which sorts by creation), so every router and the
+    /// admin's listing agree.
+    pub fn queue_order(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then_with(|| self.queued_at.cmp(&other.queued_at))
+            .then_with(|| self.id.cmp(&other.id))
+    }
+
     /// Whether `agent` is the one assigned to this conversation.
     pub fn is_assigned_to(&self, agent: &AgentId) -> bool {
         self.status == ConversationStatus::Assigned

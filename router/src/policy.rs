@@ -20,12 +20,7 @@ pub fn queue(mirror: &Mirror) -> Vec<&ConversationState> {
         .values()
         .filter(|c| c.status == ConversationStatus::Queued)
         .collect();
-    queued.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then_with(|| a.queued_at.cmp(&b.queued_at))
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    queued.sort_by(|a, b| a.queue_order(b));
     queued
 }
 

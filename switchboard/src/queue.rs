@@ -32,12 +32,7 @@ pub async fn run(settings: Settings, command: QueueCommand) -> anyhow::Result<()
                     }
                 }
             }
-            queued.sort_by(|a, b| {
-                b.priority
-                    .cmp(&a.priority)
-                    .then_with(|| a.queued_at.cmp(&b.queued_at))
-                    .then_with(|| a.id.cmp(&b.id))
-            });
+            queued.sort_by(|a, b| a.queue_order(b));
             println!(
                 "{:<30} {:<20} {:<10} {:>8}  {:<24} waiting",
                 "conversation", "visitor", "team", "priority", "queued at"
