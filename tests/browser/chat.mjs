@@ -12,57 +12,12 @@
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
 // failing step and exits 1 otherwise.
 
-import { chromium } from 'playwright-core';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
 
-const BASE = (process.env.SB_URL || '').replace(/\/+$/, '');
-const LOGIN = process.env.SB_AGENT_LOGIN || '';
-const PASSWORD = process.env.SB_AGENT_PASSWORD || '';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TIMEOUT = Number(process.env.SB_TIMEOUT_MS) || 20000;
 const OVERALL_MS = 180000;
 
 const VISITOR_TEXT = 'Hello from the visitor <b>not bold</b>';
 const AGENT_TEXT = 'Hi, how can I help?';
-
-let currentStep = 'start-up';
-const browserLog = [];
-
-function report(message) {
-  console.error(`FAIL [${currentStep}]: ${message}`);
-  if (browserLog.length) {
-    console.error('--- browser console (last 40 lines) ---');
-    for (const line of browserLog.slice(-40)) console.error(line);
-  }
-  console.log('browser: 0 passed, 1 failed');
-}
-
-// Only for failures while no browser is running.
-function fail(message) {
-  report(message);
-  process.exit(1);
-}
-
-async function step(name, fn) {
-  currentStep = name;
-  console.log(`- ${name}`);
-  await fn();
-}
-
-function watch(page, who) {
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') browserLog.push(`[${who}] ${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => browserLog.push(`[${who}] page error: ${e.message}`));
-}
-
-// Waits until `fn(arg)` is truthy in the page; fails the step with `what`.
-async function waitFor(page, what, fn, arg) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: TIMEOUT, polling: 100 });
-  } catch (err) {
-    throw new Error(`timed out after ${TIMEOUT} ms waiting for ${what}`);
-  }
-}
 
 // Number of widget messages (mine/theirs) whose text is exactly `text`.
 function countWidgetMessages(page, text) {
@@ -73,32 +28,7 @@ function countWidgetMessages(page, text) {
 }
 
 async function main() {
-  if (!BASE) fail('SB_URL is not set');
-  if (!LOGIN || !PASSWORD) fail('SB_AGENT_LOGIN / SB_AGENT_PASSWORD are not set');
-
-  let browser;
-  const watchdog = setTimeout(async () => {
-    report(`the whole test took longer than ${OVERALL_MS} ms`);
-    if (browser) await browser.close().catch(() => {});
-    process.exit(1);
-  }, OVERALL_MS);
-  try {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-  } catch (err) {
-    fail(`cannot launch Chromium at ${CHROMIUM}: ${err.message}`);
-  }
+  const browser = await launch(OVERALL_MS);
 
   let failure = null;
   try {
@@ -246,7 +176,6 @@ async function main() {
   } catch (err) {
     failure = err && err.message ? err.message : String(err);
   } finally {
-    clearTimeout(watchdog);
     await browser.close().catch(() => {});
   }
   if (failure) {
