@@ -52,25 +52,41 @@ impl Backbone {
             StorageKind::File => stream::StorageType::File,
             StorageKind::Memory => stream::StorageType::Memory,
         };
-        let chat = js
-            .get_or_create_stream(stream::Config {
-                name: subjects::CHAT_STREAM.to_owned(),
-                description: Some("Switchboard conversation logs".to_owned()),
-                subjects: vec![subjects::CHAT_SUBJECTS.to_owned()],
-                max_age: settings.retention.get(),
-                storage,
-                num_replicas: settings.replicas,
-                duplicate_window: settings.duplicate_window.get(),
-                allow_direct: true,
-                republish: Some(stream::Republish {
-                    source: subjects::LIVE_REPUBLISH_SOURCE.to_owned(),
-                    destination: subjects::LIVE_REPUBLISH_DEST.to_owned(),
-                    headers_only: false,
-                }),
-                ..Default::default()
-            })
+        let chat_config = stream::Config {
+            name: subjects::CHAT_STREAM.to_owned(),
+            description: Some("Switchboard conversation logs".to_owned()),
+            subjects: vec![subjects::CHAT_SUBJECTS.to_owned()],
+            max_age: settings.retention.get(),
+            storage,
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window.get(),
+            allow_direct: true,
+            republish: Some(stream::Republish {
+                source: subjects::LIVE_REPUBLISH_SOURCE.to_owned(),
+                destination: subjects::LIVE_REPUBLISH_DEST.to_owned(),
+                headers_only: false,
+            }),
+            ..Default::default()
+        };
+        let mut chat = js
+            .get_or_create_stream(chat_config.clone())
             .await
             .map_err(|e| BusError::nats("create chat stream", e))?;
+        // A stream made by an older release republishes where this one no
+        // longer listens: bring the live fan-out up to date (the rest of
+        // its configuration is the operator's).
+        if chat.cached_info().config.republish != chat_config.republish {
+            tracing::info!("updating the chat stream's live fan-out");
+            let mut config = chat.cached_info().config.clone();
+            config.republish = chat_config.republish;
+            js.update_stream(config)
+                .await
+                .map_err(|e| BusError::nats("update chat stream", e))?;
+            chat = js
+                .get_stream(subjects::CHAT_STREAM)
+                .await
+                .map_err(|e| BusError::nats("open chat stream", e))?;
+        }
 
         let bucket = |name: &str, history: i64, max_age: std::time::Duration| kv::Config {
             bucket: name.to_owned(),

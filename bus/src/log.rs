@@ -60,22 +60,29 @@ pub struct Page {
     pub archived_below: Option<u64>,
 }
 
-/// Handle to the conversation logs; cheap to clone.
+/// Handle to the conversation logs; cheap to clone (one pointer: every
+/// edge connection's writer holds one).
 #[derive(Clone)]
 pub struct ConversationLog {
+    inner: Arc<LogInner>,
+}
+
+struct LogInner {
     client: async_nats::Client,
     js: Context,
     stream: Stream,
-    tails: Arc<Mutex<HashMap<ConversationId, Tail>>>,
+    tails: Mutex<HashMap<ConversationId, Tail>>,
 }
 
 impl ConversationLog {
     pub(crate) fn new(client: async_nats::Client, js: Context, stream: Stream) -> Self {
         Self {
-            client,
-            js,
-            stream,
-            tails: Arc::default(),
+            inner: Arc::new(LogInner {
+                client,
+                js,
+                stream,
+                tails: Mutex::default(),
+            }),
         }
     }
 
@@ -123,7 +130,7 @@ impl ConversationLog {
             if let Some(key) = dedupe_key {
                 publish = publish.message_id(key);
             }
-            let ack = match self.js.send_publish(subject.clone(), publish).await {
+            let ack = match self.inner.js.send_publish(subject.clone(), publish).await {
                 Ok(future) => future.await,
                 Err(e) => Err(e),
             };
@@ -156,7 +163,7 @@ impl ConversationLog {
     /// Records that a record was seen at `stream_seq` (from the live feed,
     /// say), so the next append needs no lookup.
     pub fn observe(&self, record: &ChatRecord, stream_seq: u64) {
-        let Ok(mut tails) = self.tails.lock() else {
+        let Ok(mut tails) = self.inner.tails.lock() else {
             return;
         };
         if tails.len() >= MAX_CACHED_TAILS {
@@ -173,13 +180,13 @@ impl ConversationLog {
 
     /// Forgets what is known of a conversation's tail (it was closed, say).
     pub fn forget(&self, conversation: &ConversationId) {
-        if let Ok(mut tails) = self.tails.lock() {
+        if let Ok(mut tails) = self.inner.tails.lock() {
             tails.remove(conversation);
         }
     }
 
     fn cached_tail(&self, conversation: &ConversationId) -> Option<Tail> {
-        self.tails.lock().ok()?.get(conversation).copied()
+        self.inner.tails.lock().ok()?.get(conversation).copied()
     }
 
     async fn fetch_tail(
@@ -198,7 +205,7 @@ impl ConversationLog {
                 seq: self.archived_last_seq(conversation).await?,
             },
         };
-        if let Ok(mut tails) = self.tails.lock() {
+        if let Ok(mut tails) = self.inner.tails.lock() {
             tails.insert(conversation.clone(), tail);
         }
         Ok(tail)
@@ -222,6 +229,7 @@ impl ConversationLog {
         };
         let payload = encode(&request).map_err(|e| BusError::decode("history request", e))?;
         let reply = self
+            .inner
             .client
             .request(subjects::ARCHIVE_HISTORY, payload.into())
             .await
@@ -251,6 +259,7 @@ impl ConversationLog {
         conversation: &ConversationId,
     ) -> Result<Option<(u64, ChatRecord)>, BusError> {
         match self
+            .inner
             .stream
             .direct_get_last_for_subject(subjects::conversation(conversation))
             .await
@@ -275,6 +284,7 @@ impl ConversationLog {
 
     async fn record_at(&self, stream_seq: u64) -> Result<ChatRecord, BusError> {
         let message = self
+            .inner
             .stream
             .direct_get(stream_seq)
             .await
@@ -289,6 +299,7 @@ impl ConversationLog {
         stream_seq: u64,
     ) -> Result<Option<(u64, ChatRecord)>, BusError> {
         match self
+            .inner
             .stream
             .direct_get_next_for_subject(subject, Some(stream_seq.max(1)))
             .await

@@ -227,16 +227,25 @@ async fn readyz(State(state): State<Arc<EdgeState>>) -> Response {
 }
 
 /// Per-connection WebSocket buffers.
-const WS_READ_BUFFER: usize = 4 * 1024;
+const WS_READ_BUFFER: usize = 1024;
 const WS_WRITE_BUFFER: usize = 8 * 1024;
+/// The smallest frame size the WebSocket library itself refuses.
+const WS_HARD_CAP_FLOOR: usize = 64 * 1024;
 
 /// How long `/readyz` waits for NATS to answer a ping.
 const READY_ROUND_TRIP: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn upgrade(State(state): State<Arc<EdgeState>>, ws: WebSocketUpgrade) -> Response {
-    // The hard cap is above the configured limit so that a frame slightly
-    // over it is read and answered with close 1009 by the session.
-    let cap = state.config.edge.max_frame_bytes.saturating_mul(4);
+    // The hard cap is well above the configured limit so that a frame over
+    // it is read whole and answered with close 1009 by the session. (Past
+    // the cap the library stops reading mid-frame; closing a socket with
+    // unread input resets it, and the client may see 1006 instead.)
+    let cap = state
+        .config
+        .edge
+        .max_frame_bytes
+        .saturating_mul(4)
+        .max(WS_HARD_CAP_FLOOR);
     ws.max_message_size(cap)
         .max_frame_size(cap)
         // The library's defaults (128 KiB each, the read buffer zeroed and

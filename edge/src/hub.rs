@@ -185,15 +185,15 @@ impl Hub {
             topic.followers.insert(connection, follower);
             return Ok(());
         }
-        let live = self.subscribe(subjects::live(conversation)).await?;
-        let signals = self.subscribe(subjects::signal(conversation)).await?;
+        let feed = self
+            .subscribe(subjects::conversation_feed(conversation))
+            .await?;
         let mut topics = self.topics();
         // Another connection may have subscribed meanwhile: then ours are
         // dropped (unsubscribed) here.
         let topic = topics.entry(conversation.clone()).or_insert_with(|| Topic {
             followers: HashMap::new(),
-            task: tokio::spawn(Arc::clone(self).pump(conversation.clone(), live, signals))
-                .abort_handle(),
+            task: tokio::spawn(Arc::clone(self).pump(conversation.clone(), feed)).abort_handle(),
         });
         topic.followers.insert(connection, follower);
         Ok(())
@@ -258,18 +258,14 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Moves one conversation's live records and signals to its followers.
-    async fn pump(
-        self: Arc<Self>,
-        conversation: ConversationId,
-        mut live: async_nats::Subscriber,
-        mut signals: async_nats::Subscriber,
-    ) {
-        loop {
-            tokio::select! {
-                Some(message) = live.next() => self.on_record(&conversation, &message),
-                Some(message) = signals.next() => self.on_signal(&conversation, &message),
-                else => return,
+    /// Moves one conversation's live records and signals to its followers
+    /// (one subscription for both: each costs the edge a few KiB).
+    async fn pump(self: Arc<Self>, conversation: ConversationId, mut feed: async_nats::Subscriber) {
+        while let Some(message) = feed.next().await {
+            if subjects::is_signal(&message.subject) {
+                self.on_signal(&conversation, &message);
+            } else {
+                self.on_record(&conversation, &message);
             }
         }
     }

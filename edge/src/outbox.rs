@@ -57,10 +57,7 @@ pub enum Outbound {
     Close { code: u16, reason: String },
     /// From now on, tell the other participants what this client received
     /// (`delivered` receipts), as `recipient`.
-    Receipts {
-        recipient: Participant,
-        client: async_nats::Client,
-    },
+    Receipts(Box<(Participant, async_nats::Client)>),
 }
 
 impl Outbound {
@@ -127,6 +124,15 @@ enum Flow {
     Stop,
 }
 
+/// How handling one step ended.
+enum Handled {
+    Done(Flow),
+    /// The client is dropped for not reading.
+    Kicked,
+    /// The edge shuts down.
+    Restarting,
+}
+
 /// Runs the writer until the queue closes, a close is sent, the client is
 /// kicked, or the edge shuts down (close 1012).
 pub async fn run(
@@ -136,6 +142,8 @@ pub async fn run(
     kick: CancellationToken,
     shutdown: CancellationToken,
 ) {
+    // The writer's handling is boxed (see `session::serve`): this task lives
+    // as long as the connection, mostly idle in the first `select!`.
     let mut writer = Writer {
         sink,
         log,
@@ -151,11 +159,11 @@ pub async fn run(
         let next = tokio::select! {
             biased;
             () = shutdown.cancelled() => {
-                writer.close(switchboard_protocol::frames::close_code::RESTARTING, "server restarting").await;
+                Box::pin(writer.close(switchboard_protocol::frames::close_code::RESTARTING, "server restarting")).await;
                 return;
             }
             () = kick.cancelled() => {
-                writer.drop_slow_consumer().await;
+                Box::pin(writer.drop_slow_consumer()).await;
                 return;
             }
             next = rx.recv() => match next {
@@ -164,22 +172,31 @@ pub async fn run(
             },
             _ = ping.tick() => Step::Ping,
         };
-        let flow = tokio::select! {
+        let handled = tokio::select! {
             biased;
-            () = kick.cancelled() => {
-                writer.drop_slow_consumer().await;
-                Flow::Stop
-            }
-            () = shutdown.cancelled() => {
-                writer.close(switchboard_protocol::frames::close_code::RESTARTING, "server restarting").await;
-                Flow::Stop
-            }
-            flow = async {
+            () = kick.cancelled() => Handled::Kicked,
+            () = shutdown.cancelled() => Handled::Restarting,
+            flow = Box::pin(async {
                 match next {
                     Step::Deliver(outbound) => writer.handle(outbound).await,
                     Step::Ping => writer.write(Message::Ping(Default::default())).await,
                 }
-            } => flow,
+            }) => Handled::Done(flow),
+        };
+        let flow = match handled {
+            Handled::Done(flow) => flow,
+            Handled::Kicked => {
+                Box::pin(writer.drop_slow_consumer()).await;
+                Flow::Stop
+            }
+            Handled::Restarting => {
+                Box::pin(writer.close(
+                    switchboard_protocol::frames::close_code::RESTARTING,
+                    "server restarting",
+                ))
+                .await;
+                Flow::Stop
+            }
         };
         if let Flow::Stop = flow {
             return;
@@ -188,10 +205,10 @@ pub async fn run(
         // write for a burst), and so do receipts: one per conversation
         // however many records were written meanwhile.
         if rx.is_empty() {
-            if let Flow::Stop = writer.flush().await {
+            if let Flow::Stop = Box::pin(writer.flush()).await {
                 return;
             }
-            writer.send_receipts().await;
+            Box::pin(writer.send_receipts()).await;
         }
     }
 }
@@ -235,9 +252,9 @@ impl Writer {
                 self.close(code, &reason).await;
                 Flow::Stop
             }
-            Outbound::Receipts { recipient, client } => {
-                self.viewer = recipient.role.clone();
-                self.receipts = Some((recipient, client));
+            Outbound::Receipts(receipts) => {
+                self.viewer = receipts.0.role.clone();
+                self.receipts = Some(*receipts);
                 Flow::Continue
             }
         }

@@ -87,70 +87,14 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         state.shutdown.clone(),
     ));
 
-    let first = tokio::time::timeout(state.config.edge.hello_timeout.get(), stream.next()).await;
-    let hello = match first {
-        Err(_) => {
-            tracing::info!(connection, "no hello in time");
-            close_with(&outbox, close_code::HELLO_TIMEOUT, "no hello in time").await;
-            return finish(outbox, writer, stream).await;
-        }
-        Ok(Some(Ok(Message::Text(text)))) if text.len() > state.config.edge.max_frame_bytes => {
-            tracing::info!(connection, bytes = text.len(), "frame too large");
-            close_with(&outbox, close_code::TOO_LARGE, "frame too large").await;
-            return finish(outbox, writer, stream).await;
-        }
-        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<ClientFrame>(&text),
-        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return finish(outbox, writer, stream).await,
-        Ok(Some(Ok(_))) => {
-            tracing::info!(connection, "frame before hello");
-            refuse(&outbox, "the first frame must be a hello text frame", None).await;
-            return finish(outbox, writer, stream).await;
-        }
-        Ok(Some(Err(err))) => {
-            if is_too_large(&err) {
-                tracing::info!(connection, "frame too large");
-                close_with(&outbox, close_code::TOO_LARGE, "frame too large").await;
-            } else {
-                tracing::debug!(connection, error = %err, "websocket read failed");
-            }
-            return finish(outbox, writer, stream).await;
-        }
-    };
-    let (token, resume) = match hello {
-        Ok(ClientFrame::Hello { token, resume }) => (token, resume),
-        Ok(other) => {
-            tracing::info!(connection, kind = other.kind(), "frame before hello");
-            refuse(&outbox, "the first frame must be hello", Some(other.kind())).await;
-            return finish(outbox, writer, stream).await;
-        }
-        Err(err) => {
-            tracing::info!(connection, error = %err, "unreadable hello");
-            refuse(&outbox, &format!("invalid hello: {err}"), Some("hello")).await;
-            return finish(outbox, writer, stream).await;
-        }
-    };
-    let identity = match state.tokens.verify(&token) {
-        Ok(identity) => identity,
-        Err(err) => {
-            tracing::info!(connection, error = %err, "token refused");
-            refuse(&outbox, "invalid or expired token", Some("hello")).await;
-            return finish(outbox, writer, stream).await;
-        }
-    };
-    let role = match identity {
-        Identity::Visitor { .. } => EdgeRole::Visitor,
-        Identity::Agent { .. } => EdgeRole::Agent,
-    };
-    if !state.config.edge.roles.contains(&role) {
-        close_with(
-            &outbox,
-            close_code::FORBIDDEN,
-            "this edge does not serve this role",
-        )
-        .await;
+    // The handshake is boxed (freed once done), and so is the session
+    // below: a task's future is as large as the largest state it can be
+    // in, and it is held for the whole life of an idle connection.
+    let Some((identity, resume)) = Box::pin(admit(&state, connection, &outbox, &mut stream)).await
+    else {
         return finish(outbox, writer, stream).await;
-    }
-
+    };
+    let role = edge_role(&identity);
     let span = tracing::info_span!("edge.session", connection, role = ?role, id = identity.id());
     let session = Session {
         state,
@@ -159,9 +103,93 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         outbox,
         followed: HashSet::new(),
     };
-    let stream = active(session, stream, resume).instrument(span).await;
+    // Boxed, like every handler below: a task's future is as large as the
+    // largest state it can be in, and it is held for the whole life of an
+    // idle connection. Boxing keeps the rarely-used states off that bill.
+    let stream = Box::pin(active(session, stream, resume))
+        .instrument(span)
+        .await;
     let _ = writer.await;
     drain(stream).await;
+}
+
+/// Reads and checks the `hello`: the caller closes the connection on
+/// `None` (the reason was already queued for the client).
+async fn admit(
+    state: &EdgeState,
+    connection: u64,
+    outbox: &OutboxHandle,
+    stream: &mut SplitStream<WebSocket>,
+) -> Option<(Identity, HashMap<ConversationId, u64>)> {
+    let first = tokio::time::timeout(state.config.edge.hello_timeout.get(), stream.next()).await;
+    let hello = match first {
+        Err(_) => {
+            tracing::info!(connection, "no hello in time");
+            close_with(outbox, close_code::HELLO_TIMEOUT, "no hello in time").await;
+            return None;
+        }
+        Ok(Some(Ok(Message::Text(text)))) if text.len() > state.config.edge.max_frame_bytes => {
+            tracing::info!(connection, bytes = text.len(), "frame too large");
+            close_with(outbox, close_code::TOO_LARGE, "frame too large").await;
+            return None;
+        }
+        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<ClientFrame>(&text),
+        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return None,
+        Ok(Some(Ok(_))) => {
+            tracing::info!(connection, "frame before hello");
+            refuse(outbox, "the first frame must be a hello text frame", None).await;
+            return None;
+        }
+        Ok(Some(Err(err))) => {
+            if is_too_large(&err) {
+                tracing::info!(connection, "frame too large");
+                close_with(outbox, close_code::TOO_LARGE, "frame too large").await;
+            } else {
+                tracing::debug!(connection, error = %err, "websocket read failed");
+            }
+            return None;
+        }
+    };
+    let (token, resume) = match hello {
+        Ok(ClientFrame::Hello { token, resume }) => (token, resume),
+        Ok(other) => {
+            tracing::info!(connection, kind = other.kind(), "frame before hello");
+            refuse(outbox, "the first frame must be hello", Some(other.kind())).await;
+            return None;
+        }
+        Err(err) => {
+            tracing::info!(connection, error = %err, "unreadable hello");
+            refuse(outbox, &format!("invalid hello: {err}"), Some("hello")).await;
+            return None;
+        }
+    };
+    let identity = match state.tokens.verify(&token) {
+        Ok(identity) => identity,
+        Err(err) => {
+            tracing::info!(connection, error = %err, "token refused");
+            refuse(outbox, "invalid or expired token", Some("hello")).await;
+            return None;
+        }
+    };
+    let role = edge_role(&identity);
+    if !state.config.edge.roles.contains(&role) {
+        close_with(
+            outbox,
+            close_code::FORBIDDEN,
+            "this edge does not serve this role",
+        )
+        .await;
+        return None;
+    }
+
+    Some((identity, resume))
+}
+
+fn edge_role(identity: &Identity) -> EdgeRole {
+    match identity {
+        Identity::Visitor { .. } => EdgeRole::Visitor,
+        Identity::Agent { .. } => EdgeRole::Agent,
+    }
 }
 
 /// After our close frame, keep reading until the client answers it (or a
@@ -184,30 +212,26 @@ async fn active(
     let connection = session.connection;
     session
         .outbox
-        .send(Outbound::Receipts {
-            recipient: session.identity.participant(),
-            client: state.backbone.client.clone(),
-        })
+        .send(Outbound::Receipts(Box::new((
+            session.identity.participant(),
+            state.backbone.client.clone(),
+        ))))
         .await;
     let (notice_tx, mut notices) = mpsc::channel::<AgentNotice>(NOTICE_QUEUE);
     if let Identity::Agent { id, .. } = &session.identity {
-        if let Err(err) = state.hub.join_inbox(id, connection, notice_tx).await {
+        if let Err(err) = Box::pin(state.hub.join_inbox(id, connection, notice_tx)).await {
             tracing::error!(error = %err, "join agent inbox");
             session
                 .error(ErrorCode::Unavailable, "cannot reach the message bus", None)
                 .await;
         }
-        if let Err(err) = state
-            .presences
-            .set(id, connection, AgentStatus::Online)
-            .await
-        {
+        if let Err(err) = Box::pin(state.presences.set(id, connection, AgentStatus::Online)).await {
             tracing::error!(error = %err, "set presence");
         }
     } else {
         drop(notice_tx);
     }
-    handlers::welcome(&mut session, resume).await;
+    Box::pin(handlers::welcome(&mut session, resume)).await;
     if let Identity::Agent { .. } = session.identity {
         if let Some(queue) = state.hub.queue() {
             session.outbox.send(Outbound::Frame(queue)).await;
@@ -224,7 +248,7 @@ async fn active(
         tokio::select! {
             () = state.shutdown.cancelled() => break,
             () = kick.cancelled() => break,
-            Some(notice) = notices.recv() => handlers::on_notice(&mut session, notice).await,
+            Some(notice) = notices.recv() => Box::pin(handlers::on_notice(&mut session, notice)).await,
             broadcast = broadcasts.recv(), if broadcasts_open => match broadcast {
                 Ok((audience, frame)) if audience == role => {
                     session.outbox.offer(Outbound::Frame(frame));
@@ -237,7 +261,7 @@ async fn active(
             },
             message = stream.next() => match message {
                 Some(Ok(message)) => {
-                    if !on_message(&mut session, &mut limiter, message).await {
+                    if !Box::pin(on_message(&mut session, &mut limiter, message)).await {
                         break;
                     }
                 }
@@ -254,7 +278,7 @@ async fn active(
             }
         }
     }
-    cleanup(&session).await;
+    Box::pin(cleanup(&session)).await;
     stream
 }
 

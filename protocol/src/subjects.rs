@@ -10,7 +10,9 @@ pub const CHAT_STREAM: &str = "CHAT";
 pub const CHAT_SUBJECTS: &str = "chat.conv.*";
 /// RePublish source and destination for live fan-out.
 pub const LIVE_REPUBLISH_SOURCE: &str = "chat.conv.*";
-pub const LIVE_REPUBLISH_DEST: &str = "live.conv.{{wildcard(1)}}";
+pub const LIVE_REPUBLISH_DEST: &str = "conv.{{wildcard(1)}}.live";
+/// Every conversation's live records (for a bot that watches them all).
+pub const ALL_LIVE: &str = "conv.*.live";
 /// Broadcast notices for every online agent / visitor.
 pub const NOTICE_AGENTS: &str = "notice.agents";
 pub const NOTICE_VISITORS: &str = "notice.visitors";
@@ -46,14 +48,26 @@ pub fn conversation(id: &ConversationId) -> String {
     format!("chat.conv.{id}")
 }
 
-/// Where stored records are republished for live delivery: `live.conv.<id>`.
+/// Where stored records are republished for live delivery: `conv.<id>.live`.
 pub fn live(id: &ConversationId) -> String {
-    format!("live.conv.{id}")
+    format!("conv.{id}.live")
 }
 
-/// Ephemeral typing indicators and read receipts: `signal.conv.<id>`.
+/// Ephemeral typing indicators and read receipts: `conv.<id>.signal`.
 pub fn signal(id: &ConversationId) -> String {
-    format!("signal.conv.{id}")
+    format!("conv.{id}.signal")
+}
+
+/// Everything live of one conversation, [`live`] and [`signal`] both:
+/// `conv.<id>.*`. An edge needs one subscription per conversation.
+pub fn conversation_feed(id: &ConversationId) -> String {
+    format!("conv.{id}.*")
+}
+
+/// Whether a subject of [`conversation_feed`] carries signals (else
+/// records).
+pub fn is_signal(subject: &str) -> bool {
+    subject.ends_with(".signal")
 }
 
 /// Notices for one agent's edges: `inbox.agent.<id>`.
@@ -61,13 +75,15 @@ pub fn agent_inbox(id: &AgentId) -> String {
     format!("inbox.agent.{id}")
 }
 
-/// The conversation a `chat.conv.*`, `live.conv.*` or `signal.conv.*`
+/// The conversation a `chat.conv.*`, `conv.*.live` or `conv.*.signal`
 /// subject belongs to.
 pub fn parse_conversation(subject: &str) -> Option<ConversationId> {
-    let rest = subject
-        .strip_prefix("chat.conv.")
-        .or_else(|| subject.strip_prefix("live.conv."))
-        .or_else(|| subject.strip_prefix("signal.conv."))?;
+    let rest = subject.strip_prefix("chat.conv.").or_else(|| {
+        subject
+            .strip_prefix("conv.")?
+            .strip_suffix(".live")
+            .or_else(|| subject.strip_prefix("conv.")?.strip_suffix(".signal"))
+    })?;
     ConversationId::new(rest).ok()
 }
 
@@ -115,6 +131,10 @@ mod tests {
         }
         assert_eq!(parse_conversation("chat.conv.a.b"), None);
         assert_eq!(parse_conversation("other.c_42"), None);
+        assert_eq!(parse_conversation("conv.c_42.other"), None);
+        assert!(is_signal(&signal(&id)) && !is_signal(&live(&id)));
+        // One subscription to the feed receives both.
+        assert_eq!(conversation_feed(&id), "conv.c_42.*");
     }
 
     #[test]
