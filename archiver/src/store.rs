@@ -5,10 +5,10 @@
 //! duplicates ignored, and each conversation summary remembers the highest
 //! `seq` it has applied (`archived_seq`), updated by compare-and-set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use futures::TryStreamExt;
-use mongodb::bson::{doc, Document};
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, IndexModel};
@@ -21,6 +21,8 @@ use crate::documents::{count_fields, count_records, summary_update, ConvertError
 const DUPLICATE_KEY: i32 = 11000;
 /// Attempts of one summary compare-and-set.
 const SUMMARY_ATTEMPTS: usize = 16;
+/// Conversation summaries of one batch written at once.
+const SUMMARY_CONCURRENCY: usize = 32;
 
 /// An archive operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,8 @@ pub enum StoreError {
     Convert(#[from] ConvertError),
     #[error("summary of {0} kept changing under us")]
     Contention(String),
+    #[error("mongodb refused {0}")]
+    Reply(String),
 }
 
 fn mongo(op: &'static str) -> impl FnOnce(mongodb::error::Error) -> StoreError {
@@ -46,6 +50,8 @@ fn mongo(op: &'static str) -> impl FnOnce(mongodb::error::Error) -> StoreError {
 pub struct Archive {
     messages: Collection<MessageDoc>,
     conversations: Collection<Document>,
+    /// Given to commands run by hand (the driver adds it to its own).
+    write_concern: Option<Document>,
 }
 
 impl Archive {
@@ -70,11 +76,16 @@ impl Archive {
         options
             .app_name
             .get_or_insert_with(|| "switchboard-archiver".to_owned());
+        let write_concern = options
+            .write_concern
+            .as_ref()
+            .and_then(|concern| mongodb::bson::to_document(concern).ok());
         let client = Client::with_options(options).map_err(mongo("connect"))?;
         let db = client.database(database);
         let archive = Self {
             messages: db.collection("messages"),
             conversations: db.collection("conversations"),
+            write_concern,
         };
         archive
             .messages
@@ -129,19 +140,135 @@ impl Archive {
             group.0.push(record);
             group.1 |= repeated.contains(&i);
         }
-        for (conversation, (mut records, redelivered)) in by_conversation {
-            records.sort_by_key(|r| r.seq);
-            self.summarize(conversation, &records, redelivered).await?;
-        }
-        Ok(())
+        self.summarize_batch(by_conversation).await
     }
 
-    /// Applies the records the summary has not seen yet, once.
+    /// Brings the summaries of a batch's conversations up to date. The
+    /// usual case — fresh records that follow exactly what a summary has
+    /// applied (`archived_seq` = the first `seq` − 1, or no summary yet for
+    /// a conversation's first records) — is one compare-and-set per
+    /// conversation, all sent in one `update` command. The others (records
+    /// seen before, a summary behind or missing) take
+    /// [`Archive::summarize`], which reads the summary first; they run
+    /// concurrently, conversations being independent.
+    async fn summarize_batch(
+        &self,
+        groups: BTreeMap<&ConversationId, (Vec<&ChatRecord>, bool)>,
+    ) -> Result<(), StoreError> {
+        let mut slow = Vec::new();
+        let mut fast = Vec::new();
+        let mut statements = Vec::new();
+        for (conversation, (mut records, redelivered)) in groups {
+            records.sort_by_key(|r| r.seq);
+            records.dedup_by_key(|r| r.seq);
+            match following_statement(conversation, &records).filter(|_| !redelivered) {
+                Some((statement, last)) => {
+                    statements.push(statement);
+                    fast.push((conversation, records, last));
+                }
+                None => slow.push((conversation, records, redelivered)),
+            }
+        }
+        if !statements.is_empty() {
+            let applied = self.update_statements(statements).await?;
+            if applied < fast.len() {
+                // Which ones missed? The reply only says how many. Fresh
+                // records are held by nobody else, so a summary exactly at
+                // their last `seq` has them (ours, or another archiver's
+                // recount after a redelivery). Any other summary may or may
+                // not have counted them (it moved past them after a gap,
+                // say): those are brought up to date and counted again
+                // from the archive.
+                let ids: Vec<&str> = fast.iter().map(|(c, _, _)| c.as_str()).collect();
+                let mut at: HashMap<String, i64> = HashMap::new();
+                let mut cursor = self
+                    .conversations
+                    .find(doc! { "_id": { "$in": ids } })
+                    .projection(doc! { "archived_seq": 1 })
+                    .await
+                    .map_err(mongo("read conversation summaries"))?;
+                while let Some(summary) = cursor
+                    .try_next()
+                    .await
+                    .map_err(mongo("read conversation summaries"))?
+                {
+                    if let (Ok(id), Ok(seq)) =
+                        (summary.get_str("_id"), summary.get_i64("archived_seq"))
+                    {
+                        at.insert(id.to_owned(), seq);
+                    }
+                }
+                for (conversation, records, last) in fast {
+                    if at.get(conversation.as_str()) != Some(&last) {
+                        slow.push((conversation, records, true));
+                    }
+                }
+            }
+        }
+        // (Collected first: a lazy map here makes the future not `Send`.)
+        let mut summaries = Vec::with_capacity(slow.len());
+        for (conversation, records, redelivered) in &slow {
+            summaries.push(self.summarize(conversation, records, *redelivered));
+        }
+        futures::stream::iter(summaries)
+            .buffer_unordered(SUMMARY_CONCURRENCY)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// Runs update statements in one unordered `update` command; returns
+    /// how many matched or upserted. A statement that lost a race (its
+    /// upsert found the summary created meanwhile) simply does not count.
+    async fn update_statements(&self, statements: Vec<Document>) -> Result<usize, StoreError> {
+        let mut command = doc! {
+            "update": self.conversations.name(),
+            "updates": statements,
+            "ordered": false,
+        };
+        if let Some(concern) = self.write_concern.clone() {
+            command.insert("writeConcern", concern);
+        }
+        let reply = self
+            .conversations
+            .client()
+            .database(self.conversations.namespace().db.as_str())
+            .run_command(command)
+            .await
+            .map_err(mongo("update conversation summaries"))?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            for error in errors {
+                let code = error
+                    .as_document()
+                    .and_then(|e| e.get_i32("code").ok())
+                    .unwrap_or_default();
+                if code != DUPLICATE_KEY {
+                    return Err(StoreError::Reply(format!(
+                        "update conversation summaries: {error}"
+                    )));
+                }
+            }
+        }
+        if let Ok(error) = reply.get_document("writeConcernError") {
+            return Err(StoreError::Reply(format!(
+                "update conversation summaries: {error}"
+            )));
+        }
+        let n = match reply.get("n") {
+            Some(Bson::Int32(n)) => i64::from(*n),
+            Some(Bson::Int64(n)) => *n,
+            _ => 0,
+        };
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Applies the records the summary has not seen yet, once. With
+    /// `recount` (some records were archived before, or may have been
+    /// counted already), the counts are taken from the archive itself.
     async fn summarize(
         &self,
         conversation: &ConversationId,
         records: &[&ChatRecord],
-        redelivered: bool,
+        recount: bool,
     ) -> Result<(), StoreError> {
         let mut attempts = 0;
         let mut applied_before: i64;
@@ -215,7 +342,7 @@ impl Archive {
         let first = records
             .first()
             .map_or(0, |r| i64::try_from(r.seq).unwrap_or(i64::MAX));
-        if redelivered || first > applied_before + 1 {
+        if recount || first > applied_before + 1 {
             self.recount(conversation).await
         } else {
             self.conversations
@@ -285,6 +412,38 @@ impl Archive {
         records.reverse();
         Ok(records)
     }
+}
+
+/// The compare-and-set statement applying records that follow exactly
+/// what their conversation's summary has applied, with their last `seq`;
+/// `None` when they are not one contiguous run.
+fn following_statement(
+    conversation: &ConversationId,
+    records: &[&ChatRecord],
+) -> Option<(Document, i64)> {
+    let first_seq = i64::try_from(records.first()?.seq).ok()?;
+    let last_seq = i64::try_from(records.last()?.seq).ok()?;
+    let contiguous = records.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+    if !contiguous || first_seq < 1 {
+        return None;
+    }
+    let mut update = summary_update(records);
+    match update.get_document_mut("$set") {
+        Ok(set) => {
+            set.insert("archived_seq", last_seq);
+        }
+        Err(_) => {
+            update.insert("$set", doc! { "archived_seq": last_seq });
+        }
+    }
+    update.insert("$inc", count_records(records));
+    let statement = doc! {
+        "q": { "_id": conversation.as_str(), "archived_seq": first_seq - 1 },
+        "u": update,
+        // Only a conversation's first records may create its summary.
+        "upsert": first_seq == 1,
+    };
+    Some((statement, last_seq))
 }
 
 fn is_duplicate(err: &mongodb::error::Error) -> bool {

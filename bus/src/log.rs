@@ -126,7 +126,11 @@ impl ConversationLog {
             let payload = encode(&record).map_err(|e| BusError::decode("chat record", e))?;
             let mut publish = Publish::build()
                 .payload(payload.into())
-                .expected_last_subject_sequence(tail.stream_seq);
+                .expected_last_subject_sequence(tail.stream_seq)
+                .header(
+                    subjects::PREVIOUS_HEADER,
+                    tail.stream_seq.to_string().as_str(),
+                );
             if let Some(key) = dedupe_key {
                 publish = publish.message_id(key);
             }
@@ -320,6 +324,50 @@ impl ConversationLog {
         }
     }
 
+    /// The records from the one at `stream_seq` back to `from_seq`,
+    /// ascending, following each record's [`subjects::PREVIOUS_HEADER`].
+    /// `None` when the chain breaks (records stored without the header, or
+    /// removed from the stream): the caller searches instead.
+    async fn walk_back(
+        &self,
+        stream_seq: u64,
+        from_seq: u64,
+    ) -> Result<Option<Vec<ChatRecord>>, BusError> {
+        let mut records = Vec::new();
+        let mut at = stream_seq;
+        loop {
+            let message = match self.inner.stream.direct_get(at).await {
+                Ok(message) => message,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(BusError::nats("read record", e)),
+            };
+            let record = decode_record(&message.payload)?;
+            let previous = message
+                .headers
+                .get(subjects::PREVIOUS_HEADER)
+                .and_then(|v| v.as_str().parse::<u64>().ok());
+            let seq = record.seq;
+            if records
+                .last()
+                .is_some_and(|next: &ChatRecord| next.seq != seq + 1)
+            {
+                return Ok(None);
+            }
+            records.push(record);
+            if seq <= from_seq {
+                break;
+            }
+            match previous {
+                Some(previous) if previous > 0 && previous < at => at = previous,
+                // Nothing before it in the stream: all it holds is here.
+                Some(0) => break,
+                _ => return Ok(None),
+            }
+        }
+        records.reverse();
+        Ok(Some(records))
+    }
+
     /// The stream sequence of the first record with `seq >= target`, found
     /// by binary search over stream sequences (records of one conversation
     /// have growing `seq` in growing stream sequence).
@@ -378,6 +426,15 @@ impl ConversationLog {
     ) -> Result<Vec<ChatRecord>, BusError> {
         if last.seq < from_seq || limit == 0 {
             return Ok(Vec::new());
+        }
+        // The usual read (a resume, unread messages, a history page) wants
+        // the conversation's newest records: walk back from the last one,
+        // one direct get each, instead of a binary search of the stream.
+        let span = last.seq - from_seq + 1;
+        if span <= limit as u64 {
+            if let Some(records) = self.walk_back(last_stream_seq, from_seq).await? {
+                return Ok(records);
+            }
         }
         let subject = subjects::conversation(conversation);
         let mut records = Vec::new();

@@ -205,7 +205,7 @@ pub enum RecordBody {
 }
 
 /// One entry of a conversation's log: the payload stored on
-/// `chat.conv.<conversation_id>` and republished on `live.conv.<conversation_id>`.
+/// `chat.conv.<conversation_id>` and republished on `conv.<conversation_id>.live`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatRecord {
     pub id: MessageId,
@@ -218,7 +218,7 @@ pub struct ChatRecord {
     pub body: RecordBody,
 }
 
-/// Typing indicators and read receipts: ephemeral, on `signal.conv.<id>`.
+/// Typing indicators and read receipts: ephemeral, on `conv.<id>.signal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Signal {

@@ -11,6 +11,11 @@ pub const CHAT_SUBJECTS: &str = "chat.conv.*";
 /// RePublish source and destination for live fan-out.
 pub const LIVE_REPUBLISH_SOURCE: &str = "chat.conv.*";
 pub const LIVE_REPUBLISH_DEST: &str = "conv.{{wildcard(1)}}.live";
+/// Header of every stored record: the stream sequence of the record
+/// before it in the same conversation (`0` when the stream holds none), so
+/// that a reader can walk a conversation backwards from its last record
+/// one direct get per record.
+pub const PREVIOUS_HEADER: &str = "Switchboard-Previous";
 /// Every conversation's live records (for a bot that watches them all).
 pub const ALL_LIVE: &str = "conv.*.live";
 /// Broadcast notices for every online agent / visitor.

@@ -185,6 +185,62 @@ struct Memory {
 const ANNOUNCE_EVERY_MS: i64 = 2_000;
 /// Queue positions written at once.
 const ANNOUNCE_CONCURRENCY: usize = 32;
+/// Assignments written at once.
+const ASSIGN_CONCURRENCY: usize = 64;
+
+/// An assignment reflected in the mirror before it is written, so that the
+/// next decision of the same pass sees the slot taken; undone if the write
+/// did not happen (the watches would never correct a write that did not
+/// happen).
+struct Tentative {
+    agent: AgentId,
+    conversation: ConversationId,
+    last_assigned_at: i64,
+    state: Option<(ConversationStatus, Option<i64>)>,
+}
+
+impl Tentative {
+    fn take(mirror: &mut Mirror, agent: &AgentId, conversation: &ConversationId, now: i64) -> Self {
+        let load = mirror.loads.entry(agent.clone()).or_default();
+        let last_assigned_at = load.last_assigned_at;
+        load.conversations.push(LoadEntry {
+            conversation_id: conversation.clone(),
+            claimed_at: now,
+        });
+        load.last_assigned_at = now;
+        let state = mirror.conversations.get_mut(conversation).map(|state| {
+            let before = (state.status, state.assigned_at);
+            state.status = ConversationStatus::Assigned;
+            state.assigned_at = Some(now);
+            before
+        });
+        Self {
+            agent: agent.clone(),
+            conversation: conversation.clone(),
+            last_assigned_at,
+            state,
+        }
+    }
+
+    fn undo(self, mirror: &mut Mirror) {
+        if let Some(load) = mirror.loads.get_mut(&self.agent) {
+            if let Some(i) = load
+                .conversations
+                .iter()
+                .rposition(|e| e.conversation_id == self.conversation)
+            {
+                load.conversations.remove(i);
+            }
+            load.last_assigned_at = self.last_assigned_at;
+        }
+        if let (Some(state), Some((status, assigned_at))) =
+            (mirror.conversations.get_mut(&self.conversation), self.state)
+        {
+            state.status = status;
+            state.assigned_at = assigned_at;
+        }
+    }
+}
 
 /// A queue snapshot is published when the queue changes, and at least this
 /// often (for edges that started since).
@@ -299,6 +355,11 @@ async fn pass(
     let now = now_ms();
     let queue: Vec<_> = policy::queue(mirror).into_iter().cloned().collect();
     let mut waiting = Vec::new();
+    // Decide in queue order, each decision seeing the slots the earlier
+    // ones take (reflected in the mirror at once), then write them all
+    // concurrently: each assignment is a few KV round trips, and doing
+    // them one after another would bound assignments/s by the latency.
+    let mut planned = Vec::new();
     for conversation in queue {
         let Some(choice) = policy::choose_agent(
             mirror,
@@ -314,30 +375,37 @@ async fn pass(
             continue;
         };
         let capacity = policy::capacity_of(account.capacity, &config.router);
-        match assign::assign(
-            backbone,
-            &conversation.id,
-            &account,
-            capacity,
-            choice.reason,
+        let tentative = Tentative::take(mirror, &choice.agent, &conversation.id, now);
+        planned.push((conversation, account, capacity, choice.reason, tentative));
+    }
+    let results: Vec<_> = futures::stream::iter(planned)
+        .map(
+            |(conversation, account, capacity, reason, tentative)| async move {
+                let outcome =
+                    assign::assign(backbone, &conversation.id, &account, capacity, reason).await;
+                (conversation, outcome, tentative)
+            },
         )
-        .await?
-        {
-            Outcome::Assigned => {
-                // Reflect our own writes at once; the watches confirm them.
-                let load = mirror.loads.entry(choice.agent.clone()).or_default();
-                load.conversations.push(LoadEntry {
-                    conversation_id: conversation.id.clone(),
-                    claimed_at: now,
-                });
-                load.last_assigned_at = now;
-                if let Some(state) = mirror.conversations.get_mut(&conversation.id) {
-                    state.status = ConversationStatus::Assigned;
-                    state.assigned_at = Some(now);
-                }
+        .buffer_unordered(ASSIGN_CONCURRENCY)
+        .collect()
+        .await;
+    let mut failure = None;
+    for (conversation, outcome, tentative) in results {
+        match outcome {
+            // The watches confirm it.
+            Ok(Outcome::Assigned) => {}
+            Ok(Outcome::AgentFull | Outcome::NotQueued) => {
+                tentative.undo(mirror);
+                waiting.push(conversation);
             }
-            Outcome::AgentFull | Outcome::NotQueued => waiting.push(conversation),
+            Err(err) => {
+                tentative.undo(mirror);
+                failure.get_or_insert(err);
+            }
         }
+    }
+    if let Some(err) = failure {
+        return Err(err);
     }
     // Positions are told off the assignment path, concurrently, and at
     // most every ANNOUNCE_EVERY_MS per conversation (a new place at once):
