@@ -2,23 +2,41 @@
 //! buckets (via their watches) and from this router's own successful
 //! writes, so it can be thrown away and rebuilt at any time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{Entry, Operation};
-use switchboard_protocol::ids::{AgentId, ConversationId};
+use switchboard_protocol::ids::{AgentId, ConversationId, TeamId};
 use switchboard_protocol::payloads::{
-    decode, AgentAccount, AgentLoad, AgentStatus, ConversationState, Presence,
+    decode, AgentAccount, AgentLoad, AgentStatus, ConversationState, ConversationStatus, Presence,
 };
 use switchboard_protocol::subjects::{buckets, parse_presence_key};
 
+/// How long assignments are remembered for the queue's wait estimates.
+pub const RATE_WINDOW_MS: i64 = 10 * 60 * 1000;
+
 /// What the router knows of the routing state.
+///
+/// Finished conversations (closed, or left as a message) are not kept:
+/// the bucket holds every conversation ever had, and a router's memory and
+/// each pass would grow with that history. What the router still needs of
+/// them is kept small: which ones a slot may still be claimed for
+/// (`finished`, pruned by [`Mirror::prune_finished`]), and when recent
+/// ones were assigned (`assignments`, for wait estimates).
 #[derive(Debug, Default)]
 pub struct Mirror {
+    /// Conversations not finished, or finished with events still owed.
     pub conversations: HashMap<ConversationId, ConversationState>,
     pub presence: HashMap<String, Presence>,
     pub agents: HashMap<AgentId, AgentAccount>,
     pub loads: HashMap<AgentId, AgentLoad>,
+    /// Finished conversations that may still hold a slot.
+    pub finished: HashSet<ConversationId>,
+    /// When each conversation was last assigned, within the last
+    /// [`RATE_WINDOW_MS`].
+    pub assignments: HashMap<ConversationId, (Option<TeamId>, i64)>,
+    /// Assignments noted, for pruning `assignments` now and then.
+    noted: u64,
 }
 
 impl Mirror {
@@ -32,8 +50,9 @@ impl Mirror {
                 };
                 if deleted {
                     self.conversations.remove(&id);
+                    self.finished.remove(&id);
                 } else if let Some(state) = decode_logged::<ConversationState>(entry) {
-                    self.conversations.insert(id, state);
+                    self.keep(id, state);
                 }
             }
             buckets::PRESENCE => {
@@ -67,6 +86,53 @@ impl Mirror {
         }
     }
 
+    /// Takes a conversation's new state.
+    pub fn keep(&mut self, id: ConversationId, state: ConversationState) {
+        if let Some(at) = state.assigned_at {
+            self.note_assignment(&id, state.team.clone(), at);
+        }
+        let finished = matches!(
+            state.status,
+            ConversationStatus::Closed | ConversationStatus::Missed
+        );
+        if finished && state.pending.is_empty() {
+            self.conversations.remove(&id);
+            self.finished.insert(id);
+        } else {
+            self.finished.remove(&id);
+            self.conversations.insert(id, state);
+        }
+    }
+
+    fn note_assignment(&mut self, id: &ConversationId, team: Option<TeamId>, at: i64) {
+        self.assignments.insert(id.clone(), (team, at));
+        // Forget the old ones now and then.
+        self.noted = self.noted.wrapping_add(1);
+        if self.noted % 1024 == 0 {
+            let newest = self
+                .assignments
+                .values()
+                .map(|(_, at)| *at)
+                .max()
+                .unwrap_or(at);
+            self.assignments
+                .retain(|_, (_, at)| newest - *at <= RATE_WINDOW_MS);
+        }
+    }
+
+    /// Forgets the finished conversations no slot is claimed for any more.
+    pub fn prune_finished(&mut self) {
+        if self.finished.is_empty() {
+            return;
+        }
+        let claimed: HashSet<&ConversationId> = self
+            .loads
+            .values()
+            .flat_map(|l| l.conversations.iter().map(|e| &e.conversation_id))
+            .collect();
+        self.finished.retain(|id| claimed.contains(id));
+    }
+
     /// An agent's status: the best of their connections that refreshed
     /// their presence within `ttl`.
     pub fn status(&self, agent: &AgentId, now_ms: i64, ttl: Duration) -> AgentStatus {
@@ -92,5 +158,69 @@ fn decode_logged<T: serde::de::DeserializeOwned>(entry: &Entry) -> Option<T> {
             tracing::warn!(error = %err, bucket = %entry.bucket, key = %entry.key, "undecodable kv entry");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_protocol::payloads::{LoadEntry, Participant};
+
+    fn state(id: &str, status: ConversationStatus, assigned_at: Option<i64>) -> ConversationState {
+        let mut state = ConversationState::opened(
+            ConversationId::new(id).unwrap(),
+            Participant::system("v"),
+            None,
+            0,
+        );
+        state.status = status;
+        state.assigned_at = assigned_at;
+        state
+    }
+
+    #[test]
+    fn finished_conversations_leave_the_mirror_but_not_their_slot_or_rate() {
+        let mut mirror = Mirror::default();
+        let id = ConversationId::new("c_1").unwrap();
+        let agent = AgentId::new("a_1").unwrap();
+        mirror.keep(
+            id.clone(),
+            state("c_1", ConversationStatus::Assigned, Some(5)),
+        );
+        mirror
+            .loads
+            .entry(agent.clone())
+            .or_default()
+            .conversations
+            .push(LoadEntry {
+                conversation_id: id.clone(),
+                claimed_at: 5,
+            });
+        mirror.keep(
+            id.clone(),
+            state("c_1", ConversationStatus::Closed, Some(5)),
+        );
+        assert!(!mirror.conversations.contains_key(&id));
+        // Its slot is still claimed: remembered as finished.
+        mirror.prune_finished();
+        assert!(mirror.finished.contains(&id));
+        // The slot given back: forgotten.
+        mirror.loads.clear();
+        mirror.prune_finished();
+        assert!(mirror.finished.is_empty());
+        // The assignment still counts for wait estimates.
+        assert_eq!(mirror.assignments.get(&id), Some(&(None, 5)));
+
+        // A closed conversation that still owes events stays until written.
+        let mut owing = state("c_2", ConversationStatus::Closed, None);
+        owing.owe(
+            Participant::system("edge"),
+            switchboard_protocol::payloads::ConversationEvent::Closed {},
+            None,
+        );
+        mirror.keep(owing.id.clone(), owing);
+        assert!(mirror
+            .conversations
+            .contains_key(&ConversationId::new("c_2").unwrap()));
     }
 }

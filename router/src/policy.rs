@@ -178,7 +178,7 @@ pub fn agents_online(
 }
 
 /// Over how long the assignment rate behind wait estimates is measured.
-pub const RATE_WINDOW_MS: i64 = 10 * 60 * 1000;
+pub use crate::mirror::RATE_WINDOW_MS;
 
 /// Expected wait at `position` from the team's assignments over the last
 /// [`RATE_WINDOW_MS`]; `None` until there is a rate to go by.
@@ -189,11 +189,9 @@ pub fn estimated_wait_secs(
     now_ms: i64,
 ) -> Option<u32> {
     let recent = mirror
-        .conversations
+        .assignments
         .values()
-        .filter(|c| c.team.as_ref() == team)
-        .filter_map(|c| c.assigned_at)
-        .filter(|at| now_ms - at <= RATE_WINDOW_MS)
+        .filter(|(t, at)| t.as_ref() == team && now_ms - at <= RATE_WINDOW_MS)
         .count();
     if recent == 0 {
         return None;
@@ -417,7 +415,7 @@ mod tests {
             let mut done = conversation(&format!("c_done{i}"), 0, None);
             done.status = ConversationStatus::Closed;
             done.assigned_at = Some(now - 1_000 * i);
-            mirror.conversations.insert(done.id.clone(), done);
+            mirror.keep(done.id.clone(), done);
         }
         // 60 assignments in 10 minutes: one every 10 s.
         assert_eq!(estimated_wait_secs(&mirror, None, 3, now), Some(30));

@@ -25,12 +25,13 @@ pub fn stale_claims(
             let holds = state.is_some_and(|s| s.is_assigned_to(agent));
             // Not seen (yet) is not finished: the conversation may be newer
             // than this router's view of it.
-            let finished = state.is_some_and(|s| {
-                matches!(
-                    s.status,
-                    ConversationStatus::Closed | ConversationStatus::Missed
-                )
-            });
+            let finished = mirror.finished.contains(&entry.conversation_id)
+                || state.is_some_and(|s| {
+                    matches!(
+                        s.status,
+                        ConversationStatus::Closed | ConversationStatus::Missed
+                    )
+                });
             let old = now_ms - entry.claimed_at > grace_ms;
             // A closed conversation frees its slot at once; a claim that
             // never became an assignment only after the grace period (its
@@ -123,7 +124,7 @@ mod tests {
         );
         state.status = status;
         state.agent = agent.map(|a| Participant::agent(&AgentId::new(a).unwrap(), a));
-        mirror.conversations.insert(state.id.clone(), state);
+        mirror.keep(state.id.clone(), state);
     }
 
     #[test]

@@ -159,6 +159,7 @@ async fn watch_and_route(
         {
             tracing::warn!(error = %err, "reconcile failed");
         }
+        mirror.prune_finished();
         if let Err(err) = requeue_absent(config, backbone, &mirror, &mut memory, now_ms()).await {
             tracing::warn!(error = %err, "requeue of absent agents failed");
         }
