@@ -70,7 +70,25 @@ pub enum Decision<T, R> {
 /// # Errors
 /// NATS errors, undecodable values, or [`BusError::Contention`] after
 /// [`MAX_ATTEMPTS`] lost races.
-pub async fn cas<T, R, F>(store: &kv::Store, key: &str, mut decide: F) -> Result<R, BusError>
+pub async fn cas<T, R, F>(store: &kv::Store, key: &str, decide: F) -> Result<R, BusError>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnMut(Option<&T>) -> Decision<T, R>,
+{
+    Ok(cas_versioned(store, key, decide).await?.0)
+}
+
+/// [`cas`], also returning the value it wrote and that value's revision
+/// (`None` when it kept or deleted), so the caller can go on from there
+/// without reading the key again.
+///
+/// # Errors
+/// As [`cas`].
+pub async fn cas_versioned<T, R, F>(
+    store: &kv::Store,
+    key: &str,
+    mut decide: F,
+) -> Result<(R, Option<Versioned<T>>), BusError>
 where
     T: Serialize + DeserializeOwned,
     F: FnMut(Option<&T>) -> Decision<T, R>,
@@ -89,13 +107,13 @@ where
             None => (None, None),
         };
         match decide(current.as_ref()) {
-            Decision::Keep(result) => return Ok(result),
+            Decision::Keep(result) => return Ok((result, None)),
             Decision::Delete(result) => {
                 let Some(revision) = revision.filter(|_| current.is_some()) else {
-                    return Ok(result);
+                    return Ok((result, None));
                 };
                 match store.delete_expect_revision(key, Some(revision)).await {
-                    Ok(()) => return Ok(result),
+                    Ok(()) => return Ok((result, None)),
                     Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => continue,
                     Err(e) => return Err(BusError::nats("delete kv entry", e)),
                 }
@@ -107,22 +125,22 @@ where
                     Some(revision) => store
                         .update(key, bytes.into(), revision)
                         .await
-                        .map(|_| true)
+                        .map(Some)
                         .or_else(|e| match e.kind() {
-                            UpdateErrorKind::WrongLastRevision => Ok(false),
+                            UpdateErrorKind::WrongLastRevision => Ok(None),
                             _ => Err(BusError::nats("update kv entry", e)),
                         })?,
                     None => store
                         .create(key, bytes.into())
                         .await
-                        .map(|_| true)
+                        .map(Some)
                         .or_else(|e| match e.kind() {
-                            CreateErrorKind::AlreadyExists => Ok(false),
+                            CreateErrorKind::AlreadyExists => Ok(None),
                             _ => Err(BusError::nats("create kv entry", e)),
                         })?,
                 };
-                if written {
-                    return Ok(result);
+                if let Some(revision) = written {
+                    return Ok((result, Some(Versioned { value, revision })));
                 }
             }
         }

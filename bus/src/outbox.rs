@@ -14,6 +14,8 @@ use switchboard_protocol::payloads::{
 };
 use switchboard_protocol::subjects;
 
+use async_nats::jetstream::kv::UpdateErrorKind;
+
 use crate::kv::{self, Decision};
 use crate::{Backbone, BusError};
 
@@ -28,7 +30,21 @@ pub async fn flush(backbone: &Backbone, conversation: &ConversationId) -> Result
     else {
         return Ok(());
     };
-    let owed: Vec<PendingEvent> = state.value.pending;
+    flush_from(backbone, conversation, state).await
+}
+
+/// [`flush`] from a state just written (and its revision, from
+/// [`kv::cas_versioned`]): no read before the appends, and the owed events
+/// are removed by a write at that revision when nobody wrote since.
+///
+/// # Errors
+/// NATS errors; what was not written stays owed.
+pub async fn flush_from(
+    backbone: &Backbone,
+    conversation: &ConversationId,
+    state: kv::Versioned<ConversationState>,
+) -> Result<(), BusError> {
+    let owed: Vec<PendingEvent> = state.value.pending.clone();
     if owed.is_empty() {
         return Ok(());
     }
@@ -58,6 +74,22 @@ pub async fn flush(backbone: &Backbone, conversation: &ConversationId) -> Result
         }
     }
     let written: Vec<&str> = owed.iter().map(|p| p.key.as_str()).collect();
+    let mut unchanged = state.value;
+    unchanged
+        .pending
+        .retain(|p| !written.contains(&p.key.as_str()));
+    if let Ok(bytes) = encode(&unchanged) {
+        match backbone
+            .conversations
+            .update(conversation.as_str(), bytes.into(), state.revision)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // Written since: remove them from whatever it is now.
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {}
+            Err(e) => return Err(BusError::nats("update kv entry", e)),
+        }
+    }
     kv::cas(
         &backbone.conversations,
         conversation.as_str(),

@@ -77,7 +77,7 @@ pub async fn assign(
         return Ok(Outcome::AgentFull);
     }
     let participant = Participant::agent(&agent.id, agent.name.clone());
-    let assigned = kv::cas(
+    let (assigned, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
         |current: Option<&ConversationState>| match current {
@@ -103,11 +103,11 @@ pub async fn assign(
         },
     )
     .await?;
-    if !assigned {
+    let Some(written) = written.filter(|_| assigned) else {
         release_unless_held(backbone, &agent.id, conversation).await?;
         return Ok(Outcome::NotQueued);
-    }
-    outbox::flush(backbone, conversation).await?;
+    };
+    outbox::flush_from(backbone, conversation, written).await?;
     tracing::info!("agent assigned");
     Ok(Outcome::Assigned)
 }
@@ -150,7 +150,7 @@ pub async fn requeue(
     reason: &str,
     exclude: bool,
 ) -> Result<bool, BusError> {
-    let requeued = kv::cas(
+    let (requeued, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
         |current: Option<&ConversationState>| match current {
@@ -178,11 +178,11 @@ pub async fn requeue(
         },
     )
     .await?;
-    if !requeued {
+    let Some(written) = written.filter(|_| requeued) else {
         return Ok(false);
-    }
+    };
     release(backbone, agent, conversation).await?;
-    outbox::flush(backbone, conversation).await?;
+    outbox::flush_from(backbone, conversation, written).await?;
     tracing::info!(reason, "conversation requeued");
     Ok(true)
 }
@@ -198,7 +198,7 @@ pub async fn announce_position(
     estimated_wait_secs: Option<u32>,
     agents_online: u32,
 ) -> Result<(), BusError> {
-    let changed = kv::cas(
+    let (changed, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
         |current: Option<&ConversationState>| match current {
@@ -223,8 +223,8 @@ pub async fn announce_position(
         },
     )
     .await?;
-    if changed {
-        outbox::flush(backbone, conversation).await?;
+    if let Some(written) = written.filter(|_| changed) {
+        outbox::flush_from(backbone, conversation, written).await?;
         tracing::debug!(conversation_id = %conversation, position, "queue position announced");
     }
     Ok(())

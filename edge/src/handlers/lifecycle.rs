@@ -77,7 +77,7 @@ pub(super) async fn reopen_recent(
     let now = now_ms();
     let sender = session.identity.participant();
     let before = backbone.log.last_seq(&last.value).await?;
-    let reopened = kv::cas(
+    let (reopened, written) = kv::cas_versioned(
         &backbone.conversations,
         last.value.as_str(),
         |current: Option<&ConversationState>| match current {
@@ -103,10 +103,10 @@ pub(super) async fn reopen_recent(
         },
     )
     .await?;
-    if !reopened {
+    let Some(written) = written.filter(|_| reopened) else {
         return Ok(None);
-    }
-    outbox::flush(backbone, &last.value).await?;
+    };
+    outbox::flush_from(backbone, &last.value, written).await?;
     tracing::info!(conversation = %last.value, "conversation reopened");
     Ok(Some((last.value, before)))
 }
@@ -233,7 +233,7 @@ pub(super) async fn transfer(
         to_team: to_team.clone(),
         note,
     };
-    let moved = kv::cas(
+    let (moved, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
         |current: Option<&ConversationState>| match current {
@@ -258,13 +258,13 @@ pub(super) async fn transfer(
         },
     )
     .await?;
-    if !moved {
+    let Some(written) = written.filter(|_| moved) else {
         return Err(Refusal::new(
             ErrorCode::Forbidden,
             "this conversation is not yours",
         ));
-    }
-    outbox::flush(backbone, conversation).await?;
+    };
+    outbox::flush_from(backbone, conversation, written).await?;
     tracing::info!(%conversation, "conversation transferred");
     Ok(())
 }
@@ -345,7 +345,7 @@ pub(super) async fn close(session: &mut Session, conversation: &ConversationId) 
     let state = authorize(session, conversation, true).await?;
     let backbone = &session.state.backbone;
     let sender = session.identity.participant();
-    let closed_now = kv::cas(
+    let (closed_now, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
         |current: Option<&ConversationState>| match current {
@@ -360,13 +360,13 @@ pub(super) async fn close(session: &mut Session, conversation: &ConversationId) 
         },
     )
     .await?;
-    if !closed_now {
+    let Some(written) = written.filter(|_| closed_now) else {
         return Err(Refusal::new(
             ErrorCode::Forbidden,
             "this conversation is closed",
         ));
-    }
-    outbox::flush(backbone, conversation).await?;
+    };
+    outbox::flush_from(backbone, conversation, written).await?;
     // Give the agent's slot back now: a reopen right after must not find
     // it still taken (routers release it too, when they see the close).
     if let Some(agent) = state
