@@ -188,6 +188,8 @@ const ANNOUNCE_EVERY_MS: i64 = 2_000;
 const ANNOUNCE_CONCURRENCY: usize = 32;
 /// Assignments written at once.
 const ASSIGN_CONCURRENCY: usize = 64;
+/// A claim younger than this is another router's assignment in progress.
+const IN_FLIGHT_MS: i64 = 1_000;
 
 /// An assignment reflected in the mirror before it is written, so that the
 /// next decision of the same pass sees the slot taken; undone if the write
@@ -361,6 +363,21 @@ async fn pass(
     // concurrently: each assignment is a few KV round trips, and doing
     // them one after another would bound assignments/s by the latency.
     let mut planned = Vec::new();
+    // Conversations another router is assigning right now (a fresh claim
+    // on some agent's slot): left to it, rather than raced for. An older
+    // claim may be an orphan of a router that died between its two steps:
+    // then it is assigned as usual (sharing the claim if the same agent).
+    let in_flight: HashSet<&ConversationId> = mirror
+        .loads
+        .values()
+        .flat_map(|l| l.conversations.iter())
+        .filter(|e| now - e.claimed_at < IN_FLIGHT_MS)
+        .map(|e| &e.conversation_id)
+        .collect();
+    let queue: Vec<_> = queue
+        .into_iter()
+        .filter(|c| !in_flight.contains(&c.id))
+        .collect();
     for conversation in queue {
         let Some(choice) = policy::choose_agent(
             mirror,
