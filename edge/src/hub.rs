@@ -4,6 +4,7 @@
 //! once per connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
@@ -68,6 +69,10 @@ impl Rendered {
 struct Topic {
     followers: HashMap<u64, Follower>,
     task: AbortHandle,
+    /// Changes whenever something that may change who can do what in the
+    /// conversation is seen (an event record, a disruption of the feed);
+    /// unique across topics, so a topic made anew never repeats one.
+    epoch: u64,
 }
 
 struct Inbox {
@@ -86,6 +91,8 @@ pub struct Hub {
     notices: broadcast::Sender<(Role, Arc<str>)>,
     /// The latest `queue` frame, for agents who connect.
     queue: Mutex<Option<Arc<str>>>,
+    /// Source of the topics' epochs.
+    epochs: AtomicU64,
 }
 
 /// Broadcasts a slow session may fall behind by before missing some.
@@ -109,6 +116,7 @@ impl Hub {
             inboxes: Mutex::default(),
             notices: broadcast::channel(NOTICE_BACKLOG).0,
             queue: Mutex::default(),
+            epochs: AtomicU64::new(0),
         })
     }
 
@@ -194,6 +202,7 @@ impl Hub {
         let topic = topics.entry(conversation.clone()).or_insert_with(|| Topic {
             followers: HashMap::new(),
             task: tokio::spawn(Arc::clone(self).pump(conversation.clone(), feed)).abort_handle(),
+            epoch: self.next_epoch(),
         });
         topic.followers.insert(connection, follower);
         Ok(())
@@ -215,7 +224,14 @@ impl Hub {
     /// have been missed: offer every followed conversation's last record to
     /// its followers, whose writers fill any gap before it from the stream.
     pub async fn audit(&self) {
-        let conversations: Vec<ConversationId> = self.topics().keys().cloned().collect();
+        // Events may have been missed: what was learnt from them is stale.
+        let conversations: Vec<ConversationId> = {
+            let mut topics = self.topics();
+            for topic in topics.values_mut() {
+                topic.epoch = self.next_epoch();
+            }
+            topics.keys().cloned().collect()
+        };
         let mut repaired = 0usize;
         for conversation in conversations {
             match self.log.last(&conversation).await {
@@ -290,6 +306,11 @@ impl Hub {
         {
             self.log.observe(&record, stream_seq);
         }
+        if let RecordBody::Event { .. } = record.body {
+            if let Some(topic) = self.topics().get_mut(conversation) {
+                topic.epoch = self.next_epoch();
+            }
+        }
         let rendered = Rendered::new(&record);
         for follower in self.followers(conversation) {
             rendered.offer(&record, &follower);
@@ -317,6 +338,21 @@ impl Hub {
                 topics.remove(conversation);
             }
         }
+    }
+
+    /// The conversation's epoch, if the connection follows it: equal
+    /// epochs mean that no event of the conversation was seen in between
+    /// (see `handlers::messages::send`, which trusts an earlier check of
+    /// the conversation's state while its epoch holds).
+    pub fn epoch(&self, conversation: &ConversationId, connection: u64) -> Option<u64> {
+        self.topics()
+            .get(conversation)
+            .filter(|t| t.followers.contains_key(&connection))
+            .map(|t| t.epoch)
+    }
+
+    fn next_epoch(&self) -> u64 {
+        self.epochs.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Whether a connection receives a conversation's records.

@@ -38,6 +38,18 @@ pub struct Session {
     /// Conversations this connection has followed (the hub knows which it
     /// still does); left on close.
     pub followed: HashSet<ConversationId>,
+    /// Conversations this connection was found allowed to send into, at
+    /// which hub epoch (see `handlers::messages::send`).
+    pub may_send: HashMap<ConversationId, SendCheck>,
+}
+
+/// A send permission checked against the conversation's state.
+#[derive(Debug, Clone, Copy)]
+pub struct SendCheck {
+    /// The conversation's hub epoch before the state was read.
+    pub epoch: u64,
+    /// Whether its agent had already answered (no first reply to note).
+    pub answered: bool,
 }
 
 impl Session {
@@ -102,6 +114,7 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         connection,
         outbox,
         followed: HashSet::new(),
+        may_send: HashMap::new(),
     };
     // Boxed, like every handler below: a task's future is as large as the
     // largest state it can be in, and it is held for the whole life of an

@@ -136,6 +136,13 @@ async fn transfers_go_to_the_named_agent_or_team_with_the_note() {
     dee.expect_type("assigned").await;
     let mut eli = agent(&system, edge, "eli").await;
     let eli_account = eli.seen[0]["id"].as_str().unwrap().to_owned();
+    // Dee has written in it (the edge remembers Dee may)...
+    for n in 0..2 {
+        let said = dee
+            .send_message(&id, &format!("before-{n}"), "one moment")
+            .await;
+        ann.expect("dee's message", |f| f["id"] == said["id"]).await;
+    }
 
     dee.send(json!({
         "type": "transfer", "conversation_id": id, "to_agent": eli_account,
@@ -159,7 +166,7 @@ async fn transfers_go_to_the_named_agent_or_team_with_the_note() {
         })
         .await;
     assert_eq!(assigned["reason"]["strategy"], "requested");
-    // Dee may no longer write in it, nor read what follows.
+    // ...and may no longer write in it, nor read what follows.
     let after = ann
         .send_message(&id, "after-transfer", "are you there?")
         .await;
@@ -221,9 +228,19 @@ async fn a_closed_conversation_is_rated_and_reopened_with_the_same_agent() {
     ann.send(json!({ "type": "rate", "conversation_id": id, "score": 5 }))
         .await;
     ann.expect_error("forbidden").await;
+    for n in 0..2 {
+        let said = ann
+            .send_message(&id, &format!("before-close-{n}"), "thanks")
+            .await;
+        ivy.expect("ann's message", |f| f["id"] == said["id"]).await;
+    }
     ivy.send(json!({ "type": "close", "conversation_id": id }))
         .await;
     ann.expect_event(&id, "closed").await;
+    // Closed: nobody writes in it any more.
+    ann.send(json!({ "type": "send", "conversation_id": id, "client_id": "late", "text": "x" }))
+        .await;
+    ann.expect_error("forbidden").await;
     ann.send(json!({ "type": "rate", "conversation_id": id, "score": 6 }))
         .await;
     ann.expect_error("bad_request").await;

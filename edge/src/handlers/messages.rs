@@ -34,14 +34,35 @@ pub(super) async fn send(
         ));
     }
     text_allowed(session, &text)?;
-    let state = authorize(session, conversation, true).await?;
-    if !session
-        .state
-        .hub
-        .is_following(conversation, session.connection)
-    {
-        follow(session, conversation, CatchUp::Live).await?;
-    }
+    // The conversation's state is read once, not for every message: the
+    // check holds while the hub has seen no event of the conversation
+    // since (assignments, transfers, closes are all events, and the hub
+    // stops delivering to an agent who lost it).
+    let hub = &session.state.hub;
+    let epoch = hub.epoch(conversation, session.connection);
+    let checked = session
+        .may_send
+        .get(conversation)
+        .copied()
+        .filter(|check| Some(check.epoch) == epoch);
+    let answered = match checked {
+        Some(check) => check.answered,
+        None => {
+            let state = authorize(session, conversation, true).await?;
+            let answered = state.first_response_at.is_some();
+            match epoch {
+                Some(epoch) => {
+                    session
+                        .may_send
+                        .insert(conversation.clone(), SendCheck { epoch, answered });
+                }
+                None => {
+                    follow(session, conversation, CatchUp::Live).await?;
+                }
+            }
+            answered
+        }
+    };
     if retry {
         // JetStream recognises a repeat only inside its dedupe window; a
         // retry may come later (a client offline for long), so look for it.
@@ -52,8 +73,11 @@ pub(super) async fn send(
     }
     append_message(session, conversation, client_id, text).await?;
     if let Identity::Agent { id, .. } = &session.identity {
-        if state.first_response_at.is_none() {
+        if !answered {
             note_first_response(session, conversation, id).await?;
+            if let Some(check) = session.may_send.get_mut(conversation) {
+                check.answered = true;
+            }
         }
     }
     Ok(())

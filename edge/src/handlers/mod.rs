@@ -31,7 +31,7 @@ use crate::auth::Identity;
 use crate::hub::Follower;
 use crate::limits::{check_text, valid_client_id, TextProblem};
 use crate::outbox::Outbound;
-use crate::session::Session;
+use crate::session::{SendCheck, Session};
 
 pub(crate) use lifecycle::claim_conversation;
 use lifecycle::{close, rate, set_status, start, transfer};
