@@ -52,6 +52,14 @@ pub(super) async fn send(
             let answered = state.first_response_at.is_some();
             match epoch {
                 Some(epoch) => {
+                    // An agent's connection may send into many conversations
+                    // over a day: forget the checks that no longer hold.
+                    if session.may_send.len() >= MAX_SEND_CHECKS {
+                        let connection = session.connection;
+                        session
+                            .may_send
+                            .retain(|c, check| hub.epoch(c, connection) == Some(check.epoch));
+                    }
                     session
                         .may_send
                         .insert(conversation.clone(), SendCheck { epoch, answered });
@@ -105,6 +113,9 @@ pub(super) async fn note_first_response(
     .await?;
     Ok(())
 }
+
+/// Send checks a connection keeps before forgetting stale ones.
+const MAX_SEND_CHECKS: usize = 64;
 
 /// Records looked at for a retried send (the most recent ones).
 const RETRY_LOOKBACK: u64 = 500;
