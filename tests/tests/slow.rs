@@ -6,6 +6,12 @@ use serde_json::json;
 use switchboard_tests::system::System;
 use switchboard_tests::ws::Ws;
 
+/// Messages the agent sends before reading the answers.
+const BURST: usize = 20;
+/// Bursts: 1,500 messages of 3,000 bytes in all, far more than the stuck
+/// client's socket buffers and queue hold.
+const BATCHES: usize = 75;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_dropped_and_nobody_else_waits() {
     let mut system = System::with_workers().await;
@@ -46,10 +52,12 @@ async fn a_client_that_stops_reading_is_dropped_and_nobody_else_waits() {
 
     // The stuck visitor stops reading; the agent floods its conversation
     // while the control conversation goes on, round trip after round trip.
+    // (The agent reads its answers only after each burst: a burst must fit
+    // its own queue of 64 — an ack and an echo per message, and receipts.)
     let text = "x".repeat(3000);
     let mut round_trips = 0;
-    for batch in 0..30 {
-        for i in 0..50 {
+    for batch in 0..BATCHES {
+        for i in 0..BURST {
             agent
                 .send(json!({
                     "type": "send", "conversation_id": stuck_id,
@@ -57,7 +65,7 @@ async fn a_client_that_stops_reading_is_dropped_and_nobody_else_waits() {
                 }))
                 .await;
         }
-        for i in 0..50 {
+        for i in 0..BURST {
             let client_id = format!("flood-{batch}-{i}");
             agent
                 .expect(&client_id, |f| {
@@ -75,7 +83,7 @@ async fn a_client_that_stops_reading_is_dropped_and_nobody_else_waits() {
             .await;
         round_trips += 1;
     }
-    assert_eq!(round_trips, 30);
+    assert_eq!(round_trips, BATCHES);
 
     // When the stuck client reads again (within the edge's grace period),
     // it finds it was dropped.
