@@ -237,9 +237,9 @@ impl Hub {
             match self.log.last(&conversation).await {
                 Ok(Some((_, record))) => {
                     let rendered = Rendered::new(&record);
-                    self.each_follower(&conversation, |follower| {
-                        rendered.offer(&record, follower);
-                    });
+                    for follower in self.followers(&conversation) {
+                        rendered.offer(&record, &follower);
+                    }
                     repaired += 1;
                 }
                 Ok(None) => {}
@@ -267,12 +267,11 @@ impl Hub {
         self.inboxes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `offer` for each follower of a conversation, under the lock
-    /// (offers never wait: a full queue drops that client).
-    fn each_follower(&self, conversation: &ConversationId, mut offer: impl FnMut(&Follower)) {
-        if let Some(topic) = self.topics().get(conversation) {
-            topic.followers.values().for_each(&mut offer);
-        }
+    fn followers(&self, conversation: &ConversationId) -> Vec<Follower> {
+        self.topics()
+            .get(conversation)
+            .map(|t| t.followers.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Moves one conversation's live records and signals to its followers
@@ -307,14 +306,14 @@ impl Hub {
         {
             self.log.observe(&record, stream_seq);
         }
-        let rendered = Rendered::new(&record);
-        if let Some(topic) = self.topics().get_mut(conversation) {
-            if let RecordBody::Event { .. } = record.body {
+        if let RecordBody::Event { .. } = record.body {
+            if let Some(topic) = self.topics().get_mut(conversation) {
                 topic.epoch = self.next_epoch();
             }
-            for follower in topic.followers.values() {
-                rendered.offer(&record, follower);
-            }
+        }
+        let rendered = Rendered::new(&record);
+        for follower in self.followers(conversation) {
+            rendered.offer(&record, &follower);
         }
         // An agent who lost the conversation sees that, and nothing after.
         if let RecordBody::Event {
@@ -398,11 +397,11 @@ impl Hub {
             ),
         };
         let json: Arc<str> = frame.to_json().into();
-        self.each_follower(conversation, |follower| {
+        for follower in self.followers(conversation) {
             if follower.participant_id != from {
                 follower.outbox.offer(Outbound::Frame(Arc::clone(&json)));
             }
-        });
+        }
     }
 
     fn on_queue(&self, message: &async_nats::Message) {
