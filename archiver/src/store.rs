@@ -298,14 +298,7 @@ impl Archive {
             };
             let mut update = summary_update(&pending);
             let last_seq = i64::try_from(last.seq).unwrap_or(i64::MAX);
-            match update.get_document_mut("$set") {
-                Ok(set) => {
-                    set.insert("archived_seq", last_seq);
-                }
-                Err(_) => {
-                    update.insert("$set", doc! { "archived_seq": last_seq });
-                }
-            }
+            set_archived_seq(&mut update, last_seq);
             let filter = doc! { "_id": conversation.as_str(), "archived_seq": applied };
             match self
                 .conversations
@@ -428,14 +421,7 @@ fn following_statement(
         return None;
     }
     let mut update = summary_update(records);
-    match update.get_document_mut("$set") {
-        Ok(set) => {
-            set.insert("archived_seq", last_seq);
-        }
-        Err(_) => {
-            update.insert("$set", doc! { "archived_seq": last_seq });
-        }
-    }
+    set_archived_seq(&mut update, last_seq);
     update.insert("$inc", count_records(records));
     let statement = doc! {
         "q": { "_id": conversation.as_str(), "archived_seq": first_seq - 1 },
@@ -444,6 +430,18 @@ fn following_statement(
         "upsert": first_seq == 1,
     };
     Some((statement, last_seq))
+}
+
+/// Adds `archived_seq` to a summary update's `$set`.
+fn set_archived_seq(update: &mut Document, seq: i64) {
+    match update.get_document_mut("$set") {
+        Ok(set) => {
+            set.insert("archived_seq", seq);
+        }
+        Err(_) => {
+            update.insert("$set", doc! { "archived_seq": seq });
+        }
+    }
 }
 
 fn is_duplicate(err: &mongodb::error::Error) -> bool {

@@ -18,9 +18,8 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::net::{self, Frame, Socket};
+use crate::net::{self, Frame, Incoming, Socket};
 use crate::now_ns;
 use crate::report::{num, row, Report};
 use crate::setup;
@@ -150,15 +149,11 @@ async fn agent(
             }
             message = socket.next() => message,
         };
-        let text = match message {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_))) | None => {
-                tally.errors.add("agent connection closed");
-                break;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(_)) => {
-                tally.errors.add("agent connection failed");
+        let text = match net::incoming(message) {
+            Incoming::Text(text) => text,
+            Incoming::Skip => continue,
+            Incoming::Ended(error) => {
+                tally.errors.add(error);
                 break;
             }
         };

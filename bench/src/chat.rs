@@ -27,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::net::{self, Frame, Socket};
+use crate::net::{self, Frame, Incoming, Socket};
 use crate::report::{num, row, Report};
 use crate::setup::{self, Visitor};
 use crate::stats::{Errors, Hist, Latency};
@@ -201,15 +201,11 @@ async fn agent(
             _ = done.changed() => break,
             message = socket.next() => message,
         };
-        let text = match message {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_))) | None => {
-                tally.errors.add("agent connection closed");
-                break;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(_)) => {
-                tally.errors.add("agent connection failed");
+        let text = match net::incoming(message) {
+            Incoming::Text(text) => text,
+            Incoming::Skip => continue,
+            Incoming::Ended(error) => {
+                tally.errors.add(error);
                 break;
             }
         };
@@ -282,6 +278,22 @@ fn split(visitors: Vec<Visitor>) -> (Vec<String>, Vec<Sink>, futures::stream::Se
     (conversations, sinks, futures::stream::select_all(streams))
 }
 
+/// Sends a visitor's next closed-loop message, stamped with the time it
+/// leaves; false (and counted) when the send failed.
+async fn send_closed(
+    sink: &mut SplitSink<Socket, Message>,
+    conversation: &str,
+    tally: &mut Tally,
+) -> bool {
+    let t = now_ns();
+    let frame = net::send_frame(conversation, &format!("c{t}"), &format!("t{t}"));
+    let sent = net::send_text(sink, frame).await.is_ok();
+    if !sent {
+        tally.errors.add("visitor send failed");
+    }
+    sent
+}
+
 /// A shard of visitors driven by one task.
 pub(crate) async fn visitors(
     visitors: Vec<Visitor>,
@@ -308,13 +320,10 @@ pub(crate) async fn visitors(
     let mut next_send = 0u64;
     if mode == Mode::Closed {
         for i in 0..count {
-            let t = now_ns();
-            let frame = net::send_frame(&conversations[i], &format!("c{t}"), &format!("t{t}"));
-            if net::send_text(&mut sinks[i], frame).await.is_ok() {
+            if send_closed(&mut sinks[i], &conversations[i], &mut tally).await {
                 outstanding[i] = true;
                 in_flight += 1;
             } else {
-                tally.errors.add("visitor send failed");
                 alive[i] = false;
             }
         }
@@ -426,13 +435,10 @@ pub(crate) async fn visitors(
             _ => {}
         }
         if send_next && mode == Mode::Closed && now_ns() < end && alive[i] {
-            let t = now_ns();
-            let frame = net::send_frame(&conversations[i], &format!("c{t}"), &format!("t{t}"));
-            if net::send_text(&mut sinks[i], frame).await.is_ok() {
+            if send_closed(&mut sinks[i], &conversations[i], &mut tally).await {
                 outstanding[i] = true;
                 in_flight += 1;
             } else {
-                tally.errors.add("visitor send failed");
                 alive[i] = false;
             }
         }

@@ -182,6 +182,28 @@ pub fn stamp(value: &str) -> Option<u64> {
 }
 
 /// A `send` frame.
+/// What one read from an agent's socket gave.
+pub enum Incoming {
+    /// A text frame.
+    Text(tokio_tungstenite::tungstenite::Utf8Bytes),
+    /// Something else (ping, pong, binary): read on.
+    Skip,
+    /// The connection ended: the error to count.
+    Ended(&'static str),
+}
+
+/// Classifies what `socket.next()` returned for an agent's socket.
+pub fn incoming(
+    message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Incoming {
+    match message {
+        Some(Ok(Message::Text(text))) => Incoming::Text(text),
+        Some(Ok(Message::Close(_))) | None => Incoming::Ended("agent connection closed"),
+        Some(Ok(_)) => Incoming::Skip,
+        Some(Err(_)) => Incoming::Ended("agent connection failed"),
+    }
+}
+
 pub fn send_frame(conversation: &str, client_id: &str, text: &str) -> String {
     format!(
         r#"{{"type":"send","conversation_id":"{conversation}","client_id":"{client_id}","text":"{text}"}}"#
