@@ -193,6 +193,7 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
             shared.clone(),
             mode,
             ready,
+            chat::DEFAULT_DRAIN,
         )));
     }
 

@@ -33,8 +33,10 @@ use crate::setup::{self, Visitor};
 use crate::stats::{Errors, Hist, Latency};
 use crate::{instant_at, now_ns};
 
-/// How long the visitors wait for their last round trips after the window.
-const DRAIN: Duration = Duration::from_secs(5);
+/// How long, by default, a run waits after the window for what is still in
+/// flight (round trips, acks, deliveries) before counting what never
+/// arrived as lost.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +60,9 @@ pub struct ChatConfig {
     pub warmup: f64,
     /// Visitors being set up at once.
     pub concurrency: usize,
+    /// How long to wait after the window for what is in flight
+    /// ([`DEFAULT_DRAIN`]; longer on a slow or loaded machine).
+    pub drain: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -300,6 +305,7 @@ pub(crate) async fn visitors(
     shared: Arc<Shared>,
     mode: Mode,
     total: usize,
+    drain: Duration,
 ) -> Tally {
     let mut tally = Tally::default();
     let count = visitors.len();
@@ -328,7 +334,7 @@ pub(crate) async fn visitors(
             }
         }
     }
-    let drain_until = end + u64::try_from(DRAIN.as_nanos()).unwrap_or(u64::MAX);
+    let drain_until = end + u64::try_from(drain.as_nanos()).unwrap_or(u64::MAX);
     loop {
         let now = now_ns();
         if now >= drain_until || (now >= end && in_flight == 0 && interval.is_none()) {
@@ -504,14 +510,26 @@ pub async fn run(config: &ChatConfig) -> Result<ChatReport> {
             shared.clone(),
             config.mode,
             ready,
+            config.drain,
         )));
     }
     let mut tally = Tally::default();
     for shard in shards {
         tally.merge(&shard.await.context("visitor task")?);
     }
-    // Let the last replies and acks land before the agents stop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the last deliveries land before the agents stop: every
+    // acknowledged message reaches the other side, or the drain runs out
+    // and what is missing counts as lost.
+    let delivered = |shared: &Shared| {
+        shared.agent_received.load(Ordering::Relaxed)
+            >= shared.visitor_acked.load(Ordering::Relaxed)
+            && shared.visitor_received.load(Ordering::Relaxed)
+                >= shared.agent_acked.load(Ordering::Relaxed)
+    };
+    let drain_until = Instant::now() + config.drain;
+    while !delivered(&shared) && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let _ = done_tx.send(true);
     let mut agent_tally = Tally::default();
     for agent in agents {

@@ -267,6 +267,7 @@ async fn main() -> Result<()> {
                 secs: measured,
                 warmup,
                 concurrency: target.concurrency,
+                drain: chat::DEFAULT_DRAIN,
             })
             .await?;
             show(&report, &output)
@@ -349,6 +350,7 @@ async fn main() -> Result<()> {
                 after: secs(after),
                 resume_deadline: secs(resume_deadline),
                 concurrency,
+                drain: storm::DEFAULT_DRAIN,
             })
             .await
             .context("storm")?;

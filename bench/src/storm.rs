@@ -30,8 +30,9 @@ use crate::report::{num, row, Report};
 use crate::setup::{self, Visitor};
 use crate::stats::{Errors, Hist, Latency};
 
-/// How long a client waits for its last `ack` and records after the stop.
-const DRAIN: Duration = Duration::from_secs(15);
+/// How long, by default, a client waits for its last `ack` and records
+/// after the stop.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone)]
 pub struct StormConfig {
@@ -49,6 +50,9 @@ pub struct StormConfig {
     /// Longest wait for every client to resume.
     pub resume_deadline: Duration,
     pub concurrency: usize,
+    /// How long a client waits for its last `ack` and records after the
+    /// stop ([`DEFAULT_DRAIN`]).
+    pub drain: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -305,7 +309,7 @@ async fn client(
         match event {
             Event::Stop => {
                 stopping = true;
-                drain_until = Instant::now() + DRAIN;
+                drain_until = Instant::now() + config.drain;
             }
             Event::DrainOver => break,
             Event::Send => {

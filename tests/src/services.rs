@@ -207,12 +207,12 @@ fn signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid} failed: {status}");
 }
 
-/// SIGTERM, then waits for the exit (SIGKILL after [`crate::DEADLINE`]).
+/// SIGTERM, then waits for the exit (SIGKILL after [`crate::deadline`]).
 async fn terminate_child(child: &mut Child) {
     if let Some(pid) = child.id() {
         signal(pid, "TERM");
     }
-    if tokio::time::timeout(crate::DEADLINE, child.wait())
+    if tokio::time::timeout(crate::deadline(), child.wait())
         .await
         .is_err()
     {

@@ -33,13 +33,15 @@ use tokio_util::sync::CancellationToken;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Awaits `check` returning `Some`, re-checking every 100 ms, failing the
-/// test with `what` (and the last `Err` explanation) after `deadline`.
+/// Awaits `check` returning `Ok`, re-checking every 100 ms, failing the
+/// test with `what` (and the last `Err` explanation) after `deadline`
+/// [`scaled`](crate::scaled) by the suite's time scale.
 pub async fn within<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
+    let deadline = crate::scaled(deadline);
     let until = Instant::now() + deadline;
     loop {
         match check().await {
@@ -418,7 +420,7 @@ impl Sim {
     pub async fn shutdown(self) -> Vec<ClientState> {
         self.controls.stop.cancel();
         for client in &self.clients {
-            if let Err(err) = tokio::time::timeout(crate::DEADLINE, async {
+            if let Err(err) = tokio::time::timeout(crate::deadline(), async {
                 while !client.task.is_finished() {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -616,7 +618,8 @@ impl Runner {
         }
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         // No welcome in this long: the edge is stuck; try another.
-        let welcome_by = Instant::now() + Duration::from_secs(30);
+        let welcome_within = crate::scaled(Duration::from_secs(30));
+        let welcome_by = Instant::now() + welcome_within;
         let end = loop {
             tokio::select! {
                 () = self.controls.stop.cancelled() => break End::Stop,
@@ -650,7 +653,7 @@ impl Runner {
                 },
                 _ = tick.tick() => {
                     if !conn.welcomed && Instant::now() > welcome_by {
-                        self.state().violation("no welcome within 30 s".into());
+                        self.state().violation(format!("no welcome within {welcome_within:?}"));
                         break End::Reconnect(Duration::ZERO);
                     }
                     self.on_tick(&mut conn);

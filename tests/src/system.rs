@@ -42,7 +42,7 @@ impl Node {
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
-        match tokio::time::timeout(crate::DEADLINE, self.child.wait()).await {
+        match tokio::time::timeout(crate::deadline(), self.child.wait()).await {
             Ok(Ok(status)) => status.success(),
             _ => false,
         }

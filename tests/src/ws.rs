@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::DEADLINE;
+use crate::deadline;
 
 /// What arrived next.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,9 +92,10 @@ impl Ws {
     /// The next frame or close, failing the test after the deadline.
     pub async fn next(&mut self) -> Incoming {
         loop {
-            let message = tokio::time::timeout(DEADLINE, self.stream.next())
+            let limit = deadline();
+            let message = tokio::time::timeout(limit, self.stream.next())
                 .await
-                .unwrap_or_else(|_| panic!("no frame within {DEADLINE:?}; seen: {:#?}", self.seen));
+                .unwrap_or_else(|_| panic!("no frame within {limit:?}; seen: {:#?}", self.seen));
             match message {
                 Some(Ok(Message::Text(text))) => {
                     let value: Value = serde_json::from_str(text.as_str())

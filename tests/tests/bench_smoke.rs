@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use switchboard_bench::setup::pid_listening_on;
 use switchboard_bench::{archive, assign, chat, idle, storm};
+use switchboard_tests::scaled;
 use switchboard_tests::system::{System, DATABASE};
 
 /// Frame rate limits out of the way of the load, as `scripts/bench` does,
@@ -66,6 +67,7 @@ async fn chat_closed_loop_loses_nothing() {
         secs: 2.0,
         warmup: 0.5,
         concurrency: 6,
+        drain: scaled(chat::DEFAULT_DRAIN),
     })
     .await
     .unwrap_or_else(|e| panic!("chat: {e:#}"));
@@ -89,6 +91,7 @@ async fn chat_open_loop_loses_nothing() {
         secs: 2.0,
         warmup: 0.5,
         concurrency: 5,
+        drain: scaled(chat::DEFAULT_DRAIN),
     })
     .await
     .unwrap_or_else(|e| panic!("chat: {e:#}"));
@@ -134,7 +137,7 @@ async fn archive_catches_up() {
         conversations: 5,
         rate: 40.0,
         secs: 2.0,
-        drain: Duration::from_secs(30),
+        drain: scaled(Duration::from_secs(30)),
         sample: Duration::from_millis(100),
         batch_size: None,
         concurrency: 5,
@@ -166,8 +169,9 @@ async fn storm_resumes_everyone_without_loss() {
         interval: Duration::from_millis(300),
         before: Duration::from_secs(1),
         after: Duration::from_secs(1),
-        resume_deadline: Duration::from_secs(30),
+        resume_deadline: scaled(Duration::from_secs(30)),
         concurrency: 10,
+        drain: scaled(storm::DEFAULT_DRAIN),
     })
     .await
     .unwrap_or_else(|e| panic!("storm: {e:#}"));

@@ -4,6 +4,7 @@
 
 use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
+use switchboard_tests::archive::until_archived;
 use switchboard_tests::eventually;
 use switchboard_tests::system::System;
 use switchboard_tests::ws::Ws;
@@ -125,15 +126,7 @@ async fn visitor_and_agent_on_two_edges_chat_both_ways() {
     let archive = system.archive().await;
     let messages = archive.collection::<Document>("messages");
     let conversation_filter = doc! { "conversation_id": &conversation };
-    eventually("archive holds every record", || {
-        let messages = messages.clone();
-        let filter = conversation_filter.clone();
-        async move {
-            let n = messages.count_documents(filter).await.ok()?;
-            (n == closed_seq).then_some(())
-        }
-    })
-    .await;
+    until_archived(&archive, &conversation, closed_seq).await;
     let mut archived = Vec::new();
     let mut cursor = messages
         .find(conversation_filter.clone())

@@ -57,13 +57,28 @@ use switchboard_tests::services::TcpProxy;
 use switchboard_tests::sim::{within, ClientState, EdgePool, Role, Sim, SimConfig};
 use switchboard_tests::system::System;
 use switchboard_tests::ws::Ws;
+use switchboard_tests::{deadline, progressing_for};
 use tokio::time::Instant;
 
-/// How long recovery from one fault may take.
+/// How long recovery from one fault may take (scaled by `within`).
 const RECOVERY: Duration = Duration::from_secs(60);
-/// How long the archive may take to catch up: a record delivered to a
-/// killed archiver is redelivered after the consumer's 30 s ack wait.
+/// How long one record may take to reach the archive (scaled by `within`):
+/// a record delivered to a killed archiver is redelivered after the
+/// consumer's 30 s ack wait.
 const ARCHIVE_CATCH_UP: Duration = Duration::from_secs(120);
+/// The archiver consumer's ack wait: the archive may stand still this long
+/// (and a deadline more) while it catches up.
+const ARCHIVER_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Awaits the archive catching up: fails only when `check`'s account of
+/// where it stands has not changed for the ack wait and a deadline.
+async fn archive_catches_up<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    progressing_for(what, ARCHIVER_ACK_WAIT + deadline(), check).await
+}
 
 fn secs_from_env(name: &str, default: u64) -> Duration {
     Duration::from_secs(number_from_env(name, default))
@@ -365,19 +380,15 @@ async fn check_guarantees(
 
     // 5. The archive equals the stream: same ids at the same seqs, no extra.
     let total = stream_total(backbone).await;
-    let archive = within(
-        "the archive holds every record of the stream",
-        ARCHIVE_CATCH_UP,
-        || async {
-            let all = archived(db).await?;
-            let count: usize = all.values().map(Vec::len).sum();
-            if count as u64 == total {
-                Ok(all)
-            } else {
-                Err(format!("{count} archived of {total}"))
-            }
-        },
-    )
+    let archive = archive_catches_up("the archive holds every record of the stream", || async {
+        let all = archived(db).await?;
+        let count: usize = all.values().map(Vec::len).sum();
+        if count as u64 == total {
+            Ok(all)
+        } else {
+            Err(format!("{count} archived of {total}"))
+        }
+    })
     .await;
     let known: usize = stream.values().map(Vec::len).sum();
     if known as u64 != total {
@@ -1369,19 +1380,15 @@ async fn archive_is_exact_after_archiver_kills_and_mongo_restart() {
     let (system, conversation, stream) = archiver_kills_and_mongo_restart().await;
     let db = system.archive().await;
     let expected = ids_by_seq(&stream);
-    let got = within(
-        "the archive holds every record",
-        ARCHIVE_CATCH_UP,
-        || async {
-            let all = archived(&db).await?;
-            let got = all.get(&conversation).cloned().unwrap_or_default();
-            if got.len() >= expected.len() {
-                Ok(got)
-            } else {
-                Err(format!("{} of {} archived", got.len(), expected.len()))
-            }
-        },
-    )
+    let got = archive_catches_up("the archive holds every record", || async {
+        let all = archived(&db).await?;
+        let got = all.get(&conversation).cloned().unwrap_or_default();
+        if got.len() >= expected.len() {
+            Ok(got)
+        } else {
+            Err(format!("{} of {} archived", got.len(), expected.len()))
+        }
+    })
     .await;
     assert_eq!(got, expected, "the archive differs from the stream");
     let total = db
@@ -1409,22 +1416,18 @@ async fn summary_counts_every_message_once_after_archiver_kills_and_mongo_restar
         .filter(|r| matches!(r.body, RecordBody::Message { .. }))
         .count() as i64;
     // Every record archived first (the redelivered batch included).
-    within(
-        "the archive holds every record",
-        ARCHIVE_CATCH_UP,
-        || async {
-            let all = archived(&db).await?;
-            let n = all.get(&conversation).map_or(0, Vec::len);
-            if n == stream.len() {
-                Ok(())
-            } else {
-                Err(format!("{n} of {} archived", stream.len()))
-            }
-        },
-    )
+    archive_catches_up("the archive holds every record", || async {
+        let all = archived(&db).await?;
+        let n = all.get(&conversation).map_or(0, Vec::len);
+        if n == stream.len() {
+            Ok(())
+        } else {
+            Err(format!("{n} of {} archived", stream.len()))
+        }
+    })
     .await;
     let summaries = db.collection::<Document>("conversations");
-    let summary = within("the summary applied every record", ARCHIVE_CATCH_UP, || {
+    let summary = archive_catches_up("the summary applied every record", || {
         let summaries = summaries.clone();
         let conversation = conversation.clone();
         async move {

@@ -2,8 +2,8 @@
 //! stream no longer holds, from the archive; a conversation whose records
 //! expired from the stream continues its `seq`, never reusing one.
 
-use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
+use switchboard_tests::archive::until_archived;
 use switchboard_tests::eventually;
 use switchboard_tests::system::System;
 use switchboard_tests::ws::Ws;
@@ -107,13 +107,8 @@ async fn history_older_than_the_stream_comes_from_the_archive() {
         .await;
     let live = visitor.records(&id);
 
-    let messages = system.archive().await.collection::<Document>("messages");
-    let filter = doc! { "conversation_id": &id };
-    eventually("archive holds the conversation", || {
-        let (messages, filter) = (messages.clone(), filter.clone());
-        async move { (messages.count_documents(filter).await.ok()? == last).then_some(()) }
-    })
-    .await;
+    let db = system.archive().await;
+    until_archived(&db, &id, last).await;
     let backbone = system.backbone().await;
     let conversation_id = id.parse().unwrap();
     eventually("stream dropped the conversation", || {
@@ -158,12 +153,7 @@ async fn history_older_than_the_stream_comes_from_the_archive() {
 
     // A client that was away resumes from what it saw, although the stream
     // keeps only the newest record: the rest is replayed from the archive.
-    let messages_filter = doc! { "conversation_id": &id };
-    eventually("archive holds the new message", || {
-        let (messages, filter) = (messages.clone(), messages_filter.clone());
-        async move { (messages.count_documents(filter).await.ok()? == last + 1).then_some(()) }
-    })
-    .await;
+    until_archived(&db, &id, last + 1).await;
     let (mut back, _) = Ws::hello(edge, &visitor_token, json!({ id.clone(): 2 })).await;
     let resumed = back.expect_type("resumed").await;
     assert_eq!(resumed["complete"], true, "{resumed}");
@@ -177,20 +167,27 @@ async fn history_older_than_the_stream_comes_from_the_archive() {
     assert_eq!(replayed, (3..=last + 1).collect::<Vec<_>>());
 }
 
+/// Records a long conversation has, and how many of the newest the stream
+/// keeps: enough pages on each side of the boundary, which falls inside a
+/// page (not on a multiple of the page size), so one page joins both.
+const LONG_CONVERSATION: usize = 1_200;
+const KEPT_IN_STREAM: u64 = 421;
+const PAGE: u32 = 100;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_messages_page_back_across_the_stream_archive_boundary() {
+async fn a_long_conversation_pages_back_across_the_stream_archive_boundary() {
     let mut system = System::with_workers().await;
     let edge = system.edge().await;
     let (visitor, agent, id, token) = conversation(&mut system, edge).await;
-    // Nobody reads while 10,000 records are written (a client that does
-    // not read is dropped, rightly); the visitor comes back to page.
+    // Nobody reads while the records are written (a client that does not
+    // read is dropped, rightly); the visitor comes back to page.
     visitor.close().await;
     agent.close().await;
     let backbone = system.backbone().await;
     let conversation_id: switchboard_protocol::ConversationId = id.parse().unwrap();
     let sender = switchboard_protocol::payloads::Participant::system("bulk-bot");
     let mut last = 0;
-    for i in 0..10_000 {
+    for i in 0..LONG_CONVERSATION {
         let body = switchboard_protocol::payloads::RecordBody::Message {
             text: format!("bulk {i}"),
             client_id: format!("bulk-{i}"),
@@ -203,15 +200,9 @@ async fn ten_thousand_messages_page_back_across_the_stream_archive_boundary() {
             .record
             .seq;
     }
-    let messages = system.archive().await.collection::<Document>("messages");
-    let filter = doc! { "conversation_id": &id };
-    eventually("archive holds all of it", || {
-        let (messages, filter) = (messages.clone(), filter.clone());
-        async move { (messages.count_documents(filter).await.ok()? == last).then_some(()) }
-    })
-    .await;
-    // The stream keeps only the newest 4,321 records of the conversation,
-    // as retention would leave it.
+    until_archived(&system.archive().await, &id, last).await;
+    // The stream keeps only the newest records of the conversation, as
+    // retention would leave it.
     let stream = backbone
         .js
         .get_stream(switchboard_protocol::subjects::CHAT_STREAM)
@@ -222,7 +213,7 @@ async fn ten_thousand_messages_page_back_across_the_stream_archive_boundary() {
         .filter(switchboard_protocol::subjects::conversation(
             &conversation_id,
         ))
-        .keep(4_321)
+        .keep(KEPT_IN_STREAM)
         .await
         .unwrap();
 
@@ -231,7 +222,7 @@ async fn ten_thousand_messages_page_back_across_the_stream_archive_boundary() {
     let mut before = None;
     let mut pages = 0;
     loop {
-        let page = page(&mut visitor, &id, before, 100).await;
+        let page = page(&mut visitor, &id, before, PAGE).await;
         pages += 1;
         let mut seqs = seqs(&page);
         assert!(!seqs.is_empty(), "empty page before the first record");
@@ -247,5 +238,6 @@ async fn ten_thousand_messages_page_back_across_the_stream_archive_boundary() {
         }
     }
     assert_eq!(collected, (1..=last).collect::<Vec<_>>());
-    assert!(pages >= 100);
+    // Every page full, the one across the boundary too.
+    assert_eq!(pages, last.div_ceil(u64::from(PAGE)));
 }
