@@ -39,6 +39,9 @@ pub enum StoreError {
     Contention(String),
     #[error("mongodb refused {0}")]
     Reply(String),
+    /// `mongo.uri` could not be read; the message quotes no credential.
+    #[error("invalid mongo.uri {uri}: {reason}")]
+    InvalidUri { uri: String, reason: String },
 }
 
 fn mongo(op: &'static str) -> impl FnOnce(mongodb::error::Error) -> StoreError {
@@ -60,9 +63,13 @@ impl Archive {
     /// # Errors
     /// When MongoDB is unreachable or refuses the indexes.
     pub async fn open(uri: &str, database: &str) -> Result<Self, StoreError> {
-        let mut options = ClientOptions::parse(uri)
-            .await
-            .map_err(mongo("parse uri"))?;
+        let mut options = ClientOptions::parse(uri).await.map_err(|err| {
+            let secrets = switchboard_config::redact::uri_secrets(uri);
+            StoreError::InvalidUri {
+                uri: switchboard_config::redact::redact_uri(uri),
+                reason: switchboard_config::redact::scrub(&err.to_string(), &secrets),
+            }
+        })?;
         // Acked records are only acked to NATS once the archive has them on
         // disk on a majority, unless the URI says otherwise (`w=`, `journal=`).
         if options.write_concern.is_none() {

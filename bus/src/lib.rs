@@ -28,20 +28,65 @@ pub use log::{Appended, ConversationLog};
 /// How often an idle connection pings nats-server.
 const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Connects to NATS with the settings' name and timeouts. The client
-/// reconnects by itself forever; callers never need to reconnect. The
-/// counter goes up at every (re)connection and every slow-consumer drop:
-/// moments after which live messages may have been missed.
+/// Connects to NATS with the settings' servers, credentials, TLS, name and
+/// timeouts. The client reconnects by itself forever (to any of the
+/// servers); callers never need to reconnect. The counter goes up at every
+/// (re)connection and every slow-consumer drop: moments after which live
+/// messages may have been missed.
 ///
 /// # Errors
-/// When the first connection cannot be made.
+/// An invalid server address, an unreadable credentials file, or a first
+/// connection that cannot be made. No error or log line quotes a
+/// credential.
 pub async fn connect(
     settings: &switchboard_config::NatsSettings,
     component: &str,
 ) -> Result<(async_nats::Client, tokio::sync::watch::Receiver<u64>), BusError> {
+    let secrets = switchboard_config::redact::uri_secrets(&settings.url);
+    let scrubbed =
+        |err: &dyn std::fmt::Display| switchboard_config::redact::scrub(&err.to_string(), &secrets);
+    let mut url_credentials = None;
+    let mut servers = Vec::new();
+    for server in settings.servers() {
+        let invalid = |e: &dyn std::fmt::Display| {
+            BusError::nats(
+                "parse nats.url",
+                format!(
+                    "{}: {}",
+                    switchboard_config::redact::redact_uri(server),
+                    scrubbed(e)
+                ),
+            )
+        };
+        let addr = server
+            .parse::<async_nats::ServerAddr>()
+            .map_err(|e| invalid(&e))?;
+        // Credentials in a URL are taken out of it and given to the client
+        // separately: the client logs server addresses as they are.
+        if let Some(user) = addr.username() {
+            let found = (user.to_owned(), addr.password().map(str::to_owned));
+            if url_credentials.get_or_insert_with(|| found.clone()) != &found {
+                return Err(invalid(
+                    &"the servers of nats.url name different credentials",
+                ));
+            }
+        }
+        let mut url = addr.into_inner();
+        // Cannot fail for the nats, tls and ws schemes, which have hosts.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        servers.push(async_nats::ServerAddr::from_url(url).map_err(|e| invalid(&e))?);
+    }
     let (disruptions, watcher) = tokio::sync::watch::channel(0u64);
     let disruptions = std::sync::Arc::new(disruptions);
-    let client = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    match url_credentials {
+        Some((user, Some(password))) => options = options.user_and_password(user, password),
+        Some((token, None)) => options = options.token(token),
+        None => {}
+    }
+    let options = with_credentials(options, settings).await?;
+    let client = options
         .name(format!("{}-{component}", settings.connection_name))
         .request_timeout(Some(settings.request_timeout.get()))
         .retry_on_initial_connect()
@@ -60,12 +105,49 @@ pub async fn connect(
                     async_nats::Event::Disconnected | async_nats::Event::ClientError(_) => {
                         tracing::warn!(event = %event, "nats connection event");
                     }
+                    async_nats::Event::ServerError(_) => {
+                        // Permission violations arrive here, asynchronously.
+                        tracing::error!(event = %event, "nats server error");
+                    }
                     _ => tracing::info!(event = %event, "nats connection event"),
                 }
             }
         })
-        .connect(settings.url.as_str())
+        .connect(servers)
         .await
-        .map_err(|e| BusError::nats("connect to nats", e))?;
+        .map_err(|e| BusError::nats("connect to nats", scrubbed(&e)))?;
     Ok((client, watcher))
+}
+
+/// Adds the settings' credentials, TLS and reply prefix.
+async fn with_credentials(
+    mut options: async_nats::ConnectOptions,
+    settings: &switchboard_config::NatsSettings,
+) -> Result<async_nats::ConnectOptions, BusError> {
+    if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
+        options = options.user_and_password(user.clone(), password.expose().to_owned());
+    }
+    if let Some(token) = &settings.token {
+        options = options.token(token.expose().to_owned());
+    }
+    if let Some(seed) = &settings.nkey_seed {
+        options = options.nkey(seed.expose().to_owned());
+    }
+    if let Some(path) = &settings.creds_file {
+        options = options
+            .credentials_file(path)
+            .await
+            // The file's contents never reach the message; its path may.
+            .map_err(|e| BusError::nats("read nats.creds_file", format!("{path}: {}", e.kind())))?;
+    }
+    if let Some(ca) = &settings.tls_ca {
+        options = options.add_root_certificates(ca.into()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
+        options = options.add_client_certificate(cert.into(), key.into());
+    }
+    if let Some(prefix) = &settings.inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    Ok(options)
 }

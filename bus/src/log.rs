@@ -31,6 +31,11 @@ use crate::BusError;
 const MAX_APPEND_ATTEMPTS: usize = 32;
 /// Cached tails before the cache is emptied (it is only a hint).
 const MAX_CACHED_TAILS: usize = 100_000;
+/// How much earlier than the time it was owed a keyed record may carry
+/// (the clocks of the processes that owe and write it may differ).
+const KEYED_CLOCK_SLACK_MS: i64 = 30_000;
+/// Records [`ConversationLog::find_keyed`] looks at, at most.
+const MAX_KEYED_SCAN: usize = 2_000;
 
 /// Where a conversation's log ends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -284,6 +289,55 @@ impl ConversationLog {
             // Expired from the stream: the archive knows (0 if it cannot say).
             None => Ok(self.archived_last_seq(conversation).await.unwrap_or(0)),
         }
+    }
+
+    /// How long the stream itself recognises a repeated `Nats-Msg-Id`.
+    pub fn duplicate_window(&self) -> std::time::Duration {
+        self.inner.stream.cached_info().config.duplicate_window
+    }
+
+    /// The record appended under `key` (its `Nats-Msg-Id`), looked for
+    /// among the conversation's records stored since `since_ms` (a few
+    /// seconds earlier, for the clocks of other processes): for a write
+    /// retried after the stream's duplicate window, which JetStream would
+    /// store a second time. Reads one record per step back from the tail.
+    ///
+    /// # Errors
+    /// NATS errors or undecodable records.
+    pub async fn find_keyed(
+        &self,
+        conversation: &ConversationId,
+        key: &str,
+        since_ms: i64,
+    ) -> Result<Option<ChatRecord>, BusError> {
+        let Some((mut at, _)) = self.last(conversation).await? else {
+            return Ok(None);
+        };
+        let oldest = since_ms.saturating_sub(KEYED_CLOCK_SLACK_MS);
+        for _ in 0..MAX_KEYED_SCAN {
+            let message = match self.inner.stream.direct_get(at).await {
+                Ok(message) => message,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(BusError::nats("read record", e)),
+            };
+            let record = decode_record(&message.payload)?;
+            let id = message.headers.get(async_nats::header::NATS_MESSAGE_ID);
+            if id.map(|v| v.as_str()) == Some(key) {
+                return Ok(Some(record));
+            }
+            if record.sent_at < oldest {
+                return Ok(None);
+            }
+            let previous = message
+                .headers
+                .get(subjects::PREVIOUS_HEADER)
+                .and_then(|v| v.as_str().parse::<u64>().ok());
+            match previous {
+                Some(previous) if previous > 0 && previous < at => at = previous,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     async fn record_at(&self, stream_seq: u64) -> Result<ChatRecord, BusError> {

@@ -13,6 +13,7 @@ use switchboard_protocol::payloads::{
     encode, AgentNotice, ConversationState, PendingEvent, RecordBody,
 };
 use switchboard_protocol::subjects;
+use switchboard_protocol::time::now_ms;
 
 use async_nats::jetstream::kv::UpdateErrorKind;
 
@@ -48,18 +49,34 @@ pub async fn flush_from(
     if owed.is_empty() {
         return Ok(());
     }
+    // Inside the stream's duplicate window, the key alone keeps a second
+    // write out; past (half of) it, the log is looked at first.
+    let window = i64::try_from(backbone.log.duplicate_window().as_millis()).unwrap_or(i64::MAX);
+    let now = now_ms();
     for pending in &owed {
-        backbone
-            .log
-            .append(
-                conversation,
-                pending.sender.clone(),
-                RecordBody::Event {
-                    event: pending.event.clone(),
-                },
-                Some(&pending.key),
-            )
-            .await?;
+        let written_before = now - pending.at > window / 2
+            && backbone
+                .log
+                .find_keyed(conversation, &pending.key, pending.at)
+                .await?
+                .is_some();
+        if written_before {
+            tracing::info!(%conversation, key = %pending.key, "owed event was written already");
+        } else {
+            backbone
+                .log
+                .append(
+                    conversation,
+                    pending.sender.clone(),
+                    RecordBody::Event {
+                        event: pending.event.clone(),
+                    },
+                    Some(&pending.key),
+                )
+                .await?;
+        }
+        // Sent again when in doubt: the agent's edge checks the state, and
+        // a notice twice is better than none.
         if let Some(agent) = &pending.notify_agent {
             let notice = AgentNotice::Assigned {
                 conversation_id: conversation.clone(),

@@ -7,8 +7,10 @@
 //!
 //! - [`settings`]: the typed settings and their defaults.
 //! - [`duration`]: human-readable durations (`"30s"`, `"30d"`).
+//! - [`redact`]: connection strings as they may be logged.
 
 pub mod duration;
+pub mod redact;
 pub mod settings;
 
 use std::path::{Path, PathBuf};

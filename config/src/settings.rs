@@ -22,10 +22,28 @@ pub struct Settings {
 }
 
 /// The backbone.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsSettings {
+    /// One server or several, comma-separated (`nats://n1:4222,nats://n2:4222`):
+    /// the client picks one and fails over to the others.
     pub url: String,
+    /// Credentials: at most one of user and password, token, NKey seed, or
+    /// a `.creds` file (user JWT and seed, as `nsc` writes them).
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+    pub nkey_seed: Option<Secret>,
+    pub creds_file: Option<String>,
+    /// TLS: the CA that signed the servers' certificates (TLS is then
+    /// required), and a client certificate and key when the servers
+    /// verify clients.
+    pub tls_ca: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// Prefix of this process's reply subjects (default `_INBOX`), so a
+    /// server's permissions can give each role its own replies.
+    pub inbox_prefix: Option<String>,
     /// Name this process gives its NATS connection (shown by `nats-server`).
     pub connection_name: String,
     /// `file` (survives a nats-server crash) or `memory`.
@@ -48,6 +66,15 @@ impl Default for NatsSettings {
     fn default() -> Self {
         Self {
             url: "nats://127.0.0.1:4222".into(),
+            user: None,
+            password: None,
+            token: None,
+            nkey_seed: None,
+            creds_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            inbox_prefix: None,
             connection_name: "switchboard".into(),
             storage: StorageKind::File,
             replicas: 1,
@@ -56,6 +83,42 @@ impl Default for NatsSettings {
             request_timeout: HumanDuration::from_secs(5),
             presence_ttl: HumanDuration::from_secs(30),
         }
+    }
+}
+
+impl NatsSettings {
+    /// The servers of `url`, trimmed, empty parts left out.
+    pub fn servers(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+impl fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URLs may carry credentials; the secrets redact themselves.
+        f.debug_struct("NatsSettings")
+            .field("url", &crate::redact::redact_uri(&self.url))
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("token", &self.token)
+            .field("nkey_seed", &self.nkey_seed)
+            .field("creds_file", &self.creds_file)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("inbox_prefix", &self.inbox_prefix)
+            .field("connection_name", &self.connection_name)
+            .field("storage", &self.storage)
+            .field("replicas", &self.replicas)
+            .field("retention", &self.retention)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("request_timeout", &self.request_timeout)
+            .field("presence_ttl", &self.presence_ttl)
+            .finish()
     }
 }
 
@@ -85,13 +148,9 @@ impl Default for MongoSettings {
 
 impl fmt::Debug for MongoSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URI may carry a password.
-        let uri = match self.uri.split_once('@') {
-            Some((_, host)) => format!("mongodb://<redacted>@{host}"),
-            None => self.uri.clone(),
-        };
+        // The URI may carry a password, in its user info or its query.
         f.debug_struct("MongoSettings")
-            .field("uri", &uri)
+            .field("uri", &crate::redact::redact_uri(&self.uri))
             .field("database", &self.database)
             .finish()
     }
@@ -181,6 +240,15 @@ pub struct EdgeSettings {
     /// was closed reopens it (with the same agent, if online) instead of
     /// starting a new one.
     pub reopen_window: HumanDuration,
+    /// How often the edge pings each connection.
+    pub ping_interval: HumanDuration,
+    /// A connection that has sent nothing (not even a pong) for this long
+    /// is dead (a laptop lid closed, a network gone): it is closed, and its
+    /// agent goes offline with it.
+    pub idle_timeout: HumanDuration,
+    /// Longest a write to one socket may take before the connection is
+    /// given up.
+    pub write_timeout: HumanDuration,
 }
 
 impl Default for EdgeSettings {
@@ -197,6 +265,9 @@ impl Default for EdgeSettings {
             outbound_queue: 256,
             serve_web: true,
             reopen_window: HumanDuration::from_secs(600),
+            ping_interval: HumanDuration::from_secs(20),
+            idle_timeout: HumanDuration::from_secs(60),
+            write_timeout: HumanDuration::from_secs(10),
         }
     }
 }
@@ -322,8 +393,29 @@ impl Settings {
                 reason: reason.to_owned(),
             })
         };
-        if self.nats.url.trim().is_empty() {
-            return reject("nats.url", "is empty");
+        if self.nats.servers().is_empty() {
+            return reject("nats.url", "names no server");
+        }
+        let credentials = [
+            self.nats.user.is_some() || self.nats.password.is_some(),
+            self.nats.token.is_some(),
+            self.nats.nkey_seed.is_some(),
+            self.nats.creds_file.is_some(),
+        ];
+        if credentials.iter().filter(|c| **c).count() > 1 {
+            return reject(
+                "nats.user",
+                "and nats.password, nats.token, nats.nkey_seed, nats.creds_file: set at most one kind of credentials",
+            );
+        }
+        if self.nats.user.is_some() != self.nats.password.is_some() {
+            return reject("nats.password", "goes with nats.user (set both or neither)");
+        }
+        if self.nats.tls_cert.is_some() != self.nats.tls_key.is_some() {
+            return reject(
+                "nats.tls_cert",
+                "goes with nats.tls_key (set both or neither)",
+            );
         }
         if self.nats.replicas == 0 || self.nats.replicas > 5 {
             return reject("nats.replicas", "must be between 1 and 5");
@@ -360,6 +452,18 @@ impl Settings {
         }
         if self.edge.hello_timeout.get().is_zero() {
             return reject("edge.hello_timeout", "must be positive");
+        }
+        if self.edge.ping_interval.get().is_zero() || self.edge.write_timeout.get().is_zero() {
+            return reject(
+                "edge.ping_interval",
+                "and edge.write_timeout must be positive",
+            );
+        }
+        if self.edge.idle_timeout <= self.edge.ping_interval {
+            return reject(
+                "edge.idle_timeout",
+                "must be longer than edge.ping_interval (a live client answers each ping)",
+            );
         }
         if self.archiver.batch_size == 0 {
             return reject("archiver.batch_size", "must be positive");

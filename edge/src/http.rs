@@ -154,7 +154,9 @@ async fn login_agent(
     {
         Ok(Some(account)) => account,
         Ok(None) => {
-            tracing::info!(login = %login.login, "agent login refused");
+            // What was typed is not logged: people type passwords into
+            // the login field.
+            tracing::info!("agent login refused");
             return error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",

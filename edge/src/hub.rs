@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
-use switchboard_bus::ConversationLog;
+use switchboard_bus::{kv, ConversationLog};
 use switchboard_protocol::frames::ServerFrame;
 use switchboard_protocol::ids::{AgentId, ConversationId};
 use switchboard_protocol::payloads::{
-    decode, AgentNotice, ChatRecord, ConversationEvent, Notice, QueueSnapshot, RecordBody, Role,
-    Signal,
+    decode, AgentNotice, ChatRecord, ConversationEvent, ConversationState, Notice, QueueSnapshot,
+    RecordBody, Role, Signal,
 };
 use switchboard_protocol::subjects;
 use tokio::sync::{broadcast, mpsc};
@@ -84,6 +84,8 @@ struct Inbox {
 pub struct Hub {
     client: async_nats::Client,
     log: ConversationLog,
+    /// The routing state, to recheck who may follow after a disruption.
+    conversations: async_nats::jetstream::kv::Store,
     topics: Mutex<HashMap<ConversationId, Topic>>,
     inboxes: Mutex<HashMap<AgentId, Inbox>>,
     /// Admin broadcasts for the local sessions: who they are for, and the
@@ -108,10 +110,15 @@ pub struct SubscribeError {
 }
 
 impl Hub {
-    pub fn new(client: async_nats::Client, log: ConversationLog) -> Arc<Self> {
+    pub fn new(
+        client: async_nats::Client,
+        log: ConversationLog,
+        conversations: async_nats::jetstream::kv::Store,
+    ) -> Arc<Self> {
         Arc::new(Self {
             client,
             log,
+            conversations,
             topics: Mutex::default(),
             inboxes: Mutex::default(),
             notices: broadcast::channel(NOTICE_BACKLOG).0,
@@ -234,6 +241,7 @@ impl Hub {
         };
         let mut repaired = 0usize;
         for conversation in conversations {
+            self.recheck_agents(&conversation).await;
             match self.log.last(&conversation).await {
                 Ok(Some((_, record))) => {
                     let rendered = Rendered::new(&record);
@@ -315,27 +323,50 @@ impl Hub {
         for follower in self.followers(conversation) {
             rendered.offer(&record, &follower);
         }
-        // An agent who lost the conversation sees that, and nothing after.
-        if let RecordBody::Event {
-            event:
-                ConversationEvent::Transferred { from: gone, .. }
-                | ConversationEvent::AgentLeft { agent: gone, .. },
-        } = &record.body
-        {
-            self.drop_participant(conversation, &gone.id);
+        // An agent who lost the conversation sees that, and nothing after;
+        // once it is assigned, only its agent among agents follows it (an
+        // earlier agent may still follow it after closing it, until it is
+        // reopened to someone else).
+        match &record.body {
+            RecordBody::Event {
+                event:
+                    ConversationEvent::Transferred { from: gone, .. }
+                    | ConversationEvent::AgentLeft { agent: gone, .. },
+            } => self.drop_agents(conversation, |id| id == gone.id),
+            RecordBody::Event {
+                event: ConversationEvent::Assigned { agent, .. },
+            } => self.drop_agents(conversation, |id| id != agent.id),
+            _ => {}
         }
     }
 
-    /// Stops delivering a conversation to one participant's connections.
-    fn drop_participant(&self, conversation: &ConversationId, participant_id: &str) {
+    /// Stops delivering a conversation to the agent connections whose
+    /// participant id `gone` says.
+    fn drop_agents(&self, conversation: &ConversationId, gone: impl Fn(&str) -> bool) {
         let mut topics = self.topics();
         if let Some(topic) = topics.get_mut(conversation) {
             topic
                 .followers
-                .retain(|_, f| f.participant_id != participant_id);
+                .retain(|_, f| f.role != Role::Agent || !gone(&f.participant_id));
             if topic.followers.is_empty() {
                 topic.task.abort();
                 topics.remove(conversation);
+            }
+        }
+    }
+
+    /// Drops the agent followers of a conversation that its routing state
+    /// no longer gives them: after a disruption, the events that would
+    /// have dropped them may have arrived only through gap repair.
+    async fn recheck_agents(&self, conversation: &ConversationId) {
+        match kv::get::<ConversationState>(&self.conversations, conversation.as_str()).await {
+            Ok(Some(entry)) => {
+                let agent = entry.value.agent.map(|a| a.id);
+                self.drop_agents(conversation, |id| agent.as_deref() != Some(id));
+            }
+            Ok(None) => self.drop_agents(conversation, |_| true),
+            Err(err) => {
+                tracing::warn!(error = %err, %conversation, "recheck of a conversation's agent failed");
             }
         }
     }

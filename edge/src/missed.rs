@@ -8,14 +8,14 @@ use switchboard_bus::{outbox, BusError};
 use switchboard_protocol::frames::{ErrorCode, ServerFrame};
 use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::{
-    ConversationEvent, ConversationState, ConversationStatus, MissedEntry, RecordBody,
+    ConversationEvent, ConversationState, ConversationStatus, MissedEntry,
 };
 use switchboard_protocol::time::now_ms;
 
 use crate::auth::Identity;
 use crate::handlers::{
-    append_message, claim_conversation, follow, open_conversations, text_allowed, CatchUp, Handled,
-    Refusal,
+    ack, append_message, claim_conversation, find_sent, follow, open_conversations, text_allowed,
+    CatchUp, Claim, Handled, Opening, Refusal,
 };
 use crate::limits::valid_client_id;
 use crate::session::Session;
@@ -27,6 +27,14 @@ const PICKED_UP_PRIORITY: i32 = 100;
 
 /// `leave_message`: the visitor's waiting conversation (or a new one)
 /// becomes a missed one holding their message.
+///
+/// Safe to retry: the conversation turns `missed` and owes its
+/// `left_message` event in one compare-and-set (a retry finds it missed
+/// and owes nothing more); the agents' list entry is written before that
+/// (a conversation is never missed without being listed; an entry whose
+/// conversation did not turn missed is refused at pick-up); the message is
+/// stored under the same `client_id` (`left-<conversation>` unless the
+/// client names one), found again on a retry.
 pub async fn leave_message(
     session: &mut Session,
     text: String,
@@ -54,10 +62,26 @@ pub async fn leave_message(
         return Err(Refusal::new(ErrorCode::BadRequest, "invalid client_id"));
     }
     let backbone = session.state.backbone.clone();
+    let sender = session.identity.participant();
+    let mut listed = sender.clone();
+    if let Some(name) = &name {
+        listed.name = name.clone();
+    }
+    let left = ConversationEvent::LeftMessage {
+        name: name.clone(),
+        email: email.clone(),
+    };
+    let entry = |conversation: &ConversationId| MissedEntry {
+        conversation_id: conversation.clone(),
+        visitor: listed.clone(),
+        email: email.clone(),
+        preview: text.chars().take(PREVIEW_CHARS).collect(),
+        left_at: now_ms(),
+    };
     let (conversation, created) = match open_conversations(session).await?.pop() {
-        Some(state) if state.status == ConversationStatus::Missed => (state.id, false),
         Some(state) => {
-            let converted = kv::cas(
+            kv::put(&backbone.missed, state.id.as_str(), &entry(&state.id)).await?;
+            let (turned, written) = kv::cas_versioned(
                 &backbone.conversations,
                 state.id.as_str(),
                 |current: Option<&ConversationState>| match current {
@@ -65,48 +89,56 @@ pub async fn leave_message(
                         let mut missed = current.clone();
                         missed.status = ConversationStatus::Missed;
                         missed.announced_position = None;
-                        Decision::Write(missed, true)
+                        missed.owe(sender.clone(), left.clone(), None);
+                        Decision::Write(missed, Ok(()))
                     }
-                    _ => Decision::Keep(false),
+                    // Already missed: a retry, nothing more is owed.
+                    Some(current) if current.status == ConversationStatus::Missed => {
+                        Decision::Keep(Ok(()))
+                    }
+                    _ => Decision::Keep(Err(())),
                 },
             )
             .await?;
-            if !converted {
+            if turned.is_err() {
+                // Listed for nothing: an agent is with the visitor now.
+                if let Err(err) = backbone.missed.delete(state.id.as_str()).await {
+                    tracing::warn!(error = %err, conversation = %state.id, "remove missed entry");
+                }
                 return Err(Refusal::new(
                     ErrorCode::Forbidden,
                     "an agent is with you: send your message in the conversation",
                 ));
             }
+            if let Some(written) = written {
+                outbox::flush_from(&backbone, &state.id, written).await?;
+            }
             (state.id, false)
         }
-        None => claim_conversation(session, &visitor, None, ConversationStatus::Missed).await?,
+        None => {
+            let opening = Opening {
+                status: ConversationStatus::Missed,
+                owed: Some((sender.clone(), left.clone())),
+            };
+            let (conversation, claim) =
+                claim_conversation(session, &visitor, None, opening).await?;
+            if claim == Claim::Joined {
+                // Another tab is opening a conversation at this very
+                // moment: the message goes there, on the client's retry.
+                return Err(Refusal::new(
+                    ErrorCode::Unavailable,
+                    "your conversation is being opened in another tab, try again",
+                ));
+            }
+            kv::put(
+                &backbone.missed,
+                conversation.as_str(),
+                &entry(&conversation),
+            )
+            .await?;
+            (conversation, true)
+        }
     };
-    let mut visitor_participant = session.identity.participant();
-    if let Some(name) = &name {
-        visitor_participant.name = name.clone();
-    }
-    backbone
-        .log
-        .append(
-            &conversation,
-            session.identity.participant(),
-            RecordBody::Event {
-                event: ConversationEvent::LeftMessage {
-                    name: name.clone(),
-                    email: email.clone(),
-                },
-            },
-            None,
-        )
-        .await?;
-    let entry = MissedEntry {
-        conversation_id: conversation.clone(),
-        visitor: visitor_participant,
-        email,
-        preview: text.chars().take(PREVIEW_CHARS).collect(),
-        left_at: now_ms(),
-    };
-    kv::put(&backbone.missed, conversation.as_str(), &entry).await?;
     let last_seq = backbone.log.last_seq(&conversation).await?;
     session
         .outbox
@@ -119,7 +151,10 @@ pub async fn leave_message(
         .await;
     let mode = if created { CatchUp::All } else { CatchUp::Live };
     follow(session, &conversation, mode).await?;
-    let client_id = client_id.unwrap_or_else(|| format!("left-{conversation}-{last_seq}"));
+    let client_id = client_id.unwrap_or_else(|| format!("left-{conversation}"));
+    if let Some(original) = find_sent(session, &conversation, &client_id).await? {
+        return ack(session, &client_id, &original).await;
+    }
     append_message(session, &conversation, &client_id, text).await?;
     tracing::info!(%conversation, "message left while nobody was online");
     Ok(())

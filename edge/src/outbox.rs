@@ -28,8 +28,16 @@ use tokio_util::sync::CancellationToken;
 pub const SLOW_CONSUMER: u16 = 1008;
 /// How long a dropped slow client has to read up to its close frame.
 const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(10);
-/// How often the server pings an idle connection.
-const PING_INTERVAL: Duration = Duration::from_secs(25);
+
+/// The writer's timing (`edge.ping_interval`, `edge.write_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct WriterTiming {
+    /// How often the client is pinged; its pongs keep the connection alive.
+    pub ping_interval: Duration,
+    /// Longest one write to the socket may take before the client is
+    /// given up (a peer that stopped reading with full buffers).
+    pub write_timeout: Duration,
+}
 
 /// Something for the client.
 #[derive(Debug)]
@@ -87,11 +95,11 @@ impl OutboxHandle {
         }
     }
 
-    /// Queues, waiting for room (for the session's own answers).
+    /// Queues the session's own answers. A client that sends without
+    /// reading fills its queue with them like any other: it is dropped as
+    /// a slow client, and the session never waits on it.
     pub async fn send(&self, outbound: Outbound) {
-        if self.tx.send(outbound).await.is_err() {
-            tracing::debug!("connection writer already gone");
-        }
+        self.offer(outbound);
     }
 
     pub async fn frame(&self, frame: &ServerFrame) {
@@ -101,6 +109,7 @@ impl OutboxHandle {
 
 struct Writer {
     sink: SplitSink<WebSocket, Message>,
+    write_timeout: Duration,
     log: ConversationLog,
     receipts: Option<(Participant, async_nats::Client)>,
     /// Whose eyes records are rendered for: a visitor until `hello` said
@@ -141,11 +150,13 @@ pub async fn run(
     log: ConversationLog,
     kick: CancellationToken,
     shutdown: CancellationToken,
+    timing: WriterTiming,
 ) {
     // The writer's handling is boxed (see `session::serve`): this task lives
     // as long as the connection, mostly idle in the first `select!`.
     let mut writer = Writer {
         sink,
+        write_timeout: timing.write_timeout,
         log,
         receipts: None,
         viewer: Role::Visitor,
@@ -153,7 +164,7 @@ pub async fn run(
         delivered: HashMap::new(),
         held: HashMap::new(),
     };
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut ping = tokio::time::interval(timing.ping_interval);
     ping.tick().await;
     loop {
         let next = tokio::select! {
@@ -331,20 +342,28 @@ impl Writer {
 
     /// Queues a frame in the socket's buffer; [`Writer::flush`] sends.
     async fn write(&mut self, message: Message) -> Flow {
-        match self.sink.feed(message).await {
-            Ok(()) => Flow::Continue,
-            Err(err) => {
+        match tokio::time::timeout(self.write_timeout, self.sink.feed(message)).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(err)) => {
                 tracing::debug!(error = %err, "websocket write failed");
+                Flow::Stop
+            }
+            Err(_) => {
+                tracing::info!("websocket write timed out; connection given up");
                 Flow::Stop
             }
         }
     }
 
     async fn flush(&mut self) -> Flow {
-        match self.sink.flush().await {
-            Ok(()) => Flow::Continue,
-            Err(err) => {
+        match tokio::time::timeout(self.write_timeout, self.sink.flush()).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(err)) => {
                 tracing::debug!(error = %err, "websocket flush failed");
+                Flow::Stop
+            }
+            Err(_) => {
+                tracing::info!("websocket write timed out; connection given up");
                 Flow::Stop
             }
         }
@@ -368,9 +387,15 @@ impl Writer {
             code,
             reason: reason.into(),
         };
-        if let Err(err) = self.sink.send(Message::Close(Some(frame))).await {
-            tracing::debug!(error = %err, "websocket close failed");
+        let closed = tokio::time::timeout(self.write_timeout, async {
+            if let Err(err) = self.sink.send(Message::Close(Some(frame))).await {
+                tracing::debug!(error = %err, "websocket close failed");
+            }
+            let _ = self.sink.close().await;
+        })
+        .await;
+        if closed.is_err() {
+            tracing::info!("websocket close timed out; connection given up");
         }
-        let _ = self.sink.close().await;
     }
 }

@@ -83,7 +83,11 @@ impl Edge {
         };
         let state = Arc::new(EdgeState {
             tokens: Tokens::new(config.auth.secret.expose()),
-            hub: Hub::new(backbone.client.clone(), backbone.log.clone()),
+            hub: Hub::new(
+                backbone.client.clone(),
+                backbone.log.clone(),
+                backbone.conversations.clone(),
+            ),
             presences: Presences::new(backbone.presence.clone(), edge_id.clone()),
             edge_id,
             backbone,

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::auth::Identity;
 use crate::handlers;
 use crate::limits::{RateLimiter, Verdict};
-use crate::outbox::{self, Outbound, OutboxHandle};
+use crate::outbox::{self, Outbound, OutboxHandle, WriterTiming};
 use crate::server::EdgeState;
 
 /// How long a closed connection is read for its close answer.
@@ -97,6 +97,10 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         state.backbone.log.clone(),
         outbox.kick.clone(),
         state.shutdown.clone(),
+        WriterTiming {
+            ping_interval: state.config.edge.ping_interval.get(),
+            write_timeout: state.config.edge.write_timeout.get(),
+        },
     ));
 
     // The handshake is boxed (freed once done), and so is the session
@@ -257,10 +261,26 @@ async fn active(
     let mut broadcasts = state.hub.notices();
     let mut broadcasts_open = true;
     let role = session.identity.role();
+    // A live client answers the writer's pings; one that sends nothing at
+    // all for `idle_timeout` is gone. The timer is moved on only when it
+    // fires, not for every frame.
+    let idle_timeout = state.config.edge.idle_timeout.get();
+    let mut last_heard = tokio::time::Instant::now();
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => break,
             () = kick.cancelled() => break,
+            () = &mut idle => {
+                let silent_until = last_heard + idle_timeout;
+                if tokio::time::Instant::now() >= silent_until {
+                    tracing::info!(idle = ?idle_timeout, "connection silent; closed as dead");
+                    session.close(close_code::IDLE_TIMEOUT, "idle timeout").await;
+                    break;
+                }
+                idle.as_mut().reset(silent_until);
+            }
             Some(notice) = notices.recv() => Box::pin(handlers::on_notice(&mut session, notice)).await,
             broadcast = broadcasts.recv(), if broadcasts_open => match broadcast {
                 Ok((audience, frame)) if audience == role => {
@@ -274,6 +294,7 @@ async fn active(
             },
             message = stream.next() => match message {
                 Some(Ok(message)) => {
+                    last_heard = tokio::time::Instant::now();
                     if !Box::pin(on_message(&mut session, &mut limiter, message)).await {
                         break;
                     }

@@ -136,6 +136,9 @@ pub mod close_code {
     pub const UNAUTHORIZED: u16 = 4401;
     pub const FORBIDDEN: u16 = 4403;
     pub const HELLO_TIMEOUT: u16 = 4408;
+    /// Nothing heard from the client (not even a pong) for
+    /// `edge.idle_timeout`: the same code as a missing `hello`.
+    pub const IDLE_TIMEOUT: u16 = 4408;
     pub const TOO_MANY_REQUESTS: u16 = 4429;
     pub const TOO_LARGE: u16 = 1009;
     pub const RESTARTING: u16 = 1012;
@@ -321,8 +324,8 @@ impl ServerFrame {
 }
 
 impl HistoryItem {
-    /// A record as `viewer` may see it: a transfer's note is for agents,
-    /// never shown to the visitor.
+    /// A record as `viewer` may see it: what is internal to the support
+    /// team (see [`for_visitor`]) never reaches a visitor.
     pub fn for_viewer(record: &ChatRecord, viewer: &Role) -> Self {
         match &record.body {
             RecordBody::Message { text, client_id } => HistoryItem::Message(MessageFrame {
@@ -338,27 +341,46 @@ impl HistoryItem {
                 conversation_id: record.conversation_id.clone(),
                 seq: record.seq,
                 id: record.id.clone(),
-                event: match (event, viewer) {
-                    (
-                        ConversationEvent::Transferred {
-                            from,
-                            to_agent,
-                            to_team,
-                            ..
-                        },
-                        Role::Visitor,
-                    ) => ConversationEvent::Transferred {
-                        from: from.clone(),
-                        to_agent: to_agent.clone(),
-                        to_team: to_team.clone(),
-                        note: None,
-                    },
-                    (event, _) => event.clone(),
+                event: match viewer {
+                    Role::Visitor => for_visitor(event),
+                    _ => event.clone(),
                 },
                 by: record.sender.clone(),
                 at: rfc3339(record.sent_at),
             }),
         }
+    }
+}
+
+/// An event as a visitor sees it: the support team's internals are left
+/// out — an assignment's audit trail (the other agents considered, their
+/// loads and capacities) and a transfer's note. Everything else a visitor
+/// is told as it is stored.
+pub fn for_visitor(event: &ConversationEvent) -> ConversationEvent {
+    match event {
+        ConversationEvent::Assigned { agent, .. } => ConversationEvent::Assigned {
+            agent: agent.clone(),
+            reason: None,
+        },
+        ConversationEvent::Transferred {
+            from,
+            to_agent,
+            to_team,
+            ..
+        } => ConversationEvent::Transferred {
+            from: from.clone(),
+            to_agent: to_agent.clone(),
+            to_team: to_team.clone(),
+            note: None,
+        },
+        ConversationEvent::Opened { .. }
+        | ConversationEvent::Queued { .. }
+        | ConversationEvent::AgentLeft { .. }
+        | ConversationEvent::Closed {}
+        | ConversationEvent::Reopened {}
+        | ConversationEvent::Rated { .. }
+        | ConversationEvent::LeftMessage { .. }
+        | ConversationEvent::PickedUp { .. } => event.clone(),
     }
 }
 

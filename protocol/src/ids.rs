@@ -66,6 +66,13 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// When a [`generate`](Self::generate)d identifier was made
+            /// (unix milliseconds); `None` for one made otherwise.
+            pub fn generated_at(&self) -> Option<u64> {
+                let ulid = self.0.strip_prefix($prefix)?;
+                ulid::Ulid::from_string(ulid).ok().map(|u| u.timestamp_ms())
+            }
         }
 
         impl TryFrom<String> for $name {
@@ -136,6 +143,22 @@ id_type!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_tell_when_they_were_made() {
+        let before = ulid::Ulid::new().timestamp_ms();
+        let id = ConversationId::generate();
+        let made = id.generated_at().unwrap();
+        assert!(
+            made >= before && made <= before + 60_000,
+            "{made} vs {before}"
+        );
+        assert_eq!(
+            ConversationId::new("c_not-a-ulid").unwrap().generated_at(),
+            None
+        );
+        assert_eq!(ConversationId::new("x_01HZX").unwrap().generated_at(), None);
+    }
 
     #[test]
     fn accepts_plain_ids() {

@@ -136,9 +136,42 @@ async fn release_unless_held(
 
 pub use switchboard_bus::slots::release;
 
+/// Why a conversation is taken back from its agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// The agent has been offline past the grace period.
+    Offline,
+    /// The agent did not answer within the team's first-reply deadline of
+    /// the assignment made at `assigned_at`: taken back only if, in the
+    /// state itself, that assignment still holds and has no answer (a
+    /// router's view may lag behind a reply), and never given back to them.
+    NoReply { assigned_at: i64 },
+}
+
+impl Requeue {
+    /// The `reason` of the `agent_left` event.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Requeue::Offline => "offline",
+            Requeue::NoReply { .. } => "no_reply",
+        }
+    }
+
+    /// Whether the current state still calls for it.
+    fn holds(self, state: &ConversationState, agent: &AgentId) -> bool {
+        state.is_assigned_to(agent)
+            && match self {
+                Requeue::Offline => true,
+                Requeue::NoReply { assigned_at } => {
+                    state.first_response_at.is_none() && state.assigned_at == Some(assigned_at)
+                }
+            }
+    }
+}
+
 /// Puts a conversation whose agent is gone back in the queue, at its
-/// original place (`queued_at` is kept), and tells the visitor. With
-/// `exclude`, that agent is not given it again.
+/// original place (`queued_at` is kept), and tells the visitor. After
+/// [`Requeue::NoReply`], that agent is not given it again.
 ///
 /// # Errors
 /// NATS errors.
@@ -147,27 +180,26 @@ pub async fn requeue(
     backbone: &Backbone,
     conversation: &ConversationId,
     agent: &AgentId,
-    reason: &str,
-    exclude: bool,
+    why: Requeue,
 ) -> Result<bool, BusError> {
     let (requeued, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
         |current: Option<&ConversationState>| match current {
-            Some(state) if state.is_assigned_to(agent) => {
+            Some(state) if why.holds(state, agent) => {
                 let mut state = state.clone();
                 let left = state.agent.take();
                 state.status = ConversationStatus::Queued;
                 state.assigned_at = None;
                 state.first_response_at = None;
                 state.announced_position = None;
-                state.exclude_agent = exclude.then(|| agent.clone());
+                state.exclude_agent = matches!(why, Requeue::NoReply { .. }).then(|| agent.clone());
                 if let Some(left) = left {
                     state.owe(
                         Participant::system(ROUTER),
                         ConversationEvent::AgentLeft {
                             agent: left,
-                            reason: reason.to_owned(),
+                            reason: why.reason().to_owned(),
                         },
                         None,
                     );
@@ -183,7 +215,7 @@ pub async fn requeue(
     };
     release(backbone, agent, conversation).await?;
     outbox::flush_from(backbone, conversation, written).await?;
-    tracing::info!(reason, "conversation requeued");
+    tracing::info!(reason = why.reason(), "conversation requeued");
     Ok(true)
 }
 

@@ -4,27 +4,34 @@
 
 use std::time::Duration;
 
-use switchboard_bus::{Backbone, BusError};
+use switchboard_bus::{kv, Backbone, BusError};
 use switchboard_protocol::ids::{AgentId, ConversationId};
-use switchboard_protocol::payloads::ConversationStatus;
+use switchboard_protocol::payloads::{ConversationState, ConversationStatus};
 
 use crate::assign::release;
 use crate::mirror::Mirror;
 
-/// Claims to release: `(agent, conversation)`.
-pub fn stale_claims(
-    mirror: &Mirror,
-    now_ms: i64,
-    grace: Duration,
-) -> Vec<(AgentId, ConversationId)> {
+/// Claims a reconciliation may release, as this router's view sees them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StaleClaims {
+    /// Known not to hold: their conversation is finished, or was seen
+    /// given to someone else (or to nobody) past the grace period.
+    pub release: Vec<(AgentId, ConversationId)>,
+    /// Past the grace period, for conversations this view has not seen:
+    /// released only if the bucket itself says the claim does not hold (a
+    /// router whose view is partial never frees a slot under an
+    /// assignment it has not loaded).
+    pub unseen: Vec<(AgentId, ConversationId)>,
+}
+
+/// The claims that may be stale.
+pub fn stale_claims(mirror: &Mirror, now_ms: i64, grace: Duration) -> StaleClaims {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-    let mut stale = Vec::new();
+    let mut stale = StaleClaims::default();
     for (agent, load) in &mirror.loads {
         for entry in &load.conversations {
             let state = mirror.conversations.get(&entry.conversation_id);
             let holds = state.is_some_and(|s| s.is_assigned_to(agent));
-            // Not seen (yet) is not finished: the conversation may be newer
-            // than this router's view of it.
             let finished = mirror.finished.contains(&entry.conversation_id)
                 || state.is_some_and(|s| {
                     matches!(
@@ -33,11 +40,16 @@ pub fn stale_claims(
                     )
                 });
             let old = now_ms - entry.claimed_at > grace_ms;
+            let claim = (agent.clone(), entry.conversation_id.clone());
             // A closed conversation frees its slot at once; a claim that
             // never became an assignment only after the grace period (its
             // router may still be between the two steps).
-            if !holds && (finished || old) {
-                stale.push((agent.clone(), entry.conversation_id.clone()));
+            if holds {
+                continue;
+            } else if finished || (old && state.is_some()) {
+                stale.release.push(claim);
+            } else if old {
+                stale.unseen.push(claim);
             }
         }
     }
@@ -49,15 +61,10 @@ pub fn stale_claims(
 const OWED_GRACE_MS: i64 = 3_000;
 
 /// Writes the events that state changes owe to the log, when whoever made
-/// the change did not (it died, or lost NATS in between).
-///
-/// # Errors
-/// The first NATS error.
-pub async fn flush_owed(
-    backbone: &Backbone,
-    mirror: &Mirror,
-    now_ms: i64,
-) -> Result<usize, BusError> {
+/// the change did not (it died, or lost NATS in between). A conversation
+/// that cannot be flushed now is logged and left for the next pass: it
+/// never holds up the others.
+pub async fn flush_owed(backbone: &Backbone, mirror: &Mirror, now_ms: i64) -> usize {
     let owing: Vec<ConversationId> = mirror
         .conversations
         .values()
@@ -68,14 +75,23 @@ pub async fn flush_owed(
         })
         .map(|s| s.id.clone())
         .collect();
+    let mut written = 0;
     for conversation in &owing {
-        switchboard_bus::outbox::flush(backbone, conversation).await?;
-        tracing::info!(conversation_id = %conversation, "owed events written");
+        match switchboard_bus::outbox::flush(backbone, conversation).await {
+            Ok(()) => {
+                written += 1;
+                tracing::info!(conversation_id = %conversation, "owed events written");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, conversation_id = %conversation, "writing owed events failed");
+            }
+        }
     }
-    Ok(owing.len())
+    written
 }
 
-/// Releases every stale claim.
+/// Releases every stale claim; a claim on a conversation this view has not
+/// seen only once the bucket confirms it does not hold.
 ///
 /// # Errors
 /// The first NATS error.
@@ -85,18 +101,33 @@ pub async fn run_once(
     now_ms: i64,
     grace: Duration,
 ) -> Result<usize, BusError> {
-    let stale = stale_claims(mirror, now_ms, grace);
-    for (agent, conversation) in &stale {
+    let StaleClaims {
+        release: known,
+        unseen,
+    } = stale_claims(mirror, now_ms, grace);
+    let mut released = 0;
+    for (agent, conversation) in &known {
         release(backbone, agent, conversation).await?;
+        released += 1;
         tracing::info!(agent_id = %agent, conversation_id = %conversation, "slot released");
     }
-    Ok(stale.len())
+    for (agent, conversation) in &unseen {
+        let state =
+            kv::get::<ConversationState>(&backbone.conversations, conversation.as_str()).await?;
+        if state.is_some_and(|s| s.value.is_assigned_to(agent)) {
+            continue;
+        }
+        release(backbone, agent, conversation).await?;
+        released += 1;
+        tracing::info!(agent_id = %agent, conversation_id = %conversation, "slot of an unseen conversation released");
+    }
+    Ok(released)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_protocol::payloads::{ConversationState, LoadEntry, Participant};
+    use switchboard_protocol::payloads::{LoadEntry, Participant};
 
     fn claim(mirror: &mut Mirror, agent: &str, conversation: &str, at: i64) {
         mirror
@@ -149,11 +180,16 @@ mod tests {
         claim(&mut mirror, "a_1", "c_orphan", 0);
         claim(&mut mirror, "a_1", "c_fresh_orphan", 95_000);
         claim(&mut mirror, "a_1", "c_unseen", 99_000);
-        let mut stale: Vec<String> = stale_claims(&mirror, 100_000, grace)
-            .into_iter()
-            .map(|(_, c)| c.to_string())
-            .collect();
-        stale.sort();
-        assert_eq!(stale, ["c_closed", "c_orphan"]);
+        claim(&mut mirror, "a_1", "c_old_unseen", 0);
+        let stale = stale_claims(&mirror, 100_000, grace);
+        let names = |claims: &[(AgentId, ConversationId)]| {
+            let mut names: Vec<String> = claims.iter().map(|(_, c)| c.to_string()).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&stale.release), ["c_closed", "c_orphan"]);
+        // An old claim on a conversation this view has not loaded is only
+        // a candidate, checked against the bucket before it is released.
+        assert_eq!(names(&stale.unseen), ["c_old_unseen"]);
     }
 }

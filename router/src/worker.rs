@@ -19,7 +19,7 @@ use switchboard_protocol::subjects::{self, buckets};
 use switchboard_protocol::time::now_ms;
 use tokio_util::sync::CancellationToken;
 
-use crate::assign::{self, Outcome};
+use crate::assign::{self, Outcome, Requeue};
 use crate::mirror::Mirror;
 use crate::{policy, reconcile};
 
@@ -37,8 +37,30 @@ pub enum RouterError {
     Bus(#[from] BusError),
 }
 
-/// How long a router waits for the buckets' history before routing anyway.
+/// How often a router still loading the buckets' history says so (it
+/// never routes on a partial view).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The routing buckets that hold any key: their history must have arrived
+/// before the router decides anything.
+async fn non_empty_buckets(backbone: &Backbone) -> Result<HashSet<String>, BusError> {
+    let mut non_empty = HashSet::new();
+    for (name, store) in [
+        (buckets::AGENTS, &backbone.agents),
+        (buckets::PRESENCE, &backbone.presence),
+        (buckets::LOAD, &backbone.load),
+        (buckets::CONVERSATIONS, &backbone.conversations),
+    ] {
+        let mut keys = store
+            .keys()
+            .await
+            .map_err(|e| BusError::nats("list kv keys", e))?;
+        if keys.next().await.is_some() {
+            non_empty.insert(name.to_owned());
+        }
+    }
+    Ok(non_empty)
+}
 
 /// How long to wait before watching again after the watches broke.
 const REWATCH_DELAY: Duration = Duration::from_secs(1);
@@ -92,22 +114,8 @@ async fn watch_and_route(
     // Decide nothing before every bucket's current content has arrived: a
     // partial view (slots without their conversations) would free slots
     // that are taken.
-    let mut behind: HashSet<String> = HashSet::new();
-    for (name, store) in [
-        (buckets::AGENTS, &backbone.agents),
-        (buckets::PRESENCE, &backbone.presence),
-        (buckets::LOAD, &backbone.load),
-        (buckets::CONVERSATIONS, &backbone.conversations),
-    ] {
-        let mut keys = store
-            .keys()
-            .await
-            .map_err(|e| BusError::nats("list kv keys", e))?;
-        if keys.next().await.is_some() {
-            behind.insert(name.to_owned());
-        }
-    }
-    let synced_by = tokio::time::Instant::now() + SYNC_TIMEOUT;
+    let mut behind = non_empty_buckets(backbone).await?;
+    let mut synced_by = tokio::time::Instant::now() + SYNC_TIMEOUT;
     let mut events = select_all(watches);
     let mut mirror = Mirror::default();
     let mut memory = Memory::default();
@@ -138,11 +146,18 @@ async fn watch_and_route(
             _ = tick.tick() => {}
         }
         if !synced {
-            if !behind.is_empty() && tokio::time::Instant::now() < synced_by {
-                continue;
+            if !behind.is_empty() && tokio::time::Instant::now() >= synced_by {
+                // Still loading, or emptied since it was listed: a bucket
+                // that is empty now has nothing to wait for.
+                let non_empty = non_empty_buckets(backbone).await?;
+                behind.retain(|bucket| non_empty.contains(bucket));
+                if !behind.is_empty() {
+                    tracing::warn!(buckets = ?behind, "kv history still loading; not routing on a partial view");
+                }
+                synced_by = tokio::time::Instant::now() + SYNC_TIMEOUT;
             }
             if !behind.is_empty() {
-                tracing::warn!(buckets = ?behind, "kv history incomplete after the sync timeout; routing anyway");
+                continue;
             }
             synced = true;
             tracing::info!(
@@ -150,9 +165,7 @@ async fn watch_and_route(
                 "routing state loaded"
             );
         }
-        if let Err(err) = reconcile::flush_owed(backbone, &mirror, now_ms()).await {
-            tracing::warn!(error = %err, "writing owed events failed");
-        }
+        reconcile::flush_owed(backbone, &mirror, now_ms()).await;
         // Cheap when nothing is stale: the mirror is in memory.
         if let Err(err) =
             reconcile::run_once(backbone, &mirror, now_ms(), config.router.claim_grace.get()).await
@@ -318,7 +331,7 @@ async fn requeue_absent(
             let since = *memory.offline_since.entry(agent.clone()).or_insert(now);
             if now - since > grace {
                 for state in &held {
-                    assign::requeue(backbone, &state.id, &agent, "offline", false).await?;
+                    assign::requeue(backbone, &state.id, &agent, Requeue::Offline).await?;
                 }
                 memory.offline_since.remove(&agent);
             }
@@ -330,12 +343,12 @@ async fn requeue_absent(
             let Some(deadline) = config.router.first_reply_of(team) else {
                 continue;
             };
-            let silent = state.first_response_at.is_none()
-                && state
-                    .assigned_at
-                    .is_some_and(|at| now - at > millis(deadline));
-            if silent {
-                assign::requeue(backbone, &state.id, &agent, "no_reply", true).await?;
+            let silent_since = state
+                .assigned_at
+                .filter(|at| state.first_response_at.is_none() && now - at > millis(deadline));
+            if let Some(assigned_at) = silent_since {
+                let why = Requeue::NoReply { assigned_at };
+                assign::requeue(backbone, &state.id, &agent, why).await?;
             }
         }
     }

@@ -15,7 +15,12 @@ use crate::agents::{ensure_demo_agents, DEMO_AGENTS};
 pub async fn open_backbone(settings: &Settings, component: &str) -> anyhow::Result<Backbone> {
     Backbone::connect(&settings.nats, component)
         .await
-        .with_context(|| format!("open the backbone at {}", settings.nats.url))
+        .with_context(|| {
+            format!(
+                "open the backbone at {}",
+                switchboard_config::redact::redact_uri(&settings.nats.url)
+            )
+        })
 }
 
 fn shutdown_on_signals() -> CancellationToken {

@@ -3,12 +3,14 @@
 
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{json, Value};
 use switchboard_bus::accounts::{self, NewAgent};
 use switchboard_bus::Backbone;
 use switchboard_protocol::ids::TeamId;
 use switchboard_protocol::payloads::AgentAccount;
+use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 use crate::services::{Mongo, Nats};
@@ -55,6 +57,9 @@ pub struct System {
     pub nodes: Vec<Node>,
     /// `SWITCHBOARD_*` settings given to every node.
     env: Vec<(String, String)>,
+    /// When set, every node started from then on logs at this level
+    /// (`RUST_LOG`) into [`System::logs`].
+    capture: Option<(String, Arc<Mutex<Vec<String>>>)>,
 }
 
 impl System {
@@ -77,7 +82,29 @@ impl System {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            capture: None,
         }
+    }
+
+    /// Sets a `SWITCHBOARD_*` setting for every node started from now on
+    /// (replacing the system's own, such as the servers' addresses).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Collects the log lines of every node started from now on, logging
+    /// at `filter` (a `RUST_LOG` directive).
+    pub fn capture_logs(&mut self, filter: &str) {
+        self.capture = Some((filter.to_owned(), Arc::default()));
+    }
+
+    /// Every log line captured so far (see [`System::capture_logs`]).
+    pub fn logs(&self) -> Vec<String> {
+        self.capture
+            .as_ref()
+            .map(|(_, lines)| lines.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .unwrap_or_default()
     }
 
     /// Starts the services, one router and one archiver.
@@ -101,27 +128,43 @@ impl System {
 
     fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> Child {
         let logs = std::env::var_os("SWITCHBOARD_TEST_LOGS").is_some();
+        let filter = match &self.capture {
+            Some((filter, _)) => filter.clone(),
+            None => std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        };
         let mut command = Command::new(node_binary());
         command
             .args(args)
             .env_remove("SWITCHBOARD_CONFIG")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", filter)
             .envs(self.env())
             .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(if logs {
+            .stderr(if self.capture.is_some() {
+                Stdio::piped()
+            } else if logs {
                 Stdio::inherit()
             } else {
                 Stdio::null()
             })
             .kill_on_drop(true);
-        command
+        let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("start switchboard-node {args:?}: {e}"))
+            .unwrap_or_else(|e| panic!("start switchboard-node {args:?}: {e}"));
+        if let (Some((_, lines)), Some(stderr)) = (&self.capture, child.stderr.take()) {
+            let lines = Arc::clone(lines);
+            tokio::spawn(async move {
+                let mut stderr = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = stderr.next_line().await {
+                    lines
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(line);
+                }
+            });
+        }
+        child
     }
 
     /// Starts an edge process and waits until it answers `/readyz`.

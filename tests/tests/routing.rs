@@ -64,13 +64,15 @@ async fn a_vanished_agent_loses_conversations_to_the_queue_at_their_place() {
     system.add_agent("ada", 1, None).await;
     system.add_agent("ben", 2, None).await;
 
-    let ada = agent(&system, edge, "ada").await;
+    let mut ada = agent(&system, edge, "ada").await;
     let (mut first, first_id, _) = visitor(edge, "First", None).await;
     let assigned = first.expect_event(&first_id, "assigned").await;
     assert_eq!(assigned["agent"]["name"], "Agent ada");
-    // The audit trail says why.
-    assert_eq!(assigned["reason"]["strategy"], "least_busy");
-    assert_eq!(assigned["reason"]["candidates"][0]["capacity"], 1);
+    // The audit trail says why, to agents (never to the visitor).
+    assert!(assigned["reason"].is_null(), "{assigned}");
+    let audit = ada.expect_event(&first_id, "assigned").await;
+    assert_eq!(audit["reason"]["strategy"], "least_busy");
+    assert_eq!(audit["reason"]["candidates"][0]["capacity"], 1);
     let (mut second, second_id, _) = visitor(edge, "Second", None).await;
     let queued = second.expect_event(&second_id, "queued").await;
     assert_eq!(queued["position"], 1);
@@ -160,12 +162,16 @@ async fn transfers_go_to_the_named_agent_or_team_with_the_note() {
     assert_eq!(taken["conversation_id"], id.as_str());
     let briefing = eli.expect_event(&id, "transferred").await;
     assert_eq!(briefing["note"], "wants a discount");
-    let assigned = ann
-        .expect("assigned to eli", |f| {
+    ann.expect("assigned to eli", |f| {
+        f["event"] == "assigned" && f["agent"]["name"] == "Agent eli"
+    })
+    .await;
+    let audit = eli
+        .expect("eli's assignment", |f| {
             f["event"] == "assigned" && f["agent"]["name"] == "Agent eli"
         })
         .await;
-    assert_eq!(assigned["reason"]["strategy"], "requested");
+    assert_eq!(audit["reason"]["strategy"], "requested");
     // ...and may no longer write in it, nor read what follows.
     let after = ann
         .send_message(&id, "after-transfer", "are you there?")
@@ -264,7 +270,14 @@ async fn a_closed_conversation_is_rated_and_reopened_with_the_same_agent() {
     again.expect_event(&id, "reopened").await;
     let assigned = again.expect_event(&id, "assigned").await;
     assert_eq!(assigned["agent"]["name"], "Agent ivy");
-    assert_eq!(assigned["reason"]["strategy"], "requested");
+    let audit = ivy
+        .expect("ivy's new assignment", |f| {
+            f["event"] == "assigned"
+                && f["conversation_id"] == id.as_str()
+                && f["seq"] == assigned["seq"]
+        })
+        .await;
+    assert_eq!(audit["reason"]["strategy"], "requested");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 
 use super::*;
 
+use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
+
 /// `start`: the visitor's open conversation, or a new one.
 pub(super) async fn start(
     session: &mut Session,
@@ -23,6 +25,7 @@ pub(super) async fn start(
         return Err(Refusal::new(ErrorCode::BadRequest, "invalid client_id"));
     }
     let backbone = session.state.backbone.clone();
+    let mut created = false;
     let (conversation, status, mode) = match open_conversations(session).await?.pop() {
         Some(state) => (state.id, state.status, CatchUp::Live),
         None => match reopen_recent(session, &visitor).await? {
@@ -33,14 +36,18 @@ pub(super) async fn start(
                 CatchUp::After(before),
             ),
             None => {
-                let (conversation, created) =
-                    claim_conversation(session, &visitor, team, ConversationStatus::Queued).await?;
-                let mode = if created { CatchUp::All } else { CatchUp::Live };
-                (conversation, ConversationStatus::Queued, mode)
+                let opening = Opening {
+                    status: ConversationStatus::Queued,
+                    owed: None,
+                };
+                let (conversation, claim) =
+                    claim_conversation(session, &visitor, team, opening).await?;
+                created = claim == Claim::Created;
+                // Whoever opened it, this tab sees it from its first record.
+                (conversation, ConversationStatus::Queued, CatchUp::All)
             }
         },
     };
-    let created = mode == CatchUp::All;
     let last_seq = backbone.log.last_seq(&conversation).await?;
     session
         .outbox
@@ -111,45 +118,104 @@ pub(super) async fn reopen_recent(
     Ok(Some((last.value, before)))
 }
 
+/// How long a visitor's pointer may name a conversation whose routing
+/// entry is not written yet before it counts as abandoned (its opener died
+/// between the two writes) rather than being opened by another tab.
+const OPENING_GRACE_MS: u64 = 30_000;
+
+/// Lost races a claim tolerates (each means another tab moved the pointer).
+const MAX_CLAIM_ATTEMPTS: usize = 8;
+
+/// How [`claim_conversation`] came by the visitor's conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// This call opened it.
+    Created,
+    /// Another tab of the same visitor opened it a moment ago, or has it
+    /// open: this one joins it (and catches up from its first record).
+    Joined,
+}
+
+/// What a new conversation owes its log besides `opened` (a missed one:
+/// the visitor's `left_message`).
+pub(crate) struct Opening {
+    pub status: ConversationStatus,
+    pub owed: Option<(Participant, ConversationEvent)>,
+}
+
 /// Makes a new conversation the visitor's open one, unless another tab of
-/// the same visitor did so a moment ago (then that one is used).
+/// the same visitor did so at the same time (then that one is used): the
+/// visitor's pointer only ever moves by compare-and-set, so two tabs that
+/// `start` at once get one conversation.
 pub(crate) async fn claim_conversation(
     session: &Session,
     visitor: &VisitorId,
     team: Option<TeamId>,
-    status: ConversationStatus,
-) -> Result<(ConversationId, bool), Refusal> {
+    opening: Opening,
+) -> Result<(ConversationId, Claim), Refusal> {
     let backbone = &session.state.backbone;
     let fresh = ConversationId::generate();
-    let other = kv::cas(
-        &backbone.visitors,
-        visitor.as_str(),
-        |current: Option<&ConversationId>| match current {
-            Some(other) => Decision::Keep(Some(other.clone())),
-            None => Decision::Write(fresh.clone(), None),
-        },
-    )
-    .await?;
-    if let Some(other) = other {
-        let other_open = kv::get::<ConversationState>(&backbone.conversations, other.as_str())
-            .await?
-            .is_some_and(|s| s.value.status != ConversationStatus::Closed);
-        if other_open {
-            return Ok((other, false));
+    for _ in 0..MAX_CLAIM_ATTEMPTS {
+        let pointer = kv::get::<ConversationId>(&backbone.visitors, visitor.as_str()).await?;
+        let won = match pointer {
+            None => match backbone
+                .visitors
+                .create(visitor.as_str(), encode_id(&fresh)?.into())
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                Err(e) => return Err(BusError::nats("claim conversation", e).into()),
+            },
+            Some(other) => {
+                let state =
+                    kv::get::<ConversationState>(&backbone.conversations, other.value.as_str())
+                        .await?;
+                let being_opened = state.is_none()
+                    && other
+                        .value
+                        .generated_at()
+                        .is_some_and(|at| now_ms_u64().saturating_sub(at) < OPENING_GRACE_MS);
+                let open = state.is_some_and(|s| s.value.status != ConversationStatus::Closed);
+                if open || being_opened {
+                    return Ok((other.value, Claim::Joined));
+                }
+                // A closed (or abandoned) conversation: replace the pointer
+                // only if nobody moved it meanwhile.
+                match backbone
+                    .visitors
+                    .update(visitor.as_str(), encode_id(&fresh)?.into(), other.revision)
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                    Err(e) => return Err(BusError::nats("claim conversation", e).into()),
+                }
+            }
+        };
+        if won {
+            open_new(session, &fresh, team, opening).await?;
+            return Ok((fresh, Claim::Created));
         }
-        // A pointer to a closed conversation (its close did not clear it).
-        kv::put(&backbone.visitors, visitor.as_str(), &fresh).await?;
     }
-    open_new(session, &fresh, team, status).await?;
-    Ok((fresh, true))
+    Err(BusError::Contention("visitor's conversation pointer").into())
 }
 
-/// Writes the `opened` event and the routing entry of a new conversation.
+fn encode_id(id: &ConversationId) -> Result<Vec<u8>, BusError> {
+    encode(id).map_err(|e| BusError::decode("conversation id", e))
+}
+
+fn now_ms_u64() -> u64 {
+    u64::try_from(now_ms()).unwrap_or(0)
+}
+
+/// Writes the `opened` event and the routing entry of a new conversation
+/// (with whatever else its opening owes the log).
 pub(crate) async fn open_new(
     session: &Session,
     conversation: &ConversationId,
     team: Option<TeamId>,
-    status: ConversationStatus,
+    opening: Opening,
 ) -> Handled {
     let backbone = &session.state.backbone;
     let visitor = session.identity.participant();
@@ -168,9 +234,21 @@ pub(crate) async fn open_new(
         )
         .await?;
     let mut state = ConversationState::opened(conversation.clone(), visitor, team, now_ms());
-    state.status = status;
+    state.status = opening.status;
+    if let Some((sender, event)) = opening.owed {
+        state.owe(sender, event, None);
+    }
     // Written after the `opened` event, so the router's events follow it.
-    kv::put(&backbone.conversations, conversation.as_str(), &state).await?;
+    let revision = kv::put(&backbone.conversations, conversation.as_str(), &state).await?;
+    outbox::flush_from(
+        backbone,
+        conversation,
+        kv::Versioned {
+            value: state,
+            revision,
+        },
+    )
+    .await?;
     tracing::info!(%conversation, "conversation opened");
     Ok(())
 }
@@ -341,41 +419,63 @@ pub(super) async fn set_status(session: &mut Session, status: AgentStatus) -> Ha
 
 /// `close`: end a conversation (its agent, or its visitor). The visitor's
 /// pointer to it stays: coming back within `edge.reopen_window` reopens it.
+/// Who may close is checked again in the compare-and-set itself: a
+/// conversation requeued or transferred away since the first check is not
+/// closed by its former agent.
 pub(super) async fn close(session: &mut Session, conversation: &ConversationId) -> Handled {
-    let state = authorize(session, conversation, true).await?;
+    authorize(session, conversation, true).await?;
     let backbone = &session.state.backbone;
     let sender = session.identity.participant();
-    let (closed_now, written) = kv::cas_versioned(
+    let identity = session.identity.clone();
+    let (closed, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
         |current: Option<&ConversationState>| match current {
-            Some(current) if current.status != ConversationStatus::Closed => {
+            Some(current) if current.status == ConversationStatus::Closed => {
+                Decision::Keep(Err("this conversation is closed"))
+            }
+            Some(current) if may_close(&identity, current) => {
                 let mut closed = current.clone();
                 closed.status = ConversationStatus::Closed;
                 closed.closed_at = Some(now_ms());
                 closed.owe(sender.clone(), ConversationEvent::Closed {}, None);
-                Decision::Write(closed, true)
+                // The slot of the agent it had when it was closed, and
+                // whether it was listed as missed.
+                let was_missed = current.status == ConversationStatus::Missed;
+                Decision::Write(closed, Ok((current.agent.clone(), was_missed)))
             }
-            _ => Decision::Keep(false),
+            _ => Decision::Keep(Err("this conversation is not yours")),
         },
     )
     .await?;
-    let Some(written) = written.filter(|_| closed_now) else {
+    let (agent, was_missed) = closed.map_err(|why| Refusal::new(ErrorCode::Forbidden, why))?;
+    let Some(written) = written else {
         return Err(Refusal::new(
             ErrorCode::Forbidden,
             "this conversation is closed",
         ));
     };
+    if was_missed {
+        // Nobody is to pick it up any more.
+        if let Err(err) = backbone.missed.delete(conversation.as_str()).await {
+            tracing::warn!(error = %err, %conversation, "remove missed entry");
+        }
+    }
     outbox::flush_from(backbone, conversation, written).await?;
     // Give the agent's slot back now: a reopen right after must not find
     // it still taken (routers release it too, when they see the close).
-    if let Some(agent) = state
-        .agent
-        .as_ref()
-        .and_then(|a| AgentId::new(a.id.as_str()).ok())
-    {
+    if let Some(agent) = agent.and_then(|a| AgentId::new(a.id.as_str()).ok()) {
         switchboard_bus::slots::release(backbone, &agent, conversation).await?;
     }
     tracing::info!(%conversation, "conversation closed");
     Ok(())
+}
+
+/// Whether `identity` may close a conversation in this state: its visitor,
+/// or the agent it is assigned to.
+fn may_close(identity: &Identity, state: &ConversationState) -> bool {
+    match identity {
+        Identity::Visitor { id, .. } => state.visitor.id == id.as_str(),
+        Identity::Agent { id, .. } => state.is_assigned_to(id),
+    }
 }

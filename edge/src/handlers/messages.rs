@@ -34,43 +34,7 @@ pub(super) async fn send(
         ));
     }
     text_allowed(session, &text)?;
-    // The conversation's state is read once, not for every message: the
-    // check holds while the hub has seen no event of the conversation
-    // since (assignments, transfers, closes are all events, and the hub
-    // stops delivering to an agent who lost it).
-    let hub = &session.state.hub;
-    let epoch = hub.epoch(conversation, session.connection);
-    let checked = session
-        .may_send
-        .get(conversation)
-        .copied()
-        .filter(|check| Some(check.epoch) == epoch);
-    let answered = match checked {
-        Some(check) => check.answered,
-        None => {
-            let state = authorize(session, conversation, true).await?;
-            let answered = state.first_response_at.is_some();
-            match epoch {
-                Some(epoch) => {
-                    // An agent's connection may send into many conversations
-                    // over a day: forget the checks that no longer hold.
-                    if session.may_send.len() >= MAX_SEND_CHECKS {
-                        let connection = session.connection;
-                        session
-                            .may_send
-                            .retain(|c, check| hub.epoch(c, connection) == Some(check.epoch));
-                    }
-                    session
-                        .may_send
-                        .insert(conversation.clone(), SendCheck { epoch, answered });
-                }
-                None => {
-                    follow(session, conversation, CatchUp::Live).await?;
-                }
-            }
-            answered
-        }
-    };
+    let answered = may_write(session, conversation).await?;
     if retry {
         // JetStream recognises a repeat only inside its dedupe window; a
         // retry may come later (a client offline for long), so look for it.
@@ -79,39 +43,95 @@ pub(super) async fn send(
             return ack(session, client_id, &original).await;
         }
     }
-    append_message(session, conversation, client_id, text).await?;
     if let Identity::Agent { id, .. } = &session.identity {
         if !answered {
+            // Before the message is stored: once the state says the agent
+            // answered, no first-reply requeue can take the conversation
+            // away from under a reply the visitor already sees.
             note_first_response(session, conversation, id).await?;
             if let Some(check) = session.may_send.get_mut(conversation) {
                 check.answered = true;
             }
         }
     }
-    Ok(())
+    append_message(session, conversation, client_id, text).await
+}
+
+/// Checks that this connection may write into `conversation` (a visitor:
+/// their own open conversation; an agent: an open one assigned to them),
+/// and follows it if it does not yet. Returns whether the assigned agent
+/// had already answered.
+///
+/// The conversation's state is read once, not for every message: the
+/// check holds while the hub has seen no event of the conversation since
+/// (assignments, transfers, closes are all events, and the hub stops
+/// delivering to an agent who lost it).
+pub(super) async fn may_write(
+    session: &mut Session,
+    conversation: &ConversationId,
+) -> Result<bool, Refusal> {
+    let hub = &session.state.hub;
+    let epoch = hub.epoch(conversation, session.connection);
+    if let Some(check) = session
+        .may_send
+        .get(conversation)
+        .filter(|check| Some(check.epoch) == epoch)
+    {
+        return Ok(check.answered);
+    }
+    let state = authorize(session, conversation, true).await?;
+    let answered = state.first_response_at.is_some();
+    match epoch {
+        Some(epoch) => {
+            // An agent's connection may write into many conversations over
+            // a day: forget the checks that no longer hold.
+            if session.may_send.len() >= MAX_SEND_CHECKS {
+                let connection = session.connection;
+                session
+                    .may_send
+                    .retain(|c, check| hub.epoch(c, connection) == Some(check.epoch));
+            }
+            session
+                .may_send
+                .insert(conversation.clone(), SendCheck { epoch, answered });
+        }
+        None => {
+            follow(session, conversation, CatchUp::Live).await?;
+        }
+    }
+    Ok(answered)
 }
 
 /// Marks that the assigned agent has answered (once per assignment), so
-/// the router's first-reply deadline stops counting.
+/// the router's first-reply deadline stops counting; refused when the
+/// conversation is no longer theirs (requeued for not answering in time).
 pub(super) async fn note_first_response(
     session: &Session,
     conversation: &ConversationId,
     agent: &AgentId,
 ) -> Handled {
-    kv::cas(
+    let still_mine = kv::cas(
         &session.state.backbone.conversations,
         conversation.as_str(),
         |current: Option<&ConversationState>| match current {
             Some(state) if state.is_assigned_to(agent) && state.first_response_at.is_none() => {
                 let mut state = state.clone();
                 state.first_response_at = Some(now_ms());
-                Decision::Write(state, ())
+                Decision::Write(state, true)
             }
-            _ => Decision::Keep(()),
+            Some(state) => Decision::Keep(state.is_assigned_to(agent)),
+            None => Decision::Keep(false),
         },
     )
     .await?;
-    Ok(())
+    if still_mine {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this conversation is not yours",
+        ))
+    }
 }
 
 /// Send checks a connection keeps before forgetting stale ones.
@@ -121,7 +141,7 @@ const MAX_SEND_CHECKS: usize = 64;
 const RETRY_LOOKBACK: u64 = 500;
 
 /// A message this identity sent with `client_id`, among the recent records.
-pub(super) async fn find_sent(
+pub(crate) async fn find_sent(
     session: &Session,
     conversation: &ConversationId,
     client_id: &str,
@@ -140,7 +160,7 @@ pub(super) async fn find_sent(
         }))
 }
 
-pub(super) async fn ack(session: &Session, client_id: &str, record: &ChatRecord) -> Handled {
+pub(crate) async fn ack(session: &Session, client_id: &str, record: &ChatRecord) -> Handled {
     session
         .outbox
         .frame(&ServerFrame::Ack {
@@ -213,26 +233,37 @@ pub(super) async fn read(
     )
     .await?;
     if advanced {
-        signal(session, conversation, Signal::Read { reader, seq }).await?;
+        if !session
+            .state
+            .hub
+            .is_following(conversation, session.connection)
+        {
+            follow(session, conversation, CatchUp::Live).await?;
+        }
+        publish_signal(session, conversation, &Signal::Read { reader, seq }).await?;
     }
     Ok(())
 }
 
-/// `typing` and `read`: ephemeral signals to the other participants.
-pub(super) async fn signal(
+/// `typing`: an ephemeral signal to the other participants, allowed to
+/// whoever may write into the conversation (as `send`).
+pub(super) async fn typing(
     session: &mut Session,
     conversation: &ConversationId,
-    signal: Signal,
+    state: bool,
 ) -> Handled {
-    if !session
-        .state
-        .hub
-        .is_following(conversation, session.connection)
-    {
-        authorize(session, conversation, false).await?;
-        follow(session, conversation, CatchUp::Live).await?;
-    }
-    let payload = encode(&signal).map_err(|e| BusError::decode("signal", e))?;
+    may_write(session, conversation).await?;
+    let sender = session.identity.participant();
+    publish_signal(session, conversation, &Signal::Typing { sender, state }).await
+}
+
+/// Publishes a signal (`typing`, `read`) to the conversation's followers.
+async fn publish_signal(
+    session: &Session,
+    conversation: &ConversationId,
+    signal: &Signal,
+) -> Handled {
+    let payload = encode(signal).map_err(|e| BusError::decode("signal", e))?;
     session
         .state
         .backbone

@@ -33,11 +33,11 @@ use crate::limits::{check_text, valid_client_id, TextProblem};
 use crate::outbox::Outbound;
 use crate::session::{SendCheck, Session};
 
-pub(crate) use lifecycle::claim_conversation;
+pub(crate) use lifecycle::{claim_conversation, Claim, Opening};
 use lifecycle::{close, rate, set_status, start, transfer};
 use messages::archived;
-pub(crate) use messages::{append_message, text_allowed};
-use messages::{history, read, send, signal};
+pub(crate) use messages::{ack, append_message, find_sent, text_allowed};
+use messages::{history, read, send, typing};
 
 /// Records replayed at most when a connection catches a conversation up;
 /// anything older is paged with `history`.
@@ -97,10 +97,7 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
         ClientFrame::Typing {
             conversation_id,
             state,
-        } => {
-            let sender = session.identity.participant();
-            signal(session, &conversation_id, Signal::Typing { sender, state }).await
-        }
+        } => typing(session, &conversation_id, state).await,
         ClientFrame::Read {
             conversation_id,
             seq,
