@@ -62,7 +62,7 @@ pub enum QueueCommand {
     Prioritize {
         #[arg(long)]
         conversation: String,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = switchboard_bus::admin::DEFAULT_PRIORITY)]
         priority: i32,
     },
     /// Give a waiting conversation to this agent as soon as they have a
@@ -98,6 +98,10 @@ pub enum AgentCommand {
         /// Conversations at once.
         #[arg(long, default_value_t = 3)]
         capacity: u32,
+        /// `agent`, or `admin` (also manages the queue, broadcasts and
+        /// reads the statistics over HTTP).
+        #[arg(long, value_enum, default_value_t = AccountRole::Agent)]
+        role: AccountRole,
     },
     /// List agent accounts.
     List,
@@ -115,5 +119,24 @@ pub enum AgentCommand {
         /// A team id, or "none" to leave every team.
         #[arg(long)]
         team: Option<String>,
+        /// `agent` or `admin`.
+        #[arg(long, value_enum)]
+        role: Option<AccountRole>,
     },
+}
+
+/// The role of an agent account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccountRole {
+    Agent,
+    Admin,
+}
+
+impl From<AccountRole> for switchboard_protocol::payloads::AgentRole {
+    fn from(role: AccountRole) -> Self {
+        match role {
+            AccountRole::Agent => Self::Agent,
+            AccountRole::Admin => Self::Admin,
+        }
+    }
 }
