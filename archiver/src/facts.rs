@@ -4,6 +4,9 @@
 //! (`archived_seq`, `analytics_rev`), so a fold applied incrementally and
 //! a fold recomputed from the archive never overwrite each other.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use mongodb::bson::{self, doc, Bson, Document};
 use switchboard_analytics::{Facts, FACTS_VERSION};
 
@@ -21,6 +24,58 @@ pub struct Stored {
     /// of another version; it is folded again from the archive.
     pub facts: Option<Facts>,
     pub rev: Option<i64>,
+}
+
+/// The folds this archiver wrote last, by conversation: what it would
+/// otherwise read back before folding the conversation's next records.
+/// Only a hint: every write is a compare-and-set on the `archived_seq` and
+/// `analytics_rev` it holds, and a lost one drops the entry and takes the
+/// path that reads. (A revision is written by one writer only, so the
+/// pair names exactly the fold held.)
+#[derive(Default)]
+pub struct FoldCache {
+    entries: Mutex<HashMap<String, (i64, Stored)>>,
+}
+
+/// Conversations remembered before the cache is emptied.
+const MAX_CACHED: usize = 20_000;
+
+impl FoldCache {
+    /// The remembered (applied `seq`, fold) of each of `ids` known.
+    pub fn get_many(&self, ids: &[&str]) -> HashMap<String, (i64, Stored)> {
+        let Ok(entries) = self.entries.lock() else {
+            return HashMap::new();
+        };
+        ids.iter()
+            .filter_map(|id| entries.get(*id).map(|e| ((*id).to_owned(), e.clone())))
+            .collect()
+    }
+
+    /// Remembers a fold just written at `applied` with revision `rev`.
+    pub fn remember(&self, id: &str, applied: i64, facts: Facts, rev: i64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_CACHED {
+                entries.clear();
+            }
+            entries.insert(
+                id.to_owned(),
+                (
+                    applied,
+                    Stored {
+                        facts: Some(facts),
+                        rev: Some(rev),
+                    },
+                ),
+            );
+        }
+    }
+
+    /// Forgets a conversation (its summary changed some other way).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(id);
+        }
+    }
 }
 
 /// The fold of a summary document (projected with [`FIELD`] and [`REV`]).
@@ -63,6 +118,37 @@ pub fn set(update: &mut Document, facts: &Facts, rev: Option<i64>) -> Result<(),
     Ok(())
 }
 
+/// Adds to an update's `$set` the fields of the fold that differ from
+/// `before` (`analytics.<field>`), and the next revision: for a fold whose
+/// stored value is known to be `before` (the write's compare-and-set
+/// checks it), a smaller write than [`set`].
+///
+/// # Errors
+/// When the facts cannot be expressed in BSON (they always can).
+pub fn set_changes(
+    update: &mut Document,
+    before: &Facts,
+    after: &Facts,
+    rev: Option<i64>,
+) -> Result<(), ConvertError> {
+    let old = bson::to_document(before).map_err(|e| ConvertError::Bson(e.to_string()))?;
+    let new = bson::to_document(after).map_err(|e| ConvertError::Bson(e.to_string()))?;
+    let mut changes = Document::new();
+    for (key, value) in new {
+        if old.get(&key) != Some(&value) {
+            changes.insert(format!("{FIELD}.{key}"), value);
+        }
+    }
+    changes.insert(REV, rev.unwrap_or(0) + 1);
+    match update.get_document_mut("$set") {
+        Ok(set) => set.extend(changes),
+        Err(_) => {
+            update.insert("$set", changes);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,8 +166,18 @@ mod tests {
         let written = update.get_document("$set").unwrap();
         assert_eq!(written.get_i64(REV).unwrap(), 7);
         let back = stored(written);
-        assert_eq!(back.facts, Some(facts));
+        assert_eq!(back.facts.as_ref(), Some(&facts));
         assert_eq!(back.rev, Some(7));
+        // Only the changed fields are written.
+        let mut after = facts.clone();
+        after.messages.visitor += 1;
+        after.seq = 9;
+        let mut update = doc! {};
+        set_changes(&mut update, &facts, &after, Some(7)).unwrap();
+        let changes = update.get_document("$set").unwrap();
+        let mut keys: Vec<&str> = changes.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["analytics.messages", "analytics.seq", REV]);
         // Another version is refolded, not trusted.
         let mut old = written.clone();
         old.get_document_mut(FIELD).unwrap().insert("v", 0_i64);

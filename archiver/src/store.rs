@@ -9,6 +9,7 @@
 //! again from the archive whenever the counts are recounted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{doc, Bson, Document};
@@ -57,6 +58,8 @@ pub struct Archive {
     conversations: Collection<Document>,
     /// Given to commands run by hand (the driver adds it to its own).
     write_concern: Option<Document>,
+    /// The analytics folds written last (a hint, checked by every write).
+    folds: Arc<facts::FoldCache>,
 }
 
 impl Archive {
@@ -91,6 +94,7 @@ impl Archive {
             messages: db.collection("messages"),
             conversations: db.collection("conversations"),
             write_concern,
+            folds: Arc::default(),
         };
         archive
             .messages
@@ -179,9 +183,19 @@ impl Archive {
     ) -> Result<(), StoreError> {
         let mut slow = Vec::new();
         let mut fast = Vec::new();
+        let mut folded = Vec::new();
         let mut statements = Vec::new();
+        // The folds to continue: this archiver's own last writes, else read.
         let ids: Vec<&str> = groups.keys().map(|c| c.as_str()).collect();
-        let current = self.read_summaries(&ids).await?;
+        let mut current = self.folds.get_many(&ids);
+        let unknown: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !current.contains_key(*id))
+            .collect();
+        if !unknown.is_empty() {
+            current.extend(self.read_summaries(&unknown).await?);
+        }
         for (conversation, (mut records, redelivered)) in groups {
             records.sort_by_key(|r| r.seq);
             records.dedup_by_key(|r| r.seq);
@@ -199,16 +213,28 @@ impl Archive {
                 following_statement(conversation, &records, summary)?
             };
             match statement {
-                Some((statement, last)) => {
-                    statements.push(statement);
-                    fast.push((conversation, records, last));
+                Some(following) => {
+                    statements.push(following.statement);
+                    fast.push((conversation, records, following.last));
+                    folded.push((following.facts, following.rev));
                 }
-                None => slow.push((conversation, records, redelivered || seen_before)),
+                None => {
+                    self.folds.forget(conversation.as_str());
+                    slow.push((conversation, records, redelivered || seen_before));
+                }
             }
         }
         if !statements.is_empty() {
             let applied = self.update_statements(statements).await?;
-            if applied < fast.len() {
+            if applied == fast.len() {
+                for ((conversation, _, last), (facts, rev)) in fast.iter().zip(folded) {
+                    self.folds
+                        .remember(conversation.as_str(), *last, facts, rev);
+                }
+            } else {
+                for (conversation, _, _) in &fast {
+                    self.folds.forget(conversation.as_str());
+                }
                 // Which ones missed? The reply only says how many. Fresh
                 // records are held by nobody else, so a summary exactly at
                 // their last `seq` has them (ours, or another archiver's
@@ -544,6 +570,16 @@ impl Archive {
     }
 }
 
+/// A statement of [`following_statement`]: what it writes and leaves.
+struct Following {
+    statement: Document,
+    /// The last `seq` it applies.
+    last: i64,
+    /// The fold and its revision once applied.
+    facts: Facts,
+    rev: i64,
+}
+
 /// The compare-and-set statement applying records that follow exactly
 /// what their conversation's summary (as read: applied `seq` and fold) has
 /// applied, with their last `seq`; `None` when they are not one contiguous
@@ -555,7 +591,7 @@ fn following_statement(
     conversation: &ConversationId,
     records: &[&ChatRecord],
     summary: Option<&(i64, facts::Stored)>,
-) -> Result<Option<(Document, i64)>, StoreError> {
+) -> Result<Option<Following>, StoreError> {
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
         return Ok(None);
     };
@@ -566,22 +602,28 @@ fn following_statement(
     if !contiguous || first_seq < 1 {
         return Ok(None);
     }
-    let (mut base, rev) = match summary {
+    let (before, rev) = match summary {
         // Only a conversation's first records may create its summary.
-        None if first_seq == 1 => (Facts::default(), None),
+        None if first_seq == 1 => (None, None),
         Some((applied, stored)) if *applied == first_seq - 1 => match &stored.facts {
-            Some(facts) => (facts.clone(), stored.rev),
+            Some(facts) => (Some(facts), stored.rev),
             None => return Ok(None),
         },
         _ => return Ok(None),
     };
+    let mut base = before.cloned().unwrap_or_default();
     for record in records {
         base.apply(record);
     }
     let mut update = summary_update(records);
     set_archived_seq(&mut update, last_seq);
-    facts::set(&mut update, &base, rev)?;
+    match before {
+        // Only what changed: the compare-and-set holds `before` in place.
+        Some(before) => facts::set_changes(&mut update, before, &base, rev)?,
+        None => facts::set(&mut update, &base, rev)?,
+    }
     update.insert("$inc", count_records(records));
+    let next_rev = rev.unwrap_or(0) + 1;
     let statement = doc! {
         "q": {
             "_id": conversation.as_str(),
@@ -591,7 +633,12 @@ fn following_statement(
         "u": update,
         "upsert": first_seq == 1,
     };
-    Ok(Some((statement, last_seq)))
+    Ok(Some(Following {
+        statement,
+        last: last_seq,
+        facts: base,
+        rev: next_rev,
+    }))
 }
 
 /// Adds `archived_seq` to a summary update's `$set`.

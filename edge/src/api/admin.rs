@@ -76,7 +76,7 @@ async fn prioritize(
 ) -> Response {
     let request: Prioritize = match parse(body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match admin::prioritize(&state.backbone, &request.conversation_id, request.priority).await {
         Ok(written) => {
@@ -109,7 +109,7 @@ async fn assign(
 ) -> Response {
     let request: Assign = match parse(body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match admin::assign(&state.backbone, &request.conversation_id, &request.agent).await {
         Ok((written, account)) => {
@@ -153,7 +153,7 @@ async fn broadcast(
 ) -> Response {
     let request: Broadcast = match parse(body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let to = match request.to {
         To::Agents => Audience::Agents,
@@ -169,7 +169,7 @@ async fn broadcast(
 }
 
 /// A JSON body, or the `400`/`413` answering it.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Box<Response>> {
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -178,11 +178,15 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
             "bad_request"
         };
         tracing::info!(%status, "admin request body refused");
-        error(status, code, &rejection.body_text())
+        Box::new(error(status, code, &rejection.body_text()))
     })?;
     serde_json::from_slice(&body).map_err(|err| {
         tracing::info!(error = %err, "bad admin request");
-        error(StatusCode::BAD_REQUEST, "bad_request", &err.to_string())
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &err.to_string(),
+        ))
     })
 }
 
