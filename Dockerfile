@@ -16,6 +16,7 @@ COPY bus bus
 COPY edge edge
 COPY router router
 COPY archiver archiver
+COPY analytics analytics
 COPY switchboard switchboard
 # The test crate is a workspace member: cargo needs its manifest and sources
 # to load the workspace, even though it is not built here.

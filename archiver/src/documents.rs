@@ -185,7 +185,9 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
                     );
                     set.insert("status", "closed");
                 }
-                ConversationEvent::AgentLeft { .. } | ConversationEvent::Transferred { .. } => {
+                ConversationEvent::AgentLeft { .. }
+                | ConversationEvent::Transferred { .. }
+                | ConversationEvent::HandedOff { .. } => {
                     set.insert("status", "queued");
                 }
                 ConversationEvent::Reopened {} => {

@@ -4,12 +4,16 @@
 //!
 //! - [`documents`]: the archive's own document shapes (`messages`,
 //!   `conversations`) and their conversion from and to records.
+//! - [`facts`]: the analytics fold kept in each conversation summary.
+//! - [`stats`]: reports over the summaries, and the `archive.stats` service.
 //! - [`store`]: MongoDB writes — idempotent by message id, conversation
 //!   summaries applied once per record — and history reads.
 //! - [`worker`]: the entry point, the consume-write-ack loop and the
 //!   `archive.history` service.
 
 pub mod documents;
+pub mod facts;
+pub mod stats;
 pub mod store;
 pub mod worker;
 

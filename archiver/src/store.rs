@@ -4,18 +4,24 @@
 //! not yet acked) changes nothing: messages are inserted by `_id` with
 //! duplicates ignored, and each conversation summary remembers the highest
 //! `seq` it has applied (`archived_seq`), updated by compare-and-set.
+//! The summary's analytics fold (`analytics`, see [`crate::facts`]) is
+//! applied with the same compare-and-set, record by record, and folded
+//! again from the archive whenever the counts are recounted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, IndexModel};
+use switchboard_analytics::{fold, Facts};
 use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::ChatRecord;
 
 use crate::documents::{count_fields, count_records, summary_update, ConvertError, MessageDoc};
+use crate::facts;
 
 /// MongoDB's duplicate key error.
 const DUPLICATE_KEY: i32 = 11000;
@@ -55,6 +61,8 @@ pub struct Archive {
     conversations: Collection<Document>,
     /// Given to commands run by hand (the driver adds it to its own).
     write_concern: Option<Document>,
+    /// The analytics folds written last (a hint, checked by every write).
+    folds: Arc<facts::FoldCache>,
 }
 
 impl Archive {
@@ -93,6 +101,7 @@ impl Archive {
             messages: db.collection("messages"),
             conversations: db.collection("conversations"),
             write_concern,
+            folds: Arc::default(),
         };
         archive
             .messages
@@ -113,7 +122,24 @@ impl Archive {
             )
             .await
             .map_err(mongo("create conversations index"))?;
+        // The report's window, alone or with a team or an agent.
+        for keys in [
+            doc! { "analytics.started_at": 1 },
+            doc! { "analytics.team": 1, "analytics.started_at": 1 },
+            doc! { "analytics.agents.id": 1, "analytics.started_at": 1 },
+        ] {
+            archive
+                .conversations
+                .create_index(IndexModel::builder().keys(keys).build())
+                .await
+                .map_err(mongo("create analytics index"))?;
+        }
         Ok(archive)
+    }
+
+    /// The conversation summaries (for the reports' reads).
+    pub(crate) fn summaries(&self) -> &Collection<Document> {
+        &self.conversations
     }
 
     /// Archives records (any order, any conversations, repeats allowed).
@@ -164,21 +190,58 @@ impl Archive {
     ) -> Result<(), StoreError> {
         let mut slow = Vec::new();
         let mut fast = Vec::new();
+        let mut folded = Vec::new();
         let mut statements = Vec::new();
+        // The folds to continue: this archiver's own last writes, else read.
+        let ids: Vec<&str> = groups.keys().map(|c| c.as_str()).collect();
+        let mut current = self.folds.get_many(&ids);
+        let unknown: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !current.contains_key(*id))
+            .collect();
+        if !unknown.is_empty() {
+            current.extend(self.read_summaries(&unknown).await?);
+        }
         for (conversation, (mut records, redelivered)) in groups {
             records.sort_by_key(|r| r.seq);
             records.dedup_by_key(|r| r.seq);
-            match following_statement(conversation, &records).filter(|_| !redelivered) {
-                Some((statement, last)) => {
-                    statements.push(statement);
-                    fast.push((conversation, records, last));
+            let summary = current.get(conversation.as_str());
+            // Records the summary applied already are counted again from
+            // the archive, never added twice.
+            let seen_before = summary.is_some_and(|(applied, _)| {
+                records
+                    .first()
+                    .is_some_and(|r| i64::try_from(r.seq).unwrap_or(i64::MAX) <= *applied)
+            });
+            let statement = if redelivered || seen_before {
+                None
+            } else {
+                following_statement(conversation, &records, summary)?
+            };
+            match statement {
+                Some(following) => {
+                    statements.push(following.statement);
+                    fast.push((conversation, records, following.last));
+                    folded.push((following.facts, following.rev));
                 }
-                None => slow.push((conversation, records, redelivered)),
+                None => {
+                    self.folds.forget(conversation.as_str());
+                    slow.push((conversation, records, redelivered || seen_before));
+                }
             }
         }
         if !statements.is_empty() {
             let applied = self.update_statements(statements).await?;
-            if applied < fast.len() {
+            if applied == fast.len() {
+                for ((conversation, _, last), (facts, rev)) in fast.iter().zip(folded) {
+                    self.folds
+                        .remember(conversation.as_str(), *last, facts, rev);
+                }
+            } else {
+                for (conversation, _, _) in &fast {
+                    self.folds.forget(conversation.as_str());
+                }
                 // Which ones missed? The reply only says how many. Fresh
                 // records are held by nobody else, so a summary exactly at
                 // their last `seq` has them (ours, or another archiver's
@@ -221,6 +284,32 @@ impl Archive {
             .buffer_unordered(SUMMARY_CONCURRENCY)
             .try_collect::<()>()
             .await
+    }
+
+    /// The applied `seq` and the analytics fold of these conversations'
+    /// summaries (absent ones are missing).
+    async fn read_summaries(
+        &self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, (i64, facts::Stored)>, StoreError> {
+        let mut summaries = HashMap::with_capacity(ids.len());
+        let mut cursor = self
+            .conversations
+            .find(doc! { "_id": { "$in": ids } })
+            .projection(doc! { "archived_seq": 1, facts::FIELD: 1, facts::REV: 1 })
+            .await
+            .map_err(mongo("read conversation summaries"))?;
+        while let Some(summary) = cursor
+            .try_next()
+            .await
+            .map_err(mongo("read conversation summaries"))?
+        {
+            if let Ok(id) = summary.get_str("_id") {
+                let applied = summary.get_i64("archived_seq").unwrap_or(0);
+                summaries.insert(id.to_owned(), (applied, facts::stored(&summary)));
+            }
+        }
+        Ok(summaries)
     }
 
     /// Runs update statements in one unordered `update` command; returns
@@ -279,6 +368,8 @@ impl Archive {
     ) -> Result<(), StoreError> {
         let mut attempts = 0;
         let mut applied_before: i64;
+        // The stored fold could not be continued: fold it from the archive.
+        let mut refold = false;
         loop {
             attempts += 1;
             if attempts > SUMMARY_ATTEMPTS {
@@ -287,7 +378,7 @@ impl Archive {
             let current = self
                 .conversations
                 .find_one(doc! { "_id": conversation.as_str() })
-                .projection(doc! { "archived_seq": 1 })
+                .projection(doc! { "archived_seq": 1, facts::FIELD: 1, facts::REV: 1 })
                 .await
                 .map_err(mongo("read conversation summary"))?;
             let applied = current
@@ -306,7 +397,23 @@ impl Archive {
             let mut update = summary_update(&pending);
             let last_seq = i64::try_from(last.seq).unwrap_or(i64::MAX);
             set_archived_seq(&mut update, last_seq);
-            let filter = doc! { "_id": conversation.as_str(), "archived_seq": applied };
+            let stored = current.as_ref().map(facts::stored).unwrap_or_default();
+            let base = match (&current, stored.facts) {
+                (None, _) => Some(Facts::default()),
+                (Some(_), facts) => facts,
+            };
+            refold = base.is_none();
+            if let Some(mut base) = base {
+                for record in &pending {
+                    base.apply(record);
+                }
+                facts::set(&mut update, &base, stored.rev)?;
+            }
+            let filter = doc! {
+                "_id": conversation.as_str(),
+                "archived_seq": applied,
+                facts::REV: facts::rev_filter(stored.rev),
+            };
             match self
                 .conversations
                 .update_one(filter, update)
@@ -352,6 +459,9 @@ impl Archive {
                 )
                 .await
                 .map_err(mongo("update conversation counts"))?;
+            if refold {
+                self.refold(conversation).await?;
+            }
             Ok(())
         }
     }
@@ -381,7 +491,60 @@ impl Archive {
             )
             .await
             .map_err(mongo("update conversation counts"))?;
-        Ok(())
+        self.refold(conversation).await
+    }
+
+    /// Folds the analytics of the records the summary applied again from
+    /// the archive (after a redelivery, a gap, or for a summary written
+    /// before analytics existed). The write is a compare-and-set on what
+    /// was read, so a concurrent incremental fold is never overwritten:
+    /// on a lost race, read and fold again.
+    async fn refold(&self, conversation: &ConversationId) -> Result<(), StoreError> {
+        for _ in 0..SUMMARY_ATTEMPTS {
+            let Some(current) = self
+                .conversations
+                .find_one(doc! { "_id": conversation.as_str() })
+                .projection(doc! { "archived_seq": 1, facts::REV: 1 })
+                .await
+                .map_err(mongo("read conversation summary"))?
+            else {
+                return Ok(());
+            };
+            let applied = current.get_i64("archived_seq").unwrap_or(0);
+            let rev = current.get_i64(facts::REV).ok();
+            let docs: Vec<MessageDoc> = self
+                .messages
+                .find(doc! { "conversation_id": conversation.as_str(), "seq": { "$lte": applied } })
+                .sort(doc! { "seq": 1 })
+                .projection(doc! { "text": 0, "client_id": 0 })
+                .await
+                .map_err(mongo("read archived records"))?
+                .try_collect()
+                .await
+                .map_err(mongo("read archived records"))?;
+            let records = docs
+                .into_iter()
+                .map(MessageDoc::into_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut update = doc! {};
+            facts::set(&mut update, &fold(&records), rev)?;
+            let result = self
+                .conversations
+                .update_one(
+                    doc! {
+                        "_id": conversation.as_str(),
+                        "archived_seq": applied,
+                        facts::REV: facts::rev_filter(rev),
+                    },
+                    update,
+                )
+                .await
+                .map_err(mongo("update conversation analytics"))?;
+            if result.matched_count == 1 {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Contention(conversation.to_string()))
     }
 
     /// Archived records with `seq < before_seq`, newest `limit`, ascending.
@@ -414,29 +577,75 @@ impl Archive {
     }
 }
 
+/// A statement of [`following_statement`]: what it writes and leaves.
+struct Following {
+    statement: Document,
+    /// The last `seq` it applies.
+    last: i64,
+    /// The fold and its revision once applied.
+    facts: Facts,
+    rev: i64,
+}
+
 /// The compare-and-set statement applying records that follow exactly
-/// what their conversation's summary has applied, with their last `seq`;
-/// `None` when they are not one contiguous run.
+/// what their conversation's summary (as read: applied `seq` and fold) has
+/// applied, with their last `seq`; `None` when they are not one contiguous
+/// run right after it, or when the summary's fold must be recomputed.
+///
+/// # Errors
+/// When the fold cannot be expressed in BSON (it always can).
 fn following_statement(
     conversation: &ConversationId,
     records: &[&ChatRecord],
-) -> Option<(Document, i64)> {
-    let first_seq = i64::try_from(records.first()?.seq).ok()?;
-    let last_seq = i64::try_from(records.last()?.seq).ok()?;
+    summary: Option<&(i64, facts::Stored)>,
+) -> Result<Option<Following>, StoreError> {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Ok(None);
+    };
+    let (Ok(first_seq), Ok(last_seq)) = (i64::try_from(first.seq), i64::try_from(last.seq)) else {
+        return Ok(None);
+    };
     let contiguous = records.windows(2).all(|w| w[1].seq == w[0].seq + 1);
     if !contiguous || first_seq < 1 {
-        return None;
+        return Ok(None);
+    }
+    let (before, rev) = match summary {
+        // Only a conversation's first records may create its summary.
+        None if first_seq == 1 => (None, None),
+        Some((applied, stored)) if *applied == first_seq - 1 => match &stored.facts {
+            Some(facts) => (Some(facts), stored.rev),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let mut base = before.cloned().unwrap_or_default();
+    for record in records {
+        base.apply(record);
     }
     let mut update = summary_update(records);
     set_archived_seq(&mut update, last_seq);
+    match before {
+        // Only what changed: the compare-and-set holds `before` in place.
+        Some(before) => facts::set_changes(&mut update, before, &base, rev)?,
+        None => facts::set(&mut update, &base, rev)?,
+    }
     update.insert("$inc", count_records(records));
+    let next_rev = rev.unwrap_or(0) + 1;
     let statement = doc! {
-        "q": { "_id": conversation.as_str(), "archived_seq": first_seq - 1 },
+        "q": {
+            "_id": conversation.as_str(),
+            "archived_seq": first_seq - 1,
+            facts::REV: facts::rev_filter(rev),
+        },
         "u": update,
-        // Only a conversation's first records may create its summary.
         "upsert": first_seq == 1,
     };
-    Some((statement, last_seq))
+    Ok(Some(Following {
+        statement,
+        last: last_seq,
+        facts: base,
+        rev: next_rev,
+    }))
 }
 
 /// Adds `archived_seq` to a summary update's `$set`.

@@ -1,6 +1,6 @@
 //! The archiver's entry point: consume the chat stream through a durable
 //! consumer, write each batch to MongoDB, ack only after MongoDB confirmed
-//! it; and answer `archive.history` requests.
+//! it; and answer `archive.history` and `archive.stats` requests.
 
 use std::time::Duration;
 
@@ -64,6 +64,12 @@ pub async fn run(
         archive.clone(),
         shutdown.clone(),
     ));
+    let stats = tokio::spawn(crate::stats::serve(
+        backbone.client.clone(),
+        archive.clone(),
+        backbone.clone(),
+        shutdown.clone(),
+    ));
     while !shutdown.is_cancelled() {
         if let Err(err) = consume(&config, &backbone, &archive, &shutdown).await {
             tracing::warn!(error = %err, "archiver consumer broke; restarting it");
@@ -74,6 +80,7 @@ pub async fn run(
         }
     }
     history.abort();
+    stats.abort();
     tracing::info!("archiver stopped");
     Ok(())
 }

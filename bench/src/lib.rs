@@ -12,7 +12,8 @@
 //! - [`report`]: the human table and the JSON file of each scenario.
 //! - [`setup`]: agents (accounts through `switchboard_bus::accounts`),
 //!   visitors with an open conversation, the edge's memory.
-//! - the scenarios: [`idle`], [`chat`], [`assign`], [`archive`], [`storm`].
+//! - the scenarios: [`idle`], [`chat`], [`assign`], [`archive`], [`storm`],
+//!   and [`reports`] (statistics over a seeded archive).
 //!
 //! Connections are multiplexed: one tokio task drives a shard of many
 //! sockets (idle holders, chat visitors) or one agent socket carrying many
@@ -26,6 +27,7 @@ pub mod chat;
 pub mod idle;
 pub mod net;
 pub mod report;
+pub mod reports;
 pub mod setup;
 pub mod stats;
 pub mod storm;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard_bench::report::{emit, Report};
-use switchboard_bench::{archive, assign, chat, idle, net, secs, storm};
+use switchboard_bench::{archive, assign, chat, idle, net, reports, secs, storm};
 
 #[derive(Parser)]
 #[command(
@@ -139,6 +139,23 @@ enum Command {
         batch_size: Option<u64>,
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// The statistics report over N seeded conversation summaries (an
+    /// empty database is expected).
+    Report {
+        #[arg(long, default_value_t = 5000)]
+        conversations: usize,
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        #[arg(long, default_value = "mongodb://127.0.0.1:27017")]
+        mongo: String,
+        #[arg(long, default_value = "switchboard")]
+        database: String,
+        /// Timed runs of each window.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
         #[command(flatten)]
         output: Output,
     },
@@ -322,6 +339,24 @@ async fn main() -> Result<()> {
                 sample: Duration::from_millis(sample_ms),
                 batch_size,
                 concurrency: target.concurrency,
+            })
+            .await?;
+            show(&report, &output)
+        }
+        Command::Report {
+            conversations,
+            nats,
+            mongo,
+            database,
+            runs,
+            output,
+        } => {
+            let report = reports::run(&reports::ReportConfig {
+                conversations,
+                nats_url: nats,
+                mongo_uri: mongo,
+                database,
+                runs,
             })
             .await?;
             show(&report, &output)

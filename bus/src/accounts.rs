@@ -5,7 +5,7 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, Salt
 use argon2::{Argon2, PasswordVerifier};
 use futures::TryStreamExt;
 use switchboard_protocol::ids::{AgentId, TeamId};
-use switchboard_protocol::payloads::AgentAccount;
+use switchboard_protocol::payloads::{AgentAccount, AgentRole};
 use switchboard_protocol::subjects::login_key;
 use switchboard_protocol::time::now_ms;
 
@@ -50,6 +50,18 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// # Errors
 /// [`BusError::Invalid`] for an empty field or a taken login; NATS errors.
 pub async fn add(backbone: &Backbone, agent: NewAgent) -> Result<AgentAccount, BusError> {
+    add_as(backbone, agent, AgentRole::Agent).await
+}
+
+/// Creates an account with a role (an admin, say); the login must be free.
+///
+/// # Errors
+/// As [`add`].
+pub async fn add_as(
+    backbone: &Backbone,
+    agent: NewAgent,
+    role: AgentRole,
+) -> Result<AgentAccount, BusError> {
     let login = agent.login.trim().to_owned();
     if login.is_empty() || agent.name.trim().is_empty() {
         return Err(BusError::Invalid("login and name must not be empty".into()));
@@ -70,6 +82,7 @@ pub async fn add(backbone: &Backbone, agent: NewAgent) -> Result<AgentAccount, B
         team: agent.team,
         capacity: agent.capacity,
         created_at: now_ms(),
+        role,
     };
     // Claim the login first: the compare-and-set makes two concurrent adds
     // of one login fail for all but one.
@@ -185,6 +198,36 @@ pub async fn update(
                 if let Some(team) = &team {
                     account.team = team.clone();
                 }
+                Decision::Write(account.clone(), Ok(account))
+            }
+            None => Decision::Keep(Err(BusError::Invalid(format!(
+                "no agent with login {login:?}"
+            )))),
+        },
+    )
+    .await?
+}
+
+/// Changes an agent's role. Tokens issued before keep the role they
+/// were issued with until they expire.
+///
+/// # Errors
+/// [`BusError::Invalid`] for an unknown login; NATS errors.
+pub async fn set_role(
+    backbone: &Backbone,
+    login: &str,
+    role: AgentRole,
+) -> Result<AgentAccount, BusError> {
+    let Some(account) = find_by_login(backbone, login).await? else {
+        return Err(BusError::Invalid(format!("no agent with login {login:?}")));
+    };
+    kv::cas(
+        &backbone.agents,
+        account.id.as_str(),
+        |current: Option<&AgentAccount>| match current {
+            Some(current) => {
+                let mut account = current.clone();
+                account.role = role;
                 Decision::Write(account.clone(), Ok(account))
             }
             None => Decision::Keep(Err(BusError::Invalid(format!(

@@ -11,9 +11,12 @@
 //!   after the state change by whoever comes next.
 //! - [`slots`]: giving back an agent's capacity slot.
 //! - [`accounts`]: agent accounts and password checks.
+//! - [`admin`]: the queue as admins see and change it, and broadcasts
+//!   (shared by the command line and the edge's admin API).
 //! - [`error`]: the error type, [`BusError`].
 
 pub mod accounts;
+pub mod admin;
 pub mod backbone;
 pub mod error;
 pub mod kv;

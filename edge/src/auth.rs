@@ -6,7 +6,7 @@ use std::time::Duration;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::ids::{AgentId, VisitorId};
-use switchboard_protocol::payloads::{Participant, Role};
+use switchboard_protocol::payloads::{AgentRole, Participant, Role};
 use switchboard_protocol::time::now_ms;
 
 /// Who a token was issued to.
@@ -52,6 +52,10 @@ struct Claims {
     name: String,
     iat: u64,
     exp: u64,
+    /// An agent account's role; absent (a plain agent) in visitors' tokens
+    /// and in tokens issued before roles existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent_role: Option<AgentRole>,
 }
 
 /// A token could not be verified.
@@ -92,6 +96,28 @@ impl Tokens {
         identity: &Identity,
         ttl: Duration,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_with_role(identity, None, ttl)
+    }
+
+    /// A token for an agent account with its role (an admin's, say).
+    ///
+    /// # Errors
+    /// Only if signing fails, which HS256 does not.
+    pub fn issue_agent(
+        &self,
+        identity: &Identity,
+        role: AgentRole,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_with_role(identity, Some(role), ttl)
+    }
+
+    fn issue_with_role(
+        &self,
+        identity: &Identity,
+        agent_role: Option<AgentRole>,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
         let claims = Claims {
             sub: identity.id().to_owned(),
@@ -99,6 +125,7 @@ impl Tokens {
             name: identity.name().to_owned(),
             iat: now,
             exp: now + ttl.as_secs(),
+            agent_role,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -108,12 +135,26 @@ impl Tokens {
     /// # Errors
     /// Forged, malformed or expired tokens.
     pub fn verify(&self, token: &str) -> Result<Identity, VerifyTokenError> {
+        self.verify_with_role(token).map(|(identity, _)| identity)
+    }
+
+    /// The identity a token was issued to and, for an agent, the role of
+    /// their account when the token was issued (`admin` only for admins:
+    /// visitors and tokens without the claim are plain `agent`s).
+    ///
+    /// # Errors
+    /// Forged, malformed or expired tokens.
+    pub fn verify_with_role(&self, token: &str) -> Result<(Identity, AgentRole), VerifyTokenError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(VerifyTokenError::Invalid)?;
         let Claims {
-            sub, role, name, ..
+            sub,
+            role,
+            name,
+            agent_role,
+            ..
         } = data.claims;
-        match role {
+        let identity = match role {
             Role::Visitor => VisitorId::new(sub)
                 .map(|id| Identity::Visitor { id, name })
                 .map_err(|_| VerifyTokenError::BadSubject),
@@ -121,7 +162,12 @@ impl Tokens {
                 .map(|id| Identity::Agent { id, name })
                 .map_err(|_| VerifyTokenError::BadSubject),
             Role::System | Role::Bot => Err(VerifyTokenError::BadSubject),
-        }
+        }?;
+        let agent_role = match identity {
+            Identity::Agent { .. } => agent_role.unwrap_or_default(),
+            Identity::Visitor { .. } => AgentRole::Agent,
+        };
+        Ok((identity, agent_role))
     }
 }
 
@@ -161,8 +207,69 @@ mod tests {
             name: "Ann".into(),
             iat: 1,
             exp: 2,
+            agent_role: None,
         };
         let old = encode(&Header::new(Algorithm::HS256), &claims, &tokens.encoding).unwrap();
         assert!(tokens.verify(&old).is_err());
+    }
+
+    fn agent() -> Identity {
+        Identity::Agent {
+            id: AgentId::new("a_1").unwrap(),
+            name: "Ada".into(),
+        }
+    }
+
+    #[test]
+    fn tokens_carry_the_agent_role() {
+        let tokens = Tokens::new("a-secret-of-at-least-thirty-two-bytes");
+        let ttl = Duration::from_secs(60);
+        let admin = tokens.issue_agent(&agent(), AgentRole::Admin, ttl).unwrap();
+        assert_eq!(
+            tokens.verify_with_role(&admin).unwrap(),
+            (agent(), AgentRole::Admin)
+        );
+        // Admins are agents everywhere else.
+        assert_eq!(tokens.verify(&admin).unwrap(), agent());
+        let plain = tokens.issue_agent(&agent(), AgentRole::Agent, ttl).unwrap();
+        assert_eq!(tokens.verify_with_role(&plain).unwrap().1, AgentRole::Agent);
+        // A visitor is never an admin.
+        let visitor = tokens.issue(&visitor(), ttl).unwrap();
+        assert_eq!(
+            tokens.verify_with_role(&visitor).unwrap().1,
+            AgentRole::Agent
+        );
+    }
+
+    /// A token issued before roles existed (no `agent_role` claim) still
+    /// verifies, as a plain agent.
+    #[test]
+    fn old_tokens_verify_as_plain_agents() {
+        #[derive(Serialize)]
+        struct OldClaims {
+            sub: String,
+            role: Role,
+            name: String,
+            iat: u64,
+            exp: u64,
+        }
+        let tokens = Tokens::new("a-secret-of-at-least-thirty-two-bytes");
+        let now = u64::try_from(now_ms() / 1000).unwrap();
+        let old = encode(
+            &Header::new(Algorithm::HS256),
+            &OldClaims {
+                sub: "a_1".into(),
+                role: Role::Agent,
+                name: "Ada".into(),
+                iat: now,
+                exp: now + 60,
+            },
+            &tokens.encoding,
+        )
+        .unwrap();
+        assert_eq!(
+            tokens.verify_with_role(&old).unwrap(),
+            (agent(), AgentRole::Agent)
+        );
     }
 }

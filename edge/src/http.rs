@@ -176,13 +176,15 @@ async fn login_agent(
         id: account.id.clone(),
         name: account.name.clone(),
     };
-    match state
-        .tokens
-        .issue(&identity, state.config.auth.agent_token_ttl.get())
-    {
+    match state.tokens.issue_agent(
+        &identity,
+        account.role,
+        state.config.auth.agent_token_ttl.get(),
+    ) {
         Ok(token) => Json(json!({
             "agent_id": account.id,
             "name": account.name,
+            "role": account.role.as_str(),
             "token": token,
         }))
         .into_response(),

@@ -6,6 +6,7 @@
 //!
 //! - [`server`]: binding, the axum router, graceful shutdown (entry point).
 //! - [`http`]: the JSON API (visitor sign-up, agent login, health).
+//! - [`api`]: the admin API (queue, broadcasts, statistics).
 //! - [`auth`]: signed, expiring tokens.
 //! - [`session`]: one WebSocket connection, from `hello` to close.
 //! - [`handlers`]: what each client frame does on the backbone.
@@ -17,6 +18,7 @@
 //! - [`limits`]: per-connection rate limiting and input checks.
 //! - [`web`]: the demo site and agent console pages.
 
+pub mod api;
 pub mod auth;
 pub mod handlers;
 pub mod http;

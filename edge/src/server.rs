@@ -144,7 +144,9 @@ impl Edge {
             })
         };
         let notices = tokio::spawn(Arc::clone(&state.hub).relay_notices());
-        let mut app = Router::new().merge(crate::http::routes());
+        let mut app = Router::new()
+            .merge(crate::http::routes())
+            .merge(crate::api::routes());
         if state.config.edge.serve_web {
             app = app.merge(crate::web::routes());
         }

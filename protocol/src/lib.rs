@@ -7,11 +7,13 @@
 //! - [`payloads`]: MessagePack payloads on NATS and values in KV buckets,
 //!   encoded with named fields so bots in any language can decode them.
 //! - [`subjects`]: every subject, stream and bucket name, and the parser back.
+//! - [`stats`]: the statistics request and report (`archive.stats`).
 //! - [`time`]: timestamps (unix milliseconds on NATS, RFC 3339 in frames).
 
 pub mod frames;
 pub mod ids;
 pub mod payloads;
+pub mod stats;
 pub mod subjects;
 pub mod time;
 

@@ -150,6 +150,9 @@ pub enum ConversationEvent {
     },
     /// An agent took a missed conversation; the router assigns it to them.
     PickedUp { agent: Participant },
+    /// A bot handed the conversation to the human queue. `reason`:
+    /// `visitor_asked`, `bot_asked`, `no_answer` or `bot_absent`.
+    HandedOff { from: Participant, reason: String },
 }
 
 impl ConversationEvent {
@@ -165,6 +168,7 @@ impl ConversationEvent {
             ConversationEvent::Rated { .. } => "rated",
             ConversationEvent::LeftMessage { .. } => "left_message",
             ConversationEvent::PickedUp { .. } => "picked_up",
+            ConversationEvent::HandedOff { .. } => "handed_off",
         }
     }
 }
@@ -462,6 +466,29 @@ pub struct AgentAccount {
     pub team: Option<TeamId>,
     pub capacity: u32,
     pub created_at: i64,
+    /// What the account may do besides chatting; accounts stored before
+    /// roles existed are plain agents.
+    #[serde(default)]
+    pub role: AgentRole,
+}
+
+/// What an agent account may do: every account chats; an admin also
+/// manages the queue, broadcasts and reads the statistics over HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentRole {
+    #[default]
+    Agent,
+    Admin,
+}
+
+impl AgentRole {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentRole::Agent => "agent",
+            AgentRole::Admin => "admin",
+        }
+    }
 }
 
 impl std::fmt::Debug for AgentAccount {
@@ -473,6 +500,7 @@ impl std::fmt::Debug for AgentAccount {
             .field("password_hash", &"<redacted>")
             .field("team", &self.team)
             .field("capacity", &self.capacity)
+            .field("role", &self.role)
             .finish()
     }
 }
@@ -667,7 +695,53 @@ mod tests {
             team: None,
             capacity: 2,
             created_at: 0,
+            role: AgentRole::Admin,
         };
         assert!(!format!("{account:?}").contains("argon2id"));
+        roundtrip(account.clone());
+    }
+
+    /// Accounts and events written by older versions still decode, and
+    /// the added variant and field travel with their names.
+    #[test]
+    fn added_fields_have_defaults() {
+        #[derive(Serialize)]
+        struct OldAccount<'a> {
+            id: &'a str,
+            login: &'a str,
+            name: &'a str,
+            password_hash: &'a str,
+            team: Option<&'a str>,
+            capacity: u32,
+            created_at: i64,
+        }
+        let old = encode(&OldAccount {
+            id: "a_1",
+            login: "ann",
+            name: "Ann",
+            password_hash: "x",
+            team: None,
+            capacity: 2,
+            created_at: 0,
+        })
+        .unwrap();
+        let account: AgentAccount = decode(&old).unwrap();
+        assert_eq!(account.role, AgentRole::Agent);
+
+        let handed = record(RecordBody::Event {
+            event: ConversationEvent::HandedOff {
+                from: Participant {
+                    role: Role::Bot,
+                    id: "faq".into(),
+                    name: "FAQ".into(),
+                },
+                reason: "visitor_asked".into(),
+            },
+        });
+        roundtrip(handed.clone());
+        let generic: serde_json::Value = rmp_serde::from_slice(&encode(&handed).unwrap()).unwrap();
+        assert_eq!(generic["body"]["event"], "handed_off");
+        assert_eq!(generic["body"]["reason"], "visitor_asked");
+        assert_eq!(generic["body"]["from"]["role"], "bot");
     }
 }

@@ -25,6 +25,11 @@ pub const NOTICE_VISITORS: &str = "notice.visitors";
 pub const QUEUE_SNAPSHOT: &str = "queue.snapshot";
 /// Request/reply service of the archiver for history older than the stream.
 pub const ARCHIVE_HISTORY: &str = "archive.history";
+/// Request/reply service of the archivers: statistics over the archive
+/// (`StatsRequest` → `StatsReply`).
+pub const ARCHIVE_STATS: &str = "archive.stats";
+/// Queue group of the archivers' services: one archiver answers each request.
+pub const ARCHIVER_GROUP: &str = "archiver";
 /// Durable consumer of the archiver on [`CHAT_STREAM`].
 pub const ARCHIVER_CONSUMER: &str = "archiver";
 

@@ -250,6 +250,7 @@ mod tests {
                 team: team.map(|t| TeamId::new(t).unwrap()),
                 capacity,
                 created_at: 0,
+                role: Default::default(),
             },
         );
         mirror.presence.insert(

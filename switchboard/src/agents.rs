@@ -2,12 +2,9 @@
 
 use anyhow::Context;
 use switchboard_bus::accounts::{self, NewAgent};
-use switchboard_bus::{Backbone, BusError};
+use switchboard_bus::{admin, Backbone, BusError};
 use switchboard_config::Settings;
 use switchboard_protocol::ids::TeamId;
-
-use switchboard_protocol::payloads::{encode, Notice, Participant};
-use switchboard_protocol::subjects;
 
 use crate::cli::{AgentCommand, Audience};
 use crate::components::open_backbone;
@@ -27,12 +24,13 @@ pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()
             password,
             team,
             capacity,
+            role,
         } => {
             let team = team
                 .map(TeamId::new)
                 .transpose()
                 .context("invalid --team")?;
-            let account = accounts::add(
+            let account = accounts::add_as(
                 &backbone,
                 NewAgent {
                     login,
@@ -41,24 +39,33 @@ pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()
                     team,
                     capacity,
                 },
+                role.into(),
             )
             .await?;
             println!(
-                "added agent {} ({}) id {}",
-                account.login, account.name, account.id
+                "added {} {} ({}) id {}",
+                account.role.as_str(),
+                account.login,
+                account.name,
+                account.id
             );
         }
         AgentCommand::List => {
             let accounts = accounts::list(&backbone).await?;
             println!(
-                "{:<28} {:<20} {:<12} {:>8}  id",
-                "login", "name", "team", "capacity"
+                "{:<28} {:<20} {:<12} {:>8}  {:<6} id",
+                "login", "name", "team", "capacity", "role"
             );
             for a in accounts {
                 let team = a.team.as_ref().map_or("-", TeamId::as_str);
                 println!(
-                    "{:<28} {:<20} {:<12} {:>8}  {}",
-                    a.login, a.name, team, a.capacity, a.id
+                    "{:<28} {:<20} {:<12} {:>8}  {:<6} {}",
+                    a.login,
+                    a.name,
+                    team,
+                    a.capacity,
+                    a.role.as_str(),
+                    a.id
                 );
             }
         }
@@ -66,17 +73,23 @@ pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()
             login,
             capacity,
             team,
+            role,
         } => {
             let team = match team.as_deref() {
                 None => None,
                 Some("none") => Some(None),
                 Some(team) => Some(Some(TeamId::new(team).context("invalid --team")?)),
             };
-            let account = accounts::update(&backbone, &login, capacity, team).await?;
+            let mut account = accounts::update(&backbone, &login, capacity, team).await?;
+            if let Some(role) = role {
+                account = accounts::set_role(&backbone, &login, role.into()).await?;
+            }
             let team = account.team.as_ref().map_or("-", TeamId::as_str);
             println!(
-                "agent {} now has capacity {} and team {team}",
-                account.login, account.capacity
+                "agent {} now has capacity {}, team {team} and role {}",
+                account.login,
+                account.capacity,
+                account.role.as_str()
             );
         }
         AgentCommand::Remove { login } => {
@@ -92,26 +105,13 @@ pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()
 
 /// `switchboard broadcast`: one notice to every online agent or visitor.
 pub async fn broadcast(settings: Settings, to: Audience, text: String) -> anyhow::Result<()> {
-    let text = text.trim().to_owned();
-    anyhow::ensure!(!text.is_empty(), "the notice is empty");
+    let to = match to {
+        Audience::Agents => admin::Audience::Agents,
+        Audience::Visitors => admin::Audience::Visitors,
+    };
     let backbone = open_backbone(&settings, "admin").await?;
-    let subject = match to {
-        Audience::Agents => subjects::NOTICE_AGENTS,
-        Audience::Visitors => subjects::NOTICE_VISITORS,
-    };
-    let notice = Notice {
-        text,
-        sender: Participant::system("admin"),
-    };
-    backbone
-        .client
-        .publish(subject, encode(&notice)?.into())
-        .await?;
-    backbone.client.flush().await?;
-    println!(
-        "notice sent to online {}",
-        subject.trim_start_matches("notice.")
-    );
+    admin::broadcast(&backbone, to, &text).await?;
+    println!("notice sent to online {}", to.as_str());
     Ok(())
 }
 

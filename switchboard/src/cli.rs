@@ -44,6 +44,9 @@ pub enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Statistics of the conversations started in a window, from the
+    /// archive (definitions: docs/analytics.md).
+    Report(ReportArgs),
     /// Send a notice to every online agent or visitor.
     Broadcast {
         /// `agents` or `visitors`.
@@ -62,7 +65,7 @@ pub enum QueueCommand {
     Prioritize {
         #[arg(long)]
         conversation: String,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = switchboard_bus::admin::DEFAULT_PRIORITY)]
         priority: i32,
     },
     /// Give a waiting conversation to this agent as soon as they have a
@@ -74,6 +77,36 @@ pub enum QueueCommand {
         #[arg(long)]
         agent: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Start of the window: RFC 3339, a date (its start in --tz) or a local
+    /// date and time; default: 7 days before --until.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the window, exclusive: RFC 3339, a date (its end, in --tz) or
+    /// a local date and time; default: now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only conversations of this team.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Only conversations assigned to this agent (a login).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// IANA time zone of dates and of the hours of the day (default UTC).
+    #[arg(long)]
+    pub tz: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -98,6 +131,10 @@ pub enum AgentCommand {
         /// Conversations at once.
         #[arg(long, default_value_t = 3)]
         capacity: u32,
+        /// `agent`, or `admin` (also manages the queue, broadcasts and
+        /// reads the statistics over HTTP).
+        #[arg(long, value_enum, default_value_t = AccountRole::Agent)]
+        role: AccountRole,
     },
     /// List agent accounts.
     List,
@@ -115,5 +152,24 @@ pub enum AgentCommand {
         /// A team id, or "none" to leave every team.
         #[arg(long)]
         team: Option<String>,
+        /// `agent` or `admin`.
+        #[arg(long, value_enum)]
+        role: Option<AccountRole>,
     },
+}
+
+/// The role of an agent account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccountRole {
+    Agent,
+    Admin,
+}
+
+impl From<AccountRole> for switchboard_protocol::payloads::AgentRole {
+    fn from(role: AccountRole) -> Self {
+        match role {
+            AccountRole::Agent => Self::Agent,
+            AccountRole::Admin => Self::Admin,
+        }
+    }
 }

@@ -7,12 +7,14 @@
 //!   shutdown, and stopping them on SIGINT/SIGTERM.
 //! - `agents`: `agent add|list|remove|set`, `broadcast`, and the demo agents.
 //! - `queue`: `queue list|prioritize|assign`.
+//! - `report`: `report`, the statistics over the archive.
 //! - `telemetry`: tracing output.
 
 mod agents;
 mod cli;
 mod components;
 mod queue;
+mod report;
 mod telemetry;
 
 use clap::Parser;
@@ -51,6 +53,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Agent { command } => agents::run(settings, command).await,
         Command::Broadcast { to, text } => agents::broadcast(settings, to, text).await,
         Command::Queue { command } => queue::run(settings, command).await,
+        Command::Report(args) => report::run(settings, args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -22,12 +22,27 @@ impl Response {
 }
 
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Response {
+    request_with(addr, method, path, &[], body).await
+}
+
+/// A request with extra headers (`Authorization`, say).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
     let mut stream = TcpStream::connect(addr)
         .await
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     stream
@@ -61,4 +76,20 @@ pub async fn post(addr: SocketAddr, path: &str, body: &str) -> Response {
 
 pub async fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path, None).await
+}
+
+/// A request carrying `Authorization: Bearer <token>` when a token is given.
+pub async fn bearer(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Response {
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .as_deref()
+        .map(|value| vec![("Authorization", value)])
+        .unwrap_or_default();
+    request_with(addr, method, path, &headers, body).await
 }

@@ -3,6 +3,7 @@
 //! contract over real sockets.
 //!
 //! - [`archive`]: waiting for the archiver to catch up.
+//! - [`script`]: conversations with chosen times, published to the stream.
 //! - [`services`]: `nats-server` and a MongoDB-wire server, one per test,
 //!   with temporary data directories; killed and removed on drop.
 //! - [`system`]: a test deployment — the services plus component processes
@@ -30,6 +31,7 @@
 
 pub mod archive;
 pub mod http;
+pub mod script;
 pub mod services;
 pub mod sim;
 pub mod system;

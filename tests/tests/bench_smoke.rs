@@ -124,6 +124,28 @@ async fn assign_fills_freed_slots() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_over_a_seeded_archive() {
+    let system = System::start().await;
+    let report = switchboard_bench::reports::run(&switchboard_bench::reports::ReportConfig {
+        conversations: 300,
+        nats_url: system.nats.url(),
+        mongo_uri: system.mongo.uri(),
+        database: DATABASE.into(),
+        runs: 1,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("report: {e:#}"));
+    let month = &report.windows[0];
+    assert_eq!(month.conversations, 300, "{report:?}");
+    assert!(
+        report.windows[1..]
+            .iter()
+            .all(|w| w.conversations > 0 && w.conversations < 300),
+        "the narrower windows select fewer conversations: {report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_catches_up() {
     let mut system = System::start_env(&LOAD_ENV).await;
     system.router().await;
