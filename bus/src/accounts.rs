@@ -5,7 +5,7 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, Salt
 use argon2::{Argon2, PasswordVerifier};
 use futures::TryStreamExt;
 use switchboard_protocol::ids::{AgentId, TeamId};
-use switchboard_protocol::payloads::{AgentAccount, AgentRole};
+use switchboard_protocol::payloads::{AgentAccount, AgentRole, Revocation};
 use switchboard_protocol::subjects::login_key;
 use switchboard_protocol::time::now_ms;
 
@@ -74,15 +74,21 @@ pub async fn add_as(
     if agent.capacity == 0 {
         return Err(BusError::Invalid("capacity must be at least 1".into()));
     }
+    let password = agent.password.clone();
+    // Hashing is deliberately slow: on the blocking pool.
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| BusError::Invalid(format!("password hashing failed: {e}")))??;
     let account = AgentAccount {
         id: AgentId::generate(),
         login: login.clone(),
         name: agent.name.trim().to_owned(),
-        password_hash: hash_password(&agent.password)?,
+        password_hash,
         team: agent.team,
         capacity: agent.capacity,
         created_at: now_ms(),
         role,
+        disabled: false,
     };
     // Claim the login first: the compare-and-set makes two concurrent adds
     // of one login fail for all but one.
@@ -161,12 +167,18 @@ pub async fn authenticate(
 ) -> Result<Option<AgentAccount>, BusError> {
     let account = find_by_login(backbone, login).await?;
     // Verify against a fixed hash when the login is unknown, so response
-    // time does not tell which logins exist.
+    // time does not tell which logins exist. argon2 is deliberately slow:
+    // it runs on the blocking pool, never on the async workers.
     let hash = account
         .as_ref()
-        .map_or(UNKNOWN_LOGIN_HASH, |a| a.password_hash.as_str());
-    let valid = verify_password(password, hash);
-    Ok(account.filter(|_| valid))
+        .map_or(UNKNOWN_LOGIN_HASH, |a| a.password_hash.as_str())
+        .to_owned();
+    let password = password.to_owned();
+    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| BusError::Invalid(format!("password check failed: {e}")))?;
+    // A disabled account is refused like a wrong password.
+    Ok(account.filter(|a| valid && !a.disabled))
 }
 
 /// Changes an agent's capacity and/or team (`Some(None)` leaves every
@@ -238,6 +250,56 @@ pub async fn set_role(
     .await?
 }
 
+/// Disables (or enables again) an agent: a disabled agent cannot log in,
+/// and every edge closes their connections at once.
+///
+/// # Errors
+/// [`BusError::Invalid`] for an unknown login; NATS errors.
+pub async fn set_disabled(
+    backbone: &Backbone,
+    login: &str,
+    disabled: bool,
+) -> Result<AgentAccount, BusError> {
+    let Some(account) = find_by_login(backbone, login).await? else {
+        return Err(BusError::Invalid(format!("no agent with login {login:?}")));
+    };
+    let account = kv::cas(
+        &backbone.agents,
+        account.id.as_str(),
+        |current: Option<&AgentAccount>| match current {
+            Some(current) => {
+                let mut account = current.clone();
+                account.disabled = disabled;
+                Decision::Write(account.clone(), Ok(account))
+            }
+            None => Decision::Keep(Err(BusError::Invalid(format!(
+                "no agent with login {login:?}"
+            )))),
+        },
+    )
+    .await??;
+    if disabled {
+        crate::revocation::announce(
+            backbone,
+            &Revocation {
+                token_id: None,
+                agent_id: Some(account.id.clone()),
+                reason: "disabled".into(),
+            },
+        )
+        .await?;
+    }
+    Ok(account)
+}
+
+/// Whether an agent may be connected: the account exists and is enabled.
+///
+/// # Errors
+/// NATS errors.
+pub async fn is_active(backbone: &Backbone, id: &AgentId) -> Result<bool, BusError> {
+    Ok(find(backbone, id).await?.is_some_and(|a| !a.disabled))
+}
+
 /// Removes an agent by login; false when there is none.
 ///
 /// # Errors
@@ -256,6 +318,15 @@ pub async fn remove(backbone: &Backbone, login: &str) -> Result<bool, BusError> 
         .delete(login_key(login))
         .await
         .map_err(|e| BusError::nats("remove agent login", e))?;
+    crate::revocation::announce(
+        backbone,
+        &Revocation {
+            token_id: None,
+            agent_id: Some(account.id),
+            reason: "removed".into(),
+        },
+    )
+    .await?;
     Ok(true)
 }
 

@@ -21,10 +21,16 @@ pub struct Backbone {
     pub visitors: kv::Store,
     pub reads: kv::Store,
     pub missed: kv::Store,
+    /// Logged-out tokens, kept [`REVOKED_KEEP`].
+    pub revoked: kv::Store,
     /// Changes after every NATS reconnection or slow-consumer drop (see
     /// [`crate::connect`]); never changes for a client opened without it.
     pub disruptions: tokio::sync::watch::Receiver<u64>,
 }
+
+/// How long a logged-out token is remembered: longer than any token lives
+/// with the default lifetimes (agents 12 h, visitors 30 days).
+pub const REVOKED_KEEP: std::time::Duration = std::time::Duration::from_secs(31 * 24 * 3600);
 
 impl Backbone {
     /// Connects (see [`crate::connect`]) and opens the backbone.
@@ -119,6 +125,7 @@ impl Backbone {
             visitors: open(bucket(buckets::VISITORS, 1, forever)).await?,
             reads: open(bucket(buckets::READS, 1, settings.retention.get())).await?,
             missed: open(bucket(buckets::MISSED, 1, forever)).await?,
+            revoked: open(bucket(buckets::REVOKED, 1, REVOKED_KEEP)).await?,
             client,
             js,
             disruptions: tokio::sync::watch::channel(0).1,

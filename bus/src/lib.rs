@@ -11,6 +11,8 @@
 //!   after the state change by whoever comes next.
 //! - [`slots`]: giving back an agent's capacity slot.
 //! - [`accounts`]: agent accounts and password checks.
+//! - [`revocation`]: logged-out tokens, and the notice every edge obeys
+//!   when access is taken away.
 //! - [`admin`]: the queue as admins see and change it, and broadcasts
 //!   (shared by the command line and the edge's admin API).
 //! - [`error`]: the error type, [`BusError`].
@@ -22,6 +24,7 @@ pub mod error;
 pub mod kv;
 pub mod log;
 pub mod outbox;
+pub mod revocation;
 pub mod slots;
 
 pub use backbone::Backbone;

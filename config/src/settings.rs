@@ -188,8 +188,15 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    /// HMAC key of the tokens; at least 32 characters outside demo mode.
+    /// HMAC key new tokens are signed with; at least 32 characters outside
+    /// demo mode.
     pub secret: Secret,
+    /// The name of `secret`, written into every token it signs (`kid`).
+    pub key_id: String,
+    /// Other keys tokens may carry, by name: the previous key until the
+    /// last token it signed has expired, or the next one while every edge
+    /// learns it before it starts signing (rotation without downtime).
+    pub accepted_keys: std::collections::BTreeMap<String, Secret>,
     pub visitor_token_ttl: HumanDuration,
     pub agent_token_ttl: HumanDuration,
 }
@@ -198,6 +205,8 @@ impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             secret: Secret::new(DEFAULT_SECRET),
+            key_id: "k1".into(),
+            accepted_keys: std::collections::BTreeMap::new(),
             visitor_token_ttl: HumanDuration::from_secs(30 * 24 * 3600),
             agent_token_ttl: HumanDuration::from_secs(12 * 3600),
         }
@@ -249,6 +258,12 @@ pub struct EdgeSettings {
     /// Longest a write to one socket may take before the connection is
     /// given up.
     pub write_timeout: HumanDuration,
+    /// Web sites whose pages may use this edge (the widget embedded on
+    /// them), as exact origins (`https://shop.example.com`), or `*` for
+    /// any. The edge's own origin is always allowed, and so are clients
+    /// that send no `Origin` (bots, servers); any other page is refused
+    /// with 403.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for EdgeSettings {
@@ -268,6 +283,7 @@ impl Default for EdgeSettings {
             ping_interval: HumanDuration::from_secs(20),
             idle_timeout: HumanDuration::from_secs(60),
             write_timeout: HumanDuration::from_secs(10),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -381,6 +397,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// `*`, or `http(s)://host[:port]` with nothing after it.
+fn valid_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !authority.is_empty()
+        && !authority.contains(['/', '?', '#', ' ', '@'])
+}
+
 impl Settings {
     /// Checks ranges the types cannot express.
     ///
@@ -429,6 +458,23 @@ impl Settings {
         if self.nats.presence_ttl.get().as_secs() < 3 {
             return reject("nats.presence_ttl", "must be at least 3s");
         }
+        let key_id_ok = |id: &str| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !key_id_ok(&self.auth.key_id) || !self.auth.accepted_keys.keys().all(|id| key_id_ok(id))
+        {
+            return reject(
+                "auth.key_id",
+                "and the names of auth.accepted_keys must be 1-64 letters, digits, '-' or '_'",
+            );
+        }
+        if self.auth.accepted_keys.contains_key(&self.auth.key_id) {
+            return reject("auth.accepted_keys", "names auth.key_id again");
+        }
         if self.mongo.database.trim().is_empty() {
             return reject("mongo.database", "is empty");
         }
@@ -457,6 +503,12 @@ impl Settings {
             return reject(
                 "edge.ping_interval",
                 "and edge.write_timeout must be positive",
+            );
+        }
+        if let Some(bad) = self.edge.allowed_origins.iter().find(|o| !valid_origin(o)) {
+            return reject(
+                "edge.allowed_origins",
+                &format!("{bad:?} is not `*` or an origin like https://shop.example.com"),
             );
         }
         if self.edge.idle_timeout <= self.edge.ping_interval {
@@ -490,6 +542,17 @@ impl Settings {
             return Err(LoadConfigError::Rejected {
                 key: "auth.secret",
                 reason: "must be at least 32 characters".into(),
+            });
+        }
+        if let Some((id, _)) = self
+            .auth
+            .accepted_keys
+            .iter()
+            .find(|(_, key)| key.expose().len() < 32 || key.is_default())
+        {
+            return Err(LoadConfigError::Rejected {
+                key: "auth.accepted_keys",
+                reason: format!("{id} must be at least 32 characters and not the default"),
             });
         }
         Ok(())

@@ -1,10 +1,17 @@
-//! Tokens: HS256 JWTs signed with `auth.secret`, carrying who the holder is
-//! and when the token expires. An edge verifies them without calling anyone.
+//! Tokens: HS256 JWTs signed with `auth.secret` (named `auth.key_id` in
+//! their `kid`), carrying who the holder is, an id and when the token
+//! expires. An edge verifies them without calling anyone; whether a
+//! token was revoked (a logout, a disabled agent) is asked of the backbone
+//! (see `revocation`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
+use switchboard_config::AuthSettings;
 use switchboard_protocol::ids::{AgentId, VisitorId};
 use switchboard_protocol::payloads::{AgentRole, Participant, Role};
 use switchboard_protocol::time::now_ms;
@@ -56,6 +63,23 @@ struct Claims {
     /// and in tokens issued before roles existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     agent_role: Option<AgentRole>,
+    /// The token's own id, by which it is revoked (absent in tokens
+    /// issued before revocation existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub identity: Identity,
+    /// For an agent, the role of their account when the token was issued
+    /// (visitors are plain `agent`s here, never admins).
+    pub role: AgentRole,
+    /// When it expires (unix seconds).
+    pub expires_at: u64,
+    /// Its id, when it has one (revocation is by id).
+    pub token_id: Option<String>,
 }
 
 /// A token could not be verified.
@@ -65,24 +89,58 @@ pub enum VerifyTokenError {
     Invalid(#[source] jsonwebtoken::errors::Error),
     #[error("token names an invalid identity")]
     BadSubject,
+    #[error("token signed with an unknown key")]
+    UnknownKey,
 }
 
-/// Issues and verifies tokens with one secret.
+/// Issues tokens with the current key and verifies them with it or any
+/// accepted key (by the token's `kid`), so keys rotate without downtime.
 #[derive(Clone)]
 pub struct Tokens {
+    key_id: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Key id → key, the current one included.
+    decoding: HashMap<String, DecodingKey>,
     validation: Validation,
 }
 
 impl Tokens {
+    /// Tokens with one key, named `k1` (the default `auth.key_id`).
     pub fn new(secret: &str) -> Self {
+        Self::with_keys("k1", secret, std::iter::empty())
+    }
+
+    /// Tokens signed with `auth.secret` under `auth.key_id`, verified with
+    /// it and with `auth.accepted_keys`.
+    pub fn from_settings(auth: &AuthSettings) -> Self {
+        Self::with_keys(
+            &auth.key_id,
+            auth.secret.expose(),
+            auth.accepted_keys
+                .iter()
+                .map(|(id, key)| (id.as_str(), key.expose())),
+        )
+    }
+
+    fn with_keys<'a>(
+        key_id: &str,
+        secret: &str,
+        accepted: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut decoding: HashMap<String, DecodingKey> = accepted
+            .map(|(id, key)| (id.to_owned(), DecodingKey::from_secret(key.as_bytes())))
+            .collect();
+        decoding.insert(
+            key_id.to_owned(),
+            DecodingKey::from_secret(secret.as_bytes()),
+        );
         Self {
+            key_id: key_id.to_owned(),
             encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            decoding,
             validation,
         }
     }
@@ -126,16 +184,19 @@ impl Tokens {
             iat: now,
             exp: now + ttl.as_secs(),
             agent_role,
+            jti: Some(ulid::Ulid::new().to_string()),
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.key_id.clone());
+        encode(&header, &claims, &self.encoding)
     }
 
     /// The identity a token was issued to.
     ///
     /// # Errors
-    /// Forged, malformed or expired tokens.
+    /// Forged, malformed, expired tokens, or tokens of an unknown key.
     pub fn verify(&self, token: &str) -> Result<Identity, VerifyTokenError> {
-        self.verify_with_role(token).map(|(identity, _)| identity)
+        self.verify_full(token).map(|v| v.identity)
     }
 
     /// The identity a token was issued to and, for an agent, the role of
@@ -143,15 +204,33 @@ impl Tokens {
     /// visitors and tokens without the claim are plain `agent`s).
     ///
     /// # Errors
-    /// Forged, malformed or expired tokens.
+    /// As [`Tokens::verify`].
     pub fn verify_with_role(&self, token: &str) -> Result<(Identity, AgentRole), VerifyTokenError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(VerifyTokenError::Invalid)?;
+        self.verify_full(token).map(|v| (v.identity, v.role))
+    }
+
+    /// Everything a valid token says.
+    ///
+    /// # Errors
+    /// As [`Tokens::verify`].
+    pub fn verify_full(&self, token: &str) -> Result<Verified, VerifyTokenError> {
+        let header = decode_header(token).map_err(VerifyTokenError::Invalid)?;
+        // Tokens from before key ids were written carry none: the current
+        // key signed them.
+        let key_id = header.kid.as_deref().unwrap_or(&self.key_id);
+        let key = self
+            .decoding
+            .get(key_id)
+            .ok_or(VerifyTokenError::UnknownKey)?;
+        let data =
+            decode::<Claims>(token, key, &self.validation).map_err(VerifyTokenError::Invalid)?;
         let Claims {
             sub,
             role,
             name,
             agent_role,
+            exp,
+            jti,
             ..
         } = data.claims;
         let identity = match role {
@@ -163,11 +242,16 @@ impl Tokens {
                 .map_err(|_| VerifyTokenError::BadSubject),
             Role::System | Role::Bot => Err(VerifyTokenError::BadSubject),
         }?;
-        let agent_role = match identity {
+        let role = match identity {
             Identity::Agent { .. } => agent_role.unwrap_or_default(),
             Identity::Visitor { .. } => AgentRole::Agent,
         };
-        Ok((identity, agent_role))
+        Ok(Verified {
+            identity,
+            role,
+            expires_at: exp,
+            token_id: jti,
+        })
     }
 }
 
@@ -208,6 +292,7 @@ mod tests {
             iat: 1,
             exp: 2,
             agent_role: None,
+            jti: None,
         };
         let old = encode(&Header::new(Algorithm::HS256), &claims, &tokens.encoding).unwrap();
         assert!(tokens.verify(&old).is_err());
@@ -271,5 +356,54 @@ mod tests {
             tokens.verify_with_role(&old).unwrap(),
             (agent(), AgentRole::Agent)
         );
+    }
+
+    fn keys(current: (&str, &str), accepted: &[(&str, &str)]) -> Tokens {
+        Tokens::with_keys(current.0, current.1, accepted.iter().copied())
+    }
+
+    /// Rotation: every edge first accepts the next key, then signs with
+    /// it while accepting the previous one until its tokens expire.
+    #[test]
+    fn keys_rotate_without_refusing_a_valid_token() {
+        let one = ("k1", "the-first-secret-of-32-bytes-or-more");
+        let two = ("k2", "the-second-secret-of-32-bytes-or-more");
+        let ttl = Duration::from_secs(60);
+        let before = keys(one, &[]);
+        let learning = keys(one, &[two]);
+        let rotated = keys(two, &[one]);
+        let old = before.issue(&visitor(), ttl).unwrap();
+        let new = rotated.issue(&visitor(), ttl).unwrap();
+        assert_eq!(decode_header(&new).unwrap().kid.as_deref(), Some("k2"));
+        for tokens in [&learning, &rotated] {
+            assert_eq!(tokens.verify(&old).unwrap(), visitor());
+            assert_eq!(tokens.verify(&new).unwrap(), visitor());
+        }
+        // An edge that never learnt the new key refuses its tokens, and
+        // once the old key is dropped its tokens are refused.
+        assert!(matches!(
+            before.verify(&new),
+            Err(VerifyTokenError::UnknownKey)
+        ));
+        assert!(keys(two, &[]).verify(&old).is_err());
+        // A token naming a known key but signed with another is forged.
+        let forger = keys(("k2", "not-the-second-secret-of-32-bytes-x"), &[]);
+        let forged = forger.issue(&visitor(), ttl).unwrap();
+        assert!(rotated.verify(&forged).is_err());
+    }
+
+    #[test]
+    fn tokens_have_ids_and_expiry() {
+        let tokens = Tokens::new("a-secret-of-at-least-thirty-two-bytes");
+        let a = tokens.issue(&agent(), Duration::from_secs(60)).unwrap();
+        let b = tokens.issue(&agent(), Duration::from_secs(60)).unwrap();
+        let (a, b) = (
+            tokens.verify_full(&a).unwrap(),
+            tokens.verify_full(&b).unwrap(),
+        );
+        assert!(a.token_id.is_some());
+        assert_ne!(a.token_id, b.token_id);
+        let now = u64::try_from(now_ms() / 1000).unwrap();
+        assert!(a.expires_at >= now + 59 && a.expires_at <= now + 61);
     }
 }

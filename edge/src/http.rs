@@ -204,6 +204,15 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<Arc<EdgeState>>) -> Response {
+    if !state.hub.relaying() {
+        // Admin notices, the queue and revocations would not reach this
+        // edge's connections.
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "broadcast relay not subscribed",
+        );
+    }
     let client = &state.backbone.client;
     if client.connection_state() != async_nats::connection::State::Connected {
         return error(

@@ -4,7 +4,7 @@
 //! once per connection.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
@@ -13,7 +13,7 @@ use switchboard_protocol::frames::ServerFrame;
 use switchboard_protocol::ids::{AgentId, ConversationId};
 use switchboard_protocol::payloads::{
     decode, AgentNotice, ChatRecord, ConversationEvent, ConversationState, Notice, QueueSnapshot,
-    RecordBody, Role, Signal,
+    RecordBody, Revocation, Role, Signal,
 };
 use switchboard_protocol::subjects;
 use tokio::sync::{broadcast, mpsc};
@@ -95,7 +95,14 @@ pub struct Hub {
     queue: Mutex<Option<Arc<str>>>,
     /// Source of the topics' epochs.
     epochs: AtomicU64,
+    /// Tokens and agents whose connections must close now.
+    revocations: broadcast::Sender<Arc<Revocation>>,
+    /// Whether the broadcasts' and revocations' subscriptions are up.
+    relaying: AtomicBool,
 }
+
+/// Wait before subscribing the relay again.
+const RESUBSCRIBE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Broadcasts a slow session may fall behind by before missing some.
 const NOTICE_BACKLOG: usize = 64;
@@ -124,6 +131,8 @@ impl Hub {
             notices: broadcast::channel(NOTICE_BACKLOG).0,
             queue: Mutex::default(),
             epochs: AtomicU64::new(0),
+            revocations: broadcast::channel(NOTICE_BACKLOG).0,
+            relaying: AtomicBool::new(false),
         })
     }
 
@@ -140,29 +149,69 @@ impl Hub {
             .clone()
     }
 
-    /// Relays admin broadcasts (`notice.agents`, `notice.visitors`) and
-    /// queue snapshots (to agents) to the local sessions until the
-    /// subscriptions end.
+    /// Relays admin broadcasts (`notice.agents`, `notice.visitors`), queue
+    /// snapshots (to agents) and revocations to the local sessions, for
+    /// as long as the edge runs: subscriptions that fail or end are made
+    /// again, and the edge reports not ready ([`Hub::relaying`]) meanwhile.
     pub async fn relay_notices(self: Arc<Self>) {
+        loop {
+            self.relay_once().await;
+            self.relaying.store(false, Ordering::Relaxed);
+            tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+        }
+    }
+
+    /// Whether the relay of broadcasts and revocations is subscribed.
+    pub fn relaying(&self) -> bool {
+        self.relaying.load(Ordering::Relaxed)
+    }
+
+    /// Revocations, for one session.
+    pub fn revocations(&self) -> broadcast::Receiver<Arc<Revocation>> {
+        self.revocations.subscribe()
+    }
+
+    /// Relays until a subscription fails or ends.
+    async fn relay_once(&self) {
         let agents = self.subscribe(subjects::NOTICE_AGENTS.to_owned()).await;
         let visitors = self.subscribe(subjects::NOTICE_VISITORS.to_owned()).await;
         let queue = self.subscribe(subjects::QUEUE_SNAPSHOT.to_owned()).await;
-        let (mut agents, mut visitors, mut queue) = match (agents, visitors, queue) {
-            (Ok(agents), Ok(visitors), Ok(queue)) => (agents, visitors, queue),
-            (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
-                tracing::error!(error = %err, "subscribe to broadcasts");
-                return;
-            }
-        };
+        let revoke = self.subscribe(subjects::CONTROL_REVOKE.to_owned()).await;
+        let (mut agents, mut visitors, mut queue, mut revoke) =
+            match (agents, visitors, queue, revoke) {
+                (Ok(agents), Ok(visitors), Ok(queue), Ok(revoke)) => {
+                    (agents, visitors, queue, revoke)
+                }
+                (Err(err), ..) | (_, Err(err), ..) | (_, _, Err(err), _) | (.., Err(err)) => {
+                    tracing::error!(error = %err, "subscribe to broadcasts; retrying");
+                    return;
+                }
+            };
+        self.relaying.store(true, Ordering::Relaxed);
         loop {
             let (role, message) = tokio::select! {
-                Some(message) = agents.next() => (Role::Agent, message),
-                Some(message) = visitors.next() => (Role::Visitor, message),
-                Some(message) = queue.next() => {
-                    self.on_queue(&message);
-                    continue;
-                }
-                else => return,
+                message = agents.next() => match message {
+                    Some(message) => (Role::Agent, message),
+                    None => break,
+                },
+                message = visitors.next() => match message {
+                    Some(message) => (Role::Visitor, message),
+                    None => break,
+                },
+                message = queue.next() => match message {
+                    Some(message) => {
+                        self.on_queue(&message);
+                        continue;
+                    }
+                    None => break,
+                },
+                message = revoke.next() => match message {
+                    Some(message) => {
+                        self.on_revocation(&message);
+                        continue;
+                    }
+                    None => break,
+                },
             };
             match decode::<Notice>(&message.payload) {
                 Ok(notice) => {
@@ -175,6 +224,18 @@ impl Hub {
                 }
                 Err(err) => tracing::warn!(error = %err, "undecodable broadcast"),
             }
+        }
+        tracing::warn!("a broadcast subscription ended; subscribing again");
+    }
+
+    fn on_revocation(&self, message: &async_nats::Message) {
+        match decode::<Revocation>(&message.payload) {
+            Ok(revocation) => {
+                tracing::info!(reason = %revocation.reason, agent_id = ?revocation.agent_id, "access revoked");
+                // No session listening is fine.
+                let _ = self.revocations.send(Arc::new(revocation));
+            }
+            Err(err) => tracing::warn!(error = %err, "undecodable revocation"),
         }
     }
 

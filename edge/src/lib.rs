@@ -6,8 +6,12 @@
 //!
 //! - [`server`]: binding, the axum router, graceful shutdown (entry point).
 //! - [`http`]: the JSON API (visitor sign-up, agent login, health).
+//! - [`boundary`]: which web pages may call the API and open WebSockets
+//!   (origins, CORS).
 //! - [`api`]: the admin API (queue, broadcasts, statistics).
 //! - [`auth`]: signed, expiring tokens.
+//! - [`access`]: whether a connection's access still holds (expiry,
+//!   logout, disabled agents).
 //! - [`session`]: one WebSocket connection, from `hello` to close.
 //! - [`handlers`]: what each client frame does on the backbone.
 //! - [`outbox`]: the per-connection writer — ordering, dedupe, gap repair.
@@ -18,8 +22,10 @@
 //! - [`limits`]: per-connection rate limiting and input checks.
 //! - [`web`]: the demo site and agent console pages.
 
+pub mod access;
 pub mod api;
 pub mod auth;
+pub mod boundary;
 pub mod handlers;
 pub mod http;
 pub mod hub;

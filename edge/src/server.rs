@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use switchboard_bus::Backbone;
-use switchboard_config::{AuthSettings, EdgeSettings};
+use switchboard_config::{AuthSettings, EdgeRole, EdgeSettings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -82,7 +82,7 @@ impl Edge {
             config.edge.edge_id.clone()
         };
         let state = Arc::new(EdgeState {
-            tokens: Tokens::new(config.auth.secret.expose()),
+            tokens: Tokens::from_settings(&config.auth),
             hub: Hub::new(
                 backbone.client.clone(),
                 backbone.log.clone(),
@@ -148,17 +148,31 @@ impl Edge {
             .merge(crate::http::routes())
             .merge(crate::api::routes());
         if state.config.edge.serve_web {
-            app = app.merge(crate::web::routes());
+            // Each kind of edge serves its own pages only: a visitor-only
+            // edge has no console.
+            if state.config.edge.roles.contains(&EdgeRole::Visitor) {
+                app = app.merge(crate::web::visitor_routes());
+            }
+            if state.config.edge.roles.contains(&EdgeRole::Agent) {
+                app = app.merge(crate::web::agent_routes());
+            }
         }
         let app = app
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                crate::boundary::guard,
+            ))
             .layer(DefaultBodyLimit::max(16 * 1024))
             .layer(TraceLayer::new_for_http())
             .with_state(Arc::clone(&state));
         let stop = shutdown.clone();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .map_err(EdgeError::Serve);
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .map_err(EdgeError::Serve);
         // Upgraded WebSockets are not awaited by axum: close them ourselves.
         state.shutdown.cancel();
         state.sessions.close();

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::Identity;
+use crate::auth::{Identity, Verified};
 use crate::handlers;
 use crate::limits::{RateLimiter, Verdict};
 use crate::outbox::{self, Outbound, OutboxHandle, WriterTiming};
@@ -41,6 +41,12 @@ pub struct Session {
     /// Conversations this connection was found allowed to send into, at
     /// which hub epoch (see `handlers::messages::send`).
     pub may_send: HashMap<ConversationId, SendCheck>,
+    /// The id of the token the connection holds (said hello or refreshed
+    /// with), by which a logout closes it.
+    pub token_id: Option<String>,
+    /// When that token expires (unix seconds): the connection is closed
+    /// with 4401 then, unless a `refresh` brought a newer one.
+    pub token_expires_at: u64,
 }
 
 /// A send permission checked against the conversation's state.
@@ -106,10 +112,11 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
     // The handshake is boxed (freed once done), and so is the session
     // below: a task's future is as large as the largest state it can be
     // in, and it is held for the whole life of an idle connection.
-    let Some((identity, resume)) = Box::pin(admit(&state, connection, &outbox, &mut stream)).await
+    let Some((verified, resume)) = Box::pin(admit(&state, connection, &outbox, &mut stream)).await
     else {
         return finish(outbox, writer, stream).await;
     };
+    let identity = verified.identity;
     let role = edge_role(&identity);
     let span = tracing::info_span!("edge.session", connection, role = ?role, id = identity.id());
     let session = Session {
@@ -119,6 +126,8 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         outbox,
         followed: HashSet::new(),
         may_send: HashMap::new(),
+        token_id: verified.token_id,
+        token_expires_at: verified.expires_at,
     };
     // Boxed, like every handler below: a task's future is as large as the
     // largest state it can be in, and it is held for the whole life of an
@@ -137,7 +146,7 @@ async fn admit(
     connection: u64,
     outbox: &OutboxHandle,
     stream: &mut SplitStream<WebSocket>,
-) -> Option<(Identity, HashMap<ConversationId, u64>)> {
+) -> Option<(Verified, HashMap<ConversationId, u64>)> {
     let first = tokio::time::timeout(state.config.edge.hello_timeout.get(), stream.next()).await;
     let hello = match first {
         Err(_) => {
@@ -161,6 +170,9 @@ async fn admit(
             if is_too_large(&err) {
                 tracing::info!(connection, "frame too large");
                 close_with(outbox, close_code::TOO_LARGE, "frame too large").await;
+            } else if is_invalid_utf8(&err) {
+                tracing::info!(connection, "text frame that is not UTF-8");
+                close_with(outbox, close_code::INVALID_DATA, "text is not utf-8").await;
             } else {
                 tracing::debug!(connection, error = %err, "websocket read failed");
             }
@@ -180,15 +192,28 @@ async fn admit(
             return None;
         }
     };
-    let identity = match state.tokens.verify(&token) {
-        Ok(identity) => identity,
+    let verified = match state.tokens.verify_full(&token) {
+        Ok(verified) => verified,
         Err(err) => {
             tracing::info!(connection, error = %err, "token refused");
             refuse(outbox, "invalid or expired token", Some("hello")).await;
             return None;
         }
     };
-    let role = edge_role(&identity);
+    match Box::pin(crate::access::still_valid(&state.backbone, &verified)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(connection, "revoked token or disabled account refused");
+            refuse(outbox, "this token was revoked", Some("hello")).await;
+            return None;
+        }
+        Err(err) => {
+            tracing::warn!(connection, error = %err, "cannot check the token's revocation");
+            close_with(outbox, close_code::TRY_AGAIN_LATER, "try again later").await;
+            return None;
+        }
+    }
+    let role = edge_role(&verified.identity);
     if !state.config.edge.roles.contains(&role) {
         close_with(
             outbox,
@@ -199,7 +224,7 @@ async fn admit(
         return None;
     }
 
-    Some((identity, resume))
+    Some((verified, resume))
 }
 
 fn edge_role(identity: &Identity) -> EdgeRole {
@@ -268,10 +293,30 @@ async fn active(
     let mut last_heard = tokio::time::Instant::now();
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
+    // Likewise the token's expiry, which a `refresh` moves on.
+    let expiry = tokio::time::sleep_until(crate::access::instant_of(session.token_expires_at));
+    tokio::pin!(expiry);
+    let mut revocations = state.hub.revocations();
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => break,
             () = kick.cancelled() => break,
+            () = &mut expiry => {
+                let until = crate::access::instant_of(session.token_expires_at);
+                if tokio::time::Instant::now() >= until {
+                    tracing::info!("token expired; connection closed");
+                    session.close(close_code::UNAUTHORIZED, "token expired").await;
+                    break;
+                }
+                expiry.as_mut().reset(until);
+            }
+            revocation = revocations.recv() => {
+                if let Some(reason) = Box::pin(crate::access::revoked(&session, revocation)).await {
+                    tracing::info!(reason, "access revoked; connection closed");
+                    session.close(close_code::UNAUTHORIZED, reason).await;
+                    break;
+                }
+            }
             () = &mut idle => {
                 let silent_until = last_heard + idle_timeout;
                 if tokio::time::Instant::now() >= silent_until {
@@ -303,6 +348,9 @@ async fn active(
                     if is_too_large(&err) {
                         tracing::info!("frame too large");
                         session.close(close_code::TOO_LARGE, "frame too large").await;
+                    } else if is_invalid_utf8(&err) {
+                        tracing::info!("text frame that is not UTF-8");
+                        session.close(close_code::INVALID_DATA, "text is not utf-8").await;
                     } else {
                         tracing::debug!(error = %err, "websocket read failed");
                     }
@@ -382,9 +430,21 @@ fn unparsed_reference(text: &str) -> Option<String> {
 
 /// Whether a read error is a frame over the size cap.
 fn is_too_large(err: &axum::Error) -> bool {
+    websocket_error(err, |e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
+/// Whether a read error is a text frame that is not UTF-8.
+fn is_invalid_utf8(err: &axum::Error) -> bool {
+    websocket_error(err, |e| matches!(e, tungstenite::Error::Utf8(_)))
+}
+
+/// Whether the WebSocket library's error under `err` is one `is` names.
+fn websocket_error(err: &axum::Error, is: impl Fn(&tungstenite::Error) -> bool) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>()
+        if current
+            .downcast_ref::<tungstenite::Error>()
+            .is_some_and(&is)
         {
             return true;
         }

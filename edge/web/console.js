@@ -297,7 +297,45 @@ function startApp(auth) {
   connect();
 }
 
+// ------------------------------------------------------- token refresh
+// The token ends the connection when it expires (close 4401): a fresh one
+// is fetched well before, kept, and given to the open connection.
+
+function scheduleRefresh(expiresAt) {
+  clearTimeout(S.refreshTimer);
+  const at = Date.parse(expiresAt || '');
+  if (!Number.isFinite(at)) return;
+  const delay = Math.min(Math.max((at - Date.now()) * 0.8, 1000), 2147483647);
+  S.refreshTimer = setTimeout(refreshToken, delay);
+}
+
+async function refreshToken() {
+  if (!S.auth) return;
+  try {
+    const res = await fetch('/api/v1/token/refresh', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${S.auth.token}` },
+    });
+    if (!res.ok) return; // the close at expiry asks to sign in again
+    const body = await res.json();
+    if (!S.auth || !body || typeof body.token !== 'string') return;
+    S.auth = { ...S.auth, token: body.token };
+    saveAuth(S.auth);
+    if (S.ws && S.ready) S.ws.send(JSON.stringify({ type: 'refresh', token: body.token }));
+  } catch {
+    S.refreshTimer = setTimeout(refreshToken, 30000);
+  }
+}
+
 function logout(message) {
+  clearTimeout(S.refreshTimer);
+  // The token stops working on every edge (best effort: it expires anyway).
+  if (S.auth && !message) {
+    fetch('/api/v1/agents/logout', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${S.auth.token}` },
+    }).catch(() => {});
+  }
   S.stopped = true;
   clearTimeout(S.reconnectTimer);
   S.reconnectTimer = null;
@@ -454,6 +492,8 @@ function handleFrame(f) {
   switch (f.type) {
     case 'welcome':
       return onWelcome(f);
+    case 'refreshed':
+      return scheduleRefresh(f.token_expires_at);
     case 'assigned':
       return onAssigned(f);
     case 'resumed':
@@ -489,6 +529,7 @@ function onWelcome(f) {
     logout('This account is not an agent account.');
     return;
   }
+  scheduleRefresh(f.token_expires_at);
   S.ready = true;
   S.everConnected = true;
   S.attempt = 0;

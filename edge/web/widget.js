@@ -484,6 +484,8 @@ function init() {
     switch (f.type) {
       case 'welcome':
         return onWelcome(f);
+      case 'refreshed':
+        return scheduleRefresh(f.token_expires_at);
       case 'started':
         return onStarted(f);
       case 'resumed':
@@ -510,7 +512,40 @@ function init() {
     }
   }
 
+  // ------------------------------------------------------ token refresh
+  // The token ends the connection when it expires (close 4401): a fresh
+  // one is fetched well before, stored, and given to the open connection.
+
+  function scheduleRefresh(expiresAt) {
+    clearTimeout(S.refreshTimer);
+    const at = Date.parse(expiresAt || '');
+    if (!Number.isFinite(at)) return;
+    const left = at - Date.now();
+    // At four fifths of what is left, and never beyond what a timer holds.
+    const delay = Math.min(Math.max(left * 0.8, 1000), 2147483647);
+    S.refreshTimer = setTimeout(refreshToken, delay);
+  }
+
+  async function refreshToken() {
+    const stored = loadStored();
+    if (!stored) return;
+    try {
+      const res = await fetch('/api/v1/token/refresh', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stored.token}` },
+      });
+      if (!res.ok) return; // the close at expiry starts over
+      const body = await res.json();
+      if (!body || typeof body.token !== 'string') return;
+      saveStored({ visitor_id: stored.visitor_id, token: body.token });
+      if (S.ws && S.ready) S.ws.send(JSON.stringify({ type: 'refresh', token: body.token }));
+    } catch {
+      S.refreshTimer = setTimeout(refreshToken, 30000);
+    }
+  }
+
   function onWelcome(f) {
+    scheduleRefresh(f.token_expires_at);
     S.ready = true;
     S.everConnected = true;
     S.attempt = 0;

@@ -95,6 +95,12 @@ pub enum ClientFrame {
     PickUp {
         conversation_id: ConversationId,
     },
+    /// A fresh token of the same identity (from `POST
+    /// /api/v1/token/refresh`): the connection lives on past the expiry of
+    /// the one it said hello with.
+    Refresh {
+        token: String,
+    },
 }
 
 impl ClientFrame {
@@ -114,6 +120,7 @@ impl ClientFrame {
             ClientFrame::LeaveMessage { .. } => "leave_message",
             ClientFrame::ListMissed {} => "list_missed",
             ClientFrame::PickUp { .. } => "pick_up",
+            ClientFrame::Refresh { .. } => "refresh",
         }
     }
 }
@@ -141,6 +148,11 @@ pub mod close_code {
     pub const IDLE_TIMEOUT: u16 = 4408;
     pub const TOO_MANY_REQUESTS: u16 = 4429;
     pub const TOO_LARGE: u16 = 1009;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
+    /// The edge cannot serve the connection now (the backbone did not
+    /// answer): reconnect after a moment.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const RESTARTING: u16 = 1012;
 }
 
@@ -225,6 +237,14 @@ pub enum ServerFrame {
         id: String,
         name: String,
         conversations: Vec<ConversationSummary>,
+        /// When the connection's token expires: refresh it before (a
+        /// `refresh` frame), or the connection is closed with 4401.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_expires_at: Option<String>,
+    },
+    /// The answer to `refresh`: the connection's token now expires then.
+    Refreshed {
+        token_expires_at: String,
     },
     Started {
         conversation_id: ConversationId,
@@ -380,7 +400,8 @@ pub fn for_visitor(event: &ConversationEvent) -> ConversationEvent {
         | ConversationEvent::Reopened {}
         | ConversationEvent::Rated { .. }
         | ConversationEvent::LeftMessage { .. }
-        | ConversationEvent::PickedUp { .. } => event.clone(),
+        | ConversationEvent::PickedUp { .. }
+        | ConversationEvent::HandedOff { .. } => event.clone(),
     }
 }
 

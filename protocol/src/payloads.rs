@@ -470,6 +470,29 @@ pub struct AgentAccount {
     /// roles existed are plain agents.
     #[serde(default)]
     pub role: AgentRole,
+    /// A disabled account cannot log in, and its connections are closed.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// Published on `control.revoke`: every edge closes the matching
+/// connections at once (close 4401). A token id, an agent, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    #[serde(default)]
+    pub token_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<AgentId>,
+    /// `logged_out`, `disabled`, `removed`.
+    pub reason: String,
+}
+
+/// A logged-out token in the `revoked` bucket (key: the token's id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedToken {
+    pub agent_id: AgentId,
+    /// Unix milliseconds.
+    pub at: i64,
 }
 
 /// What an agent account may do: every account chats; an admin also
@@ -696,6 +719,7 @@ mod tests {
             capacity: 2,
             created_at: 0,
             role: AgentRole::Admin,
+            disabled: false,
         };
         assert!(!format!("{account:?}").contains("argon2id"));
         roundtrip(account.clone());

@@ -51,7 +51,14 @@ pub mod buckets {
     pub const READS: &str = "reads";
     /// Missed conversations waiting to be picked up, key = conversation id.
     pub const MISSED: &str = "missed";
+    /// Revoked tokens (logged out), by token id, until they would have
+    /// expired anyway.
+    pub const REVOKED: &str = "revoked";
 }
+
+/// Revocations every edge obeys at once: a token logged out, an agent
+/// disabled or removed ([`crate::payloads::Revocation`]).
+pub const CONTROL_REVOKE: &str = "control.revoke";
 
 /// Where a conversation's records are stored: `chat.conv.<id>`.
 pub fn conversation(id: &ConversationId) -> String {

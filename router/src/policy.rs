@@ -251,6 +251,7 @@ mod tests {
                 capacity,
                 created_at: 0,
                 role: Default::default(),
+                disabled: false,
             },
         );
         mirror.presence.insert(

@@ -53,18 +53,19 @@ pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()
         AgentCommand::List => {
             let accounts = accounts::list(&backbone).await?;
             println!(
-                "{:<28} {:<20} {:<12} {:>8}  {:<6} id",
-                "login", "name", "team", "capacity", "role"
+                "{:<28} {:<20} {:<12} {:>8}  {:<6} {:<8} id",
+                "login", "name", "team", "capacity", "role", "state"
             );
             for a in accounts {
                 let team = a.team.as_ref().map_or("-", TeamId::as_str);
                 println!(
-                    "{:<28} {:<20} {:<12} {:>8}  {:<6} {}",
+                    "{:<28} {:<20} {:<12} {:>8}  {:<6} {:<8} {}",
                     a.login,
                     a.name,
                     team,
                     a.capacity,
                     a.role.as_str(),
+                    if a.disabled { "disabled" } else { "enabled" },
                     a.id
                 );
             }
@@ -91,6 +92,14 @@ pub async fn run(settings: Settings, command: AgentCommand) -> anyhow::Result<()
                 account.capacity,
                 account.role.as_str()
             );
+        }
+        AgentCommand::Disable { login } => {
+            accounts::set_disabled(&backbone, &login, true).await?;
+            println!("disabled agent {login}; their connections are closed");
+        }
+        AgentCommand::Enable { login } => {
+            accounts::set_disabled(&backbone, &login, false).await?;
+            println!("enabled agent {login}");
         }
         AgentCommand::Remove { login } => {
             if accounts::remove(&backbone, &login).await? {

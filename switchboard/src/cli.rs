@@ -138,8 +138,19 @@ pub enum AgentCommand {
     },
     /// List agent accounts.
     List,
-    /// Remove an agent account.
+    /// Remove an agent account (their connections close at once).
     Remove {
+        #[arg(long)]
+        login: String,
+    },
+    /// Disable an agent: they cannot log in, and their connections close
+    /// at once, on every edge.
+    Disable {
+        #[arg(long)]
+        login: String,
+    },
+    /// Enable a disabled agent again.
+    Enable {
         #[arg(long)]
         login: String,
     },

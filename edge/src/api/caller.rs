@@ -8,9 +8,11 @@ use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
+use switchboard_bus::accounts;
 use switchboard_config::EdgeRole;
 use switchboard_protocol::payloads::AgentRole;
 
+use crate::access::still_valid;
 use crate::auth::Identity;
 use crate::http::error;
 use crate::server::EdgeState;
@@ -35,7 +37,7 @@ impl FromRequestParts<Arc<EdgeState>> for AdminCaller {
                 "an admin token is required (Authorization: Bearer …)",
             ));
         };
-        let (identity, role) = match state.tokens.verify_with_role(token) {
+        let verified = match state.tokens.verify_full(token) {
             Ok(verified) => verified,
             Err(err) => {
                 tracing::info!(%path, error = %err, "admin call with a bad token");
@@ -49,10 +51,32 @@ impl FromRequestParts<Arc<EdgeState>> for AdminCaller {
                 "this edge does not serve agents",
             ));
         }
-        match (&identity, role) {
-            (Identity::Agent { .. }, AgentRole::Admin) => Ok(Self { identity }),
+        let Identity::Agent { id, .. } = &verified.identity else {
+            tracing::info!(%path, caller = %verified.identity.id(), "admin call by a visitor");
+            return Err(error(StatusCode::FORBIDDEN, "forbidden", "for admins only"));
+        };
+        // The account as it is now, not as the token remembers it: a
+        // demoted, disabled or removed admin, or a logged-out token, is
+        // refused at once.
+        let unavailable = |err: switchboard_bus::BusError| {
+            tracing::warn!(%path, error = %err, "admin check");
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")
+        };
+        if !still_valid(&state.backbone, &verified)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(unauthorized("this token was revoked"));
+        }
+        let account = accounts::find(&state.backbone, id)
+            .await
+            .map_err(unavailable)?;
+        match account {
+            Some(account) if account.role == AgentRole::Admin => Ok(Self {
+                identity: verified.identity,
+            }),
             _ => {
-                tracing::info!(%path, caller = %identity.id(), "admin call by a non-admin");
+                tracing::info!(%path, caller = %id, "admin call by a non-admin");
                 Err(error(StatusCode::FORBIDDEN, "forbidden", "for admins only"))
             }
         }
@@ -60,14 +84,14 @@ impl FromRequestParts<Arc<EdgeState>> for AdminCaller {
 }
 
 /// The token of `Authorization: Bearer <token>`.
-fn bearer(parts: &Parts) -> Option<&str> {
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn unauthorized(message: &str) -> Response {
+pub(crate) fn unauthorized(message: &str) -> Response {
     let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
     response
         .headers_mut()

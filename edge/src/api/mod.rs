@@ -7,10 +7,13 @@
 //!   is read.
 //! - [`admin`]: the queue and broadcasts.
 //! - [`stats`]: `GET /api/v1/stats`, answered by the archivers over NATS.
+//! - [`tokens`]: refreshing a token and an agent's logout (any caller
+//!   with a token of their own).
 
 pub mod admin;
 pub mod caller;
 pub mod stats;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -19,5 +22,8 @@ use axum::Router;
 use crate::server::EdgeState;
 
 pub fn routes() -> Router<Arc<EdgeState>> {
-    Router::new().merge(admin::routes()).merge(stats::routes())
+    Router::new()
+        .merge(admin::routes())
+        .merge(stats::routes())
+        .merge(tokens::routes())
 }

@@ -130,6 +130,7 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
         ClientFrame::PickUp { conversation_id } => {
             crate::missed::pick_up(session, &conversation_id).await
         }
+        ClientFrame::Refresh { token } => crate::access::refresh(session, &token).await,
     };
     if let Err(refusal) = result {
         tracing::info!(kind, code = ?refusal.code, reason = %refusal.message, "frame refused");
@@ -344,6 +345,9 @@ pub async fn welcome(session: &mut Session, resume: HashMap<ConversationId, u64>
             id: session.identity.id().to_owned(),
             name: session.identity.name().to_owned(),
             conversations: summaries,
+            token_expires_at: Some(rfc3339(
+                i64::try_from(session.token_expires_at.saturating_mul(1000)).unwrap_or(i64::MAX),
+            )),
         })
         .await;
     // Conversations named in `resume` that are no longer open (closed while
