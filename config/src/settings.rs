@@ -264,6 +264,22 @@ pub struct EdgeSettings {
     /// that send no `Origin` (bots, servers); any other page is refused
     /// with 403.
     pub allowed_origins: Vec<String>,
+    /// Visitor sign-ups one client address may make per minute.
+    pub signups_per_address_per_minute: u32,
+    /// Login attempts one client address may make per minute…
+    pub logins_per_address_per_minute: u32,
+    /// …and attempts on one login, from anywhere.
+    pub logins_per_account_per_minute: u32,
+    /// Password checks running at once (each is deliberately slow); more
+    /// logins wait their turn, chat never does.
+    pub password_checks: usize,
+    /// WebSockets one client address may hold open (offices share one).
+    pub sockets_per_address: u32,
+    /// WebSockets one visitor or agent may hold open (tabs).
+    pub sockets_per_identity: u32,
+    /// Load balancers in front of the edge: from these peers, the client's
+    /// address is taken from `X-Forwarded-For`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for EdgeSettings {
@@ -284,6 +300,13 @@ impl Default for EdgeSettings {
             idle_timeout: HumanDuration::from_secs(60),
             write_timeout: HumanDuration::from_secs(10),
             allowed_origins: Vec::new(),
+            signups_per_address_per_minute: 60,
+            logins_per_address_per_minute: 30,
+            logins_per_account_per_minute: 10,
+            password_checks: 2,
+            sockets_per_address: 500,
+            sockets_per_identity: 20,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -509,6 +532,18 @@ impl Settings {
             return reject(
                 "edge.allowed_origins",
                 &format!("{bad:?} is not `*` or an origin like https://shop.example.com"),
+            );
+        }
+        if self.edge.signups_per_address_per_minute == 0
+            || self.edge.logins_per_address_per_minute == 0
+            || self.edge.logins_per_account_per_minute == 0
+            || self.edge.password_checks == 0
+            || self.edge.sockets_per_address == 0
+            || self.edge.sockets_per_identity == 0
+        {
+            return reject(
+                "edge.signups_per_address_per_minute",
+                "and the other edge admission limits must be positive",
             );
         }
         if self.edge.idle_timeout <= self.edge.ping_interval {

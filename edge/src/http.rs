@@ -1,12 +1,13 @@
 //! The JSON API: visitor sign-up, agent login, health and readiness, and
 //! the WebSocket upgrade. Errors are JSON bodies with an `error` code.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,6 +17,7 @@ use switchboard_bus::accounts;
 use switchboard_config::EdgeRole;
 use switchboard_protocol::ids::VisitorId;
 
+use crate::admission::Limited;
 use crate::auth::Identity;
 use crate::server::EdgeState;
 
@@ -56,10 +58,31 @@ fn body_refused(rejection: BytesRejection) -> Response {
     error(status, code, &rejection.body_text())
 }
 
+/// `429 Too Many Requests` with `Retry-After` (whole seconds, at least 1).
+pub fn too_many(limited: Limited, what: &str) -> Response {
+    let seconds = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        &format!("too many {what}; try again in {seconds} s"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 async fn create_visitor(
     State(state): State<Arc<EdgeState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let address = state.admission.client_address(peer, &headers);
+    if let Err(limited) = state.admission.signup(address) {
+        tracing::info!(%address, "sign-ups from one address limited");
+        return too_many(limited, "sign-ups from your address");
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return body_refused(rejection),
@@ -133,6 +156,8 @@ struct Login {
 
 async fn login_agent(
     State(state): State<Arc<EdgeState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -149,6 +174,18 @@ async fn login_agent(
     let login: Login = match serde_json::from_slice(&body) {
         Ok(login) => login,
         Err(err) => return error(StatusCode::BAD_REQUEST, "bad_request", &err.to_string()),
+    };
+    let address = state.admission.client_address(peer, &headers);
+    if let Err(limited) = state.admission.login(address, &login.login) {
+        tracing::info!(%address, "login attempts limited");
+        return too_many(limited, "login attempts");
+    }
+    let Some(_turn) = state.admission.password_check().await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the edge is shutting down",
+        );
     };
     let account = match accounts::authenticate(&state.backbone, &login.login, &login.password).await
     {
@@ -248,7 +285,22 @@ const WS_HARD_CAP_FLOOR: usize = 64 * 1024;
 /// How long `/readyz` waits for NATS to answer a ping.
 const READY_ROUND_TRIP: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn upgrade(State(state): State<Arc<EdgeState>>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<Arc<EdgeState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let address = state.admission.client_address(peer, &headers);
+    let Ok(slot) = state.admission.open_socket(address) else {
+        tracing::info!(%address, "too many connections from one address");
+        return too_many(
+            Limited {
+                retry_after: std::time::Duration::from_secs(10),
+            },
+            "connections from your address",
+        );
+    };
     // The hard cap is well above the configured limit so that a frame over
     // it is read whole and answered with close 1009 by the session. (Past
     // the cap the library stops reading mid-frame; closing a socket with
@@ -268,6 +320,6 @@ async fn upgrade(State(state): State<Arc<EdgeState>>, ws: WebSocketUpgrade) -> R
         .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| {
             let tracker = state.sessions.clone();
-            tracker.track_future(crate::session::serve(socket, state))
+            tracker.track_future(crate::session::serve(socket, state, slot))
         })
 }

@@ -506,6 +506,8 @@ impl Hub {
         };
         let frame: Arc<str> = ServerFrame::Queue {
             entries: snapshot.entries,
+            teams: snapshot.teams,
+            total: snapshot.total,
         }
         .to_json()
         .into();

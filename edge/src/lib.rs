@@ -9,6 +9,8 @@
 //! - [`boundary`]: which web pages may call the API and open WebSockets
 //!   (origins, CORS).
 //! - [`api`]: the admin API (queue, broadcasts, statistics).
+//! - [`admission`]: per-address and per-identity limits on sign-ups,
+//!   logins and connections.
 //! - [`auth`]: signed, expiring tokens.
 //! - [`access`]: whether a connection's access still holds (expiry,
 //!   logout, disabled agents).
@@ -19,10 +21,12 @@
 //! - [`hub`]: one NATS subscription per conversation per edge, fanned out
 //!   to the local connections.
 //! - [`presence`]: agent presence entries and their heartbeats.
+//! - [`teams`]: the teams a conversation may be started for.
 //! - [`limits`]: per-connection rate limiting and input checks.
 //! - [`web`]: the demo site and agent console pages.
 
 pub mod access;
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod boundary;
@@ -35,6 +39,7 @@ pub mod outbox;
 pub mod presence;
 pub mod server;
 pub mod session;
+pub mod teams;
 pub mod web;
 
 pub use server::{Edge, EdgeConfig, EdgeError};

@@ -160,30 +160,54 @@ pub async fn leave_message(
     Ok(())
 }
 
-/// `list_missed`: every missed conversation, oldest first.
-pub async fn list(session: &mut Session) -> Handled {
+/// Missed conversations listed per page by default, and at most.
+const DEFAULT_MISSED_PAGE: u32 = 50;
+const MAX_MISSED_PAGE: u32 = 100;
+
+/// `list_missed`: a page of the missed conversations, oldest first (by
+/// conversation id, which sorts by creation), after `after`.
+pub async fn list(
+    session: &mut Session,
+    after: Option<ConversationId>,
+    limit: Option<u32>,
+) -> Handled {
     if !matches!(session.identity, Identity::Agent { .. }) {
         return Err(Refusal::new(
             ErrorCode::Forbidden,
             "only agents see missed conversations",
         ));
     }
+    let limit = limit.unwrap_or(DEFAULT_MISSED_PAGE);
+    if limit == 0 || limit > MAX_MISSED_PAGE {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("limit must be between 1 and {MAX_MISSED_PAGE}"),
+        ));
+    }
     let store = &session.state.backbone.missed;
-    let keys: Vec<String> = match store.keys().await {
+    let mut keys: Vec<String> = match store.keys().await {
         Ok(keys) => keys
             .try_collect()
             .await
             .map_err(|e| BusError::nats("list missed conversations", e))?,
         Err(e) => return Err(BusError::nats("list missed conversations", e).into()),
     };
-    let mut entries = Vec::with_capacity(keys.len());
-    for key in keys {
-        if let Some(entry) = kv::get::<MissedEntry>(store, &key).await? {
+    keys.sort_unstable();
+    if let Some(after) = &after {
+        keys.retain(|k| k.as_str() > after.as_str());
+    }
+    let page = usize::try_from(limit).unwrap_or(usize::MAX);
+    let has_more = keys.len() > page;
+    let mut entries = Vec::with_capacity(page.min(keys.len()));
+    for key in keys.iter().take(page) {
+        if let Some(entry) = kv::get::<MissedEntry>(store, key).await? {
             entries.push(entry.value);
         }
     }
-    entries.sort_by_key(|e| e.left_at);
-    session.outbox.frame(&ServerFrame::Missed { entries }).await;
+    session
+        .outbox
+        .frame(&ServerFrame::Missed { entries, has_more })
+        .await;
     Ok(())
 }
 

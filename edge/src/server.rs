@@ -15,12 +15,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
+use crate::admission::Admission;
 use crate::auth::Tokens;
 use crate::hub::Hub;
 use crate::presence::Presences;
+use crate::teams::Teams;
 
 /// A second audit of the live feeds follows a disruption after this long.
 const AUDIT_AGAIN_AFTER: Duration = Duration::from_secs(2);
+
+/// How often the admission limits forget addresses not seen lately.
+const ADMISSION_PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// How long shutdown waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -32,6 +37,9 @@ pub struct EdgeConfig {
     pub auth: AuthSettings,
     /// TTL of presence entries (heartbeats go every third of it).
     pub presence_ttl: Duration,
+    /// Teams with rules in the configuration (`router.teams`); the teams
+    /// of agent accounts are known too.
+    pub teams: Vec<String>,
 }
 
 /// The edge could not start or failed while serving.
@@ -55,6 +63,8 @@ pub struct EdgeState {
     pub hub: Arc<Hub>,
     pub tokens: Tokens,
     pub presences: Presences,
+    pub admission: Arc<Admission>,
+    pub teams: Arc<Teams>,
     pub next_connection: AtomicU64,
     pub sessions: TaskTracker,
     pub shutdown: CancellationToken,
@@ -89,6 +99,8 @@ impl Edge {
                 backbone.conversations.clone(),
             ),
             presences: Presences::new(backbone.presence.clone(), edge_id.clone()),
+            admission: Arc::new(Admission::new(&config.edge)),
+            teams: Teams::new(config.teams.iter().cloned()),
             edge_id,
             backbone,
             config,
@@ -144,6 +156,17 @@ impl Edge {
             })
         };
         let notices = tokio::spawn(Arc::clone(&state.hub).relay_notices());
+        let teams = tokio::spawn(Arc::clone(&state.teams).watch(state.backbone.agents.clone()));
+        let prune = {
+            let admission = Arc::clone(&state.admission);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(ADMISSION_PRUNE_EVERY);
+                loop {
+                    every.tick().await;
+                    admission.prune();
+                }
+            })
+        };
         let mut app = Router::new()
             .merge(crate::http::routes())
             .merge(crate::api::routes());
@@ -185,6 +208,8 @@ impl Edge {
         heartbeat.abort();
         audit.abort();
         notices.abort();
+        prune.abort();
+        teams.abort();
         tracing::info!(edge_id = %state.edge_id, "edge stopped");
         served
     }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::admission::SocketGuard;
 use crate::auth::{Identity, Verified};
 use crate::handlers;
 use crate::limits::{RateLimiter, Verdict};
@@ -47,6 +48,37 @@ pub struct Session {
     /// When that token expires (unix seconds): the connection is closed
     /// with 4401 then, unless a `refresh` brought a newer one.
     pub token_expires_at: u64,
+    /// Where the client said it was in each conversation (`hello`'s
+    /// `resume`): a retried send is looked for after it.
+    pub resume: HashMap<ConversationId, u64>,
+    /// Retried sends looked up lately.
+    pub retry_lookups: Budget,
+}
+
+/// A count of something allowed per minute (a fixed window).
+#[derive(Debug, Default)]
+pub struct Budget {
+    window: Option<std::time::Instant>,
+    used: u32,
+}
+
+impl Budget {
+    /// Whether one more is allowed this minute (and counts it).
+    pub fn allow(&mut self, per_minute: u32) -> bool {
+        let now = std::time::Instant::now();
+        let fresh = self
+            .window
+            .is_none_or(|start| now.duration_since(start) >= std::time::Duration::from_secs(60));
+        if fresh {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        if self.used >= per_minute {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
 }
 
 /// A send permission checked against the conversation's state.
@@ -89,7 +121,7 @@ struct FrameFields {
 }
 
 /// Serves one upgraded connection to the end.
-pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
+pub async fn serve(socket: WebSocket, state: Arc<EdgeState>, mut slot: SocketGuard) {
     let connection = state.next_connection.fetch_add(1, Ordering::Relaxed);
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(state.config.edge.outbound_queue);
@@ -117,6 +149,23 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         return finish(outbox, writer, stream).await;
     };
     let identity = verified.identity;
+    if slot
+        .identify(format!("{}:{}", identity.role().as_str(), identity.id()))
+        .is_err()
+    {
+        tracing::info!(
+            connection,
+            id = identity.id(),
+            "too many connections of one identity"
+        );
+        close_with(
+            &outbox,
+            close_code::TOO_MANY_REQUESTS,
+            "too many connections",
+        )
+        .await;
+        return finish(outbox, writer, stream).await;
+    }
     let role = edge_role(&identity);
     let span = tracing::info_span!("edge.session", connection, role = ?role, id = identity.id());
     let session = Session {
@@ -128,6 +177,8 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>) {
         may_send: HashMap::new(),
         token_id: verified.token_id,
         token_expires_at: verified.expires_at,
+        resume: resume.clone(),
+        retry_lookups: Budget::default(),
     };
     // Boxed, like every handler below: a task's future is as large as the
     // largest state it can be in, and it is held for the whole life of an

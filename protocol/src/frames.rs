@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{AgentId, ConversationId, MessageId, TeamId};
 use crate::payloads::{
     AgentStatus, ChatRecord, ConversationEvent, ConversationState, MissedEntry, Participant,
-    QueueEntry, RecordBody, Role,
+    QueueEntry, RecordBody, Role, TeamQueue,
 };
 use crate::time::rfc3339;
 
@@ -89,8 +89,14 @@ pub enum ClientFrame {
         #[serde(default)]
         client_id: Option<String>,
     },
-    /// Agents: the missed conversations waiting to be picked up.
-    ListMissed {},
+    /// Agents: the missed conversations waiting to be picked up, a page
+    /// at a time (oldest first): `after` the last one of the page before.
+    ListMissed {
+        #[serde(default)]
+        after: Option<ConversationId>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     /// Agents: take a missed conversation.
     PickUp {
         conversation_id: ConversationId,
@@ -118,7 +124,7 @@ impl ClientFrame {
             ClientFrame::Transfer { .. } => "transfer",
             ClientFrame::Rate { .. } => "rate",
             ClientFrame::LeaveMessage { .. } => "leave_message",
-            ClientFrame::ListMissed {} => "list_missed",
+            ClientFrame::ListMissed { .. } => "list_missed",
             ClientFrame::PickUp { .. } => "pick_up",
             ClientFrame::Refresh { .. } => "refresh",
         }
@@ -302,13 +308,21 @@ pub enum ServerFrame {
         text: String,
         sender: Participant,
     },
-    /// Agents: the queue, whenever it changes.
+    /// Agents: the queue, whenever it changes: its first entries in
+    /// serving order, and every team's count.
     Queue {
         entries: Vec<QueueEntry>,
+        #[serde(default)]
+        teams: Vec<TeamQueue>,
+        #[serde(default)]
+        total: u32,
     },
-    /// Agents: answer to `list_missed`, oldest first.
+    /// Agents: answer to `list_missed`, oldest first; `has_more` when a
+    /// next page follows (ask `after` the last entry's conversation).
     Missed {
         entries: Vec<MissedEntry>,
+        #[serde(default)]
+        has_more: bool,
     },
     Error {
         code: ErrorCode,

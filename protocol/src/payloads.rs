@@ -264,13 +264,35 @@ pub struct QueueEntry {
     pub queued_at: i64,
 }
 
-/// The whole queue, published by routers on `queue.snapshot` when it
-/// changes.
+/// The queue, published by routers on `queue.snapshot` when it changes:
+/// its first [`QUEUE_SNAPSHOT_ENTRIES`] entries in serving order, and how
+/// many wait in each team's queue, so a snapshot stays small however long
+/// the queue grows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueSnapshot {
     pub entries: Vec<QueueEntry>,
     /// Unix milliseconds.
     pub at: i64,
+    /// Every team's queue (the whole queue, not only `entries`).
+    #[serde(default)]
+    pub teams: Vec<TeamQueue>,
+    /// Conversations waiting in all, `entries` being the first of them.
+    #[serde(default)]
+    pub total: u32,
+}
+
+/// Entries a queue snapshot carries at most.
+pub const QUEUE_SNAPSHOT_ENTRIES: usize = 200;
+
+/// One team's queue in a [`QueueSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamQueue {
+    /// `None`: conversations without a team.
+    #[serde(default)]
+    pub team: Option<TeamId>,
+    pub waiting: u32,
+    /// When the longest waiting one entered the queue (unix ms).
+    pub oldest_queued_at: i64,
 }
 
 /// A missed conversation waiting for an agent: KV bucket `missed`, key =

@@ -13,7 +13,7 @@ use switchboard_config::RouterSettings;
 use switchboard_protocol::ids::{AgentId, ConversationId, TeamId};
 use switchboard_protocol::payloads::{
     encode, AgentStatus, ConversationState, ConversationStatus, LoadEntry, QueueEntry,
-    QueueSnapshot,
+    QueueSnapshot, TeamQueue, QUEUE_SNAPSHOT_ENTRIES,
 };
 use switchboard_protocol::subjects::{self, buckets};
 use switchboard_protocol::time::now_ms;
@@ -189,8 +189,8 @@ async fn watch_and_route(
 struct Memory {
     /// Since when each agent holding conversations has been seen offline.
     offline_since: HashMap<AgentId, i64>,
-    /// The queue last published, and when.
-    published: Option<(Vec<QueueEntry>, i64)>,
+    /// The queue last published (its entries and size), and when.
+    published: Option<((Vec<QueueEntry>, u32), i64)>,
     /// When each waiting conversation was last told its place.
     announced_at: HashMap<ConversationId, i64>,
 }
@@ -265,8 +265,24 @@ const SNAPSHOT_EVERY_MS: i64 = 10_000;
 /// Publishes the queue for the agents' consoles when it changed.
 async fn publish_queue(backbone: &Backbone, mirror: &Mirror, memory: &mut Memory, now: i64) {
     let queue = policy::queue(mirror);
+    let mut teams: Vec<TeamQueue> = Vec::new();
+    for c in &queue {
+        match teams.iter_mut().find(|t| t.team == c.team) {
+            Some(team) => {
+                team.waiting += 1;
+                team.oldest_queued_at = team.oldest_queued_at.min(c.queued_at);
+            }
+            None => teams.push(TeamQueue {
+                team: c.team.clone(),
+                waiting: 1,
+                oldest_queued_at: c.queued_at,
+            }),
+        }
+    }
+    let total = u32::try_from(queue.len()).unwrap_or(u32::MAX);
     let entries: Vec<QueueEntry> = policy::positions(&queue)
         .into_iter()
+        .take(QUEUE_SNAPSHOT_ENTRIES)
         .map(|(c, position)| QueueEntry {
             conversation_id: c.id.clone(),
             visitor: c.visitor.clone(),
@@ -277,7 +293,7 @@ async fn publish_queue(backbone: &Backbone, mirror: &Mirror, memory: &mut Memory
         })
         .collect();
     let fresh = match &memory.published {
-        Some((last, at)) => last != &entries || now - at >= SNAPSHOT_EVERY_MS,
+        Some((last, at)) => last != &(entries.clone(), total) || now - at >= SNAPSHOT_EVERY_MS,
         None => true,
     };
     if !fresh {
@@ -286,6 +302,8 @@ async fn publish_queue(backbone: &Backbone, mirror: &Mirror, memory: &mut Memory
     let snapshot = QueueSnapshot {
         entries: entries.clone(),
         at: now,
+        teams,
+        total,
     };
     match encode(&snapshot) {
         Ok(payload) => match backbone
@@ -293,7 +311,7 @@ async fn publish_queue(backbone: &Backbone, mirror: &Mirror, memory: &mut Memory
             .publish(subjects::QUEUE_SNAPSHOT, payload.into())
             .await
         {
-            Ok(()) => memory.published = Some((entries, now)),
+            Ok(()) => memory.published = Some(((entries, total), now)),
             Err(err) => tracing::warn!(error = %err, "publish queue snapshot"),
         },
         Err(err) => tracing::error!(error = %err, "encode queue snapshot"),

@@ -64,6 +64,7 @@ fn edge_config(settings: &Settings, demo: bool) -> anyhow::Result<EdgeConfig> {
         edge: settings.edge.clone(),
         auth: settings.auth.clone(),
         presence_ttl: settings.nats.presence_ttl.get(),
+        teams: settings.router.teams.keys().cloned().collect(),
     })
 }
 

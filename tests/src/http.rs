@@ -33,6 +33,19 @@ pub async fn request_with(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Response {
+    let limit = crate::deadline();
+    tokio::time::timeout(limit, exchange(addr, method, path, headers, body))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer within {limit:?}"))
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
     let mut stream = TcpStream::connect(addr)
         .await
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));

@@ -44,6 +44,8 @@ async fn port_open(port: u16) -> bool {
 pub struct Nats {
     child: Option<Child>,
     pub port: u16,
+    /// The HTTP monitoring port (`/varz`, `/healthz`).
+    pub monitor_port: u16,
     dir: TempDir,
 }
 
@@ -53,6 +55,7 @@ impl Nats {
         let mut nats = Self {
             child: None,
             port: free_port(),
+            monitor_port: free_port(),
             dir,
         };
         nats.spawn().await;
@@ -68,6 +71,8 @@ impl Nats {
                 "127.0.0.1",
                 "-p",
                 &self.port.to_string(),
+                "-m",
+                &self.monitor_port.to_string(),
                 "-sd",
             ])
             .arg(self.dir.path())
@@ -86,6 +91,25 @@ impl Nats {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Messages the server has received from clients so far (`/varz`
+    /// `in_msgs`): what a client's actions cost the backbone.
+    pub async fn messages_in(&self) -> u64 {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.monitor_port));
+        let varz = crate::http::get(addr, "/varz").await;
+        // The body may come chunked: the JSON is between the outer braces.
+        let json = varz
+            .body
+            .find('{')
+            .zip(varz.body.rfind('}'))
+            .and_then(|(from, to)| {
+                serde_json::from_str::<serde_json::Value>(&varz.body[from..=to]).ok()
+            })
+            .unwrap_or_else(|| panic!("/varz is not JSON: {}", varz.body));
+        json["in_msgs"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no in_msgs in /varz: {}", varz.body))
     }
 
     /// `kill -9`.

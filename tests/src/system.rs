@@ -122,6 +122,21 @@ impl System {
             ("SWITCHBOARD_MONGO__DATABASE".into(), DATABASE.into()),
             ("SWITCHBOARD_AUTH__SECRET".into(), SECRET.into()),
         ];
+        // Tests sign up and log in many clients from one address, fast:
+        // the admission limits are tested on their own (abuse.rs).
+        env.extend(
+            [
+                (
+                    "SWITCHBOARD_EDGE__SIGNUPS_PER_ADDRESS_PER_MINUTE",
+                    "1000000",
+                ),
+                ("SWITCHBOARD_EDGE__LOGINS_PER_ADDRESS_PER_MINUTE", "1000000"),
+                ("SWITCHBOARD_EDGE__LOGINS_PER_ACCOUNT_PER_MINUTE", "1000000"),
+                ("SWITCHBOARD_EDGE__SOCKETS_PER_ADDRESS", "1000000"),
+                ("SWITCHBOARD_EDGE__SOCKETS_PER_IDENTITY", "1000"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
         env.extend(self.env.iter().cloned());
         env
     }

@@ -40,6 +40,32 @@ impl Ws {
         }
     }
 
+    /// Connects from a given loopback address (the edge sees it as the
+    /// client's), or returns the HTTP status the upgrade was refused with.
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Result<Self, u16> {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("socket: {e}"));
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+        let tcp = socket
+            .connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        match tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp))
+            .await
+        {
+            Ok((stream, _)) => Ok(Self {
+                stream,
+                seen: Vec::new(),
+                matched: Vec::new(),
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("websocket handshake {addr}: {e}"),
+        }
+    }
+
     /// Connects with a tiny socket receive buffer, so that a client that
     /// stops reading backs the server up quickly.
     pub async fn connect_small_buffer(addr: SocketAddr) -> Self {
@@ -76,9 +102,10 @@ impl Ws {
     }
 
     pub async fn send_raw(&mut self, text: String) {
-        self.stream
-            .send(Message::Text(text.into()))
+        let limit = deadline();
+        tokio::time::timeout(limit, self.stream.send(Message::Text(text.into())))
             .await
+            .unwrap_or_else(|_| panic!("websocket send: not taken within {limit:?}"))
             .unwrap_or_else(|e| panic!("websocket send: {e}"));
     }
 
@@ -91,9 +118,11 @@ impl Ws {
 
     /// The next frame or close, failing the test after the deadline.
     pub async fn next(&mut self) -> Incoming {
+        // One deadline for the frame, however many pings come meanwhile.
+        let limit = deadline();
+        let until = tokio::time::Instant::now() + limit;
         loop {
-            let limit = deadline();
-            let message = tokio::time::timeout(limit, self.stream.next())
+            let message = tokio::time::timeout_at(until, self.stream.next())
                 .await
                 .unwrap_or_else(|_| panic!("no frame within {limit:?}; seen: {:#?}", self.seen));
             match message {

@@ -24,6 +24,9 @@ pub(super) async fn start(
     if client_id.as_deref().is_some_and(|c| !valid_client_id(c)) {
         return Err(Refusal::new(ErrorCode::BadRequest, "invalid client_id"));
     }
+    if team.as_ref().is_some_and(|t| !session.state.teams.knows(t)) {
+        return Err(Refusal::new(ErrorCode::BadRequest, "no such team"));
+    }
     let backbone = session.state.backbone.clone();
     let mut created = false;
     let (conversation, status, mode) = match open_conversations(session).await?.pop() {

@@ -137,21 +137,44 @@ pub(super) async fn note_first_response(
 /// Send checks a connection keeps before forgetting stale ones.
 const MAX_SEND_CHECKS: usize = 64;
 
-/// Records looked at for a retried send (the most recent ones).
-const RETRY_LOOKBACK: u64 = 500;
+/// Records looked at, at most, for a retried send.
+const RETRY_LOOKBACK: u64 = 100;
+/// Records looked at when the connection said nothing of where the client
+/// is in the conversation.
+const RETRY_LOOKBACK_BLIND: u64 = 20;
+/// Retried sends a connection may have looked up per minute; past it, a
+/// retry counts on the stream's own dedupe only.
+const RETRY_LOOKUPS_PER_MINUTE: u32 = 30;
 
-/// A message this identity sent with `client_id`, among the recent records.
+/// A message this identity sent with `client_id`, among the records after
+/// those the client had seen (its `resume` cursor: a message it had seen
+/// come back it would not retry), at most [`RETRY_LOOKBACK`] of them.
 pub(crate) async fn find_sent(
-    session: &Session,
+    session: &mut Session,
     conversation: &ConversationId,
     client_id: &str,
 ) -> Result<Option<ChatRecord>, BusError> {
+    if !session.retry_lookups.allow(RETRY_LOOKUPS_PER_MINUTE) {
+        tracing::info!(%conversation, "retried sends looked up too often; not this one");
+        return Ok(None);
+    }
     let log = &session.state.backbone.log;
     let last = log.last_seq(conversation).await?;
-    let from = last.saturating_sub(RETRY_LOOKBACK) + 1;
+    let lookback = match session.resume.get(conversation) {
+        Some(seen) => last.saturating_sub(*seen).min(RETRY_LOOKBACK),
+        None => RETRY_LOOKBACK_BLIND,
+    };
+    if lookback == 0 {
+        return Ok(None);
+    }
+    let from = last.saturating_sub(lookback) + 1;
     let me = session.identity.id();
     Ok(log
-        .read_from(conversation, from, RETRY_LOOKBACK as usize)
+        .read_from(
+            conversation,
+            from,
+            usize::try_from(lookback).unwrap_or(usize::MAX),
+        )
         .await?
         .into_iter()
         .find(|r| {

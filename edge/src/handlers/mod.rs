@@ -126,7 +126,9 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
             email,
             client_id,
         } => crate::missed::leave_message(session, text, name, email, client_id).await,
-        ClientFrame::ListMissed {} => crate::missed::list(session).await,
+        ClientFrame::ListMissed { after, limit } => {
+            crate::missed::list(session, after, limit).await
+        }
         ClientFrame::PickUp { conversation_id } => {
             crate::missed::pick_up(session, &conversation_id).await
         }
