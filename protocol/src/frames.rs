@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, ConversationId, MessageId, TeamId};
 use crate::payloads::{
-    AgentStatus, ChatRecord, ConversationEvent, ConversationState, MissedEntry, Participant,
-    QueueEntry, RecordBody, Role,
+    AgentStatus, ChatRecord, ConversationEvent, ConversationState, Handoff, MissedEntry,
+    Participant, QueueEntry, RecordBody, Role,
 };
 use crate::time::rfc3339;
 
@@ -95,6 +95,11 @@ pub enum ClientFrame {
     PickUp {
         conversation_id: ConversationId,
     },
+    /// Visitors: "talk to a person" — the bot holding the conversation
+    /// gives it to the humans.
+    Handoff {
+        conversation_id: ConversationId,
+    },
     /// A fresh token of the same identity (from `POST
     /// /api/v1/token/refresh`): the connection lives on past the expiry of
     /// the one it said hello with.
@@ -120,6 +125,7 @@ impl ClientFrame {
             ClientFrame::LeaveMessage { .. } => "leave_message",
             ClientFrame::ListMissed {} => "list_missed",
             ClientFrame::PickUp { .. } => "pick_up",
+            ClientFrame::Handoff { .. } => "handoff",
             ClientFrame::Refresh { .. } => "refresh",
         }
     }
@@ -297,6 +303,9 @@ pub enum ServerFrame {
         conversation_id: ConversationId,
         visitor: Participant,
         last_seq: u64,
+        /// A bot had it before: which, and why it handed it off.
+        #[serde(default)]
+        handed_off: Option<Handoff>,
     },
     Notice {
         text: String,
@@ -378,9 +387,12 @@ impl HistoryItem {
 /// is told as it is stored.
 pub fn for_visitor(event: &ConversationEvent) -> ConversationEvent {
     match event {
-        ConversationEvent::Assigned { agent, .. } => ConversationEvent::Assigned {
+        ConversationEvent::Assigned {
+            agent, handed_off, ..
+        } => ConversationEvent::Assigned {
             agent: agent.clone(),
             reason: None,
+            handed_off: handed_off.clone(),
         },
         ConversationEvent::Transferred {
             from,
