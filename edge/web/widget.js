@@ -161,6 +161,10 @@ const SKELETON = `
   </div>
   <p id="sb-status" class="sb-status" role="status"></p>
   <p id="sb-conn" class="sb-conn" role="status" hidden></p>
+  <div id="sb-person" class="sb-person" hidden>
+    <p class="sb-person-text">You are chatting with a bot</p>
+    <button id="sb-person-button" class="sb-person-button" type="button">Talk to a person</button>
+  </div>
   <div id="sb-offer" class="sb-offer" data-kind="optional" hidden>
     <p id="sb-offer-text" class="sb-offer-text"></p>
     <button id="sb-leave-open" class="sb-offer-button" type="button">Leave a message</button>
@@ -231,6 +235,10 @@ function minutes(secs) {
   return Math.max(1, Math.ceil(secs / 60));
 }
 
+function isBot(p) {
+  return !!p && p.role === 'bot';
+}
+
 function nameOf(p, fallback) {
   return p && p.name ? String(p.name) : fallback;
 }
@@ -255,6 +263,8 @@ function init() {
     noticeDismiss: $('sb-notice-dismiss'),
     status: $('sb-status'),
     conn: $('sb-conn'),
+    person: $('sb-person'),
+    personButton: $('sb-person-button'),
     offer: $('sb-offer'),
     offerText: $('sb-offer-text'),
     leaveOpen: $('sb-leave-open'),
@@ -337,6 +347,7 @@ function init() {
       statusSeq: 0,
       peerRead: 0, // the agent side has read up to this seq
       peerDelivered: 0, // … and received up to this one
+      personAsked: false, // "talk to a person" sent while a bot has it
     };
   }
 
@@ -837,8 +848,10 @@ function init() {
       case 'assigned':
         c.state = 'assigned';
         c.pickedBy = null;
+        c.personAsked = false;
         if (ev.agent) c.agent = ev.agent;
         break;
+      case 'handed_off': // from the bot to the human queue, at its place
       case 'agent_left': // back in the queue at its place
       case 'transferred': // waiting for the next agent or team
       case 'reopened': // waiting for an agent again
@@ -893,6 +906,7 @@ function init() {
         text = c.email ? `Thanks — we'll get back to you at ${c.email}` : "Thanks — we'll get back to you as soon as we can";
       } else if (c.state === 'assigned') {
         text = c.agent && c.agent.name ? `You are chatting with ${c.agent.name}` : 'You are chatting with an agent';
+        if (isBot(c.agent)) text += ' (a bot)';
       } else if (c.state === 'closed') {
         text = 'This conversation was closed';
       }
@@ -916,6 +930,10 @@ function init() {
       ? 'No one is available right now — leave us a message'
       : 'Prefer not to wait? Leave us a message';
     ui.leave.hidden = !S.leaveOpen;
+
+    // A bot has the conversation: the visitor can ask for a person.
+    ui.person.hidden = !(c && c.state === 'assigned' && isBot(c.agent));
+    ui.personButton.disabled = !!c && c.personAsked;
 
     ui.closed.hidden = !closed;
     ui.rating.hidden = !closed || c.rated;
@@ -1026,6 +1044,11 @@ function init() {
         break;
       case 'agent_left':
         text = `${nameOf(ev.agent, 'Your agent')} had to leave — you're back in the queue`;
+        break;
+      case 'handed_off':
+        text = ev.reason === 'visitor_asked'
+          ? 'Getting you a person from our team'
+          : `${nameOf(ev.from, 'The bot')} is handing you to a person from our team`;
         break;
       case 'transferred':
         // The note is for the next agent: never shown to the visitor.
@@ -1377,6 +1400,16 @@ function init() {
     ui.notice.hidden = true;
   });
   ui.leaveOpen.addEventListener('click', openLeave);
+  ui.personButton.addEventListener('click', () => {
+    const c = S.conv;
+    if (!c || c.personAsked || !isBot(c.agent)) return;
+    if (send({ type: 'handoff', conversation_id: c.id })) {
+      c.personAsked = true;
+      updateStatus();
+    } else {
+      showError('Not connected — try again in a moment.');
+    }
+  });
   ui.leaveCancel.addEventListener('click', closeLeave);
   ui.leave.addEventListener('submit', (e) => {
     e.preventDefault();
