@@ -7,6 +7,9 @@
 // The widget talks to the same origin: POST /api/v1/visitors for a token,
 // then a WebSocket on /ws carrying one JSON object per text frame.
 //
+// A site whose chats go to one team (a bot-first team, say) names it in the
+// script's address: <script type="module" src="/widget.js?team=sales">.
+//
 // SECURITY: every piece of text that comes from users or the server is put
 // into the page with textContent / createTextNode only. The only innerHTML
 // below is the static skeleton template, which contains no data.
@@ -23,6 +26,18 @@ const TYPING_IDLE_MS = 2500; // send typing:false after this much quiet
 const TYPING_SHOW_MS = 8000; // hide the agent's indicator if not refreshed
 
 // ---------------------------------------------------------------- helpers
+
+// The team of `?team=` in the widget's own address, if it is a valid id.
+function widgetTeam() {
+  try {
+    const team = new URL(import.meta.url).searchParams.get('team');
+    return team && /^[A-Za-z0-9_-]{1,64}$/.test(team) ? team : null;
+  } catch {
+    return null;
+  }
+}
+
+const TEAM = widgetTeam();
 
 function uuid() {
   if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
@@ -1113,7 +1128,9 @@ function init() {
   function sendStart() {
     if (!S.ready || S.startSent || !S.startPending) return;
     const { text, clientId } = S.startPending;
-    S.startSent = send({ type: 'start', text, client_id: clientId });
+    const frame = { type: 'start', text, client_id: clientId };
+    if (TEAM) frame.team = TEAM;
+    S.startSent = send(frame);
   }
 
   // The conversation exists, so the text sent with `start` is stored: show
