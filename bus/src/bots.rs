@@ -58,7 +58,11 @@ pub async fn add(backbone: &Backbone, bot: NewBot) -> Result<BotAccount, BusErro
             "bot ids may not start with {prefix:?} (the prefix of other generated ids)"
         )));
     }
-    if let Some(other) = list(backbone).await?.into_iter().find(|b| b.team == bot.team) {
+    if let Some(other) = list(backbone)
+        .await?
+        .into_iter()
+        .find(|b| b.team == bot.team)
+    {
         return Err(BusError::Invalid(format!(
             "team {} already has bot {}",
             bot.team, other.id
@@ -78,10 +82,9 @@ pub async fn add(backbone: &Backbone, bot: NewBot) -> Result<BotAccount, BusErro
         .await
     {
         Ok(_) => Ok(account),
-        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Err(BusError::Invalid(format!(
-            "bot id {} is taken",
-            account.id
-        ))),
+        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+            Err(BusError::Invalid(format!("bot id {} is taken", account.id)))
+        }
         Err(e) => Err(BusError::nats("add bot", e)),
     }
 }
@@ -330,10 +333,7 @@ pub async fn claim_reply(
             Some(state) if state.bot_wait.is_some() => {
                 let mut state = state.clone();
                 state.bot_wait = None;
-                Decision::Write(
-                    state.clone(),
-                    ReplyCheck::Held(Box::new(state)),
-                )
+                Decision::Write(state.clone(), ReplyCheck::Held(Box::new(state)))
             }
             Some(state) => Decision::Keep(ReplyCheck::Held(Box::new(state.clone()))),
         },
@@ -416,7 +416,11 @@ mod tests {
     }
 
     fn event(seq: u64, event: ConversationEvent) -> ChatRecord {
-        record(seq, Participant::system("router"), RecordBody::Event { event })
+        record(
+            seq,
+            Participant::system("router"),
+            RecordBody::Event { event },
+        )
     }
 
     fn seqs(records: &[ChatRecord]) -> Vec<u64> {

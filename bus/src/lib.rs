@@ -21,8 +21,8 @@
 
 pub mod accounts;
 pub mod admin;
-pub mod bots;
 pub mod backbone;
+pub mod bots;
 pub mod error;
 pub mod kv;
 pub mod log;

@@ -10,8 +10,7 @@
 
 use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::{
-    encode, AgentNotice, BotNotice, ConversationEvent, ConversationState, PendingEvent,
-    RecordBody,
+    encode, AgentNotice, BotNotice, ConversationEvent, ConversationState, PendingEvent, RecordBody,
 };
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;

@@ -14,8 +14,7 @@ use switchboard_bus::bots::{self, HandoffReason, ReplyCheck};
 use switchboard_bus::{kv, Backbone, BusError};
 use switchboard_protocol::bots::{
     BotCall, BotError, BotErrorCode, ConversationsReply, ConversationsRequest, HandoffReply,
-    HandoffRequest, HeldConversation, PresenceReply, PresenceRequest, SendReply, SendRequest,
-    Sent,
+    HandoffRequest, HeldConversation, PresenceReply, PresenceRequest, SendReply, SendRequest, Sent,
 };
 use switchboard_protocol::ids::{BotId, ConversationId};
 use switchboard_protocol::payloads::{
@@ -136,12 +135,7 @@ impl BotApi {
                 }
             }
         };
-        if let Err(err) = self
-            .backbone
-            .client
-            .publish(reply_to, payload.into())
-            .await
-        {
+        if let Err(err) = self.backbone.client.publish(reply_to, payload.into()).await {
             tracing::warn!(error = %err, subject = %message.subject, "answer a bot call");
         }
     }
@@ -162,9 +156,11 @@ impl BotApi {
             BotCall::Send => encode(&self.send(&account, request(call, payload)?).await?),
             BotCall::Handoff => encode(&self.handoff(&account, request(call, payload)?).await?),
             BotCall::Presence => encode(&self.presence(&account, request(call, payload)?).await?),
-            BotCall::Conversations => {
-                encode(&self.conversations(&account, request(call, payload)?).await?)
-            }
+            BotCall::Conversations => encode(
+                &self
+                    .conversations(&account, request(call, payload)?)
+                    .await?,
+            ),
         };
         encoded.map_err(|e| BotError::new(BotErrorCode::Unavailable, format!("encode reply: {e}")))
     }
@@ -432,15 +428,28 @@ mod tests {
     fn a_refusal_decodes_as_every_reply() {
         let error = BotError::new(BotErrorCode::UnknownBot, "no such bot");
         let bytes = encode(&Refused { error: &error }).unwrap();
-        assert_eq!(decode::<SendReply>(&bytes).unwrap().error, Some(error.clone()));
-        assert_eq!(decode::<HandoffReply>(&bytes).unwrap().error, Some(error.clone()));
-        assert_eq!(decode::<PresenceReply>(&bytes).unwrap().error, Some(error.clone()));
+        assert_eq!(
+            decode::<SendReply>(&bytes).unwrap().error,
+            Some(error.clone())
+        );
+        assert_eq!(
+            decode::<HandoffReply>(&bytes).unwrap().error,
+            Some(error.clone())
+        );
+        assert_eq!(
+            decode::<PresenceReply>(&bytes).unwrap().error,
+            Some(error.clone())
+        );
         let listing = decode::<ConversationsReply>(&bytes).unwrap();
         assert!(listing.conversations.is_empty());
         assert_eq!(listing.error, Some(error));
         // A request that is not the call's payload is refused with a reason.
         let err = request::<SendRequest>(BotCall::Send, b"\x01").unwrap_err();
         assert_eq!(err.code, BotErrorCode::BadRequest);
-        assert!(err.message.contains("not a send request"), "{}", err.message);
+        assert!(
+            err.message.contains("not a send request"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -167,8 +167,7 @@ pub async fn assign(
     // bot holding the conversation (its edge starts the deadline then).
     let waiting = bots::waiting(backbone, conversation, &bot.id).await?;
     if let Some(last) = waiting.last() {
-        bots::note_visitor_message(backbone, conversation, last.seq, last.sent_at.max(now))
-            .await?;
+        bots::note_visitor_message(backbone, conversation, last.seq, last.sent_at.max(now)).await?;
     }
     Ok(Outcome::Assigned)
 }

@@ -110,7 +110,7 @@ pub async fn run(
             }
         }
     }
-    shutdown.cancel();
+    // The bot API stops with the same shutdown.
     if let Err(err) = api.await {
         tracing::warn!(error = %err, "bot api task");
     }
@@ -500,16 +500,15 @@ async fn pass(
         if matches!(outcome, Ok(Outcome::Assigned)) {
             continue;
         }
-        if let (Some(state), Some(status)) = (mirror.conversations.get_mut(&conversation.id), before)
+        // Not written (taken meanwhile by another router, the visitor
+        // left, or NATS failed): the watches would never correct it.
+        if let (Some(state), Some(status)) =
+            (mirror.conversations.get_mut(&conversation.id), before)
         {
             state.status = status;
         }
-        match outcome {
-            Err(err) => {
-                failure.get_or_insert(err);
-            }
-            // Taken meanwhile (by another router, or the visitor left).
-            Ok(_) => {}
+        if let Err(err) = outcome {
+            failure.get_or_insert(err);
         }
     }
     for (conversation, outcome, tentative) in results {

@@ -23,8 +23,8 @@ pub async fn run(settings: Settings, command: BotCommand) -> anyhow::Result<()> 
             );
         }
         BotCommand::List => {
-            let ttl = i64::try_from(settings.nats.presence_ttl.get().as_millis())
-                .unwrap_or(i64::MAX);
+            let ttl =
+                i64::try_from(settings.nats.presence_ttl.get().as_millis()).unwrap_or(i64::MAX);
             println!("{:<24} {:<24} {:<16} state", "id", "name", "team");
             for bot in bots::list(&backbone).await? {
                 let seen = switchboard_bus::kv::get::<BotPresence>(
@@ -36,10 +36,7 @@ pub async fn run(settings: Settings, command: BotCommand) -> anyhow::Result<()> 
                     Some(p) if now_ms() - p.value.updated_at <= ttl => "running",
                     _ => "absent",
                 };
-                println!(
-                    "{:<24} {:<24} {:<16} {state}",
-                    bot.id, bot.name, bot.team
-                );
+                println!("{:<24} {:<24} {:<16} {state}", bot.id, bot.name, bot.team);
             }
         }
         BotCommand::Remove { id } => {

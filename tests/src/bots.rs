@@ -37,6 +37,12 @@ impl BotProcess {
     /// Starts the example FAQ bot `id` against the system's NATS, with the
     /// example FAQ file.
     pub fn start(system: &System, kind: BotKind, id: &str) -> Self {
+        Self::start_with(system, kind, id, &[])
+    }
+
+    /// [`BotProcess::start`] with more environment (`NATS_URL` with a
+    /// user's credentials, `NATS_INBOX_PREFIX`, …), which wins.
+    pub fn start_with(system: &System, kind: BotKind, id: &str, extra: &[(&str, &str)]) -> Self {
         let logs = std::env::var_os("SWITCHBOARD_TEST_LOGS").is_some();
         let mut command = match kind {
             BotKind::Rust => Command::new(bot_binary()),
@@ -53,6 +59,7 @@ impl BotProcess {
             .env("RUST_LOG", if logs { "info" } else { "warn" })
             .env("LOG_LEVEL", if logs { "INFO" } else { "WARNING" })
             .env("PYTHONUNBUFFERED", "1")
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(if logs {

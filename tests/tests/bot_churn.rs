@@ -72,11 +72,19 @@ async fn watch_invariants(backbone: switchboard_bus::Backbone, checks: Arc<Mutex
             continue;
         };
         let mut checks = checks.lock().unwrap();
-        let owner = state.agent.as_ref().filter(|_| state.status == ConversationStatus::Assigned);
+        let owner = state
+            .agent
+            .as_ref()
+            .filter(|_| state.status == ConversationStatus::Assigned);
         match owner {
             Some(bot) if bot.role == Role::Bot => {
                 checks.bot_held += 1;
-                if state.humans_only || state.exclude_bot.as_ref().is_some_and(|b| b.as_str() == bot.id) {
+                if state.humans_only
+                    || state
+                        .exclude_bot
+                        .as_ref()
+                        .is_some_and(|b| b.as_str() == bot.id)
+                {
                     checks.violations.push(format!(
                         "{} held by bot {} while for humans only (revision {})",
                         state.id, bot.id, entry.revision
@@ -128,12 +136,20 @@ async fn churn_agent(edges: Vec<SocketAddr>, login: String, seed: u64, until: In
             if let Ok(Incoming::Frame(frame)) = timeout(Duration::from_millis(100), ws.next()).await
             {
                 if frame["type"] == "assigned" {
-                    mine.push(frame["conversation_id"].as_str().unwrap_or_default().to_owned());
+                    mine.push(
+                        frame["conversation_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
                 }
             }
             match rng.below(20) {
                 0 => ws.send(json!({ "type": "status", "status": "away" })).await,
-                1 | 2 => ws.send(json!({ "type": "status", "status": "online" })).await,
+                1 | 2 => {
+                    ws.send(json!({ "type": "status", "status": "online" }))
+                        .await
+                }
                 3..=5 if !mine.is_empty() => {
                     let i = rng.below(mine.len() as u64) as usize;
                     let conversation = mine.swap_remove(i);
@@ -199,7 +215,9 @@ async fn a_bot_never_holds_what_a_human_holds_under_churn() {
     let mut logins = Vec::new();
     for i in 0..AGENTS {
         let login = format!("agent{i}");
-        system.add_agent(&login, 1 + (i % 3) as u32, Some("sales")).await;
+        system
+            .add_agent(&login, 1 + (i % 3) as u32, Some("sales"))
+            .await;
         logins.push(login);
     }
     add_bot(&backbone, "faq", "FAQ bot", "sales").await;
@@ -211,7 +229,14 @@ async fn a_bot_never_holds_what_a_human_holds_under_churn() {
     let churners: Vec<_> = logins
         .iter()
         .enumerate()
-        .map(|(i, login)| tokio::spawn(churn_agent(edges.clone(), login.clone(), 11 + i as u64, until)))
+        .map(|(i, login)| {
+            tokio::spawn(churn_agent(
+                edges.clone(),
+                login.clone(),
+                11 + i as u64,
+                until,
+            ))
+        })
         .collect();
     let mut visitors: Vec<(Ws, String)> = Vec::with_capacity(VISITORS);
     let mut rng = Lcg(99);
@@ -225,8 +250,10 @@ async fn a_bot_never_holds_what_a_human_holds_under_churn() {
             let n = visitors.len();
             let (_, token) = System::visitor(edge, &format!("Visitor {n}")).await;
             let (mut ws, _) = Ws::hello(edge, &token, json!({})).await;
-            ws.send(json!({ "type": "start", "team": "sales", "text": SAYINGS[n % SAYINGS.len()] }))
-                .await;
+            ws.send(
+                json!({ "type": "start", "team": "sales", "text": SAYINGS[n % SAYINGS.len()] }),
+            )
+            .await;
             let id = ws.expect_type("started").await["conversation_id"]
                 .as_str()
                 .unwrap()
@@ -279,13 +306,21 @@ async fn a_bot_never_holds_what_a_human_holds_under_churn() {
     let servers: Vec<_> = logins
         .iter()
         .enumerate()
-        .map(|(i, login)| tokio::spawn(serve_until_done(edges[i % 2], login.clone(), Arc::clone(&done))))
+        .map(|(i, login)| {
+            tokio::spawn(serve_until_done(
+                edges[i % 2],
+                login.clone(),
+                Arc::clone(&done),
+            ))
+        })
         .collect();
     let ids: Vec<ConversationId> = visitors.iter().map(|(_, id)| id.parse().unwrap()).collect();
     progressing("every conversation served", || {
         let open = {
             let checks = checks.lock().unwrap();
-            ids.iter().filter(|id| !checks.closed.contains_key(*id)).count()
+            ids.iter()
+                .filter(|id| !checks.closed.contains_key(*id))
+                .count()
         };
         std::future::ready(match open {
             0 => Ok(()),
@@ -312,9 +347,15 @@ async fn a_bot_never_holds_what_a_human_holds_under_churn() {
                 Some("assigned") => {
                     let role = record["agent"]["role"].as_str().unwrap_or_default();
                     let who = (role.to_owned(), record["agent"]["id"].to_string());
-                    assert!(holder.is_none(), "{id}: {who:?} assigned while {holder:?} held it");
+                    assert!(
+                        holder.is_none(),
+                        "{id}: {who:?} assigned while {holder:?} held it"
+                    );
                     if role == "bot" {
-                        assert!(!humans_only, "{id}: the bot got it after a human or a handoff");
+                        assert!(
+                            !humans_only,
+                            "{id}: the bot got it after a human or a handoff"
+                        );
                         to_bots += 1;
                     } else {
                         humans_only = true;
@@ -335,7 +376,11 @@ async fn a_bot_never_holds_what_a_human_holds_under_churn() {
                 _ => {}
             }
         }
-        assert!(human_served, "{id} was closed without a human: {:#?}", ws.records(id));
+        assert!(
+            human_served,
+            "{id} was closed without a human: {:#?}",
+            ws.records(id)
+        );
     }
     watcher.abort();
     let checks = checks.lock().unwrap();
@@ -343,6 +388,9 @@ async fn a_bot_never_holds_what_a_human_holds_under_churn() {
     println!(
         "bot churn: {VISITORS} conversations, {to_bots} given to the bot, {handoffs} handoffs, {router_kills} router kills, {bot_kills} bot kills, {secs} s of churn"
     );
-    assert!(router_kills >= 1 && bot_kills >= 1, "the churn killed nothing");
+    assert!(
+        router_kills >= 1 && bot_kills >= 1,
+        "the churn killed nothing"
+    );
     assert!(to_bots > 0 && handoffs > 0, "the bot took no part");
 }

@@ -11,16 +11,16 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchboard_bus::Backbone;
 use switchboard_protocol::bots::{
-    BotCall, ConversationsReply, ConversationsRequest, HandoffReply, HandoffRequest,
-    PresenceReply, PresenceRequest, SendReply, SendRequest,
+    BotCall, ConversationsReply, ConversationsRequest, HandoffReply, HandoffRequest, PresenceReply,
+    PresenceRequest, SendReply, SendRequest,
 };
 use switchboard_protocol::ids::{BotId, ConversationId};
 use switchboard_protocol::payloads::{decode, encode, Role};
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;
 use switchboard_tests::bots::{
-    add_bot, add_bot_cli, answers, python, records, state, wait_absent, wait_present, workspace_file,
-    BotKind, BotProcess,
+    add_bot, add_bot_cli, answers, python, records, state, wait_absent, wait_present,
+    workspace_file, BotKind, BotProcess,
 };
 use switchboard_tests::system::{node_binary, System};
 use switchboard_tests::ws::Ws;
@@ -76,7 +76,10 @@ async fn given(ws: &mut Ws, conversation: &str) -> Value {
 
 /// Every question of the visitor got exactly one answer, and the bot said
 /// nothing else.
-async fn one_answer_each(backbone: &Backbone, conversation: &str) -> Vec<(u64, String, Vec<String>)> {
+async fn one_answer_each(
+    backbone: &Backbone,
+    conversation: &str,
+) -> Vec<(u64, String, Vec<String>)> {
     let records = records(backbone, conversation).await;
     let answered = answers(&records);
     for (seq, text, replies) in &answered {
@@ -90,7 +93,11 @@ async fn one_answer_each(backbone: &Backbone, conversation: &str) -> Vec<(u64, S
         .iter()
         .filter(|r| r.sender.role == Role::Bot && r.body_is_message())
         .count();
-    assert_eq!(from_bot, answered.len(), "{conversation}: the bot said more");
+    assert_eq!(
+        from_bot,
+        answered.len(),
+        "{conversation}: the bot said more"
+    );
     answered
 }
 
@@ -135,7 +142,10 @@ async fn answers_hands_off_and_the_agent_sees_the_bot(kind: BotKind) {
     let assigned = assigned_to(&mut ann, &id, "bot").await;
     assert_eq!(assigned["agent"]["id"], "faq");
     assert_eq!(assigned["agent"]["name"], "FAQ bot");
-    assert!(assigned["reason"].is_null(), "no audit trail for visitors: {assigned}");
+    assert!(
+        assigned["reason"].is_null(),
+        "no audit trail for visitors: {assigned}"
+    );
     let answer = bot_says(&mut ann, &id).await;
     assert!(answer.contains("2 working days"), "{answer}");
 
@@ -153,7 +163,10 @@ async fn answers_hands_off_and_the_agent_sees_the_bot(kind: BotKind) {
     let mine = assigned_to(&mut ana, &id, "agent").await;
     assert_eq!(mine["handed_off"]["from"]["id"], "faq", "{mine}");
     let seen = bot_says(&mut ana, &id).await;
-    assert!(seen.contains("2 working days"), "the agent sees the bot's answer: {seen}");
+    assert!(
+        seen.contains("2 working days"),
+        "the agent sees the bot's answer: {seen}"
+    );
     assigned_to(&mut ann, &id, "agent").await;
     // Back in the queue at its original place in time, for humans only.
     let routing = state(&backbone, &id).await;
@@ -166,7 +179,10 @@ async fn answers_hands_off_and_the_agent_sees_the_bot(kind: BotKind) {
     // The widget's "talk to a person": the `handoff` frame.
     let (mut bo, id2) = visitor(edge, "Bo", "sales", "hello").await;
     assigned_to(&mut bo, &id2, "bot").await;
-    assert!(bot_says(&mut bo, &id2).await.contains("person"), "the fallback");
+    assert!(
+        bot_says(&mut bo, &id2).await.contains("person"),
+        "the fallback"
+    );
     bo.send(json!({ "type": "handoff", "conversation_id": id2 }))
         .await;
     let handed = bo.expect_event(&id2, "handed_off").await;
@@ -220,7 +236,9 @@ async fn a_gone_bot_loses_its_conversations_to_the_humans(kind: BotKind) {
     assert!(human["handed_off"].is_null(), "{human}");
     given(&mut ana, &next).await;
     assert!(
-        bo.records(&next).iter().all(|r| r["agent"]["role"] != "bot"),
+        bo.records(&next)
+            .iter()
+            .all(|r| r["agent"]["role"] != "bot"),
         "{:#?}",
         bo.seen
     );
@@ -236,11 +254,8 @@ async fn a_gone_bot_loses_its_conversations_to_the_humans(kind: BotKind) {
 async fn a_restarted_bot_answers_what_waited_once(kind: BotKind) {
     // A short duplicate window: answers repeated after a restart are found
     // in the log, not only by JetStream's window.
-    let (system, edge, backbone, mut bot, _ana) = deployment(
-        &[("SWITCHBOARD_NATS__DUPLICATE_WINDOW", "1s")],
-        kind,
-    )
-    .await;
+    let (system, edge, backbone, mut bot, _ana) =
+        deployment(&[("SWITCHBOARD_NATS__DUPLICATE_WINDOW", "1s")], kind).await;
     let (mut ann, id) = visitor(edge, "Ann", "sales", "hello").await;
     assigned_to(&mut ann, &id, "bot").await;
     bot_says(&mut ann, &id).await;
@@ -352,10 +367,22 @@ async fn the_bot_api_checks_the_bot_the_conversation_and_the_input() {
     add_bot(&backbone, "other", "Other", "support").await;
     let client = system.nats.client().await;
 
-    let unknown: PresenceReply = call(&client, "ghost", BotCall::Presence, &PresenceRequest::default()).await;
+    let unknown: PresenceReply = call(
+        &client,
+        "ghost",
+        BotCall::Presence,
+        &PresenceRequest::default(),
+    )
+    .await;
     assert_eq!(unknown.error.unwrap().code.as_str(), "unknown_bot");
     // The test is the bot: present, it gets the team's conversations.
-    let present: PresenceReply = call(&client, "helper", BotCall::Presence, &PresenceRequest::default()).await;
+    let present: PresenceReply = call(
+        &client,
+        "helper",
+        BotCall::Presence,
+        &PresenceRequest::default(),
+    )
+    .await;
     assert!(present.error.is_none() && present.every_ms > 0);
     assert_eq!(present.reply_deadline_ms, 20_000);
     let mut notices = client
@@ -369,8 +396,18 @@ async fn the_bot_api_checks_the_bot_the_conversation_and_the_input() {
     let notice: serde_json::Value = rmp_serde_value(&notice.payload);
     assert_eq!(notice["kind"], "assigned");
     assert_eq!(notice["conversation_id"], id.as_str());
-    let held: ConversationsReply = call(&client, "helper", BotCall::Conversations, &ConversationsRequest::default()).await;
-    let waiting: Vec<_> = held.conversations[0].waiting.iter().map(|r| r.seq).collect();
+    let held: ConversationsReply = call(
+        &client,
+        "helper",
+        BotCall::Conversations,
+        &ConversationsRequest::default(),
+    )
+    .await;
+    let waiting: Vec<_> = held.conversations[0]
+        .waiting
+        .iter()
+        .map(|r| r.seq)
+        .collect();
     assert_eq!(held.conversations.len(), 1);
     assert_eq!(waiting.len(), 1, "the start text waits: {held:?}");
 
@@ -382,7 +419,15 @@ async fn the_bot_api_checks_the_bot_the_conversation_and_the_input() {
     // Not the other bot's, whatever it asks.
     let theirs: SendReply = call(&client, "other", BotCall::Send, &send("mine now", "x1")).await;
     assert_eq!(theirs.error.unwrap().code.as_str(), "not_owner");
-    let theirs: HandoffReply = call(&client, "other", BotCall::Handoff, &HandoffRequest { conversation_id: conversation.clone() }).await;
+    let theirs: HandoffReply = call(
+        &client,
+        "other",
+        BotCall::Handoff,
+        &HandoffRequest {
+            conversation_id: conversation.clone(),
+        },
+    )
+    .await;
     assert_eq!(theirs.error.unwrap().code.as_str(), "not_owner");
     // Bad input.
     for (request, code) in [
@@ -421,8 +466,19 @@ async fn the_bot_api_checks_the_bot_the_conversation_and_the_input() {
     assert!(late.duplicate && late.seq == first.seq, "{late:?}");
     let greeted = bot_says(&mut ann, &id).await;
     assert_eq!(greeted, "Hello!");
-    let held: ConversationsReply = call(&client, "helper", BotCall::Conversations, &ConversationsRequest { conversation_id: Some(conversation.clone()) }).await;
-    assert!(held.conversations[0].waiting.is_empty(), "answered: {held:?}");
+    let held: ConversationsReply = call(
+        &client,
+        "helper",
+        BotCall::Conversations,
+        &ConversationsRequest {
+            conversation_id: Some(conversation.clone()),
+        },
+    )
+    .await;
+    assert!(
+        held.conversations[0].waiting.is_empty(),
+        "answered: {held:?}"
+    );
 
     // Removed: what it held goes to the humans at once.
     let output = tokio::process::Command::new(node_binary())
@@ -431,7 +487,11 @@ async fn the_bot_api_checks_the_bot_the_conversation_and_the_input() {
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let handed = ann.expect_event(&id, "handed_off").await;
     assert_eq!(handed["reason"], "bot_absent");
     let reply: SendReply = call(&client, "helper", BotCall::Send, &send("still here?", "k9")).await;
@@ -440,4 +500,74 @@ async fn the_bot_api_checks_the_bot_the_conversation_and_the_input() {
 
 fn rmp_serde_value(bytes: &[u8]) -> serde_json::Value {
     decode(bytes).unwrap_or_else(|e| panic!("decode: {e}"))
+}
+
+/// A bot that stays present but does not answer loses the conversation at
+/// the deadline, counted from the visitor's latest unanswered message: an
+/// answer stops the clock, the visitor's next message starts it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_bot_loses_the_conversation_at_the_deadline_of_the_last_message() {
+    let deadline_ms = 3_000;
+    let mut system = System::start_env(&[("SWITCHBOARD_ROUTER__BOT_REPLY_DEADLINE", "3s")]).await;
+    system.router().await;
+    let edge = system.edge().await;
+    let backbone = system.backbone().await;
+    add_bot(&backbone, "quiet", "Quiet bot", "sales").await;
+    let client = system.nats.client().await;
+    // The test is the bot: present (for the default 30 s), answering once.
+    let present: PresenceReply = call(
+        &client,
+        "quiet",
+        BotCall::Presence,
+        &PresenceRequest::default(),
+    )
+    .await;
+    assert!(present.error.is_none());
+    let (mut ann, id) = visitor(edge, "Ann", "sales", "first question").await;
+    assigned_to(&mut ann, &id, "bot").await;
+    let conversation = ConversationId::new(id.clone()).unwrap();
+    let answer = SendRequest {
+        conversation_id: conversation.clone(),
+        text: "An answer".into(),
+        key: "re-2".into(),
+    };
+    let answered: SendReply = call(&client, "quiet", BotCall::Send, &answer).await;
+    assert!(answered.error.is_none(), "{answered:?}");
+    // Answered: no deadline runs, however long the visitor thinks.
+    assert!(state(&backbone, &id).await.bot_wait.is_none());
+    let asked = ann.send_message(&id, "k2", "second question").await;
+    let wait = switchboard_tests::eventually("the deadline to start", || {
+        let backbone = &backbone;
+        let id = &id;
+        async move { state(backbone, id).await.bot_wait }
+    })
+    .await;
+    assert_eq!(Some(wait.seq), asked["seq"].as_u64());
+    let handed = ann.expect_event(&id, "handed_off").await;
+    assert_eq!(handed["reason"], "no_answer");
+    assert_eq!(handed["from"]["id"], "quiet");
+    // Counted from the second question, not the first one.
+    let log = records(&backbone, &id).await;
+    let question = log.iter().find(|r| r.seq == wait.seq).unwrap();
+    let handoff = log
+        .iter()
+        .find(|r| r.seq == handed["seq"].as_u64().unwrap())
+        .unwrap();
+    assert!(
+        handoff.sent_at - question.sent_at >= deadline_ms,
+        "handed off {} ms after the unanswered question",
+        handoff.sent_at - question.sent_at
+    );
+    // Too late now: the bot may no longer post.
+    let late: SendReply = call(
+        &client,
+        "quiet",
+        BotCall::Send,
+        &SendRequest {
+            key: "re-late".into(),
+            ..answer
+        },
+    )
+    .await;
+    assert_eq!(late.error.unwrap().code.as_str(), "not_owner");
 }

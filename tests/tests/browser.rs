@@ -13,8 +13,8 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use switchboard_tests::bots::{add_bot, wait_present, BotKind, BotProcess};
 use switchboard_protocol::time::now_ms;
+use switchboard_tests::bots::{add_bot, wait_present, BotKind, BotProcess};
 use switchboard_tests::system::{System, PASSWORD};
 
 async fn scenario(file: &str) {

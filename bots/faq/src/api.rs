@@ -17,10 +17,7 @@ use switchboard_protocol::subjects;
 pub enum CallError {
     /// The router refused it (or no router could do it now).
     #[error("{call} refused: {error}")]
-    Refused {
-        call: &'static str,
-        error: BotError,
-    },
+    Refused { call: &'static str, error: BotError },
     /// No router answered, or the answer was not the call's reply.
     #[error("{call}: {reason}")]
     Transport { call: &'static str, reason: String },
@@ -122,10 +119,11 @@ impl Api {
         };
         let payload = encode(request).map_err(|e| transport(e.to_string()))?;
         let subject = subjects::bot_api(&self.bot, call);
-        let answer = tokio::time::timeout(CALL_TIMEOUT, self.client.request(subject, payload.into()))
-            .await
-            .map_err(|_| transport("no router answered in time".into()))?
-            .map_err(|e| transport(e.to_string()))?;
+        let answer =
+            tokio::time::timeout(CALL_TIMEOUT, self.client.request(subject, payload.into()))
+                .await
+                .map_err(|_| transport("no router answered in time".into()))?
+                .map_err(|e| transport(e.to_string()))?;
         decode(&answer.payload).map_err(|e| transport(format!("undecodable reply: {e}")))
     }
 }

@@ -247,7 +247,9 @@ impl Bot {
                 tracing::info!(conversation_id = %conversation, seq = record.seq, answer_seq = sent.seq, duplicate = sent.duplicate, "answered");
             }
             Decision::Miss => {
-                self.api.send(conversation, &self.faq.fallback, &key).await?;
+                self.api
+                    .send(conversation, &self.faq.fallback, &key)
+                    .await?;
                 tracing::info!(conversation_id = %conversation, seq = record.seq, "not understood");
             }
             Decision::HandOff => {

@@ -104,9 +104,7 @@ impl Faq {
         }
         Ok(Self {
             entries,
-            fallback: file
-                .fallback
-                .unwrap_or_else(|| DEFAULT_FALLBACK.to_owned()),
+            fallback: file.fallback.unwrap_or_else(|| DEFAULT_FALLBACK.to_owned()),
             handoff: file.handoff.unwrap_or_else(|| DEFAULT_HANDOFF.to_owned()),
         })
     }
@@ -122,7 +120,9 @@ impl Faq {
         self.entries
             .iter()
             .find(|(keywords, _)| keywords.iter().any(|k| padded.contains(&format!(" {k} "))))
-            .map_or(Decision::Miss, |(_, answer)| Decision::Answer(answer.clone()))
+            .map_or(Decision::Miss, |(_, answer)| {
+                Decision::Answer(answer.clone())
+            })
     }
 }
 
@@ -149,7 +149,9 @@ mod tests {
         };
         assert!(answer.contains("2 working days"), "{answer}");
         // Multi-word keywords match as whole words.
-        assert!(matches!(faq.decide("what are your opening hours"), Decision::Answer(a) if a.contains("Monday")));
+        assert!(
+            matches!(faq.decide("what are your opening hours"), Decision::Answer(a) if a.contains("Monday"))
+        );
         assert_eq!(faq.decide("Can I talk to a human?"), Decision::HandOff);
         assert_eq!(faq.decide("agent please"), Decision::HandOff);
         assert_eq!(faq.decide("A PERSON, now"), Decision::HandOff);
@@ -161,12 +163,18 @@ mod tests {
 
     #[test]
     fn bad_files_are_refused_with_the_reason() {
-        assert!(matches!(Faq::parse("[[faq]]\nanswer = \"x\""), Err(FaqError::Parse(_))));
+        assert!(matches!(
+            Faq::parse("[[faq]]\nanswer = \"x\""),
+            Err(FaqError::Parse(_))
+        ));
         assert!(matches!(
             Faq::parse("[[faq]]\nkeywords = [\" \"]\nanswer = \"x\""),
             Err(FaqError::EmptyEntry(1))
         ));
-        assert!(matches!(Faq::parse("surprise = 1"), Err(FaqError::Parse(_))));
+        assert!(matches!(
+            Faq::parse("surprise = 1"),
+            Err(FaqError::Parse(_))
+        ));
         let defaults = Faq::parse("").unwrap();
         assert_eq!(defaults.decide("anything"), Decision::Miss);
     }

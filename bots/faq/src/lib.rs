@@ -71,6 +71,23 @@ impl Config {
 /// An unreadable FAQ, NATS unreachable, or the consumer refused.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let faq = faq::Faq::load(&config.faq_file).map_err(RunError::Faq)?;
+    let mut server = config
+        .nats_url
+        .parse::<async_nats::ServerAddr>()
+        .map_err(|e| RunError::Nats("parse NATS_URL", e.to_string()))?;
+    // The client does not use credentials written in the URL: take them out
+    // and give them to it (a user and password, or a token alone).
+    let credentials = server
+        .username()
+        .map(|user| (user.to_owned(), server.password().map(str::to_owned)));
+    if credentials.is_some() {
+        let mut url = server.into_inner();
+        // Cannot fail for nats, tls and ws URLs, which have a host.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        server = async_nats::ServerAddr::from_url(url)
+            .map_err(|e| RunError::Nats("parse NATS_URL", e.to_string()))?;
+    }
     let mut options = async_nats::ConnectOptions::new()
         .name(format!("bot-{}", config.bot_id))
         .retry_on_initial_connect();
@@ -83,8 +100,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     if let Some(prefix) = &config.inbox_prefix {
         options = options.custom_inbox_prefix(prefix);
     }
+    match credentials {
+        Some((user, Some(password))) => options = options.user_and_password(user, password),
+        Some((token, None)) => options = options.token(token),
+        None => {}
+    }
     let client = options
-        .connect(config.nats_url.as_str())
+        .connect(server)
         .await
         .map_err(|e| RunError::Nats("connect to NATS", e.to_string()))?;
     bot::Bot::new(config.bot_id, client.clone(), faq)

@@ -114,8 +114,7 @@ pub(super) async fn may_write(
     }
     let state = authorize(session, conversation, true).await?;
     let answered = state.first_response_at.is_some();
-    let bot_watch =
-        state.status == ConversationStatus::Queued || state.bot_owner().is_some();
+    let bot_watch = state.status == ConversationStatus::Queued || state.bot_owner().is_some();
     match epoch {
         Some(epoch) => {
             // An agent's connection may write into many conversations over
