@@ -501,6 +501,46 @@ mod tests {
     }
 
     #[test]
+    fn visitors_see_who_handed_off_and_why_but_no_audit_trail() {
+        let handoff: ClientFrame =
+            serde_json::from_str(r#"{"type":"handoff","conversation_id":"c_1"}"#).unwrap();
+        assert_eq!(handoff.kind(), "handoff");
+        let bot = Participant {
+            role: Role::Bot,
+            id: "faq".into(),
+            name: "FAQ".into(),
+        };
+        let record = ChatRecord {
+            id: MessageId::new("m_1").unwrap(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq: 6,
+            sender: Participant::system("router"),
+            sent_at: 0,
+            body: RecordBody::Event {
+                event: ConversationEvent::Assigned {
+                    agent: Participant::agent(&AgentId::new("a_1").unwrap(), "Al"),
+                    reason: Some(crate::payloads::AssignmentReason {
+                        strategy: "least_busy".into(),
+                        candidates: Vec::new(),
+                    }),
+                    handed_off: Some(Handoff {
+                        from: bot,
+                        reason: "no_answer".into(),
+                    }),
+                },
+            },
+        };
+        let visitor: serde_json::Value =
+            serde_json::from_str(&ServerFrame::from_record(&record, &Role::Visitor).to_json())
+                .unwrap();
+        assert!(visitor["reason"].is_null());
+        assert_eq!(visitor["handed_off"]["reason"], "no_answer");
+        assert_eq!(visitor["handed_off"]["from"]["role"], "bot");
+        let agent = ServerFrame::from_record(&record, &Role::Agent).to_json();
+        assert!(agent.contains("least_busy") && agent.contains("no_answer"));
+    }
+
+    #[test]
     fn message_frames_carry_sender() {
         let record = ChatRecord {
             id: MessageId::new("m_1").unwrap(),

@@ -873,6 +873,43 @@ mod tests {
         roundtrip(account.clone());
     }
 
+    /// A bot holds a conversation as `agent` with the role `bot`: never
+    /// mistaken for an agent of the same id, and a state written before
+    /// bots existed decodes without them.
+    #[test]
+    fn bots_hold_conversations_as_bots() {
+        let mut state = ConversationState::opened(
+            ConversationId::new("c_1").unwrap(),
+            Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann"),
+            None,
+            1,
+        );
+        state.status = ConversationStatus::Assigned;
+        state.agent = Some(Participant::bot(&BotId::new("a_1").unwrap(), "Bot"));
+        assert!(!state.is_assigned_to(&AgentId::new("a_1").unwrap()));
+        assert_eq!(state.bot_owner(), Some(BotId::new("a_1").unwrap()));
+        state.agent = Some(Participant::agent(&AgentId::new("a_1").unwrap(), "Al"));
+        assert!(state.is_assigned_to(&AgentId::new("a_1").unwrap()));
+        assert_eq!(state.bot_owner(), None);
+
+        let mut old: serde_json::Value = rmp_serde::from_slice(&encode(&state).unwrap()).unwrap();
+        for field in ["bot_wait", "exclude_bot", "humans_only", "handoff"] {
+            old.as_object_mut().unwrap().remove(field);
+        }
+        let back: ConversationState = decode(&encode(&old).unwrap()).unwrap();
+        assert_eq!(back, state);
+        state.owe_to_bot(
+            Participant::system("router"),
+            ConversationEvent::Closed {},
+            BotId::new("faq").unwrap(),
+        );
+        assert_eq!(
+            state.pending[0].notify_bot,
+            Some(BotId::new("faq").unwrap())
+        );
+        roundtrip(state);
+    }
+
     /// Accounts and events written by older versions still decode, and
     /// the added variant and field travel with their names.
     #[test]
