@@ -384,7 +384,9 @@ impl HistoryItem {
 /// An event as a visitor sees it: the support team's internals are left
 /// out — an assignment's audit trail (the other agents considered, their
 /// loads and capacities) and a transfer's note. Everything else a visitor
-/// is told as it is stored.
+/// is told as it is stored, a bot's handoff included: which bot, and why
+/// (the visitor asked, the bot asked, it did not answer, it is gone) — the
+/// visitor was there, and the reason explains the wait that follows.
 pub fn for_visitor(event: &ConversationEvent) -> ConversationEvent {
     match event {
         ConversationEvent::Assigned {

@@ -167,6 +167,24 @@ async fn answers_hands_off_and_the_agent_sees_the_bot(kind: BotKind) {
         seen.contains("2 working days"),
         "the agent sees the bot's answer: {seen}"
     );
+    ana.send(json!({ "type": "history", "conversation_id": id }))
+        .await;
+    let history = ana.expect_type("history").await;
+    let items = history["items"].as_array().cloned().unwrap_or_default();
+    assert!(
+        items.iter().any(|i| i["type"] == "message"
+            && i["sender"]["role"] == "bot"
+            && i["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("2 working days"))),
+        "the bot's answer in the agent's history: {history}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|i| i["event"] == "handed_off" && i["reason"] == "bot_asked"),
+        "{history}"
+    );
     assigned_to(&mut ann, &id, "agent").await;
     // Back in the queue at its original place in time, for humans only.
     let routing = state(&backbone, &id).await;
@@ -480,7 +498,27 @@ async fn the_bot_api_checks_the_bot_the_conversation_and_the_input() {
         "answered: {held:?}"
     );
 
-    // Removed: what it held goes to the humans at once.
+    // Listed, running; removed: what it held goes to the humans at once.
+    let listed = tokio::process::Command::new(node_binary())
+        .args(["bot", "list"])
+        .env("SWITCHBOARD_NATS__URL", system.nats.url())
+        .output()
+        .await
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let helper = listed
+        .lines()
+        .find(|l| l.starts_with("helper"))
+        .unwrap_or_default();
+    assert!(
+        helper.contains("sales") && helper.contains("running"),
+        "{listed}"
+    );
+    let other = listed
+        .lines()
+        .find(|l| l.starts_with("other"))
+        .unwrap_or_default();
+    assert!(other.contains("absent"), "{listed}");
     let output = tokio::process::Command::new(node_binary())
         .args(["bot", "remove", "--id", "helper"])
         .env("SWITCHBOARD_NATS__URL", system.nats.url())
