@@ -432,6 +432,7 @@ pub(crate) mod tests {
                 ConversationEvent::Assigned {
                     agent,
                     reason: None,
+                    handed_off: None,
                 },
             )
         }

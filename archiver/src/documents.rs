@@ -390,6 +390,7 @@ mod tests {
                     event: ConversationEvent::Assigned {
                         agent: agent.clone(),
                         reason: None,
+                        handed_off: None,
                     },
                 },
             ),

@@ -208,6 +208,7 @@ fn conversation(dice: &mut Dice, agents: &[Participant], n: usize) -> Vec<ChatRe
             event(ConversationEvent::Assigned {
                 agent: bot.clone(),
                 reason: None,
+                handed_off: None,
             }),
         );
         push(&mut log, 1, &bot, say());
@@ -239,6 +240,7 @@ fn conversation(dice: &mut Dice, agents: &[Participant], n: usize) -> Vec<ChatRe
         event(ConversationEvent::Assigned {
             agent: agent.clone(),
             reason: None,
+            handed_off: None,
         }),
     );
     push(&mut log, 5 + dice.below(90), &agent, say());
@@ -265,6 +267,7 @@ fn conversation(dice: &mut Dice, agents: &[Participant], n: usize) -> Vec<ChatRe
             event(ConversationEvent::Assigned {
                 agent: other.clone(),
                 reason: None,
+                handed_off: None,
             }),
         );
         push(&mut log, 5 + dice.below(60), &other, say());
@@ -290,6 +293,7 @@ fn conversation(dice: &mut Dice, agents: &[Participant], n: usize) -> Vec<ChatRe
             event(ConversationEvent::Assigned {
                 agent: agent.clone(),
                 reason: None,
+                handed_off: None,
             }),
         );
         push(&mut log, 5 + dice.below(60), &agent, say());

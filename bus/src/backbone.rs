@@ -23,6 +23,12 @@ pub struct Backbone {
     pub missed: kv::Store,
     /// Logged-out tokens, kept [`REVOKED_KEEP`].
     pub revoked: kv::Store,
+    /// Bot accounts.
+    pub bots: kv::Store,
+    /// Bots' last presence, kept [`BOT_PRESENCE_KEEP`] (a bot is present
+    /// while its entry is younger than `nats.presence_ttl`: see
+    /// [`crate::bots`]).
+    pub bot_presence: kv::Store,
     /// Changes after every NATS reconnection or slow-consumer drop (see
     /// [`crate::connect`]); never changes for a client opened without it.
     pub disruptions: tokio::sync::watch::Receiver<u64>,
@@ -31,6 +37,10 @@ pub struct Backbone {
 /// How long a logged-out token is remembered: longer than any token lives
 /// with the default lifetimes (agents 12 h, visitors 30 days).
 pub const REVOKED_KEEP: std::time::Duration = std::time::Duration::from_secs(31 * 24 * 3600);
+
+/// How long a bot's last presence is kept: long after it counts as absent,
+/// so that every router, even one started later, knows since when.
+pub const BOT_PRESENCE_KEEP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl Backbone {
     /// Connects (see [`crate::connect`]) and opens the backbone.
@@ -126,6 +136,8 @@ impl Backbone {
             reads: open(bucket(buckets::READS, 1, settings.retention.get())).await?,
             missed: open(bucket(buckets::MISSED, 1, forever)).await?,
             revoked: open(bucket(buckets::REVOKED, 1, REVOKED_KEEP)).await?,
+            bots: open(bucket(buckets::BOTS, 1, forever)).await?,
+            bot_presence: open(bucket(buckets::BOT_PRESENCE, 1, BOT_PRESENCE_KEEP)).await?,
             client,
             js,
             disruptions: tokio::sync::watch::channel(0).1,

@@ -11,6 +11,8 @@
 //!   after the state change by whoever comes next.
 //! - [`slots`]: giving back an agent's capacity slot.
 //! - [`accounts`]: agent accounts and password checks.
+//! - [`bots`]: bot accounts and presence, and the bot's side of the
+//!   routing state (its answer deadline, handing off to the humans).
 //! - [`revocation`]: logged-out tokens, and the notice every edge obeys
 //!   when access is taken away.
 //! - [`admin`]: the queue as admins see and change it, and broadcasts
@@ -20,6 +22,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod backbone;
+pub mod bots;
 pub mod error;
 pub mod kv;
 pub mod log;

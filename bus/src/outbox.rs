@@ -10,7 +10,7 @@
 
 use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::{
-    encode, AgentNotice, ConversationState, PendingEvent, RecordBody,
+    encode, AgentNotice, BotNotice, ConversationEvent, ConversationState, PendingEvent, RecordBody,
 };
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;
@@ -78,9 +78,14 @@ pub async fn flush_from(
         // Sent again when in doubt: the agent's edge checks the state, and
         // a notice twice is better than none.
         if let Some(agent) = &pending.notify_agent {
+            let handed_off = match &pending.event {
+                ConversationEvent::Assigned { handed_off, .. } => handed_off.clone(),
+                _ => None,
+            };
             let notice = AgentNotice::Assigned {
                 conversation_id: conversation.clone(),
                 visitor: state.value.visitor.clone(),
+                handed_off,
             };
             let payload = encode(&notice).map_err(|e| BusError::decode("agent notice", e))?;
             backbone
@@ -88,6 +93,25 @@ pub async fn flush_from(
                 .publish(subjects::agent_inbox(agent), payload.into())
                 .await
                 .map_err(|e| BusError::nats("notify agent", e))?;
+        }
+        if let Some(bot) = &pending.notify_bot {
+            let notice = match &pending.event {
+                ConversationEvent::HandedOff { reason, .. } => BotNotice::Released {
+                    conversation_id: conversation.clone(),
+                    reason: reason.clone(),
+                },
+                _ => BotNotice::Assigned {
+                    conversation_id: conversation.clone(),
+                    visitor: state.value.visitor.clone(),
+                    team: state.value.team.clone(),
+                },
+            };
+            let payload = encode(&notice).map_err(|e| BusError::decode("bot notice", e))?;
+            backbone
+                .client
+                .publish(subjects::bot_inbox(bot), payload.into())
+                .await
+                .map_err(|e| BusError::nats("notify bot", e))?;
         }
     }
     let written: Vec<&str> = owed.iter().map(|p| p.key.as_str()).collect();

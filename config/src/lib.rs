@@ -85,6 +85,7 @@ mod tests {
             let settings = Settings::load(None).map_err(|e| e.to_string())?;
             assert_eq!(settings.nats.url, "nats://127.0.0.1:4222");
             assert!(settings.auth.secret.is_default());
+            assert_eq!(settings.router.bot_reply_deadline.get().as_secs(), 20);
             Ok(())
         });
     }

@@ -346,6 +346,10 @@ pub struct RouterSettings {
     pub agent_grace: HumanDuration,
     /// The strategy of teams that set none.
     pub strategy: Strategy,
+    /// A bot that has not answered the visitor's latest message within
+    /// this long, or has been absent this long, loses the conversation to
+    /// the humans (`handed_off`, reason `no_answer` or `bot_absent`).
+    pub bot_reply_deadline: HumanDuration,
     /// Per-team rules, by team id (conversations without a team use the
     /// defaults).
     pub teams: std::collections::BTreeMap<String, TeamPolicy>,
@@ -358,6 +362,7 @@ impl Default for RouterSettings {
             default_capacity: 3,
             agent_grace: HumanDuration::from_secs(30),
             strategy: Strategy::LeastBusy,
+            bot_reply_deadline: HumanDuration::from_secs(20),
             teams: std::collections::BTreeMap::new(),
         }
     }
@@ -557,6 +562,9 @@ impl Settings {
         }
         if self.router.default_capacity == 0 {
             return reject("router.default_capacity", "must be positive");
+        }
+        if self.router.bot_reply_deadline.get().is_zero() {
+            return reject("router.bot_reply_deadline", "must be positive");
         }
         Ok(())
     }

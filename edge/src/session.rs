@@ -88,6 +88,9 @@ pub struct SendCheck {
     pub epoch: u64,
     /// Whether its agent had already answered (no first reply to note).
     pub answered: bool,
+    /// Whether it was waiting or held by a bot: a visitor's message may
+    /// start the bot's answer deadline.
+    pub bot_watch: bool,
 }
 
 impl Session {

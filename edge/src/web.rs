@@ -62,6 +62,7 @@ pub fn visitor_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/widget.js",
             get(asset(JS, include_str!("../web/widget.js"))),
         )
+        .route("/demo.js", get(asset(JS, include_str!("../web/demo.js"))))
         .route(
             "/widget.css",
             get(asset(CSS, include_str!("../web/widget.css"))),

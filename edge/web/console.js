@@ -1025,6 +1025,10 @@ function renderEvent(ev) {
       break;
     case 'assigned':
       text = ev.agent && ev.agent.name ? `Assigned to ${agentName(ev.agent)}` : 'Assigned';
+      if (ev.handed_off) detail = `Handed over by ${agentName(ev.handed_off.from, 'the bot')}: ${handoffWhy(ev.handed_off.reason)}`;
+      break;
+    case 'handed_off':
+      text = `${agentName(ev.from, 'The bot')} handed the conversation to the team: ${handoffWhy(ev.reason)}`;
       break;
     case 'agent_left': {
       const why = ev.reason === 'offline' ? 'went offline' : ev.reason === 'no_reply' ? 'did not reply in time' : String(ev.reason || 'left');
@@ -1068,6 +1072,22 @@ function renderEvent(ev) {
   node.appendChild(timeElement(ev.at));
   if (detail) node.appendChild(make('div', 'event-note', detail));
   return node;
+}
+
+// Why a bot handed a conversation to the humans (the `reason` of `handed_off`).
+function handoffWhy(reason) {
+  switch (reason) {
+    case 'visitor_asked':
+      return 'the visitor asked for a person';
+    case 'bot_asked':
+      return 'the bot asked for a person';
+    case 'no_answer':
+      return 'the bot did not answer in time';
+    case 'bot_absent':
+      return 'the bot was not running';
+    default:
+      return String(reason || 'handed off');
+  }
 }
 
 function stateLabel(c) {

@@ -7,6 +7,9 @@
 // The widget talks to the same origin: POST /api/v1/visitors for a token,
 // then a WebSocket on /ws carrying one JSON object per text frame.
 //
+// A site whose chats go to one team (a bot-first team, say) names it in the
+// script's address: <script type="module" src="/widget.js?team=sales">.
+//
 // SECURITY: every piece of text that comes from users or the server is put
 // into the page with textContent / createTextNode only. The only innerHTML
 // below is the static skeleton template, which contains no data.
@@ -23,6 +26,18 @@ const TYPING_IDLE_MS = 2500; // send typing:false after this much quiet
 const TYPING_SHOW_MS = 8000; // hide the agent's indicator if not refreshed
 
 // ---------------------------------------------------------------- helpers
+
+// The team of `?team=` in the widget's own address, if it is a valid id.
+function widgetTeam() {
+  try {
+    const team = new URL(import.meta.url).searchParams.get('team');
+    return team && /^[A-Za-z0-9_-]{1,64}$/.test(team) ? team : null;
+  } catch {
+    return null;
+  }
+}
+
+const TEAM = widgetTeam();
 
 function uuid() {
   if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
@@ -161,6 +176,10 @@ const SKELETON = `
   </div>
   <p id="sb-status" class="sb-status" role="status"></p>
   <p id="sb-conn" class="sb-conn" role="status" hidden></p>
+  <div id="sb-person" class="sb-person" hidden>
+    <p class="sb-person-text">You are chatting with a bot</p>
+    <button id="sb-person-button" class="sb-person-button" type="button">Talk to a person</button>
+  </div>
   <div id="sb-offer" class="sb-offer" data-kind="optional" hidden>
     <p id="sb-offer-text" class="sb-offer-text"></p>
     <button id="sb-leave-open" class="sb-offer-button" type="button">Leave a message</button>
@@ -231,6 +250,10 @@ function minutes(secs) {
   return Math.max(1, Math.ceil(secs / 60));
 }
 
+function isBot(p) {
+  return !!p && p.role === 'bot';
+}
+
 function nameOf(p, fallback) {
   return p && p.name ? String(p.name) : fallback;
 }
@@ -255,6 +278,8 @@ function init() {
     noticeDismiss: $('sb-notice-dismiss'),
     status: $('sb-status'),
     conn: $('sb-conn'),
+    person: $('sb-person'),
+    personButton: $('sb-person-button'),
     offer: $('sb-offer'),
     offerText: $('sb-offer-text'),
     leaveOpen: $('sb-leave-open'),
@@ -337,6 +362,7 @@ function init() {
       statusSeq: 0,
       peerRead: 0, // the agent side has read up to this seq
       peerDelivered: 0, // … and received up to this one
+      personAsked: false, // "talk to a person" sent while a bot has it
     };
   }
 
@@ -837,8 +863,10 @@ function init() {
       case 'assigned':
         c.state = 'assigned';
         c.pickedBy = null;
+        c.personAsked = false;
         if (ev.agent) c.agent = ev.agent;
         break;
+      case 'handed_off': // from the bot to the human queue, at its place
       case 'agent_left': // back in the queue at its place
       case 'transferred': // waiting for the next agent or team
       case 'reopened': // waiting for an agent again
@@ -893,6 +921,7 @@ function init() {
         text = c.email ? `Thanks — we'll get back to you at ${c.email}` : "Thanks — we'll get back to you as soon as we can";
       } else if (c.state === 'assigned') {
         text = c.agent && c.agent.name ? `You are chatting with ${c.agent.name}` : 'You are chatting with an agent';
+        if (isBot(c.agent)) text += ' (a bot)';
       } else if (c.state === 'closed') {
         text = 'This conversation was closed';
       }
@@ -916,6 +945,10 @@ function init() {
       ? 'No one is available right now — leave us a message'
       : 'Prefer not to wait? Leave us a message';
     ui.leave.hidden = !S.leaveOpen;
+
+    // A bot has the conversation: the visitor can ask for a person.
+    ui.person.hidden = !(c && c.state === 'assigned' && isBot(c.agent));
+    ui.personButton.disabled = !!c && c.personAsked;
 
     ui.closed.hidden = !closed;
     ui.rating.hidden = !closed || c.rated;
@@ -1027,6 +1060,11 @@ function init() {
       case 'agent_left':
         text = `${nameOf(ev.agent, 'Your agent')} had to leave — you're back in the queue`;
         break;
+      case 'handed_off':
+        text = ev.reason === 'visitor_asked'
+          ? 'Getting you a person from our team'
+          : `${nameOf(ev.from, 'The bot')} is handing you to a person from our team`;
+        break;
       case 'transferred':
         // The note is for the next agent: never shown to the visitor.
         if (ev.to_agent && ev.to_agent.name) text = `You're being transferred to ${ev.to_agent.name}`;
@@ -1090,7 +1128,9 @@ function init() {
   function sendStart() {
     if (!S.ready || S.startSent || !S.startPending) return;
     const { text, clientId } = S.startPending;
-    S.startSent = send({ type: 'start', text, client_id: clientId });
+    const frame = { type: 'start', text, client_id: clientId };
+    if (TEAM) frame.team = TEAM;
+    S.startSent = send(frame);
   }
 
   // The conversation exists, so the text sent with `start` is stored: show
@@ -1377,6 +1417,16 @@ function init() {
     ui.notice.hidden = true;
   });
   ui.leaveOpen.addEventListener('click', openLeave);
+  ui.personButton.addEventListener('click', () => {
+    const c = S.conv;
+    if (!c || c.personAsked || !isBot(c.agent)) return;
+    if (send({ type: 'handoff', conversation_id: c.id })) {
+      c.personAsked = true;
+      updateStatus();
+    } else {
+      showError('Not connected — try again in a moment.');
+    }
+  });
   ui.leaveCancel.addEventListener('click', closeLeave);
   ui.leave.addEventListener('submit', (e) => {
     e.preventDefault();

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, ConversationId, MessageId, TeamId};
 use crate::payloads::{
-    AgentStatus, ChatRecord, ConversationEvent, ConversationState, MissedEntry, Participant,
-    QueueEntry, RecordBody, Role, TeamQueue,
+    AgentStatus, ChatRecord, ConversationEvent, ConversationState, Handoff, MissedEntry,
+    Participant, QueueEntry, RecordBody, Role, TeamQueue,
 };
 use crate::time::rfc3339;
 
@@ -101,6 +101,11 @@ pub enum ClientFrame {
     PickUp {
         conversation_id: ConversationId,
     },
+    /// Visitors: "talk to a person" — the bot holding the conversation
+    /// gives it to the humans.
+    Handoff {
+        conversation_id: ConversationId,
+    },
     /// A fresh token of the same identity (from `POST
     /// /api/v1/token/refresh`): the connection lives on past the expiry of
     /// the one it said hello with.
@@ -126,6 +131,7 @@ impl ClientFrame {
             ClientFrame::LeaveMessage { .. } => "leave_message",
             ClientFrame::ListMissed { .. } => "list_missed",
             ClientFrame::PickUp { .. } => "pick_up",
+            ClientFrame::Handoff { .. } => "handoff",
             ClientFrame::Refresh { .. } => "refresh",
         }
     }
@@ -303,6 +309,9 @@ pub enum ServerFrame {
         conversation_id: ConversationId,
         visitor: Participant,
         last_seq: u64,
+        /// A bot had it before: which, and why it handed it off.
+        #[serde(default)]
+        handed_off: Option<Handoff>,
     },
     Notice {
         text: String,
@@ -389,12 +398,17 @@ impl HistoryItem {
 /// An event as a visitor sees it: the support team's internals are left
 /// out — an assignment's audit trail (the other agents considered, their
 /// loads and capacities) and a transfer's note. Everything else a visitor
-/// is told as it is stored.
+/// is told as it is stored, a bot's handoff included: which bot, and why
+/// (the visitor asked, the bot asked, it did not answer, it is gone) — the
+/// visitor was there, and the reason explains the wait that follows.
 pub fn for_visitor(event: &ConversationEvent) -> ConversationEvent {
     match event {
-        ConversationEvent::Assigned { agent, .. } => ConversationEvent::Assigned {
+        ConversationEvent::Assigned {
+            agent, handed_off, ..
+        } => ConversationEvent::Assigned {
             agent: agent.clone(),
             reason: None,
+            handed_off: handed_off.clone(),
         },
         ConversationEvent::Transferred {
             from,
@@ -500,6 +514,46 @@ mod tests {
         assert!(agent.contains("angry about the refund"));
         assert!(!visitor.contains("angry"), "{visitor}");
         assert!(visitor.contains("billing"));
+    }
+
+    #[test]
+    fn visitors_see_who_handed_off_and_why_but_no_audit_trail() {
+        let handoff: ClientFrame =
+            serde_json::from_str(r#"{"type":"handoff","conversation_id":"c_1"}"#).unwrap();
+        assert_eq!(handoff.kind(), "handoff");
+        let bot = Participant {
+            role: Role::Bot,
+            id: "faq".into(),
+            name: "FAQ".into(),
+        };
+        let record = ChatRecord {
+            id: MessageId::new("m_1").unwrap(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq: 6,
+            sender: Participant::system("router"),
+            sent_at: 0,
+            body: RecordBody::Event {
+                event: ConversationEvent::Assigned {
+                    agent: Participant::agent(&AgentId::new("a_1").unwrap(), "Al"),
+                    reason: Some(crate::payloads::AssignmentReason {
+                        strategy: "least_busy".into(),
+                        candidates: Vec::new(),
+                    }),
+                    handed_off: Some(Handoff {
+                        from: bot,
+                        reason: "no_answer".into(),
+                    }),
+                },
+            },
+        };
+        let visitor: serde_json::Value =
+            serde_json::from_str(&ServerFrame::from_record(&record, &Role::Visitor).to_json())
+                .unwrap();
+        assert!(visitor["reason"].is_null());
+        assert_eq!(visitor["handed_off"]["reason"], "no_answer");
+        assert_eq!(visitor["handed_off"]["from"]["role"], "bot");
+        let agent = ServerFrame::from_record(&record, &Role::Agent).to_json();
+        assert!(agent.contains("least_busy") && agent.contains("no_answer"));
     }
 
     #[test]

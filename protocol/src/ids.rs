@@ -136,6 +136,11 @@ id_type!(
     TeamId, "team", "t_"
 );
 id_type!(
+    /// A bot account (`switchboard bot add --id …`): chosen by the
+    /// operator, like team ids.
+    BotId, "bot_id", "b_"
+);
+id_type!(
     /// The sender's own id for one message, reused on retry (idempotency key).
     ClientId, "client_id", "k_"
 );

@@ -6,7 +6,7 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::ids::{AgentId, ConversationId, MessageId, TeamId, VisitorId};
+use crate::ids::{AgentId, BotId, ConversationId, MessageId, TeamId, VisitorId};
 
 /// A payload could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,14 @@ impl Participant {
         }
     }
 
+    pub fn bot(id: &BotId, name: impl Into<String>) -> Self {
+        Self {
+            role: Role::Bot,
+            id: id.to_string(),
+            name: name.into(),
+        }
+    }
+
     /// A component acting on its own (the router, say).
     pub fn system(component: &str) -> Self {
         Self {
@@ -110,12 +118,15 @@ pub enum ConversationEvent {
         #[serde(default)]
         agents_online: Option<u32>,
     },
-    /// An agent was assigned.
+    /// An agent (or, role `bot`, a bot) was assigned.
     Assigned {
         agent: Participant,
         /// Why this agent: the audit trail of the decision.
         #[serde(default)]
         reason: Option<AssignmentReason>,
+        /// The first human after a bot: which bot handed it off, and why.
+        #[serde(default)]
+        handed_off: Option<Handoff>,
     },
     /// The assigned agent is gone (`reason`: `offline`, `no_reply`); the
     /// conversation is back in the queue at its place.
@@ -171,6 +182,15 @@ impl ConversationEvent {
             ConversationEvent::HandedOff { .. } => "handed_off",
         }
     }
+}
+
+/// Which bot handed a conversation to the humans, and why: told to the
+/// first human assigned after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    pub from: Participant,
+    /// `visitor_asked`, `bot_asked`, `no_answer` or `bot_absent`.
+    pub reason: String,
 }
 
 /// Why the router chose an agent.
@@ -317,7 +337,66 @@ pub enum AgentNotice {
     Assigned {
         conversation_id: ConversationId,
         visitor: Participant,
+        /// A bot had it before: which, and why it handed it off.
+        #[serde(default)]
+        handed_off: Option<Handoff>,
     },
+}
+
+/// Sent to a bot on `inbox.bot.<bot_id>` (see docs/bots.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BotNotice {
+    /// The conversation is now the bot's: its `assigned` event is stored.
+    Assigned {
+        conversation_id: ConversationId,
+        visitor: Participant,
+        #[serde(default)]
+        team: Option<TeamId>,
+    },
+    /// The conversation is no longer the bot's: it went to the humans
+    /// (`reason` as in `handed_off`).
+    Released {
+        conversation_id: ConversationId,
+        reason: String,
+    },
+}
+
+/// A bot account: KV bucket `bots`, key = bot id. The bot is the first to
+/// serve its team's new conversations while it is present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotAccount {
+    pub id: BotId,
+    pub name: String,
+    pub team: TeamId,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A bot's last sign of life: KV bucket `bot_presence`, key = bot id,
+/// written by the router that answered the bot's presence request. The
+/// bot is present while `updated_at` is younger than `nats.presence_ttl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotPresence {
+    pub bot_id: BotId,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+    /// Whatever the bot calls its running process (for operators).
+    #[serde(default)]
+    pub instance: Option<String>,
+}
+
+/// The visitor wrote to the bot holding the conversation and no message of
+/// the bot has followed yet: the bot must answer before `since` plus
+/// `router.bot_reply_deadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotWait {
+    /// The `seq` of the visitor's latest message (0: messages written
+    /// before the bot had the conversation).
+    pub seq: u64,
+    /// When the deadline started (unix ms): that message's time, or the
+    /// assignment's for messages written before it.
+    pub since: i64,
 }
 
 /// A broadcast from an admin, on `notice.agents` or `notice.visitors`.
@@ -397,6 +476,24 @@ pub struct ConversationState {
     /// edge or router writes them, in order, and removes them (an outbox).
     #[serde(default)]
     pub pending: Vec<PendingEvent>,
+    /// A bot holds it and owes the visitor an answer since then.
+    #[serde(default)]
+    pub bot_wait: Option<BotWait>,
+    /// The bot's latest answer came when the log ended at this `seq`: a
+    /// visitor's message up to it is answered (so noting it late never
+    /// starts the bot's deadline again).
+    #[serde(default)]
+    pub bot_answered_seq: u64,
+    /// This bot handed it off: it never takes it again.
+    #[serde(default)]
+    pub exclude_bot: Option<BotId>,
+    /// Only humans take it from the queue: a human has had it, or a bot
+    /// handed it off.
+    #[serde(default)]
+    pub humans_only: bool,
+    /// The last handoff, until a human is assigned (told to them).
+    #[serde(default)]
+    pub handoff: Option<Handoff>,
 }
 
 /// An event owed to a conversation's log by a state change.
@@ -409,6 +506,10 @@ pub struct PendingEvent {
     /// An agent to notify once it is written (an assignment).
     #[serde(default)]
     pub notify_agent: Option<AgentId>,
+    /// A bot to notify once it is written (its assignment, or its
+    /// conversation handed to the humans).
+    #[serde(default)]
+    pub notify_bot: Option<BotId>,
     /// Unix milliseconds.
     pub at: i64,
 }
@@ -439,6 +540,11 @@ impl ConversationState {
             first_response_at: None,
             rating: None,
             pending: Vec::new(),
+            bot_wait: None,
+            bot_answered_seq: 0,
+            exclude_bot: None,
+            humans_only: false,
+            handoff: None,
         }
     }
 
@@ -454,8 +560,17 @@ impl ConversationState {
             sender,
             event,
             notify_agent,
+            notify_bot: None,
             at: crate::time::now_ms(),
         });
+    }
+
+    /// Promises `event` to the log, and a notice to `bot` once written.
+    pub fn owe_to_bot(&mut self, sender: Participant, event: ConversationEvent, bot: BotId) {
+        self.owe(sender, event, None);
+        if let Some(owed) = self.pending.last_mut() {
+            owed.notify_bot = Some(bot);
+        }
     }
 
     /// Queue order: higher priority first, then the oldest `queued_at`,
@@ -469,10 +584,29 @@ impl ConversationState {
             .then_with(|| self.id.cmp(&other.id))
     }
 
-    /// Whether `agent` is the one assigned to this conversation.
+    /// Whether `agent` (a human) is the one assigned to this conversation.
     pub fn is_assigned_to(&self, agent: &AgentId) -> bool {
         self.status == ConversationStatus::Assigned
-            && self.agent.as_ref().is_some_and(|a| a.id == agent.as_str())
+            && self
+                .agent
+                .as_ref()
+                .is_some_and(|a| a.role == Role::Agent && a.id == agent.as_str())
+    }
+
+    /// The bot holding this conversation, if a bot does.
+    pub fn bot_owner(&self) -> Option<BotId> {
+        if self.status != ConversationStatus::Assigned {
+            return None;
+        }
+        self.agent
+            .as_ref()
+            .filter(|a| a.role == Role::Bot)
+            .and_then(|a| BotId::new(a.id.as_str()).ok())
+    }
+
+    /// Whether `bot` holds this conversation.
+    pub fn is_held_by_bot(&self, bot: &BotId) -> bool {
+        self.bot_owner().as_ref() == Some(bot)
     }
 }
 
@@ -646,6 +780,10 @@ mod tests {
             },
             ConversationEvent::Assigned {
                 agent: Participant::agent(&AgentId::new("a_1").unwrap(), "Bo"),
+                handed_off: Some(Handoff {
+                    from: Participant::bot(&BotId::new("faq").unwrap(), "FAQ"),
+                    reason: "no_answer".into(),
+                }),
                 reason: Some(AssignmentReason {
                     strategy: "least_busy".into(),
                     candidates: vec![Candidate {
@@ -721,6 +859,22 @@ mod tests {
         roundtrip(AgentNotice::Assigned {
             conversation_id: ConversationId::new("c_1").unwrap(),
             visitor: Participant::system("v"),
+            handed_off: None,
+        });
+        roundtrip(BotNotice::Released {
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            reason: "visitor_asked".into(),
+        });
+        roundtrip(BotAccount {
+            id: BotId::new("faq").unwrap(),
+            name: "FAQ".into(),
+            team: TeamId::new("sales").unwrap(),
+            created_at: 1,
+        });
+        roundtrip(BotPresence {
+            bot_id: BotId::new("faq").unwrap(),
+            updated_at: 2,
+            instance: None,
         });
         roundtrip(Presence {
             agent_id: AgentId::new("a_1").unwrap(),
@@ -745,6 +899,43 @@ mod tests {
         };
         assert!(!format!("{account:?}").contains("argon2id"));
         roundtrip(account.clone());
+    }
+
+    /// A bot holds a conversation as `agent` with the role `bot`: never
+    /// mistaken for an agent of the same id, and a state written before
+    /// bots existed decodes without them.
+    #[test]
+    fn bots_hold_conversations_as_bots() {
+        let mut state = ConversationState::opened(
+            ConversationId::new("c_1").unwrap(),
+            Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann"),
+            None,
+            1,
+        );
+        state.status = ConversationStatus::Assigned;
+        state.agent = Some(Participant::bot(&BotId::new("a_1").unwrap(), "Bot"));
+        assert!(!state.is_assigned_to(&AgentId::new("a_1").unwrap()));
+        assert_eq!(state.bot_owner(), Some(BotId::new("a_1").unwrap()));
+        state.agent = Some(Participant::agent(&AgentId::new("a_1").unwrap(), "Al"));
+        assert!(state.is_assigned_to(&AgentId::new("a_1").unwrap()));
+        assert_eq!(state.bot_owner(), None);
+
+        let mut old: serde_json::Value = rmp_serde::from_slice(&encode(&state).unwrap()).unwrap();
+        for field in ["bot_wait", "exclude_bot", "humans_only", "handoff"] {
+            old.as_object_mut().unwrap().remove(field);
+        }
+        let back: ConversationState = decode(&encode(&old).unwrap()).unwrap();
+        assert_eq!(back, state);
+        state.owe_to_bot(
+            Participant::system("router"),
+            ConversationEvent::Closed {},
+            BotId::new("faq").unwrap(),
+        );
+        assert_eq!(
+            state.pending[0].notify_bot,
+            Some(BotId::new("faq").unwrap())
+        );
+        roundtrip(state);
     }
 
     /// Accounts and events written by older versions still decode, and

@@ -2,7 +2,8 @@
 //! crate writes one of these strings; they call the functions here with
 //! validated ids, so no subject is ever built from unchecked input.
 
-use crate::ids::{AgentId, ConversationId};
+use crate::bots::BotCall;
+use crate::ids::{AgentId, BotId, ConversationId};
 
 /// The stream holding every conversation's log (messages and events).
 pub const CHAT_STREAM: &str = "CHAT";
@@ -54,6 +55,40 @@ pub mod buckets {
     /// Revoked tokens (logged out), by token id, until they would have
     /// expired anyway.
     pub const REVOKED: &str = "revoked";
+    /// Bot accounts, key = bot id.
+    pub const BOTS: &str = "bots";
+    /// Bots' last presence announcement, key = bot id.
+    pub const BOT_PRESENCE: &str = "bot_presence";
+}
+
+/// Every call of the bot API, for the routers' one subscription:
+/// `bot.api.<bot_id>.<call>`.
+pub const ALL_BOT_API: &str = "bot.api.*.*";
+/// Queue group of the routers' services: one router answers each request.
+pub const ROUTER_GROUP: &str = "router";
+
+/// A call of the bot API for one bot: `bot.api.<bot_id>.<call>`.
+pub fn bot_api(bot: &BotId, call: BotCall) -> String {
+    format!("bot.api.{bot}.{}", call.as_str())
+}
+
+/// The bot and the call of a [`bot_api`] subject; `None` for anything
+/// else (an invalid bot id, an unknown call).
+pub fn parse_bot_api(subject: &str) -> Option<(BotId, BotCall)> {
+    let rest = subject.strip_prefix("bot.api.")?;
+    let (bot, call) = rest.split_once('.')?;
+    Some((BotId::new(bot).ok()?, BotCall::parse(call)?))
+}
+
+/// Notices for a bot (`BotNotice`): `inbox.bot.<id>`.
+pub fn bot_inbox(bot: &BotId) -> String {
+    format!("inbox.bot.{bot}")
+}
+
+/// The name of a bot's own durable consumer on [`CHAT_STREAM`]:
+/// `bot-<id>`. Bot ids are validated ids, so this is a valid consumer name.
+pub fn bot_consumer(bot: &BotId) -> String {
+    format!("bot-{bot}")
 }
 
 /// Revocations every edge obeys at once: a token logged out, an agent
@@ -152,6 +187,21 @@ mod tests {
         assert!(is_signal(&signal(&id)) && !is_signal(&live(&id)));
         // One subscription to the feed receives both.
         assert_eq!(conversation_feed(&id), "conv.c_42.*");
+    }
+
+    #[test]
+    fn bot_subjects_roundtrip() {
+        let bot = BotId::new("faq-bot").unwrap();
+        for call in BotCall::ALL {
+            let subject = bot_api(&bot, call);
+            assert_eq!(parse_bot_api(&subject), Some((bot.clone(), call)));
+        }
+        assert_eq!(bot_api(&bot, BotCall::Send), "bot.api.faq-bot.send");
+        assert_eq!(parse_bot_api("bot.api.faq-bot.close"), None);
+        assert_eq!(parse_bot_api("bot.api.a.b.send"), None);
+        assert_eq!(parse_bot_api("bot.api.*.send"), None);
+        assert_eq!(bot_inbox(&bot), "inbox.bot.faq-bot");
+        assert_eq!(bot_consumer(&bot), "bot-faq-bot");
     }
 
     #[test]

@@ -89,11 +89,17 @@ pub async fn assign(
                 state.first_response_at = None;
                 state.target_agent = None;
                 state.target_only = false;
+                // A human has it: no bot takes it from now on, and the
+                // human is told of a bot's handoff before.
+                state.humans_only = true;
+                state.bot_wait = None;
+                let handed_off = state.handoff.take();
                 state.owe(
                     Participant::system(ROUTER),
                     ConversationEvent::Assigned {
                         agent: participant.clone(),
                         reason: Some(reason.clone()),
+                        handed_off,
                     },
                     Some(agent.id.clone()),
                 );

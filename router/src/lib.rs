@@ -8,14 +8,20 @@
 //! - [`mirror`]: the in-memory view of the buckets, fed by their watches.
 //! - [`policy`]: pure decisions — queue order, positions, agent choice.
 //! - [`assign`]: the two-step, CAS-guarded assignment and its rollback.
+//! - [`bots`]: bot-first teams — giving new conversations to a team's
+//!   bot, and handing them to the humans when the bot is absent or silent.
+//! - [`bot_api`]: the bot API (`bot.api.<bot_id>.*`), the only way a bot
+//!   acts: post, hand off, announce itself, list what it holds.
 //! - [`reconcile`]: repairs half-done work (claims without assignment,
 //!   slots of closed conversations).
 //! - [`worker`]: the entry point and its event loop.
 
 pub mod assign;
+pub mod bot_api;
+pub mod bots;
 pub mod mirror;
 pub mod policy;
 pub mod reconcile;
 pub mod worker;
 
-pub use worker::{run, RouterConfig, RouterError};
+pub use worker::{run, HeldByBots, RouterConfig, RouterError};

@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{Entry, Operation};
-use switchboard_protocol::ids::{AgentId, ConversationId, TeamId};
+use switchboard_protocol::ids::{AgentId, BotId, ConversationId, TeamId};
 use switchboard_protocol::payloads::{
-    decode, AgentAccount, AgentLoad, AgentStatus, ConversationState, ConversationStatus, Presence,
+    decode, AgentAccount, AgentLoad, AgentStatus, BotAccount, BotPresence, ConversationState,
+    ConversationStatus, Presence,
 };
 use switchboard_protocol::subjects::{buckets, parse_presence_key};
 
@@ -30,6 +31,9 @@ pub struct Mirror {
     pub presence: HashMap<String, Presence>,
     pub agents: HashMap<AgentId, AgentAccount>,
     pub loads: HashMap<AgentId, AgentLoad>,
+    pub bots: HashMap<BotId, BotAccount>,
+    /// Each bot's last presence announcement.
+    pub bot_presence: HashMap<BotId, BotPresence>,
     /// Finished conversations that may still hold a slot.
     pub finished: HashSet<ConversationId>,
     /// When each conversation was last assigned, within the last
@@ -80,6 +84,26 @@ impl Mirror {
                     self.loads.remove(&id);
                 } else if let Some(load) = decode_logged::<AgentLoad>(entry) {
                     self.loads.insert(id, load);
+                }
+            }
+            buckets::BOTS => {
+                let Ok(id) = BotId::new(entry.key.as_str()) else {
+                    return;
+                };
+                if deleted {
+                    self.bots.remove(&id);
+                } else if let Some(bot) = decode_logged::<BotAccount>(entry) {
+                    self.bots.insert(id, bot);
+                }
+            }
+            buckets::BOT_PRESENCE => {
+                let Ok(id) = BotId::new(entry.key.as_str()) else {
+                    return;
+                };
+                if deleted {
+                    self.bot_presence.remove(&id);
+                } else if let Some(presence) = decode_logged::<BotPresence>(entry) {
+                    self.bot_presence.insert(id, presence);
                 }
             }
             other => tracing::warn!(bucket = other, "entry of an unexpected bucket"),
@@ -145,10 +169,37 @@ impl Mirror {
             .unwrap_or(AgentStatus::Offline)
     }
 
+    /// Whether a bot announced itself within `ttl`.
+    pub fn bot_present(&self, bot: &BotId, now_ms: i64, ttl: Duration) -> bool {
+        self.bot_presence
+            .get(bot)
+            .is_some_and(|p| now_ms - p.updated_at <= millis(ttl))
+    }
+
+    /// Since when a bot has been absent: `ttl` after its last announcement
+    /// (`None` when it never announced itself, or was removed).
+    pub fn bot_absent_since(&self, bot: &BotId, ttl: Duration) -> Option<i64> {
+        self.bot_presence
+            .get(bot)
+            .map(|p| p.updated_at.saturating_add(millis(ttl)))
+    }
+
+    /// The bot of a team (the lowest id, should there be several).
+    pub fn bot_of_team(&self, team: &TeamId) -> Option<&BotAccount> {
+        self.bots
+            .values()
+            .filter(|b| &b.team == team)
+            .min_by(|a, b| a.id.cmp(&b.id))
+    }
+
     /// Conversations counted against an agent.
     pub fn load_of(&self, agent: &AgentId) -> usize {
         self.loads.get(agent).map_or(0, |l| l.conversations.len())
     }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn decode_logged<T: serde::de::DeserializeOwned>(entry: &Entry) -> Option<T> {

@@ -6,29 +6,37 @@
 use std::time::Duration;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::{stream::select_all, FutureExt, StreamExt};
 use switchboard_bus::{Backbone, BusError};
 use switchboard_config::RouterSettings;
-use switchboard_protocol::ids::{AgentId, ConversationId, TeamId};
+use switchboard_protocol::ids::{AgentId, BotId, ConversationId, TeamId};
 use switchboard_protocol::payloads::{
     encode, AgentStatus, ConversationState, ConversationStatus, LoadEntry, QueueEntry,
-    QueueSnapshot, TeamQueue, QUEUE_SNAPSHOT_ENTRIES,
+    QueueSnapshot, Role, TeamQueue, QUEUE_SNAPSHOT_ENTRIES,
 };
 use switchboard_protocol::subjects::{self, buckets};
 use switchboard_protocol::time::now_ms;
 use tokio_util::sync::CancellationToken;
 
 use crate::assign::{self, Outcome, Requeue};
+use crate::bot_api::{self, BotApi};
 use crate::mirror::Mirror;
-use crate::{policy, reconcile};
+use crate::{bots, policy, reconcile};
 
 /// What a router needs to know.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     pub router: RouterSettings,
     pub presence_ttl: Duration,
+    /// Longest message a bot may post (the edges' `edge.max_text_chars`).
+    pub max_text_chars: usize,
 }
+
+/// The conversations each bot holds, as the routing loop last saw them
+/// (`None` until its view is complete): what the bot API lists.
+pub type HeldByBots = Option<Arc<HashMap<BotId, Vec<ConversationId>>>>;
 
 /// The router stopped for a reason other than shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +58,8 @@ async fn non_empty_buckets(backbone: &Backbone) -> Result<HashSet<String>, BusEr
         (buckets::PRESENCE, &backbone.presence),
         (buckets::LOAD, &backbone.load),
         (buckets::CONVERSATIONS, &backbone.conversations),
+        (buckets::BOTS, &backbone.bots),
+        (buckets::BOT_PRESENCE, &backbone.bot_presence),
     ] {
         let mut keys = store
             .keys()
@@ -76,8 +86,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RouterError> {
     tracing::info!("router started");
+    let (held, held_view) = tokio::sync::watch::channel(None);
+    let api = tokio::spawn(bot_api::run(
+        BotApi {
+            backbone: backbone.clone(),
+            held: held_view,
+            presence_ttl: config.presence_ttl,
+            reply_deadline: config.router.bot_reply_deadline.get(),
+            max_text_chars: config.max_text_chars,
+        },
+        shutdown.clone(),
+    ));
     while !shutdown.is_cancelled() {
-        match watch_and_route(&config, &backbone, &shutdown).await {
+        held.send_replace(None);
+        match watch_and_route(&config, &backbone, &shutdown, &held).await {
             Ok(()) => break,
             Err(err) => {
                 tracing::warn!(error = %err, "router watches broke; rebuilding");
@@ -88,6 +110,10 @@ pub async fn run(
             }
         }
     }
+    // The bot API stops with the same shutdown.
+    if let Err(err) = api.await {
+        tracing::warn!(error = %err, "bot api task");
+    }
     tracing::info!("router stopped");
     Ok(())
 }
@@ -96,6 +122,7 @@ async fn watch_and_route(
     config: &RouterConfig,
     backbone: &Backbone,
     shutdown: &CancellationToken,
+    held: &tokio::sync::watch::Sender<HeldByBots>,
 ) -> Result<(), BusError> {
     let mut watches = Vec::new();
     for store in [
@@ -103,6 +130,8 @@ async fn watch_and_route(
         &backbone.presence,
         &backbone.load,
         &backbone.conversations,
+        &backbone.bots,
+        &backbone.bot_presence,
     ] {
         watches.push(
             store
@@ -176,11 +205,38 @@ async fn watch_and_route(
         if let Err(err) = requeue_absent(config, backbone, &mirror, &mut memory, now_ms()).await {
             tracing::warn!(error = %err, "requeue of absent agents failed");
         }
+        let deadline = config.router.bot_reply_deadline.get();
+        if let Err(err) =
+            bots::enforce(backbone, &mirror, now_ms(), deadline, config.presence_ttl).await
+        {
+            tracing::warn!(error = %err, "handing off bots' overdue conversations failed");
+        }
         if let Err(err) = pass(config, backbone, &mut memory, &mut mirror).await {
             tracing::warn!(error = %err, "assignment pass failed");
         }
         publish_queue(backbone, &mirror, &mut memory, now_ms()).await;
+        publish_held(&mirror, held);
     }
+}
+
+/// Tells the bot API what each bot holds, when that changed.
+fn publish_held(mirror: &Mirror, held: &tokio::sync::watch::Sender<HeldByBots>) {
+    let mut now: HashMap<BotId, Vec<ConversationId>> = HashMap::new();
+    for state in mirror.conversations.values() {
+        if let Some(bot) = state.bot_owner() {
+            now.entry(bot).or_default().push(state.id.clone());
+        }
+    }
+    for conversations in now.values_mut() {
+        conversations.sort();
+    }
+    held.send_if_modified(|current| {
+        if current.as_deref() == Some(&now) {
+            return false;
+        }
+        *current = Some(Arc::new(now));
+        true
+    });
 }
 
 /// What one router remembers between passes (never shared: another
@@ -335,6 +391,7 @@ async fn requeue_absent(
             if let Some(agent) = state
                 .agent
                 .as_ref()
+                .filter(|a| a.role == Role::Agent)
                 .and_then(|a| AgentId::new(a.id.as_str()).ok())
             {
                 holders.entry(agent).or_default().push(state);
@@ -409,7 +466,17 @@ async fn pass(
         .into_iter()
         .filter(|c| !in_flight.contains(&c.id))
         .collect();
+    let mut for_bots = Vec::new();
     for conversation in queue {
+        if let Some(bot) = bots::bot_for(mirror, &conversation, now, config.presence_ttl).cloned() {
+            // Reflected at once, so nothing else in this pass takes it.
+            let before = mirror
+                .conversations
+                .get_mut(&conversation.id)
+                .map(|state| std::mem::replace(&mut state.status, ConversationStatus::Assigned));
+            for_bots.push((conversation, bot, before));
+            continue;
+        }
         let Some(choice) = policy::choose_agent(
             mirror,
             &conversation,
@@ -438,7 +505,30 @@ async fn pass(
         .buffer_unordered(ASSIGN_CONCURRENCY)
         .collect()
         .await;
+    let bot_results: Vec<_> = futures::stream::iter(for_bots)
+        .map(|(conversation, bot, before)| async move {
+            let outcome = bots::assign(backbone, &conversation.id, &bot).await;
+            (conversation, outcome, before)
+        })
+        .buffer_unordered(ASSIGN_CONCURRENCY)
+        .collect()
+        .await;
     let mut failure = None;
+    for (conversation, outcome, before) in bot_results {
+        if matches!(outcome, Ok(Outcome::Assigned)) {
+            continue;
+        }
+        // Not written (taken meanwhile by another router, the visitor
+        // left, or NATS failed): the watches would never correct it.
+        if let (Some(state), Some(status)) =
+            (mirror.conversations.get_mut(&conversation.id), before)
+        {
+            state.status = status;
+        }
+        if let Err(err) = outcome {
+            failure.get_or_insert(err);
+        }
+    }
     for (conversation, outcome, tentative) in results {
         match outcome {
             // The watches confirm it.

@@ -39,6 +39,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// Manage bot accounts: a team with a bot is bot-first.
+    Bot {
+        #[command(subcommand)]
+        command: BotCommand,
+    },
     /// See and change the queue.
     Queue {
         #[command(subcommand)]
@@ -166,6 +171,31 @@ pub enum AgentCommand {
         /// `agent` or `admin`.
         #[arg(long, value_enum)]
         role: Option<AccountRole>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BotCommand {
+    /// Create a bot account: new conversations of its team go to the bot
+    /// first while it runs (docs/bots.md).
+    Add {
+        /// The bot's id (1-64 letters, digits, '-' or '_'), which the bot
+        /// process is started with (BOT_ID).
+        #[arg(long)]
+        id: String,
+        /// The name visitors see.
+        #[arg(long)]
+        name: String,
+        /// The team it answers first (one bot per team).
+        #[arg(long)]
+        team: String,
+    },
+    /// List bot accounts, with whether each is running now.
+    List,
+    /// Remove a bot: its conversations go to the humans of its team.
+    Remove {
+        #[arg(long)]
+        id: String,
     },
 }
 

@@ -72,6 +72,7 @@ fn router_config(settings: &Settings) -> RouterConfig {
     RouterConfig {
         router: settings.router.clone(),
         presence_ttl: settings.nats.presence_ttl.get(),
+        max_text_chars: settings.edge.max_text_chars,
     }
 }
 

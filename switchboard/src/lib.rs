@@ -6,11 +6,13 @@
 //! - `components`: starting edge, router and archiver with a shared
 //!   shutdown, and stopping them on SIGINT/SIGTERM.
 //! - `agents`: `agent add|list|remove|set`, `broadcast`, and the demo agents.
+//! - `bots`: `bot add|list|remove`.
 //! - `queue`: `queue list|prioritize|assign`.
 //! - `report`: `report`, the statistics over the archive.
 //! - `telemetry`: tracing output.
 
 mod agents;
+mod bots;
 mod cli;
 mod components;
 mod queue;
@@ -52,6 +54,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Archiver => components::archiver_only(settings).await,
         Command::Agent { command } => agents::run(settings, command).await,
         Command::Broadcast { to, text } => agents::broadcast(settings, to, text).await,
+        Command::Bot { command } => bots::run(settings, command).await,
         Command::Queue { command } => queue::run(settings, command).await,
         Command::Report(args) => report::run(settings, args).await,
     };

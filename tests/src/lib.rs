@@ -3,6 +3,8 @@
 //! contract over real sockets.
 //!
 //! - [`archive`]: waiting for the archiver to catch up.
+//! - [`bots`]: bot accounts, the example FAQ bots as real processes, and
+//!   what a bot answered.
 //! - [`script`]: conversations with chosen times, published to the stream.
 //! - [`services`]: `nats-server` and a MongoDB-wire server, one per test,
 //!   with temporary data directories; killed and removed on drop.
@@ -30,6 +32,7 @@
 //! test waits past) are not scaled: they are what is being tested.
 
 pub mod archive;
+pub mod bots;
 pub mod http;
 pub mod script;
 pub mod services;

@@ -108,6 +108,7 @@ impl Script {
             ConversationEvent::Assigned {
                 agent,
                 reason: None,
+                handed_off: None,
             },
         )
     }

@@ -34,6 +34,12 @@ fn find_binary(names: &[&str], env_var: &str) -> PathBuf {
     );
 }
 
+/// The nats-server binary the tests use (for a test that runs one with a
+/// configuration of its own).
+pub fn nats_server_binary() -> PathBuf {
+    find_binary(&["nats-server"], "SWITCHBOARD_TEST_NATS_SERVER")
+}
+
 async fn port_open(port: u16) -> bool {
     tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await

@@ -210,7 +210,12 @@ impl System {
     }
 
     pub async fn router(&mut self) {
-        let child = self.spawn(&["router"], &[]);
+        self.router_with(&[]).await;
+    }
+
+    /// A router with extra `SWITCHBOARD_*` settings.
+    pub async fn router_with(&mut self, extra: &[(&str, &str)]) {
+        let child = self.spawn(&["router"], extra);
         self.nodes.push(Node {
             kind: "router",
             child,
@@ -219,7 +224,12 @@ impl System {
     }
 
     pub async fn archiver(&mut self) {
-        let child = self.spawn(&["archiver"], &[]);
+        self.archiver_with(&[]).await;
+    }
+
+    /// An archiver with extra `SWITCHBOARD_*` settings.
+    pub async fn archiver_with(&mut self, extra: &[(&str, &str)]) {
+        let child = self.spawn(&["archiver"], extra);
         self.nodes.push(Node {
             kind: "archiver",
             child,

@@ -6,13 +6,25 @@
 //! - routing.mjs: nobody online, the visitor leaves a message, the agent
 //!   picks it up from Missed and answers, closes; the visitor rates and
 //!   reopens.
+//! - bot.mjs: a site embeds the widget for a bot-first team; the FAQ bot
+//!   answers, the visitor clicks "Talk to a person", and the agent gets
+//!   the conversation with what the bot said and why.
 
 use std::path::Path;
 use std::process::Stdio;
 
+use switchboard_protocol::time::now_ms;
+use switchboard_tests::bots::{add_bot, wait_present, BotKind, BotProcess};
 use switchboard_tests::system::{System, PASSWORD};
 
 async fn scenario(file: &str) {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    system.add_agent("console@test", 2, None).await;
+    run_scenario(file, edge).await;
+}
+
+async fn run_scenario(file: &str, edge: std::net::SocketAddr) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").is_dir(),
@@ -23,10 +35,6 @@ async fn scenario(file: &str) {
         Path::new(&chromium).is_file(),
         "{chromium} is missing: run scripts/setup --browser"
     );
-
-    let mut system = System::with_workers().await;
-    let edge = system.edge().await;
-    system.add_agent("console@test", 2, None).await;
 
     let output = tokio::process::Command::new("node")
         .arg(file)
@@ -56,4 +64,18 @@ async fn widget_and_console_chat_in_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_message_pick_up_rating_and_reopen_in_chromium() {
     scenario("routing.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talk_to_a_person_hands_the_bot_conversation_to_the_agent_in_chromium() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    system.add_agent("console@test", 2, Some("sales")).await;
+    let backbone = system.backbone().await;
+    add_bot(&backbone, "faq", "FAQ bot", "sales").await;
+    let started = now_ms();
+    let mut bot = BotProcess::start(&system, BotKind::Rust, "faq");
+    wait_present(&backbone, "faq", started).await;
+    run_scenario("bot.mjs", edge).await;
+    bot.kill().await;
 }

@@ -65,7 +65,8 @@ pub(super) async fn start(
     follow(session, &conversation, mode).await?;
     if let Some(text) = text {
         let client_id = client_id.unwrap_or_else(|| format!("start-{conversation}"));
-        append_message(session, &conversation, &client_id, text).await?;
+        let record = append_message(session, &conversation, &client_id, text).await?;
+        note_for_bot(session, &record).await;
     }
     Ok(())
 }
@@ -101,7 +102,14 @@ pub(super) async fn reopen_recent(
                 state.queued_at = now;
                 state.closed_at = None;
                 state.announced_position = None;
-                state.target_agent = state.agent.take().and_then(|a| AgentId::new(a.id).ok());
+                // Back to the human who had it; a bot's conversation goes
+                // back to its team (and its bot, if present).
+                state.target_agent = state
+                    .agent
+                    .take()
+                    .filter(|a| a.role == Role::Agent)
+                    .and_then(|a| AgentId::new(a.id).ok());
+                state.bot_wait = None;
                 state.target_only = false;
                 state.exclude_agent = None;
                 state.assigned_at = None;
@@ -467,7 +475,10 @@ pub(super) async fn close(session: &mut Session, conversation: &ConversationId) 
     outbox::flush_from(backbone, conversation, written).await?;
     // Give the agent's slot back now: a reopen right after must not find
     // it still taken (routers release it too, when they see the close).
-    if let Some(agent) = agent.and_then(|a| AgentId::new(a.id.as_str()).ok()) {
+    if let Some(agent) = agent
+        .filter(|a| a.role == Role::Agent)
+        .and_then(|a| AgentId::new(a.id.as_str()).ok())
+    {
         switchboard_bus::slots::release(backbone, &agent, conversation).await?;
     }
     tracing::info!(%conversation, "conversation closed");

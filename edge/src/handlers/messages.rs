@@ -34,7 +34,7 @@ pub(super) async fn send(
         ));
     }
     text_allowed(session, &text)?;
-    let answered = may_write(session, conversation).await?;
+    let permit = may_write(session, conversation).await?;
     if retry {
         // JetStream recognises a repeat only inside its dedupe window; a
         // retry may come later (a client offline for long), so look for it.
@@ -44,7 +44,7 @@ pub(super) async fn send(
         }
     }
     if let Identity::Agent { id, .. } = &session.identity {
-        if !answered {
+        if !permit.answered {
             // Before the message is stored: once the state says the agent
             // answered, no first-reply requeue can take the conversation
             // away from under a reply the visitor already sees.
@@ -54,13 +54,43 @@ pub(super) async fn send(
             }
         }
     }
-    append_message(session, conversation, client_id, text).await
+    let record = append_message(session, conversation, client_id, text).await?;
+    if permit.bot_watch && matches!(session.identity, Identity::Visitor { .. }) {
+        note_for_bot(session, &record).await;
+    }
+    Ok(())
+}
+
+/// A visitor wrote into a conversation that was waiting or held by a bot:
+/// if a bot holds it now, its answer deadline runs from this message. Read
+/// after the message is stored, so a bot assigned meanwhile either finds
+/// the message in the log or is found here. A failure is logged: the
+/// message is stored, and the bot still reads it.
+pub(crate) async fn note_for_bot(session: &Session, record: &ChatRecord) {
+    if let Err(err) = switchboard_bus::bots::note_visitor_message(
+        &session.state.backbone,
+        &record.conversation_id,
+        record.seq,
+        record.sent_at,
+    )
+    .await
+    {
+        tracing::warn!(error = %err, conversation = %record.conversation_id, "note a message for the bot");
+    }
+}
+
+/// What [`may_write`] found.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Permit {
+    /// The assigned agent had already answered.
+    pub answered: bool,
+    /// The conversation was waiting or held by a bot.
+    pub bot_watch: bool,
 }
 
 /// Checks that this connection may write into `conversation` (a visitor:
 /// their own open conversation; an agent: an open one assigned to them),
-/// and follows it if it does not yet. Returns whether the assigned agent
-/// had already answered.
+/// and follows it if it does not yet.
 ///
 /// The conversation's state is read once, not for every message: the
 /// check holds while the hub has seen no event of the conversation since
@@ -69,7 +99,7 @@ pub(super) async fn send(
 pub(super) async fn may_write(
     session: &mut Session,
     conversation: &ConversationId,
-) -> Result<bool, Refusal> {
+) -> Result<Permit, Refusal> {
     let hub = &session.state.hub;
     let epoch = hub.epoch(conversation, session.connection);
     if let Some(check) = session
@@ -77,10 +107,14 @@ pub(super) async fn may_write(
         .get(conversation)
         .filter(|check| Some(check.epoch) == epoch)
     {
-        return Ok(check.answered);
+        return Ok(Permit {
+            answered: check.answered,
+            bot_watch: check.bot_watch,
+        });
     }
     let state = authorize(session, conversation, true).await?;
     let answered = state.first_response_at.is_some();
+    let bot_watch = state.status == ConversationStatus::Queued || state.bot_owner().is_some();
     match epoch {
         Some(epoch) => {
             // An agent's connection may write into many conversations over
@@ -91,15 +125,23 @@ pub(super) async fn may_write(
                     .may_send
                     .retain(|c, check| hub.epoch(c, connection) == Some(check.epoch));
             }
-            session
-                .may_send
-                .insert(conversation.clone(), SendCheck { epoch, answered });
+            session.may_send.insert(
+                conversation.clone(),
+                SendCheck {
+                    epoch,
+                    answered,
+                    bot_watch,
+                },
+            );
         }
         None => {
             follow(session, conversation, CatchUp::Live).await?;
         }
     }
-    Ok(answered)
+    Ok(Permit {
+        answered,
+        bot_watch,
+    })
 }
 
 /// Marks that the assigned agent has answered (once per assignment), so
@@ -197,12 +239,14 @@ pub(crate) async fn ack(session: &Session, client_id: &str, record: &ChatRecord)
     Ok(())
 }
 
+/// Stores a message of the connection's identity and acknowledges it;
+/// returns the stored record.
 pub(crate) async fn append_message(
     session: &Session,
     conversation: &ConversationId,
     client_id: &str,
     text: String,
-) -> Handled {
+) -> Result<ChatRecord, Refusal> {
     let sender = session.identity.participant();
     // The dedupe key names the sender, so one client cannot collide with
     // another's client ids.
@@ -225,7 +269,8 @@ pub(crate) async fn append_message(
             Some(&dedupe),
         )
         .await?;
-    ack(session, client_id, &appended.record).await
+    ack(session, client_id, &appended.record).await?;
+    Ok(appended.record)
 }
 
 /// `read`: remember how far this identity has read (only ever forward),

@@ -7,8 +7,10 @@
 //! - this module: dispatch, authorization, following a conversation and
 //!   catching a client up, `welcome`, agents' notices;
 //! - [`messages`]: `send`, `read`, `typing`, `history`;
-//! - [`lifecycle`]: `start`, `close`, `transfer`, `rate`, reopening, `status`.
+//! - [`lifecycle`]: `start`, `close`, `transfer`, `rate`, reopening, `status`;
+//! - [`handoff`]: `handoff`, a visitor asking the bot for a person.
 
+mod handoff;
 mod lifecycle;
 mod messages;
 
@@ -22,7 +24,7 @@ use switchboard_protocol::frames::{
 use switchboard_protocol::ids::{AgentId, ConversationId, TeamId, VisitorId};
 use switchboard_protocol::payloads::{
     encode, AgentLoad, AgentNotice, AgentStatus, ChatRecord, ConversationEvent, ConversationState,
-    ConversationStatus, Participant, ReadMark, RecordBody, Signal,
+    ConversationStatus, Participant, ReadMark, RecordBody, Role, Signal,
 };
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::{now_ms, rfc3339};
@@ -37,7 +39,7 @@ pub(crate) use lifecycle::{claim_conversation, Claim, Opening};
 use lifecycle::{close, rate, set_status, start, transfer};
 use messages::archived;
 pub(crate) use messages::{ack, append_message, find_sent, text_allowed};
-use messages::{history, read, send, typing};
+use messages::{history, note_for_bot, read, send, typing};
 
 /// Records replayed at most when a connection catches a conversation up;
 /// anything older is paged with `history`.
@@ -131,6 +133,9 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
         }
         ClientFrame::PickUp { conversation_id } => {
             crate::missed::pick_up(session, &conversation_id).await
+        }
+        ClientFrame::Handoff { conversation_id } => {
+            handoff::handoff(session, &conversation_id).await
         }
         ClientFrame::Refresh { token } => crate::access::refresh(session, &token).await,
     };
@@ -470,6 +475,7 @@ pub async fn on_notice(session: &mut Session, notice: AgentNotice) {
         AgentNotice::Assigned {
             conversation_id,
             visitor,
+            handed_off,
         } => {
             // Trust the routing state, not the notice.
             if authorize(session, &conversation_id, true).await.is_err() {
@@ -488,6 +494,7 @@ pub async fn on_notice(session: &mut Session, notice: AgentNotice) {
                     conversation_id: conversation_id.clone(),
                     visitor,
                     last_seq,
+                    handed_off,
                 })
                 .await;
             if let Err(refusal) = follow(session, &conversation_id, CatchUp::All).await {

@@ -1,0 +1,213 @@
+//! The shipped NATS configuration (deploy/nats/nats.conf) with one user per
+//! role: every component runs under its own credentials and reply prefix
+//! and Switchboard works end to end; a bot's user is refused what is not
+//! its own (the stream, the buckets, the edges' subjects), the refusal
+//! arriving from the server asynchronously.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use mongodb::bson::{doc, Document};
+use serde_json::json;
+use switchboard_tests::services::nats_server_binary;
+use switchboard_tests::system::{node_binary, System, PASSWORD};
+use switchboard_tests::ws::Ws;
+use switchboard_tests::{eventually, free_port};
+
+const ROLES: [(&str, &str); 5] = [
+    ("edge", "SB_EDGE_PASSWORD"),
+    ("router", "SB_ROUTER_PASSWORD"),
+    ("archiver", "SB_ARCHIVER_PASSWORD"),
+    ("admin", "SB_ADMIN_PASSWORD"),
+    ("bot_faq", "SB_BOT_FAQ_PASSWORD"),
+];
+
+fn password(user: &str) -> String {
+    format!("{user}-pw-5c1e")
+}
+
+fn shipped_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("deploy/nats/nats.conf")
+}
+
+/// The settings a component of `role` runs with.
+fn credentials(role: &str) -> Vec<(String, String)> {
+    vec![
+        ("SWITCHBOARD_NATS__USER".into(), role.into()),
+        ("SWITCHBOARD_NATS__PASSWORD".into(), password(role)),
+        (
+            "SWITCHBOARD_NATS__INBOX_PREFIX".into(),
+            format!("_INBOX_{role}"),
+        ),
+    ]
+}
+
+fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_runs_with_its_own_credentials_and_a_bot_gets_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let monitor = free_port();
+    let mut server = tokio::process::Command::new(nats_server_binary());
+    server
+        .arg("-c")
+        .arg(shipped_config())
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            &monitor.to_string(),
+        ])
+        .arg("-sd")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (user, variable) in ROLES {
+        server.env(variable, password(user));
+    }
+    let _server = server.spawn().unwrap();
+    eventually("the permissioned nats-server", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+
+    let mut system = System::start().await;
+    system.set_env("SWITCHBOARD_NATS__URL", &format!("nats://127.0.0.1:{port}"));
+    // The operator's tool creates the account, as the admin user.
+    let admin = credentials("admin");
+    let output = tokio::process::Command::new(node_binary())
+        .args([
+            "agent",
+            "add",
+            "--login",
+            "ann",
+            "--name",
+            "Ann",
+            "--capacity",
+            "2",
+        ])
+        .env("SWITCHBOARD_NATS__URL", format!("nats://127.0.0.1:{port}"))
+        .env("SWITCHBOARD_AGENT_PASSWORD", PASSWORD)
+        .envs(admin.iter().cloned())
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "agent add as admin: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    system.router_with(&as_refs(&credentials("router"))).await;
+    system
+        .archiver_with(&as_refs(&credentials("archiver")))
+        .await;
+    let edge = system.edge_with(&as_refs(&credentials("edge"))).await;
+
+    // Switchboard works: a visitor and an agent chat, the archive fills.
+    let token = System::agent_token(edge, "ann").await;
+    let (mut ann, _) = Ws::hello(edge, &token, json!({})).await;
+    let (_, visitor_token) = System::visitor(edge, "Vic").await;
+    let (mut vic, _) = Ws::hello(edge, &visitor_token, json!({})).await;
+    vic.send(json!({ "type": "start", "text": "hello", "client_id": "s1" }))
+        .await;
+    let id = vic.expect_type("started").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    vic.expect_event(&id, "assigned").await;
+    ann.expect_type("assigned").await;
+    let said = ann.send_message(&id, "a1", "hi, Ann here").await;
+    vic.expect("ann's answer", |f| f["id"] == said["id"]).await;
+    let messages = system.archive().await.collection::<Document>("messages");
+    eventually("archived under the archiver's user", || {
+        let messages = messages.clone();
+        let id = id.clone();
+        async move {
+            (messages
+                .count_documents(doc! { "conversation_id": &id, "client_id": "a1" })
+                .await
+                .ok()?
+                == 1)
+                .then_some(())
+        }
+    })
+    .await;
+
+    // The bot's user: refused the stream, the buckets, another role's
+    // subjects. The server says so asynchronously.
+    let refusals = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&refusals);
+    let bot =
+        async_nats::ConnectOptions::with_user_and_password("bot_faq".into(), password("bot_faq"))
+            .custom_inbox_prefix("_INBOX_bot_faq")
+            .event_callback(move |event| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    if let async_nats::Event::ServerError(err) = event {
+                        seen.lock().unwrap().push(err.to_string());
+                    }
+                }
+            })
+            .connect(format!("nats://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+    bot.publish(format!("chat.conv.{id}"), "forged".into())
+        .await
+        .unwrap();
+    bot.publish(format!("$KV.conversations.{id}"), "forged".into())
+        .await
+        .unwrap();
+    bot.publish("bot.api.other.send", "not mine".into())
+        .await
+        .unwrap();
+    let _listening = bot.subscribe(format!("conv.{id}.live")).await.unwrap();
+    bot.flush().await.unwrap();
+    eventually("every forbidden step refused", || {
+        let refusals = refusals.lock().unwrap().clone();
+        let count = |what: &str| refusals.iter().filter(|r| r.contains(what)).count();
+        std::future::ready(
+            (count("Permissions Violation for Publish") >= 3
+                && count("Permissions Violation for Subscription") >= 1)
+                .then_some(()),
+        )
+    })
+    .await;
+    let refusals = refusals.lock().unwrap().clone();
+    for subject in [format!("chat.conv.{id}"), format!("$KV.conversations.{id}")] {
+        assert!(
+            refusals.iter().any(|r| r.contains(&subject)),
+            "{subject} not refused: {refusals:?}"
+        );
+    }
+    // What it is allowed still works: its own API answers.
+    let answer = bot
+        .request("bot.api.faq.presence", "x".into())
+        .await
+        .unwrap();
+    assert!(!answer.payload.is_empty());
+    // Nothing the bot tried reached the conversation.
+    vic.send(json!({ "type": "history", "conversation_id": id }))
+        .await;
+    let history = vic.expect_type("history").await;
+    assert!(
+        history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["text"] != "forged"),
+        "{history}"
+    );
+}
