@@ -315,14 +315,24 @@ async fn active(
         .await;
     let (notice_tx, mut notices) = mpsc::channel::<AgentNotice>(NOTICE_QUEUE);
     if let Identity::Agent { id, .. } = &session.identity {
-        if let Err(err) = Box::pin(state.hub.join_inbox(id, connection, notice_tx)).await {
-            tracing::error!(error = %err, "join agent inbox");
+        // An agent who would not hear of assignments, or whom routers
+        // would not see, is not shown online: the console reconnects.
+        let reachable = match Box::pin(state.hub.join_inbox(id, connection, notice_tx)).await {
+            Ok(()) => Box::pin(state.presences.set(id, connection, AgentStatus::Online))
+                .await
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(err) = reachable {
+            tracing::error!(error = %err, "agent cannot be reached; not shown online");
             session
                 .error(ErrorCode::Unavailable, "cannot reach the message bus", None)
                 .await;
-        }
-        if let Err(err) = Box::pin(state.presences.set(id, connection, AgentStatus::Online)).await {
-            tracing::error!(error = %err, "set presence");
+            session
+                .close(close_code::TRY_AGAIN_LATER, "try again later")
+                .await;
+            Box::pin(cleanup(&session)).await;
+            return stream;
         }
     } else {
         drop(notice_tx);
