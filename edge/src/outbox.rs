@@ -143,8 +143,22 @@ enum Handled {
 }
 
 /// Runs the writer until the queue closes, a close is sent, the client is
-/// kicked, or the edge shuts down (close 1012).
+/// kicked, a write fails or times out, or the edge shuts down (close
+/// 1012). However it ends, the session is told (`kick`): a connection
+/// nobody can write to is over.
 pub async fn run(
+    sink: SplitSink<WebSocket, Message>,
+    rx: mpsc::Receiver<Outbound>,
+    log: ConversationLog,
+    kick: CancellationToken,
+    shutdown: CancellationToken,
+    timing: WriterTiming,
+) {
+    write_until_done(sink, rx, log, kick.clone(), shutdown, timing).await;
+    kick.cancel();
+}
+
+async fn write_until_done(
     sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     log: ConversationLog,

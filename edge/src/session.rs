@@ -45,6 +45,8 @@ pub struct Session {
     /// The id of the token the connection holds (said hello or refreshed
     /// with), by which a logout closes it.
     pub token_id: Option<String>,
+    /// When that token was issued (unix seconds).
+    pub token_issued_at: u64,
     /// When that token expires (unix seconds): the connection is closed
     /// with 4401 then, unless a `refresh` brought a newer one.
     pub token_expires_at: u64,
@@ -179,6 +181,7 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>, mut slot: SocketGua
         followed: HashSet::new(),
         may_send: HashMap::new(),
         token_id: verified.token_id,
+        token_issued_at: verified.issued_at,
         token_expires_at: verified.expires_at,
         resume: resume.clone(),
         retry_lookups: Budget::default(),
