@@ -32,6 +32,9 @@ pub struct Backbone {
     /// Changes after every NATS reconnection or slow-consumer drop (see
     /// [`crate::connect`]); never changes for a client opened without it.
     pub disruptions: tokio::sync::watch::Receiver<u64>,
+    /// Subscriptions the server refused or removed (see [`crate::connect`]);
+    /// never changes for a client opened without it.
+    pub refusals: tokio::sync::watch::Receiver<crate::Refusals>,
 }
 
 /// How long a logged-out token is remembered: longer than any token lives
@@ -48,9 +51,10 @@ impl Backbone {
     /// # Errors
     /// As [`crate::connect`] and [`Backbone::open`].
     pub async fn connect(settings: &NatsSettings, component: &str) -> Result<Self, BusError> {
-        let (client, disruptions) = crate::connect(settings, component).await?;
+        let (client, watches) = crate::connect(settings, component).await?;
         let mut backbone = Self::open(client, settings).await?;
-        backbone.disruptions = disruptions;
+        backbone.disruptions = watches.disruptions;
+        backbone.refusals = watches.refusals;
         Ok(backbone)
     }
 
@@ -142,6 +146,7 @@ impl Backbone {
             client,
             js,
             disruptions: tokio::sync::watch::channel(0).1,
+            refusals: tokio::sync::watch::channel(crate::Refusals::default()).1,
         })
     }
 }

@@ -103,6 +103,7 @@ impl Edge {
                 backbone.client.clone(),
                 backbone.log.clone(),
                 backbone.conversations.clone(),
+                backbone.refusals.clone(),
             ),
             presences: Presences::new(backbone.presence.clone(), edge_id.clone()),
             admission: Arc::new(Admission::new(&config.edge)),
