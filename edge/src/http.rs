@@ -320,6 +320,6 @@ async fn upgrade(
         .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| {
             let tracker = state.sessions.clone();
-            tracker.track_future(crate::session::serve(socket, state, slot))
+            tracker.track_future(crate::transport::ws::serve(socket, state, slot))
         })
 }

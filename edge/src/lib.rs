@@ -14,7 +14,10 @@
 //! - [`auth`]: signed, expiring tokens.
 //! - [`access`]: whether a connection's access still holds (expiry,
 //!   logout, disabled agents).
-//! - [`session`]: one WebSocket connection, from `hello` to close.
+//! - [`session`]: one client connection, from `hello` to close, whatever
+//!   its transport.
+//! - [`transport`]: WebSocket, and Server-Sent Events with POSTs routed
+//!   over NATS to the edge holding the stream (any edge takes a POST).
 //! - [`handlers`]: what each client frame does on the backbone.
 //! - [`outbox`]: the per-connection writer — ordering, dedupe, gap repair.
 //! - [`missed`]: messages left while nobody was online, and their pick-up.
@@ -40,6 +43,7 @@ pub mod presence;
 pub mod server;
 pub mod session;
 pub mod teams;
+pub mod transport;
 pub mod web;
 
 pub use server::{Edge, EdgeConfig, EdgeError};

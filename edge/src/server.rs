@@ -68,6 +68,8 @@ pub struct EdgeState {
     pub next_connection: AtomicU64,
     pub sessions: TaskTracker,
     pub shutdown: CancellationToken,
+    /// The event streams (SSE) this edge holds.
+    pub streams: Arc<crate::transport::sse::Streams>,
 }
 
 /// A bound, not yet serving edge.
@@ -91,7 +93,9 @@ impl Edge {
         } else {
             config.edge.edge_id.clone()
         };
+        let shutdown = CancellationToken::new();
         let state = Arc::new(EdgeState {
+            streams: crate::transport::sse::Streams::new(&shutdown),
             tokens: Tokens::from_settings(&config.auth),
             hub: Hub::new(
                 backbone.client.clone(),
@@ -106,7 +110,7 @@ impl Edge {
             config,
             next_connection: AtomicU64::new(1),
             sessions: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
+            shutdown,
         });
         Ok(Self { listener, state })
     }
@@ -156,6 +160,10 @@ impl Edge {
             })
         };
         let notices = tokio::spawn(Arc::clone(&state.hub).relay_notices());
+        let posts = tokio::spawn(crate::transport::sse::serve_posts(
+            Arc::clone(&state),
+            shutdown.clone(),
+        ));
         let teams = tokio::spawn(Arc::clone(&state.teams).watch(state.backbone.agents.clone()));
         let prune = {
             let admission = Arc::clone(&state.admission);
@@ -169,7 +177,8 @@ impl Edge {
         };
         let mut app = Router::new()
             .merge(crate::http::routes())
-            .merge(crate::api::routes());
+            .merge(crate::api::routes())
+            .merge(crate::transport::sse::routes());
         if state.config.edge.serve_web {
             // Each kind of edge serves its own pages only: a visitor-only
             // edge has no console.
@@ -208,6 +217,7 @@ impl Edge {
         heartbeat.abort();
         audit.abort();
         notices.abort();
+        posts.abort();
         prune.abort();
         teams.abort();
         tracing::info!(edge_id = %state.edge_id, "edge stopped");

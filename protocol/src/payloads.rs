@@ -724,6 +724,35 @@ pub struct LoadEntry {
     pub claimed_at: i64,
 }
 
+/// Frames a client POSTed to an event-stream connection, from the edge
+/// that took the POST to the edge holding the stream, on
+/// `sse.<route>.<connection>` (request/reply). The holding edge checks the
+/// token against the connection's identity before handling any frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPost {
+    /// The poster's bearer token.
+    pub token: String,
+    /// JSON client frames, in order.
+    pub frames: Vec<String>,
+}
+
+/// The holding edge's answer to a [`StreamPost`]: how many frames it
+/// handled, or why it refused the POST (an HTTP status and error code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPostReply {
+    pub accepted: u32,
+    #[serde(default)]
+    pub refused: Option<StreamPostRefusal>,
+}
+
+/// Why a [`StreamPost`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPostRefusal {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
 /// A history request to the archiver, on `archive.history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRequest {
