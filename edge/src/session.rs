@@ -271,6 +271,7 @@ async fn admit(
                 return None;
             }
             let text = post.frames.remove(0);
+            post.handled += 1;
             posted = Some(post);
             text
         }
@@ -586,7 +587,9 @@ async fn on_posted(
             return true;
         }
     }
-    let count = u32::try_from(posted.frames.len()).unwrap_or(u32::MAX);
+    let count = u32::try_from(posted.frames.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(posted.handled);
     let mut open = true;
     for text in &posted.frames {
         open = Box::pin(on_text(session, limiter, text)).await;

@@ -112,6 +112,9 @@ pub enum ClientFrame {
     Refresh {
         token: String,
     },
+    /// A sign of life, answered with nothing: a client on the event-stream
+    /// transport (which has no WebSocket pings) sends one every 20 s.
+    Ping {},
 }
 
 impl ClientFrame {
@@ -133,6 +136,7 @@ impl ClientFrame {
             ClientFrame::PickUp { .. } => "pick_up",
             ClientFrame::Handoff { .. } => "handoff",
             ClientFrame::Refresh { .. } => "refresh",
+            ClientFrame::Ping {} => "ping",
         }
     }
 }

@@ -138,6 +138,7 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
             handoff::handoff(session, &conversation_id).await
         }
         ClientFrame::Refresh { token } => crate::access::refresh(session, &token).await,
+        ClientFrame::Ping {} => Ok(()),
     };
     if let Err(refusal) = result {
         tracing::info!(kind, code = ?refusal.code, reason = %refusal.message, "frame refused");

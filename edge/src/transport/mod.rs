@@ -54,6 +54,8 @@ pub struct Posted {
     pub token: String,
     /// JSON client frames, in order.
     pub frames: Vec<String>,
+    /// Frames of this POST already handled (its `hello`).
+    pub handled: u32,
     /// Told once every frame was handled (their answers are queued on the
     /// event stream by then).
     pub done: oneshot::Sender<PostOutcome>,

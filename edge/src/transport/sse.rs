@@ -379,6 +379,7 @@ fn deliver(state: &Arc<EdgeState>, message: async_nats::Message) {
     let posted = Inbound::Posted(Posted {
         token: post.token,
         frames: post.frames,
+        handled: 0,
         done,
     });
     // Queued here, in the order the POSTs arrived; answered when handled.
