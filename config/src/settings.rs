@@ -351,8 +351,13 @@ pub struct RouterSettings {
     /// the humans (`handed_off`, reason `no_answer` or `bot_absent`).
     pub bot_reply_deadline: HumanDuration,
     /// Per-team rules, by team id (conversations without a team use the
-    /// defaults).
+    /// defaults). Admins may change them while Switchboard runs (the
+    /// `teams` bucket, which wins over these).
     pub teams: std::collections::BTreeMap<String, TeamPolicy>,
+    /// An assigned conversation in which nothing was written for this long
+    /// is closed by the router (`closed` by `idle_close`), freeing its
+    /// agent's slot. Off unless set.
+    pub idle_close: Option<HumanDuration>,
 }
 
 impl Default for RouterSettings {
@@ -364,6 +369,7 @@ impl Default for RouterSettings {
             strategy: Strategy::LeastBusy,
             bot_reply_deadline: HumanDuration::from_secs(20),
             teams: std::collections::BTreeMap::new(),
+            idle_close: None,
         }
     }
 }

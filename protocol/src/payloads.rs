@@ -164,6 +164,12 @@ pub enum ConversationEvent {
     /// A bot handed the conversation to the human queue. `reason`:
     /// `visitor_asked`, `bot_asked`, `no_answer` or `bot_absent`.
     HandedOff { from: Participant, reason: String },
+    /// A private note of an agent (the record's sender), for agents only:
+    /// visitors receive the event with `text` left out.
+    Note {
+        #[serde(default)]
+        text: Option<String>,
+    },
 }
 
 impl ConversationEvent {
@@ -180,6 +186,7 @@ impl ConversationEvent {
             ConversationEvent::LeftMessage { .. } => "left_message",
             ConversationEvent::PickedUp { .. } => "picked_up",
             ConversationEvent::HandedOff { .. } => "handed_off",
+            ConversationEvent::Note { .. } => "note",
         }
     }
 }

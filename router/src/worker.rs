@@ -148,6 +148,7 @@ async fn watch_and_route(
     let mut events = select_all(watches);
     let mut mirror = Mirror::default();
     let mut memory = Memory::default();
+    let mut idle_watch = crate::idle::IdleWatch::default();
     let mut synced = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -204,6 +205,14 @@ async fn watch_and_route(
         mirror.prune_finished();
         if let Err(err) = requeue_absent(config, backbone, &mirror, &mut memory, now_ms()).await {
             tracing::warn!(error = %err, "requeue of absent agents failed");
+        }
+        if let Some(idle) = config.router.idle_close {
+            if let Err(err) =
+                crate::idle::close_idle(backbone, &mirror, &mut idle_watch, now_ms(), idle.get())
+                    .await
+            {
+                tracing::warn!(error = %err, "closing idle conversations failed");
+            }
         }
         let deadline = config.router.bot_reply_deadline.get();
         if let Err(err) =

@@ -80,7 +80,12 @@ impl Sse {
 
     /// POSTs frames to this stream through `edge` with `token`; returns the
     /// HTTP answer.
-    pub async fn post_via(&self, edge: SocketAddr, token: &str, frames: &[Value]) -> http::Response {
+    pub async fn post_via(
+        &self,
+        edge: SocketAddr,
+        token: &str,
+        frames: &[Value],
+    ) -> http::Response {
         http::bearer(
             edge,
             "POST",
@@ -209,7 +214,10 @@ async fn read_stream(
             );
             first = false;
         }
-        if line.to_ascii_lowercase().starts_with("transfer-encoding: chunked") {
+        if line
+            .to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+        {
             chunked = true;
         }
         if line == "\r\n" {

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use mongodb::bson::{doc, Document};
 use serde_json::json;
 use switchboard_tests::services::nats_server_binary;
-use switchboard_tests::system::{node_binary, System, PASSWORD};
 use switchboard_tests::sse::Sse;
+use switchboard_tests::system::{node_binary, System, PASSWORD};
 use switchboard_tests::ws::Ws;
 use switchboard_tests::{eventually, free_port};
 
@@ -138,8 +138,10 @@ async fn each_role_runs_with_its_own_credentials_and_a_bot_gets_nothing_else() {
     let (mut sue, _) = Sse::hello(edge, edge, &streamer_token, json!({})).await;
     sue.send(json!({ "type": "start", "text": "over sse", "client_id": "e1" }))
         .await;
-    sue.expect("ack over sse", |f| f["type"] == "ack" && f["client_id"] == "e1")
-        .await;
+    sue.expect("ack over sse", |f| {
+        f["type"] == "ack" && f["client_id"] == "e1"
+    })
+    .await;
     let messages = system.archive().await.collection::<Document>("messages");
     eventually("archived under the archiver's user", || {
         let messages = messages.clone();

@@ -38,7 +38,7 @@ async fn a_visitor_on_an_event_stream_chats_through_any_edge_and_resumes_elsewhe
         .as_str()
         .unwrap()
         .to_owned();
-    vic.expect(&"ack of s1".to_string(), |f| {
+    vic.expect("ack of s1", |f| {
         f["type"] == "ack" && f["client_id"] == "s1"
     })
     .await;
@@ -59,7 +59,9 @@ async fn a_visitor_on_an_event_stream_chats_through_any_edge_and_resumes_elsewhe
     let send = json!({
         "type": "send", "conversation_id": id, "client_id": "dup-1", "text": "only once"
     });
-    let first = vic.post_via(b, &visitor_token, &[send.clone()]).await;
+    let first = vic
+        .post_via(b, &visitor_token, std::slice::from_ref(&send))
+        .await;
     assert_eq!(first.status, 200, "{}", first.body);
     let mut retried = send.clone();
     retried["retry"] = json!(true);
@@ -135,13 +137,17 @@ async fn a_visitor_on_an_event_stream_chats_through_any_edge_and_resumes_elsewhe
     assert_eq!(resumed["complete"], true);
     for n in 0..5 {
         let text = format!("while away {n}");
-        back.expect(&text.clone(), |f| f["type"] == "message" && f["text"] == text)
-            .await;
+        back.expect(&text.clone(), |f| {
+            f["type"] == "message" && f["text"] == text
+        })
+        .await;
     }
     back.send(json!({ "type": "send", "conversation_id": id, "client_id": "after", "text": "back again" }))
         .await;
     let after = back
-        .expect("ack of after", |f| f["type"] == "ack" && f["client_id"] == "after")
+        .expect("ack of after", |f| {
+            f["type"] == "ack" && f["client_id"] == "after"
+        })
         .await;
     back.expect("the echo of after", |f| {
         f["type"] == "message" && f["client_id"] == "after"
@@ -173,7 +179,10 @@ async fn an_edge_shutting_down_closes_its_event_streams_with_1012() {
     // An idle ping keeps the session alive, and is answered with nothing.
     vic.send(json!({ "type": "ping" })).await;
     let began = std::time::Instant::now();
-    assert!(system.node(a).terminate().await, "the edge did not exit cleanly");
+    assert!(
+        system.node(a).terminate().await,
+        "the edge did not exit cleanly"
+    );
     assert_eq!(vic.expect_end().await, Delivered::Closed(1012));
     assert!(
         began.elapsed() < std::time::Duration::from_secs(8),
