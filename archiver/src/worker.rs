@@ -1,6 +1,6 @@
 //! The archiver's entry point: consume the chat stream through a durable
 //! consumer, write each batch to MongoDB, ack only after MongoDB confirmed
-//! it; and answer `archive.history` and `archive.stats` requests.
+//! it; and answer `archive.history`, `archive.stats` and `archive.search` requests.
 
 use std::time::Duration;
 
@@ -64,6 +64,11 @@ pub async fn run(
         archive.clone(),
         shutdown.clone(),
     ));
+    let search = tokio::spawn(crate::search::serve(
+        backbone.client.clone(),
+        archive.clone(),
+        shutdown.clone(),
+    ));
     let stats = tokio::spawn(crate::stats::serve(
         backbone.client.clone(),
         archive.clone(),
@@ -81,6 +86,7 @@ pub async fn run(
     }
     history.abort();
     stats.abort();
+    search.abort();
     tracing::info!("archiver stopped");
     Ok(())
 }

@@ -330,6 +330,9 @@ pub struct TeamPolicy {
     /// An assigned agent who has not answered within this long loses the
     /// conversation to the next agent. Off when unset.
     pub first_reply: Option<HumanDuration>,
+    /// Whether the team's bot, when one runs, takes new conversations
+    /// first (true when unset).
+    pub bot_first: Option<bool>,
 }
 
 /// Assignment.
@@ -380,6 +383,13 @@ impl RouterSettings {
         team.and_then(|t| self.teams.get(t))
             .and_then(|p| p.strategy)
             .unwrap_or(self.strategy)
+    }
+
+    /// Whether a team's bot takes its new conversations first.
+    pub fn bot_first_of(&self, team: Option<&str>) -> bool {
+        team.and_then(|t| self.teams.get(t))
+            .and_then(|p| p.bot_first)
+            .unwrap_or(true)
     }
 
     /// The first-reply deadline of a team, if it has one.

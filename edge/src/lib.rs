@@ -24,6 +24,8 @@
 //! - [`hub`]: one NATS subscription per conversation per edge, fanned out
 //!   to the local connections.
 //! - [`presence`]: agent presence entries and their heartbeats.
+//! - [`directory`]: agents (status, load), teams, bots and the missed
+//!   list, kept from the buckets' watches.
 //! - [`teams`]: the teams a conversation may be started for.
 //! - [`limits`]: per-connection rate limiting and input checks.
 //! - [`web`]: the demo site and agent console pages.
@@ -33,6 +35,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod boundary;
+pub mod directory;
 pub mod handlers;
 pub mod http;
 pub mod hub;

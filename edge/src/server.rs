@@ -70,6 +70,8 @@ pub struct EdgeState {
     pub shutdown: CancellationToken,
     /// The event streams (SSE) this edge holds.
     pub streams: Arc<crate::transport::sse::Streams>,
+    /// Agents, teams and the missed list, from the buckets.
+    pub directory: Arc<crate::directory::Directory>,
 }
 
 /// A bound, not yet serving edge.
@@ -96,6 +98,10 @@ impl Edge {
         let shutdown = CancellationToken::new();
         let state = Arc::new(EdgeState {
             streams: crate::transport::sse::Streams::new(&shutdown),
+            directory: crate::directory::Directory::new(
+                config.presence_ttl,
+                config.teams.iter().cloned(),
+            ),
             tokens: Tokens::from_settings(&config.auth),
             hub: Hub::new(
                 backbone.client.clone(),
@@ -160,6 +166,9 @@ impl Edge {
             })
         };
         let notices = tokio::spawn(Arc::clone(&state.hub).relay_notices());
+        let directory = tokio::spawn(
+            Arc::clone(&state.directory).watch(state.backbone.clone(), Arc::clone(&state.hub)),
+        );
         let posts = tokio::spawn(crate::transport::sse::serve_posts(
             Arc::clone(&state),
             shutdown.clone(),
@@ -218,6 +227,7 @@ impl Edge {
         audit.abort();
         notices.abort();
         posts.abort();
+        directory.abort();
         prune.abort();
         teams.abort();
         tracing::info!(edge_id = %state.edge_id, "edge stopped");

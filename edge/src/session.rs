@@ -449,6 +449,9 @@ async fn active(
         if let Some(queue) = state.hub.queue() {
             session.outbox.send(Outbound::Frame(queue)).await;
         }
+        if let Some(missed) = state.hub.missed() {
+            session.outbox.send(Outbound::Frame(missed)).await;
+        }
     }
 
     let mut limiter =

@@ -731,6 +731,117 @@ pub struct LoadEntry {
     pub claimed_at: i64,
 }
 
+/// A team's settings as admins edit them while Switchboard runs: KV
+/// bucket `teams`, key = team id. Routers and edges watch the bucket; a
+/// setting left out here falls back to the configuration
+/// (`router.teams.<team>`, then the defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamSettings {
+    pub team: TeamId,
+    /// How the team's humans are chosen: `least_busy` or `longest_idle`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// An assigned agent who has not answered within this many seconds
+    /// loses the conversation (`agent_left`, `no_reply`).
+    #[serde(default)]
+    pub first_reply_secs: Option<u64>,
+    /// Whether the team's bot (if one runs) takes new conversations first.
+    #[serde(default = "yes")]
+    pub bot_first: bool,
+    /// Whether the widget asks for a name and an email before a chat.
+    #[serde(default)]
+    pub prechat: bool,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A canned response agents expand by typing `/<shortcut>`: KV bucket
+/// `canned`, key = shortcut. Managed by admins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CannedResponse {
+    /// 1–32 of `a-z 0-9 - _`.
+    pub shortcut: String,
+    pub text: String,
+    /// Offered to this team's agents only; `None`: to everyone.
+    #[serde(default)]
+    pub team: Option<TeamId>,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// What a visitor told about themselves and where they are: KV bucket
+/// `profiles`, key = visitor id. Shown to agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitorProfile {
+    pub visitor_id: VisitorId,
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The page the widget was last opened on.
+    #[serde(default)]
+    pub page_url: Option<String>,
+    /// The browser (its `User-Agent`).
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A search of the archive's conversations, on `archive.search`
+/// (request/reply, one archiver answers): by visitor, by agent, by words
+/// in their messages; newest activity first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSearch {
+    #[serde(default)]
+    pub visitor_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Words that a message of the conversation contains (any case).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Conversations whose last activity is before this (unix ms): the
+    /// next page.
+    #[serde(default)]
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// The archiver's answer to an [`ArchiveSearch`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSearchReply {
+    pub conversations: Vec<ArchivedConversation>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One conversation as the archive summarises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedConversation {
+    pub conversation_id: ConversationId,
+    #[serde(default)]
+    pub visitor: Option<Participant>,
+    #[serde(default)]
+    pub agent: Option<Participant>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub closed_at: Option<i64>,
+    #[serde(default)]
+    pub last_activity_at: Option<i64>,
+    #[serde(default)]
+    pub rating: Option<u8>,
+}
+
 /// Frames a client POSTed to an event-stream connection, from the edge
 /// that took the POST to the edge holding the stream, on
 /// `sse.<route>.<connection>` (request/reply). The holding edge checks the

@@ -29,6 +29,9 @@ pub const ARCHIVE_HISTORY: &str = "archive.history";
 /// Request/reply service of the archivers: statistics over the archive
 /// (`StatsRequest` → `StatsReply`).
 pub const ARCHIVE_STATS: &str = "archive.stats";
+/// Request/reply service of the archivers: conversations of the archive
+/// by visitor, agent or words (`ArchiveSearch` → `ArchiveSearchReply`).
+pub const ARCHIVE_SEARCH: &str = "archive.search";
 /// Queue group of the archivers' services: one archiver answers each request.
 pub const ARCHIVER_GROUP: &str = "archiver";
 /// Durable consumer of the archiver on [`CHAT_STREAM`].
@@ -59,6 +62,12 @@ pub mod buckets {
     pub const BOTS: &str = "bots";
     /// Bots' last presence announcement, key = bot id.
     pub const BOT_PRESENCE: &str = "bot_presence";
+    /// Teams' settings edited by admins, key = team id.
+    pub const TEAMS: &str = "teams";
+    /// Canned responses, key = shortcut.
+    pub const CANNED: &str = "canned";
+    /// Visitors' profiles, key = visitor id.
+    pub const PROFILES: &str = "profiles";
 }
 
 /// Every call of the bot API, for the routers' one subscription:

@@ -14,6 +14,8 @@
 //!   acts: post, hand off, announce itself, list what it holds.
 //! - [`idle`]: closing conversations nobody writes in any more
 //!   (`router.idle_close`).
+//! - [`teams`]: teams' settings edited by admins (the `teams` bucket)
+//!   over the configuration's.
 //! - [`reconcile`]: repairs half-done work (claims without assignment,
 //!   slots of closed conversations).
 //! - [`worker`]: the entry point and its event loop.
@@ -25,6 +27,7 @@ pub mod idle;
 pub mod mirror;
 pub mod policy;
 pub mod reconcile;
+pub mod teams;
 pub mod worker;
 
 pub use worker::{run, HeldByBots, RouterConfig, RouterError};
