@@ -89,6 +89,7 @@ pub async fn add_as(
         created_at: now_ms(),
         role,
         disabled: false,
+        tokens_valid_after: 0,
     };
     // Claim the login first: the compare-and-set makes two concurrent adds
     // of one login fail for all but one.
@@ -270,6 +271,9 @@ pub async fn set_disabled(
             Some(current) => {
                 let mut account = current.clone();
                 account.disabled = disabled;
+                if disabled {
+                    account.tokens_valid_after = u64::try_from(now_ms() / 1000).unwrap_or(0);
+                }
                 Decision::Write(account.clone(), Ok(account))
             }
             None => Decision::Keep(Err(BusError::Invalid(format!(
@@ -292,12 +296,20 @@ pub async fn set_disabled(
     Ok(account)
 }
 
-/// Whether an agent may be connected: the account exists and is enabled.
+/// Whether a token of an agent issued at `issued_at` (unix seconds) still
+/// gives access: the account exists, is enabled, and was not disabled
+/// since the token was issued.
 ///
 /// # Errors
 /// NATS errors.
-pub async fn is_active(backbone: &Backbone, id: &AgentId) -> Result<bool, BusError> {
-    Ok(find(backbone, id).await?.is_some_and(|a| !a.disabled))
+pub async fn is_active(
+    backbone: &Backbone,
+    id: &AgentId,
+    issued_at: u64,
+) -> Result<bool, BusError> {
+    Ok(find(backbone, id)
+        .await?
+        .is_some_and(|a| !a.disabled && issued_at > a.tokens_valid_after))
 }
 
 /// Removes an agent by login; false when there is none.

@@ -516,6 +516,11 @@ impl Settings {
                 "and the names of auth.accepted_keys must be 1-64 letters, digits, '-' or '_'",
             );
         }
+        // A logged-out token is remembered for 31 days (the `revoked`
+        // bucket); an agent's token may not outlive that.
+        if self.auth.agent_token_ttl.get() > std::time::Duration::from_secs(30 * 24 * 3600) {
+            return reject("auth.agent_token_ttl", "must be at most 30d");
+        }
         if self.auth.accepted_keys.contains_key(&self.auth.key_id) {
             return reject("auth.accepted_keys", "names auth.key_id again");
         }

@@ -33,7 +33,7 @@ pub async fn still_valid(backbone: &Backbone, verified: &Verified) -> Result<boo
     let Identity::Agent { id, .. } = &verified.identity else {
         return Ok(true);
     };
-    if !accounts::is_active(backbone, id).await? {
+    if !accounts::is_active(backbone, id, verified.issued_at).await? {
         return Ok(false);
     }
     match &verified.token_id {
@@ -65,6 +65,7 @@ pub async fn revoked(
             let verified = Verified {
                 identity: session.identity.clone(),
                 role: Default::default(),
+                issued_at: session.token_issued_at,
                 expires_at: session.token_expires_at,
                 token_id: session.token_id.clone(),
             };
@@ -100,6 +101,7 @@ pub async fn refresh(session: &mut Session, token: &str) -> Handled {
         ));
     }
     session.token_id = verified.token_id;
+    session.token_issued_at = verified.issued_at;
     session.token_expires_at = session.token_expires_at.max(verified.expires_at);
     let expires_ms =
         i64::try_from(session.token_expires_at.saturating_mul(1000)).unwrap_or(i64::MAX);

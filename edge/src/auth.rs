@@ -76,7 +76,8 @@ pub struct Verified {
     /// For an agent, the role of their account when the token was issued
     /// (visitors are plain `agent`s here, never admins).
     pub role: AgentRole,
-    /// When it expires (unix seconds).
+    /// When it was issued and when it expires (unix seconds).
+    pub issued_at: u64,
     pub expires_at: u64,
     /// Its id, when it has one (revocation is by id).
     pub token_id: Option<String>,
@@ -154,7 +155,7 @@ impl Tokens {
         identity: &Identity,
         ttl: Duration,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        self.issue_with_role(identity, None, ttl)
+        self.issue_with_role(identity, None, ttl, 0)
     }
 
     /// A token for an agent account with its role (an admin's, say).
@@ -167,7 +168,23 @@ impl Tokens {
         role: AgentRole,
         ttl: Duration,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        self.issue_with_role(identity, Some(role), ttl)
+        self.issue_with_role(identity, Some(role), ttl, 0)
+    }
+
+    /// [`Tokens::issue_agent`] for an account whose tokens issued at or
+    /// before `revoked_through` (unix seconds) are revoked: the new one
+    /// says it was issued after, even within the same second.
+    ///
+    /// # Errors
+    /// Only if signing fails, which HS256 does not.
+    pub fn issue_agent_after(
+        &self,
+        identity: &Identity,
+        role: AgentRole,
+        ttl: Duration,
+        revoked_through: u64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_with_role(identity, Some(role), ttl, revoked_through.saturating_add(1))
     }
 
     fn issue_with_role(
@@ -175,8 +192,11 @@ impl Tokens {
         identity: &Identity,
         agent_role: Option<AgentRole>,
         ttl: Duration,
+        issued_at_least: u64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        let now = u64::try_from(now_ms() / 1000)
+            .unwrap_or(0)
+            .max(issued_at_least);
         let claims = Claims {
             sub: identity.id().to_owned(),
             role: identity.role(),
@@ -229,9 +249,9 @@ impl Tokens {
             role,
             name,
             agent_role,
+            iat,
             exp,
             jti,
-            ..
         } = data.claims;
         let identity = match role {
             Role::Visitor => VisitorId::new(sub)
@@ -249,6 +269,7 @@ impl Tokens {
         Ok(Verified {
             identity,
             role,
+            issued_at: iat,
             expires_at: exp,
             token_id: jti,
         })

@@ -238,10 +238,11 @@ async fn login_agent(
         id: account.id.clone(),
         name: account.name.clone(),
     };
-    match state.tokens.issue_agent(
+    match state.tokens.issue_agent_after(
         &identity,
         account.role,
         state.config.auth.agent_token_ttl.get(),
+        account.tokens_valid_after,
     ) {
         Ok(token) => Json(json!({
             "agent_id": account.id,

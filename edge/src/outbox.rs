@@ -145,7 +145,9 @@ enum Handled {
 }
 
 /// Runs the writer until the queue closes, a close is sent, the client is
-/// kicked, or the edge shuts down (close 1012).
+/// kicked, a write fails or times out, or the edge shuts down (close
+/// 1012). However it ends, the session is told (`gone`): a connection
+/// nobody can write to is over.
 pub async fn run(
     sink: Sink,
     rx: mpsc::Receiver<Outbound>,

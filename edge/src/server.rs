@@ -19,7 +19,7 @@ use crate::admission::Admission;
 use crate::auth::Tokens;
 use crate::hub::Hub;
 use crate::presence::Presences;
-use crate::teams::Teams;
+use crate::teams::{Accounts, Teams};
 
 /// A second audit of the live feeds follows a disruption after this long.
 const AUDIT_AGAIN_AFTER: Duration = Duration::from_secs(2);
@@ -173,7 +173,12 @@ impl Edge {
             Arc::clone(&state),
             shutdown.clone(),
         ));
-        let teams = tokio::spawn(Arc::clone(&state.teams).watch(state.backbone.agents.clone()));
+        let agent_teams = tokio::spawn(
+            Arc::clone(&state.teams).watch(Accounts::Agents, state.backbone.agents.clone()),
+        );
+        let bot_teams = tokio::spawn(
+            Arc::clone(&state.teams).watch(Accounts::Bots, state.backbone.bots.clone()),
+        );
         let prune = {
             let admission = Arc::clone(&state.admission);
             tokio::spawn(async move {
@@ -229,7 +234,8 @@ impl Edge {
         posts.abort();
         directory.abort();
         prune.abort();
-        teams.abort();
+        agent_teams.abort();
+        bot_teams.abort();
         tracing::info!(edge_id = %state.edge_id, "edge stopped");
         served
     }

@@ -45,6 +45,8 @@ pub struct Session {
     /// The id of the token the connection holds (said hello or refreshed
     /// with), by which a logout closes it.
     pub token_id: Option<String>,
+    /// When that token was issued (unix seconds).
+    pub token_issued_at: u64,
     /// When that token expires (unix seconds): the connection is closed
     /// with 4401 then, unless a `refresh` brought a newer one.
     pub token_expires_at: u64,
@@ -232,6 +234,7 @@ async fn run_connection(
         followed: HashSet::new(),
         may_send: HashMap::new(),
         token_id: verified.token_id,
+        token_issued_at: verified.issued_at,
         token_expires_at: verified.expires_at,
         resume: resume.clone(),
         retry_lookups: Budget::default(),
@@ -432,14 +435,24 @@ async fn active(
         .await;
     let (notice_tx, mut notices) = mpsc::channel::<AgentNotice>(NOTICE_QUEUE);
     if let Identity::Agent { id, .. } = &session.identity {
-        if let Err(err) = Box::pin(state.hub.join_inbox(id, connection, notice_tx)).await {
-            tracing::error!(error = %err, "join agent inbox");
+        // An agent who would not hear of assignments, or whom routers
+        // would not see, is not shown online: the console reconnects.
+        let reachable = match Box::pin(state.hub.join_inbox(id, connection, notice_tx)).await {
+            Ok(()) => Box::pin(state.presences.set(id, connection, AgentStatus::Online))
+                .await
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(err) = reachable {
+            tracing::error!(error = %err, "agent cannot be reached; not shown online");
             session
                 .error(ErrorCode::Unavailable, "cannot reach the message bus", None)
                 .await;
-        }
-        if let Err(err) = Box::pin(state.presences.set(id, connection, AgentStatus::Online)).await {
-            tracing::error!(error = %err, "set presence");
+            session
+                .close(close_code::TRY_AGAIN_LATER, "try again later")
+                .await;
+            Box::pin(cleanup(&session)).await;
+            return;
         }
     } else {
         drop(notice_tx);

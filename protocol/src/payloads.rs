@@ -636,6 +636,11 @@ pub struct AgentAccount {
     /// A disabled account cannot log in, and its connections are closed.
     #[serde(default)]
     pub disabled: bool,
+    /// Tokens issued at or before this time (unix seconds) are revoked: it
+    /// moves when the account is disabled, so enabling it again does not
+    /// bring back the tokens of before.
+    #[serde(default)]
+    pub tokens_valid_after: u64,
 }
 
 /// Published on `control.revoke`: every edge closes the matching
@@ -1043,6 +1048,7 @@ mod tests {
             created_at: 0,
             role: AgentRole::Admin,
             disabled: false,
+            tokens_valid_after: 0,
         };
         assert!(!format!("{account:?}").contains("argon2id"));
         roundtrip(account.clone());

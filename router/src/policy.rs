@@ -252,6 +252,7 @@ mod tests {
                 created_at: 0,
                 role: Default::default(),
                 disabled: false,
+                tokens_valid_after: 0,
             },
         );
         mirror.presence.insert(

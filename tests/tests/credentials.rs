@@ -222,3 +222,100 @@ async fn each_role_runs_with_its_own_credentials_and_a_bot_gets_nothing_else() {
         "{history}"
     );
 }
+
+/// An agent whose presence the edge cannot write (here: the edge's user
+/// may not write the presence bucket) is not shown online to anyone: the
+/// connection is closed with 1013 and the console tries again, rather
+/// than an agent who looks connected and is never given a conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_the_edge_cannot_make_present_is_told_to_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        r#"listen: "127.0.0.1:{port}"
+jetstream {{ store_dir: "{store}" }}
+accounts {{
+  SB {{
+    jetstream: enabled
+    users: [
+      {{ user: switchboard, password: "all" }}
+      {{ user: edge, password: "edge", permissions: {{
+          publish: {{ allow: [">"], deny: ["$KV.presence.>"] }}
+          subscribe: {{ allow: [">"] }}
+      }} }}
+    ]
+  }}
+}}
+"#,
+        store = dir.path().join("js").display(),
+    );
+    let file = dir.path().join("nats.conf");
+    std::fs::write(&file, config).unwrap();
+    let _server = tokio::process::Command::new(nats_server_binary())
+        .arg("-c")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("the permissioned nats-server", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let mut system = System::start().await;
+    system.set_env(
+        "SWITCHBOARD_NATS__URL",
+        &format!("nats://switchboard:all@127.0.0.1:{port}"),
+    );
+    system.router().await;
+    let edge = system
+        .edge_with(&[
+            (
+                "SWITCHBOARD_NATS__URL",
+                &format!("nats://edge:edge@127.0.0.1:{port}"),
+            ),
+            ("SWITCHBOARD_NATS__REQUEST_TIMEOUT", "1s"),
+        ])
+        .await;
+    let output = tokio::process::Command::new(node_binary())
+        .args([
+            "agent",
+            "add",
+            "--login",
+            "ann",
+            "--name",
+            "Ann",
+            "--capacity",
+            "2",
+        ])
+        .env(
+            "SWITCHBOARD_NATS__URL",
+            format!("nats://switchboard:all@127.0.0.1:{port}"),
+        )
+        .env("SWITCHBOARD_AGENT_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let token = System::agent_token(edge, "ann").await;
+    let mut ann = Ws::connect(edge).await;
+    ann.send(json!({ "type": "hello", "token": token })).await;
+    let error = ann.expect_type("error").await;
+    assert_eq!(error["code"], "unavailable", "{error}");
+    assert_eq!(ann.expect_close().await, 1013);
+    // Nobody sees her: a visitor waits with nobody online.
+    let (_, visitor_token) = System::visitor(edge, "Vic").await;
+    let (mut vic, _) = Ws::hello(edge, &visitor_token, json!({})).await;
+    vic.send(json!({ "type": "start" })).await;
+    let id = vic.expect_type("started").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queued = vic.expect_event(&id, "queued").await;
+    assert_eq!(queued["agents_online"], 0, "{queued}");
+}

@@ -85,45 +85,9 @@ async fn a_client_that_sends_without_reading_is_dropped_and_nobody_waits() {
             ("SWITCHBOARD_EDGE__RATE_BURST", "100000"),
         ])
         .await;
-    // A waiting conversation whose history pages are large.
-    let (_, visitor_token) = System::visitor(edge, "Vic").await;
-    let (mut vic, _) = Ws::hello(edge, &visitor_token, json!({})).await;
-    vic.send(json!({ "type": "start" })).await;
-    let id = vic.expect_type("started").await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    vic.close().await;
-    let backbone = system.backbone().await;
-    let conversation: ConversationId = id.parse().unwrap();
-    for i in 0..100 {
-        backbone
-            .log
-            .append(
-                &conversation,
-                Participant::system("filler"),
-                RecordBody::Message {
-                    text: "x".repeat(3000),
-                    client_id: format!("fill-{i}"),
-                },
-                None,
-            )
-            .await
-            .unwrap();
-    }
-    // Its agent comes online on a connection with a tiny receive buffer
-    // and is given it (all of it arrives as one catch-up).
-    let account = system.add_agent("hog", 1, None).await;
-    let token = System::agent_token(edge, "hog").await;
-    let mut hog = Ws::connect_small_buffer(edge).await;
-    hog.send(json!({ "type": "hello", "token": token, "resume": {} }))
-        .await;
-    hog.expect_type("welcome").await;
-    hog.expect_type("assigned").await;
-    // The agent reads what came live (so the hub's deliveries are not
-    // what fills its queue)...
-    hog.expect("the last record", |f| f["client_id"] == "fill-99")
-        .await;
+    // The agent has read what came (so the hub's deliveries are not what
+    // fills its queue)...
+    let (id, mut hog, account) = large_conversation_for_agent(&mut system, edge, "hog").await;
     // ...then asks for page after page and reads none of them.
     let asked = tokio::time::timeout(deadline(), async {
         for _ in 0..400 {
@@ -151,4 +115,87 @@ async fn a_client_that_sends_without_reading_is_dropped_and_nobody_waits() {
     control.expect_type("started").await;
     // ...and it is told why behind what it did not read.
     assert_eq!(hog.expect_close().await, 1008);
+}
+
+/// A write that cannot complete (the peer stopped reading, its buffers are
+/// full) is given up after `edge.write_timeout`, and the whole connection
+/// with it: its agent goes offline then, not at the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_cannot_complete_ends_the_connection() {
+    let mut system = System::with_workers().await;
+    let edge = system
+        .edge_with(&[
+            ("SWITCHBOARD_EDGE__WRITE_TIMEOUT", "1s"),
+            ("SWITCHBOARD_EDGE__PING_INTERVAL", "5m"),
+            ("SWITCHBOARD_EDGE__IDLE_TIMEOUT", "10m"),
+            // Only the write timeout can end it: the queue never fills.
+            ("SWITCHBOARD_EDGE__OUTBOUND_QUEUE", "100000"),
+            ("SWITCHBOARD_EDGE__RATE_PER_SEC", "100000"),
+            ("SWITCHBOARD_EDGE__RATE_BURST", "100000"),
+        ])
+        .await;
+    let (id, mut stuck, account) = large_conversation_for_agent(&mut system, edge, "stuck").await;
+    // Page after page, none of them read: the socket's buffers fill and the
+    // writer's next write cannot complete.
+    for _ in 0..100 {
+        stuck
+            .send(json!({ "type": "history", "conversation_id": id, "limit": 100 }))
+            .await;
+    }
+    let agent_id = account.id.to_string();
+    eventually("the stuck agent's connection ended", || {
+        let system = &system;
+        let agent_id = agent_id.clone();
+        async move { (presence_entries(system, &agent_id).await == 0).then_some(()) }
+    })
+    .await;
+}
+
+/// A waiting conversation whose history pages are large, given to an agent
+/// `login` connected with a tiny receive buffer, who has read all of it:
+/// `(conversation, the agent's connection, the agent)`.
+async fn large_conversation_for_agent(
+    system: &mut System,
+    edge: std::net::SocketAddr,
+    login: &str,
+) -> (String, Ws, switchboard_protocol::payloads::AgentAccount) {
+    let (_, visitor_token) = System::visitor(edge, "Vic").await;
+    let (mut vic, _) = Ws::hello(edge, &visitor_token, json!({})).await;
+    vic.send(json!({ "type": "start" })).await;
+    let id = vic.expect_type("started").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    vic.close().await;
+    let backbone = system.backbone().await;
+    let conversation: ConversationId = id.parse().unwrap();
+    for i in 0..100 {
+        backbone
+            .log
+            .append(
+                &conversation,
+                Participant::system("filler"),
+                RecordBody::Message {
+                    text: "x".repeat(3000),
+                    client_id: format!("fill-{i}"),
+                },
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    // The agent comes online and is given it (all of it arrives as one
+    // catch-up), and reads it.
+    let account = system.add_agent(login, 1, None).await;
+    let token = System::agent_token(edge, login).await;
+    let mut agent = Ws::connect_small_buffer(edge).await;
+    agent
+        .send(json!({ "type": "hello", "token": token, "resume": {} }))
+        .await;
+    agent.expect_type("welcome").await;
+    agent.expect_type("assigned").await;
+    agent
+        .expect("the last record", |f| f["client_id"] == "fill-99")
+        .await;
+    (id, agent, account)
 }

@@ -167,6 +167,8 @@ async fn a_disabled_or_removed_agent_is_disconnected_everywhere_at_once() {
     assert_eq!(refused.status, 401, "{}", refused.body);
 
     cli(&system, &["agent", "enable", "--login", "cal"]).await;
+    // Enabled again, the tokens of before stay revoked: a new login.
+    refused_at_hello(two, &token).await;
     let token = login(two, "cal").await;
     let (mut back, _) = Ws::hello(two, &token, json!({})).await;
     still_served(&mut back).await;

@@ -81,18 +81,19 @@ async fn refresh(State(state): State<Arc<EdgeState>>, request: axum::extract::Re
             state.config.auth.visitor_token_ttl.get(),
         ),
         Identity::Agent { id, .. } => {
-            let role = match accounts::find(&state.backbone, id).await {
-                Ok(Some(account)) => account.role,
+            let account = match accounts::find(&state.backbone, id).await {
+                Ok(Some(account)) => account,
                 Ok(None) => return unauthorized("this token was revoked"),
                 Err(err) => {
                     tracing::warn!(error = %err, "refresh: account lookup");
                     return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again");
                 }
             };
-            state.tokens.issue_agent(
+            state.tokens.issue_agent_after(
                 &verified.identity,
-                role,
+                account.role,
                 state.config.auth.agent_token_ttl.get(),
+                account.tokens_valid_after,
             )
         }
     };
