@@ -1,14 +1,22 @@
 // Switchboard visitor chat widget.
 //
-// Plain ES module, no build step, no dependencies. Embed with:
-//   <link rel="stylesheet" href="/widget.css">
-//   <script type="module" src="/widget.js"></script>
+// No build step, no dependencies. One tag on any site, as a classic script
+// or a module:
+//   <script src="https://chat.example.com/widget.js" async
+//           data-team="sales" data-color="#0a7d55" data-position="left"
+//           data-greeting="Questions about your order? Ask us."></script>
 //
-// The widget talks to the same origin: POST /api/v1/visitors for a token,
+// - data-server: the chat server's origin (default: where widget.js was
+//   loaded from). The site must be in its `edge.allowed_origins`.
+// - data-team: the team the site's chats go to (also `widget.js?team=`).
+// - data-color: the brand colour (any CSS colour).
+// - data-greeting: the line shown before the first message.
+// - data-position: `right` (default) or `left`.
+//
+// The widget lives in a shadow root (its own element, <switchboard-chat>)
+// with its own stylesheet, so the site's CSS cannot break it and its CSS
+// cannot leak. It talks to the server: POST /api/v1/visitors for a token,
 // then a WebSocket on /ws carrying one JSON object per text frame.
-//
-// A site whose chats go to one team (a bot-first team, say) names it in the
-// script's address: <script type="module" src="/widget.js?team=sales">.
 //
 // SECURITY: every piece of text that comes from users or the server is put
 // into the page with textContent / createTextNode only. The only innerHTML
@@ -27,17 +35,56 @@ const TYPING_SHOW_MS = 8000; // hide the agent's indicator if not refreshed
 
 // ---------------------------------------------------------------- helpers
 
-// The team of `?team=` in the widget's own address, if it is a valid id.
-function widgetTeam() {
-  try {
-    const team = new URL(import.meta.url).searchParams.get('team');
-    return team && /^[A-Za-z0-9_-]{1,64}$/.test(team) ? team : null;
-  } catch {
-    return null;
-  }
+const TEAM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+// The <script> that loaded the widget: the running classic script, or the
+// first script whose address ends in /widget.js (a module has no
+// currentScript).
+function widgetScript() {
+  if (document.currentScript && document.currentScript.src) return document.currentScript;
+  return [...document.querySelectorAll('script[src]')].find((node) => {
+    try {
+      return new URL(node.src, location.href).pathname.endsWith('/widget.js');
+    } catch {
+      return false;
+    }
+  }) || null;
 }
 
-const TEAM = widgetTeam();
+// The settings of the widget's tag (see the top of the file); anything
+// invalid is left out.
+function widgetSettings() {
+  const script = widgetScript();
+  const data = (script && script.dataset) || {};
+  let src = null;
+  try {
+    src = script ? new URL(script.src, location.href) : null;
+  } catch {
+    src = null;
+  }
+  let server = src ? src.origin : location.origin;
+  if (data.server) {
+    try {
+      const url = new URL(data.server, location.href);
+      if (url.protocol === 'https:' || url.protocol === 'http:') server = url.origin;
+    } catch {
+      // An invalid data-server: the script's own origin.
+    }
+  }
+  const team = data.team || (src && src.searchParams.get('team')) || null;
+  const color = data.color && globalThis.CSS && CSS.supports('color', data.color) ? data.color : null;
+  return {
+    server,
+    team: team && TEAM_RE.test(team) ? team : null,
+    color,
+    greeting: data.greeting ? String(data.greeting).slice(0, 300) : null,
+    position: data.position === 'left' ? 'left' : 'right',
+  };
+}
+
+const SETTINGS = widgetSettings();
+const TEAM = SETTINGS.team;
+const SERVER = SETTINGS.server;
 
 function uuid() {
   if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
@@ -261,11 +308,28 @@ function nameOf(p, fallback) {
 // ---------------------------------------------------------------- widget
 
 function init() {
-  if (document.getElementById('sb-root')) return; // loaded twice
+  if (document.querySelector('switchboard-chat')) return; // loaded twice
+  // The widget's own shadow root: the site's styles stay outside it, and
+  // its stylesheet inside. It shows once its stylesheet is in.
+  const host = document.createElement('switchboard-chat');
+  const shadow = host.attachShadow({ mode: 'open' });
+  const sheet = document.createElement('link');
+  sheet.rel = 'stylesheet';
+  sheet.href = `${SERVER}/widget.css`;
   const root = make('div', 'sb-root');
   root.id = 'sb-root';
+  root.hidden = true;
   root.innerHTML = SKELETON; // static markup only, no data
-  document.body.appendChild(root);
+  if (SETTINGS.position === 'left') root.classList.add('sb-left');
+  if (SETTINGS.color) root.style.setProperty('--sb-brand', SETTINGS.color);
+  if (SETTINGS.color) root.style.setProperty('--sb-brand-dark', SETTINGS.color);
+  const shown = () => {
+    root.hidden = false;
+  };
+  sheet.addEventListener('load', shown, { once: true });
+  sheet.addEventListener('error', shown, { once: true });
+  shadow.append(sheet, root);
+  document.body.appendChild(host);
 
   const $ = (id) => root.querySelector('#' + id);
   const ui = {
@@ -385,7 +449,7 @@ function init() {
   async function ensureVisitor() {
     const stored = loadStored();
     if (stored) return stored;
-    const res = await fetch('/api/v1/visitors', {
+    const res = await fetch(`${SERVER}/api/v1/visitors`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ page_url: location.href }),
@@ -411,8 +475,7 @@ function init() {
       scheduleReconnect(S.attempt++);
       return;
     }
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(`${proto}//${location.host}/ws`);
+    const ws = new WebSocket(`${SERVER.replace(/^http/, 'ws')}/ws`);
     S.ws = ws;
     S.connecting = false;
     S.ready = false;
@@ -556,7 +619,7 @@ function init() {
     const stored = loadStored();
     if (!stored) return;
     try {
-      const res = await fetch('/api/v1/token/refresh', {
+      const res = await fetch(`${SERVER}/api/v1/token/refresh`, {
         method: 'POST',
         headers: { authorization: `Bearer ${stored.token}` },
       });
@@ -1477,6 +1540,7 @@ function init() {
     }
   });
 
+  if (SETTINGS.greeting) ui.intro.querySelector('.sb-intro-text').textContent = SETTINGS.greeting;
   updateStatus();
   // Only visitors who already chatted connect right away; everyone else
   // gets a visitor record when they first open the panel.

@@ -22,7 +22,7 @@ const AGENT_TEXT = 'Hi, how can I help?';
 // Number of widget messages (mine/theirs) whose text is exactly `text`.
 function countWidgetMessages(page, text) {
   return page.evaluate(
-    (t) => [...document.querySelectorAll('#sb-messages .sb-msg .sb-text')].filter((n) => n.textContent === t).length,
+    (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg .sb-text')].filter((n) => n.textContent === t).length,
     text,
   );
 }
@@ -76,10 +76,10 @@ async function main() {
       await waitFor(
         visitor,
         'the visitor message to appear in the widget',
-        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine .sb-text')].some((n) => n.textContent === t),
+        (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-mine .sb-text')].some((n) => n.textContent === t),
         VISITOR_TEXT,
       );
-      await waitFor(visitor, 'the conversation to be created', () => !!document.querySelector('#sb-panel').dataset.conversationId);
+      await waitFor(visitor, 'the conversation to be created', () => !!document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-panel').dataset.conversationId);
       conversationId = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
     });
 
@@ -112,7 +112,7 @@ async function main() {
       await waitFor(
         visitor,
         'the agent reply in the widget',
-        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent === t),
+        (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent === t),
         AGENT_TEXT,
       );
       // Stored, and maybe already delivered or read: receipts can arrive
@@ -121,12 +121,12 @@ async function main() {
         visitor,
         'the visitor message to show data-state="sent", "delivered" or "read"',
         (t) =>
-          [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some(
+          [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some(
             (n) => ['sent', 'delivered', 'read'].includes(n.dataset.state) && n.querySelector('.sb-text').textContent === t,
           ),
         VISITOR_TEXT,
       );
-      const injected = await visitor.evaluate(() => document.querySelectorAll('#sb-messages b').length);
+      const injected = await visitor.evaluate(() => document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages b').length);
       if (injected !== 0) throw new Error('message text was rendered as HTML in the widget');
     });
 
@@ -138,7 +138,7 @@ async function main() {
         visitor,
         'both messages after reload (with their seq)',
         ([a, b]) => {
-          const msgs = [...document.querySelectorAll('#sb-messages .sb-msg')];
+          const msgs = [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg')];
           const has = (t, cls) => msgs.some((n) => n.classList.contains(cls) && n.dataset.seq && n.querySelector('.sb-text').textContent === t);
           return has(a, 'sb-mine') && has(b, 'sb-theirs');
         },
@@ -154,7 +154,7 @@ async function main() {
 
     await step('agent closes the conversation; visitor sees it closed', async () => {
       await agent.locator('#close-conversation').click();
-      await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('#sb-status').textContent));
+      await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-status').textContent));
       await waitFor(
         agent,
         'the conversation to be greyed out in the console',

@@ -9,6 +9,9 @@
 //! - bot.mjs: a site embeds the widget for a bot-first team; the FAQ bot
 //!   answers, the visitor clicks "Talk to a person", and the agent gets
 //!   the conversation with what the bot said and why.
+//! - embed.mjs: a shop on another origin embeds the widget with one tag,
+//!   with CSS that would break it; the widget shows with the tag's
+//!   settings and the visitor chats with the agent.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -25,6 +28,10 @@ async fn scenario(file: &str) {
 }
 
 async fn run_scenario(file: &str, edge: std::net::SocketAddr) {
+    run_scenario_with(file, edge, &[]).await;
+}
+
+async fn run_scenario_with(file: &str, edge: std::net::SocketAddr, env: &[(&str, String)]) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").is_dir(),
@@ -43,6 +50,7 @@ async fn run_scenario(file: &str, edge: std::net::SocketAddr) {
         .env("SB_AGENT_LOGIN", "console@test")
         .env("SB_AGENT_PASSWORD", PASSWORD)
         .env("CHROMIUM", &chromium)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -78,4 +86,18 @@ async fn talk_to_a_person_hands_the_bot_conversation_to_the_agent_in_chromium() 
     wait_present(&backbone, "faq", started).await;
     run_scenario("bot.mjs", edge).await;
     bot.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_embedded_with_one_tag_on_another_site_chats_in_chromium() {
+    let mut system = System::with_workers().await;
+    let shop = switchboard_tests::free_port();
+    let edge = system
+        .edge_with(&[(
+            "SWITCHBOARD_EDGE__ALLOWED_ORIGINS",
+            &format!(r#"["http://127.0.0.1:{shop}"]"#),
+        )])
+        .await;
+    system.add_agent("console@test", 2, None).await;
+    run_scenario_with("embed.mjs", edge, &[("SB_HOST_PORT", shop.to_string())]).await;
 }
