@@ -202,6 +202,7 @@ impl Edge {
             if state.config.edge.roles.contains(&EdgeRole::Agent) {
                 app = app.merge(crate::web::agent_routes());
             }
+            app = app.merge(crate::web::shared_routes());
         }
         let app = app
             .layer(axum::middleware::from_fn_with_state(

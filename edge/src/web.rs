@@ -69,6 +69,14 @@ pub fn visitor_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
 }
 
+/// What the widget and the console share: the transports.
+pub fn shared_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route(
+        "/transport.js",
+        get(asset(JS, include_str!("../web/transport.js"))),
+    )
+}
+
 /// The agents' pages: the console.
 pub fn agent_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()

@@ -2,10 +2,13 @@
 //
 // Plain ES module, no build step, no dependencies. Logs in with
 // POST /api/v1/agents/login, keeps the token in sessionStorage, then talks
-// JSON over the same-origin WebSocket /ws.
+// JSON over the same-origin WebSocket /ws, or the event stream when the
+// WebSocket cannot connect (transport.js, shared with the widget).
 //
 // SECURITY: all user or server supplied text (messages, names, notices,
 // errors) is set with textContent / createTextNode, never as HTML.
+
+import { Connector } from '/transport.js';
 
 const AUTH_KEY = 'switchboard.agent';
 const STATUS_KEY = 'switchboard.agent.status';
@@ -343,7 +346,7 @@ function logout(message) {
   S.ws = null;
   S.ready = false;
   if (ws) {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'status', status: 'offline' }));
+    if (ws.readyState === 1) ws.send(JSON.stringify({ type: 'status', status: 'offline' }));
     ws.close(1000, 'logout');
   }
   try {
@@ -380,26 +383,37 @@ ui.logout.addEventListener('click', () => logout());
 // -------------------------------------------------------------- transport
 
 function send(frame) {
-  if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return false;
+  if (!S.ws || S.ws.readyState !== 1) return false;
   S.ws.send(JSON.stringify(frame));
   return true;
 }
 
 function setConnection(state, text) {
   ui.app.dataset.connection = state; // "connecting" | "open" | "closed"
-  const labels = { connecting: 'Connecting…', open: 'Connected', closed: 'Offline' };
+  const fallback = ui.app.dataset.transport === 'sse';
+  const labels = {
+    connecting: 'Connecting…',
+    // The diagnostics: which transport the console is on.
+    open: fallback ? 'Connected (event stream)' : 'Connected',
+    closed: 'Offline',
+  };
   ui.connection.textContent = text || labels[state] || '';
+  ui.connection.title = fallback
+    ? 'Connected over the event stream: WebSocket is unavailable on this network'
+    : 'Connected over WebSocket';
   ui.connection.dataset.state = state;
 }
+
+const connector = new Connector(location.origin);
 
 function connect() {
   if (S.ws || S.stopped || !S.auth) return;
   clearTimeout(S.reconnectTimer);
   S.reconnectTimer = null;
   setConnection('connecting', S.everConnected ? 'Reconnecting…' : 'Connecting…');
-  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const ws = new WebSocket(`${proto}//${location.host}/ws`);
   const token = S.auth.token;
+  const ws = connector.open(() => (S.auth ? S.auth.token : token));
+  const transport = connector.transport;
   S.ws = ws;
   S.ready = false;
   for (const c of S.convs.values()) {
@@ -408,6 +422,7 @@ function connect() {
   }
 
   ws.addEventListener('open', () => {
+    ui.app.dataset.transport = transport === 'websocket' ? 'websocket' : 'sse';
     const hello = { type: 'hello', token };
     const resume = {};
     // Not the conversations that left this agent: those are no longer ours.

@@ -285,6 +285,7 @@ const SKELETON = `
     <button id="sb-send" class="sb-send" type="submit" disabled>Send</button>
     <p id="sb-counter" class="sb-counter" aria-live="polite" hidden></p>
   </form>
+  <p id="sb-diag" class="sb-diag"></p>
 </div>`;
 
 // Receipt states of the visitor's own messages, in the order they advance.
@@ -342,6 +343,7 @@ function init() {
     noticeDismiss: $('sb-notice-dismiss'),
     status: $('sb-status'),
     conn: $('sb-conn'),
+    diag: $('sb-diag'),
     person: $('sb-person'),
     personButton: $('sb-person-button'),
     offer: $('sb-offer'),
@@ -375,6 +377,7 @@ function init() {
 
   const S = {
     ws: null,
+    connector: null, // chooses the transport (transport.js), once loaded
     connecting: false,
     ready: false, // welcome received on the current socket
     everConnected: false,
@@ -441,7 +444,7 @@ function init() {
   // ------------------------------------------------------------ transport
 
   function send(frame) {
-    if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return false;
+    if (!S.ws || S.ws.readyState !== 1) return false;
     S.ws.send(JSON.stringify(frame));
     return true;
   }
@@ -475,7 +478,21 @@ function init() {
       scheduleReconnect(S.attempt++);
       return;
     }
-    const ws = new WebSocket(`${SERVER.replace(/^http/, 'ws')}/ws`);
+    // The transports are shared with the console (transport.js): a
+    // WebSocket while it works, else the event stream.
+    if (!S.connector) {
+      try {
+        const { Connector } = await import(`${SERVER}/transport.js`);
+        S.connector = new Connector(SERVER);
+      } catch {
+        S.connecting = false;
+        setConn('Cannot reach the chat service. Retrying…');
+        scheduleReconnect(S.attempt++);
+        return;
+      }
+    }
+    const ws = S.connector.open(() => (loadStored() || visitor).token);
+    const transport = S.connector.transport;
     S.ws = ws;
     S.connecting = false;
     S.ready = false;
@@ -483,6 +500,7 @@ function init() {
     S.tl.gapAsked.clear();
 
     ws.addEventListener('open', () => {
+      showTransport(transport);
       const hello = { type: 'hello', token: visitor.token };
       const c = S.conv || S.prev;
       if (c && S.tl.maxSeq > 0) hello.resume = { [c.id]: S.tl.maxSeq };
@@ -560,6 +578,14 @@ function init() {
         setConn(S.everConnected ? 'Connection lost. Reconnecting…' : 'Connecting…');
         scheduleReconnect(S.attempt++);
     }
+  }
+
+  // The diagnostics line: which transport the widget is on.
+  function showTransport(transport) {
+    ui.panel.dataset.transport = transport === 'websocket' ? 'websocket' : 'sse';
+    ui.diag.textContent = transport === 'websocket'
+      ? 'Connected over WebSocket'
+      : 'Connected over the event stream (WebSocket unavailable)';
   }
 
   function setConn(text) {
