@@ -167,7 +167,8 @@ const ui = {
   transferForm: $('transfer-form'),
   transferKind: $('transfer-kind'),
   transferTarget: $('transfer-target'),
-  transferSuggestions: $('transfer-suggestions'),
+  private: $('composer-private'),
+  hint: $('composer-hint'),
   transferNote: $('transfer-note'),
   transferError: $('transfer-error'),
   transferCancel: $('transfer-cancel'),
@@ -213,6 +214,7 @@ const S = {
   pickingUp: new Set(), // conversation ids we sent `pick_up` for
   knownAgents: new Map(), // agent id -> name, seen in conversations
   knownTeams: new Set(), // team ids seen in conversations and the queue
+  canned: new Map(), // shortcut -> text (GET /api/v1/canned)
   transferKey: null, // conversation with a `transfer` in flight
 };
 
@@ -545,6 +547,7 @@ function onWelcome(f) {
     return;
   }
   scheduleRefresh(f.token_expires_at);
+  loadCanned();
   S.ready = true;
   S.everConnected = true;
   S.attempt = 0;
@@ -1073,6 +1076,11 @@ function renderEvent(ev) {
     case 'picked_up':
       text = `Missed message picked up by ${agentName(ev.agent, 'an agent')}`;
       break;
+    case 'note':
+      text = by ? `Private note by ${by}` : 'Private note';
+      detail = ev.text || null;
+      node.classList.add('note');
+      break;
     case 'left_message': {
       text = 'Left a message while nobody was online';
       const contact = [ev.name, ev.email].filter(Boolean).join(' · ');
@@ -1292,7 +1300,13 @@ function renderQueue() {
     wait.dataset.since = String(Number(e.queued_at) || Date.now());
     wait.title = 'Waiting time';
     bottom.appendChild(wait);
-    li.append(top, bottom);
+    const take = make('button', 'queue-take ghost', 'Take');
+    take.type = 'button';
+    take.addEventListener('click', () => {
+      if (send({ type: 'take', conversation_id: e.conversation_id })) take.disabled = true;
+      else showChatError('Not connected — try again in a moment.');
+    });
+    li.append(top, bottom, take);
     return li;
   });
   ui.queue.replaceChildren(...items);
@@ -1393,20 +1407,44 @@ ui.missedRefresh.addEventListener('click', () => {
 
 // --------------------------------------------------------------- transfer
 
-function fillTransferSuggestions() {
+// Everyone a conversation can go to, by name, with who is there and their
+// load (GET /api/v1/directory); what the conversations taught us when the
+// directory cannot be read.
+async function fillTransferSuggestions() {
+  const team = ui.transferKind.value === 'team';
+  let directory = null;
+  try {
+    const res = await fetch('/api/v1/directory', { headers: { authorization: `Bearer ${S.auth.token}` } });
+    if (res.ok) directory = await res.json();
+  } catch {
+    directory = null;
+  }
   const options = [];
-  if (ui.transferKind.value === 'team') {
-    for (const team of [...S.knownTeams].sort()) options.push(Object.assign(make('option'), { value: team }));
+  if (team) {
+    const teams = directory && Array.isArray(directory.teams)
+      ? directory.teams.filter((t) => t.team)
+      : [...S.knownTeams].sort().map((t) => ({ team: t }));
+    for (const t of teams) {
+      const online = typeof t.online === 'number' ? ` — ${t.online} online` : '';
+      options.push(Object.assign(make('option', null, `${t.team}${online}`), { value: String(t.team) }));
+    }
   } else {
-    for (const [id, name] of S.knownAgents) {
-      const option = make('option');
-      option.value = id;
-      if (name) option.label = name;
-      options.push(option);
+    const agents = directory && Array.isArray(directory.agents)
+      ? directory.agents
+      : [...S.knownAgents].map(([id, name]) => ({ id, name }));
+    for (const a of agents) {
+      if (S.me && sameId(a.id, S.me.id)) continue;
+      const load = typeof a.load === 'number' ? `, ${a.load}/${a.capacity || '?'}` : '';
+      const status = a.status ? ` — ${a.status}${load}` : '';
+      options.push(Object.assign(make('option', null, `${a.name || a.id}${status}`), { value: String(a.id) }));
     }
   }
-  ui.transferSuggestions.replaceChildren(...options);
-  ui.transferTarget.placeholder = ui.transferKind.value === 'team' ? 'Team id (e.g. sales)' : 'Agent id (a_…)';
+  if (!options.length) {
+    const none = make('option', null, team ? 'No team to transfer to' : 'No other agent');
+    none.value = '';
+    options.push(none);
+  }
+  ui.transferTarget.replaceChildren(...options);
 }
 
 function showTransfer() {
@@ -1437,7 +1475,7 @@ function submitTransfer() {
   const note = ui.transferNote.value.trim();
   const kind = ui.transferKind.value === 'team' ? 'team' : 'agent';
   if (!ID_RE.test(target)) {
-    transferProblem(`Enter ${kind === 'team' ? 'a team' : 'an agent'} id: letters, digits, - and _ only.`);
+    transferProblem(`Pick ${kind === 'team' ? 'a team' : 'an agent'}.`);
     return;
   }
   if (kind === 'agent' && S.me && sameId(target, S.me.id)) {
@@ -1466,7 +1504,6 @@ function transferDone(c) {
   S.transferKey = null;
   ui.transferSubmit.disabled = false;
   ui.transferSubmit.textContent = 'Transfer';
-  ui.transferTarget.value = '';
   ui.transferNote.value = '';
   if (!activeConv() || activeConv() === c) hideTransfer();
   c.draft = '';
@@ -1512,12 +1549,56 @@ function flushOutbox(c, all = true) {
   }
 }
 
+// The canned response `/shortcut` names, if the text is just that.
+function cannedFor(text) {
+  const m = /^\/([a-z0-9_-]{1,32})$/.exec(text.trim());
+  return m ? S.canned.get(m[1]) || null : null;
+}
+
+// Replaces a `/shortcut` in the composer with its text; true if it did.
+function expandCanned() {
+  const canned = cannedFor(ui.input.value);
+  if (canned == null) return false;
+  ui.input.value = canned;
+  ui.hint.hidden = true;
+  updateSendButton();
+  return true;
+}
+
+async function loadCanned() {
+  try {
+    const res = await fetch('/api/v1/canned', { headers: { authorization: `Bearer ${S.auth.token}` } });
+    if (!res.ok) return;
+    const body = await res.json();
+    S.canned = new Map((Array.isArray(body.canned) ? body.canned : []).map((c) => [String(c.shortcut), String(c.text)]));
+  } catch {
+    // Without canned responses the composer still works.
+  }
+}
+
 function submit() {
   const c = activeConv();
+  // `/shortcut` then Enter inserts the canned response first.
+  if (expandCanned()) return;
   const text = ui.input.value.trim();
   if (!c || !text || !isMine(c)) return;
   if (text.length > MAX_LEN) {
     showChatError(`Messages can be at most ${MAX_LEN} characters.`);
+    return;
+  }
+  if (ui.private.checked) {
+    // A private note: shown to agents only, when its event comes back.
+    if (text.length > MAX_NOTE) {
+      showChatError(`A note can be at most ${MAX_NOTE} characters.`);
+      return;
+    }
+    if (!send({ type: 'note', conversation_id: c.id, client_id: uuid(), text })) {
+      showChatError('Not connected — try again in a moment.');
+      return;
+    }
+    ui.input.value = '';
+    ui.private.checked = false;
+    updateSendButton();
     return;
   }
   ui.input.value = '';
@@ -1568,6 +1649,10 @@ ui.composer.addEventListener('submit', (e) => {
 });
 
 ui.input.addEventListener('keydown', (e) => {
+  if (e.key === 'Tab' && !e.shiftKey && expandCanned()) {
+    e.preventDefault();
+    return;
+  }
   if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
     submit();
@@ -1576,6 +1661,9 @@ ui.input.addEventListener('keydown', (e) => {
 
 ui.input.addEventListener('input', () => {
   updateSendButton();
+  const canned = cannedFor(ui.input.value);
+  ui.hint.hidden = canned == null;
+  ui.hint.textContent = canned == null ? '' : `Tab: ${canned.length > 80 ? `${canned.slice(0, 80)}…` : canned}`;
   if (ui.input.value) noteTyping();
   else stopTyping();
 });

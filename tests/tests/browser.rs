@@ -12,6 +12,8 @@
 //! - fallback.mjs: with WebSocket removed from the pages, the widget and
 //!   the console chat over the event stream, say so, and resume after
 //!   their edge is killed and restarted, with no gap and no repeat.
+//! - inbox.mjs: take from the queue, a canned response, a private note
+//!   the visitor never sees, a transfer to another agent picked by name.
 //! - embed.mjs: a shop on another origin embeds the widget with one tag,
 //!   with CSS that would break it; the widget shows with the tag's
 //!   settings and the visitor chats with the agent.
@@ -21,6 +23,8 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+use switchboard_bus::kv;
+use switchboard_protocol::payloads::CannedResponse;
 use switchboard_protocol::time::now_ms;
 use switchboard_tests::bots::{add_bot, wait_present, BotKind, BotProcess};
 use switchboard_tests::system::{System, PASSWORD};
@@ -163,4 +167,22 @@ async fn without_websocket_the_widget_and_console_chat_over_the_event_stream_in_
         status.success() && stdout.contains("browser: 1 passed, 0 failed"),
         "browser scenario fallback.mjs failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn take_canned_note_and_transfer_by_name_in_the_inbox_in_chromium() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    system.add_agent("console@test", 2, None).await;
+    system.add_agent("bob@test", 2, None).await;
+    let canned = CannedResponse {
+        shortcut: "thanks".into(),
+        text: "Thanks for waiting! How can I help?".into(),
+        team: None,
+        updated_at: now_ms(),
+    };
+    kv::put(&system.backbone().await.canned, "thanks", &canned)
+        .await
+        .unwrap_or_else(|e| panic!("save a canned response: {e}"));
+    run_scenario_with("inbox.mjs", edge, &[("SB_AGENT2_LOGIN", "bob@test".into())]).await;
 }
