@@ -77,7 +77,7 @@ pub fn shared_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     )
 }
 
-/// The agents' pages: the console.
+/// The agents' pages: the console and the admin pages.
 pub fn agent_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/console", get(page(include_str!("../web/console.html"))))
@@ -88,5 +88,12 @@ pub fn agent_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/console.css",
             get(asset(CSS, include_str!("../web/console.css"))),
+        )
+        // The admin pages: admins log in like agents.
+        .route("/admin", get(page(include_str!("../web/admin.html"))))
+        .route("/admin.js", get(asset(JS, include_str!("../web/admin.js"))))
+        .route(
+            "/admin.css",
+            get(asset(CSS, include_str!("../web/admin.css"))),
         )
 }

@@ -14,6 +14,8 @@
 //!   their edge is killed and restarted, with no gap and no repeat.
 //! - inbox.mjs: take from the queue, a canned response, a private note
 //!   the visitor never sees, a transfer to another agent picked by name.
+//! - admin.mjs: an admin adds an agent at /admin and watches the
+//!   dashboard and its chart move as the agent comes online and chats.
 //! - embed.mjs: a shop on another origin embeds the widget with one tag,
 //!   with CSS that would break it; the widget shows with the tag's
 //!   settings and the visitor chats with the agent.
@@ -23,8 +25,9 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+use switchboard_bus::accounts::{self, NewAgent};
 use switchboard_bus::kv;
-use switchboard_protocol::payloads::CannedResponse;
+use switchboard_protocol::payloads::{AgentRole, CannedResponse};
 use switchboard_protocol::time::now_ms;
 use switchboard_tests::bots::{add_bot, wait_present, BotKind, BotProcess};
 use switchboard_tests::system::{System, PASSWORD};
@@ -185,4 +188,24 @@ async fn take_canned_note_and_transfer_by_name_in_the_inbox_in_chromium() {
         .await
         .unwrap_or_else(|e| panic!("save a canned response: {e}"));
     run_scenario_with("inbox.mjs", edge, &[("SB_AGENT2_LOGIN", "bob@test".into())]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_an_agent_and_watches_the_dashboard_in_chromium() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    accounts::add_as(
+        &system.backbone().await,
+        NewAgent {
+            login: "root@test".into(),
+            name: "Root".into(),
+            password: PASSWORD.into(),
+            team: None,
+            capacity: 1,
+        },
+        AgentRole::Admin,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("add admin: {e}"));
+    run_scenario_with("admin.mjs", edge, &[("SB_ADMIN_LOGIN", "root@test".into())]).await;
 }
