@@ -16,6 +16,8 @@
 //!   the visitor never sees, a transfer to another agent picked by name.
 //! - admin.mjs: an admin adds an agent at /admin and watches the
 //!   dashboard and its chart move as the agent comes online and chats.
+//! - i18n.mjs: a zh-CN browser gets the widget in Chinese, with a header
+//!   that says nobody is online; `data-lang` chooses too.
 //! - embed.mjs: a shop on another origin embeds the widget with one tag,
 //!   with CSS that would break it; the widget shows with the tag's
 //!   settings and the visitor chats with the agent.
@@ -208,4 +210,9 @@ async fn an_admin_adds_an_agent_and_watches_the_dashboard_in_chromium() {
     .await
     .unwrap_or_else(|e| panic!("add admin: {e}"));
     run_scenario_with("admin.mjs", edge, &[("SB_ADMIN_LOGIN", "root@test".into())]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chinese_browser_gets_the_widget_in_chinese_in_chromium() {
+    scenario("i18n.mjs").await;
 }
