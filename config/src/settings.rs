@@ -280,6 +280,12 @@ pub struct EdgeSettings {
     /// Load balancers in front of the edge: from these peers, the client's
     /// address is taken from `X-Forwarded-For`.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// On SIGTERM, how long the edge keeps serving while `/readyz` answers
+    /// 503, so that the load balancer stops sending it new clients…
+    pub drain_delay: HumanDuration,
+    /// …then over how long it closes its connections (1012, "reconnect
+    /// elsewhere"), a few at a time rather than all at once.
+    pub drain_grace: HumanDuration,
 }
 
 impl Default for EdgeSettings {
@@ -307,6 +313,8 @@ impl Default for EdgeSettings {
             sockets_per_address: 500,
             sockets_per_identity: 20,
             trusted_proxies: Vec::new(),
+            drain_delay: HumanDuration::from_secs(5),
+            drain_grace: HumanDuration::from_secs(5),
         }
     }
 }

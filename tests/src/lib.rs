@@ -3,6 +3,7 @@
 //! contract over real sockets.
 //!
 //! - [`archive`]: waiting for the archiver to catch up.
+//! - [`guarantees`]: checking the delivery guarantees after faults.
 //! - [`bots`]: bot accounts, the example FAQ bots as real processes, and
 //!   what a bot answered.
 //! - [`script`]: conversations with chosen times, published to the stream.
@@ -34,6 +35,7 @@
 
 pub mod archive;
 pub mod bots;
+pub mod guarantees;
 pub mod http;
 pub mod script;
 pub mod services;

@@ -167,12 +167,18 @@ async fn a_visitor_on_an_event_stream_chats_through_any_edge_and_resumes_elsewhe
 }
 
 /// A shutting-down edge ends its event streams with a `close` event
-/// carrying 1012, at once: the HTTP server's graceful shutdown is not
-/// held up by them.
+/// carrying 1012 within its drain (`edge.drain_delay`, then
+/// `edge.drain_grace`), as it closes WebSockets: the HTTP server's
+/// graceful shutdown is not held up by them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_shutting_down_closes_its_event_streams_with_1012() {
     let mut system = System::with_workers().await;
-    let a = system.edge().await;
+    let a = system
+        .edge_with(&[
+            ("SWITCHBOARD_EDGE__DRAIN_DELAY", "1s"),
+            ("SWITCHBOARD_EDGE__DRAIN_GRACE", "2s"),
+        ])
+        .await;
     let b = system.edge().await;
     let (_, token) = System::visitor(a, "Vic").await;
     let (mut vic, _) = Sse::hello(a, b, &token, json!({})).await;

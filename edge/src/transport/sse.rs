@@ -94,6 +94,11 @@ impl Streams {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Ends every stream at once with its `close` (1012) event.
+    pub fn stop_all(&self) {
+        self.stopping.cancel();
+    }
+
     /// Event streams open on this edge (for metrics and tests).
     pub fn open(&self) -> usize {
         self.connections().len()
@@ -295,7 +300,7 @@ async fn post_frames(
 }
 
 /// Takes the POSTs routed to this edge's event streams, for as long as the
-/// edge runs; `shutdown` (the edge's) ends every stream with 1012.
+/// edge runs; `shutdown` (the edge's last step) ends every stream with 1012.
 pub async fn serve_posts(state: Arc<EdgeState>, shutdown: CancellationToken) {
     let streams = Arc::clone(&state.streams);
     {
