@@ -1134,4 +1134,74 @@ mod tests {
         assert_eq!(generic["body"]["reason"], "visitor_asked");
         assert_eq!(generic["body"]["from"]["role"], "bot");
     }
+
+    #[test]
+    fn desk_payloads_roundtrip_with_named_fields() {
+        roundtrip(TeamSettings {
+            team: TeamId::new("vip").unwrap(),
+            strategy: Some("longest_idle".into()),
+            first_reply_secs: Some(120),
+            bot_first: false,
+            prechat: true,
+            updated_at: 1,
+        });
+        roundtrip(CannedResponse {
+            shortcut: "thanks".into(),
+            text: "Thanks!".into(),
+            team: None,
+            updated_at: 2,
+        });
+        roundtrip(VisitorProfile {
+            visitor_id: VisitorId::new("v_1").unwrap(),
+            name: "Ann".into(),
+            email: Some("ann@example.com".into()),
+            page_url: Some("https://shop.example/".into()),
+            user_agent: None,
+            created_at: 3,
+            updated_at: 4,
+        });
+        roundtrip(ArchiveSearch {
+            visitor_id: Some("v_1".into()),
+            text: Some("refund".into()),
+            limit: 20,
+            ..ArchiveSearch::default()
+        });
+        roundtrip(ArchiveSearchReply {
+            conversations: vec![ArchivedConversation {
+                conversation_id: ConversationId::new("c_1").unwrap(),
+                visitor: Some(Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann")),
+                agent: None,
+                team: None,
+                status: Some("closed".into()),
+                created_at: Some(5),
+                closed_at: None,
+                last_activity_at: Some(6),
+                rating: Some(5),
+            }],
+            error: None,
+        });
+        // Bots in other languages read maps with field names; a team saved
+        // before `bot_first` existed takes its bot first.
+        let bytes = encode(&CannedResponse {
+            shortcut: "x".into(),
+            text: "y".into(),
+            team: None,
+            updated_at: 0,
+        })
+        .unwrap();
+        let value: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(value["shortcut"], "x", "{value:?}");
+        #[derive(Serialize)]
+        struct OldTeam {
+            team: String,
+            updated_at: i64,
+        }
+        let old = rmp_serde::to_vec_named(&OldTeam {
+            team: "sales".into(),
+            updated_at: 0,
+        })
+        .unwrap();
+        let settings: TeamSettings = decode(&old).unwrap();
+        assert!(settings.bot_first && !settings.prechat);
+    }
 }
