@@ -215,6 +215,7 @@ const S = {
   knownAgents: new Map(), // agent id -> name, seen in conversations
   knownTeams: new Set(), // team ids seen in conversations and the queue
   canned: new Map(), // shortcut -> text (GET /api/v1/canned)
+  audio: null, // the alerts' AudioContext, made on the sign-in click
   transferKey: null, // conversation with a `transfer` in flight
 };
 
@@ -252,6 +253,7 @@ function showLogin(message) {
 }
 
 ui.loginForm.addEventListener('submit', async (e) => {
+  prepareAlerts();
   e.preventDefault();
   const login = ui.login.value.trim();
   const password = ui.password.value;
@@ -590,6 +592,7 @@ function onAssigned(f) {
     renderMissed();
   }
   c.fresh = S.activeKey !== c.key && !picked;
+  if (c.fresh) alertAgent('New conversation', visitorName(c.visitor));
   requestHistory(c);
   renderList();
   // A missed conversation this agent picked up opens right away.
@@ -858,7 +861,10 @@ function ingest(item, live) {
       c.lastActivity = Date.now();
       if (item.sender && item.sender.role === 'visitor') {
         setVisitorTyping(c, false);
-        if ((!active || document.hidden) && !c.handedOff) c.unread += 1;
+        if ((!active || document.hidden) && !c.handedOff) {
+          c.unread += 1;
+          alertAgent(visitorName(c.visitor), item.text || '');
+        }
       }
     }
   } else if (item.type === 'event') {
@@ -1164,6 +1170,49 @@ function renderList() {
     ui.list.appendChild(c.item); // re-appending moves it into order
   }
   ui.noConversations.hidden = convs.length > 0;
+  updateTitle();
+}
+
+// ---------------------------------------------------------------- alerts
+
+const BASE_TITLE = document.title;
+
+// The tab's title carries what waits for the agent: unread messages and
+// new conversations, `(3) Switchboard — …`.
+function updateTitle() {
+  const waiting = [...S.convs.values()].reduce((n, c) => n + (c.unread || 0) + (c.fresh && !c.unread ? 1 : 0), 0);
+  document.title = waiting ? `(${waiting > 99 ? '99+' : waiting}) ${BASE_TITLE}` : BASE_TITLE;
+}
+
+// Asked on the sign-in click (a user gesture, as browsers require).
+function prepareAlerts() {
+  try {
+    if (!S.audio && globalThis.AudioContext) S.audio = new AudioContext();
+    if (globalThis.Notification && Notification.permission === 'default') Notification.requestPermission().catch(() => {});
+  } catch {
+    // Alerts are a nicety: the console works without them.
+  }
+}
+
+// A short tone and, when the tab is in the background, a desktop
+// notification: a new conversation or a visitor's message.
+function alertAgent(title, body) {
+  try {
+    if (S.audio && S.audio.state === 'running') {
+      const tone = S.audio.createOscillator();
+      const gain = S.audio.createGain();
+      tone.frequency.value = 880;
+      gain.gain.value = 0.05;
+      tone.connect(gain).connect(S.audio.destination);
+      tone.start();
+      tone.stop(S.audio.currentTime + 0.15);
+    }
+    if (document.hidden && globalThis.Notification && Notification.permission === 'granted') {
+      new Notification(title, { body, tag: 'switchboard' });
+    }
+  } catch {
+    // As above.
+  }
 }
 
 function renderChatHeader() {
@@ -1213,6 +1262,7 @@ function selectConversation(key) {
   if (prev !== c) ui.input.value = c.draft;
   renderChatHeader();
   for (const other of S.convs.values()) renderListItem(other);
+  updateTitle();
   requestHistory(c);
   scrollToBottom();
   markRead(c);
@@ -1235,6 +1285,7 @@ function markRead(c) {
   if (c.unread) {
     c.unread = 0;
     renderListItem(c);
+    updateTitle();
   }
 }
 
@@ -1703,3 +1754,18 @@ renderMissed();
 const saved = loadAuth();
 if (saved) startApp(saved);
 else showLogin();
+
+// Keyboard: Alt+↑ and Alt+↓ move between conversations (in the list's
+// order), Escape closes the transfer form.
+document.addEventListener('keydown', (e) => {
+  if (e.altKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
+    const keys = [...ui.list.querySelectorAll('.conv-item')].map((n) => n.dataset.conversationId);
+    if (!keys.length) return;
+    e.preventDefault();
+    const at = keys.indexOf(S.activeKey);
+    const next = at < 0 ? 0 : Math.min(keys.length - 1, Math.max(0, at + (e.key === 'ArrowDown' ? 1 : -1)));
+    selectConversation(keys[next]);
+  } else if (e.key === 'Escape' && !ui.transferForm.hidden) {
+    hideTransfer();
+  }
+});

@@ -7,7 +7,7 @@
 // Environment: as harness.mjs, plus SB_ADMIN_LOGIN (an admin; same
 // password as the agent).
 
-import { BASE, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const ADMIN = process.env.SB_ADMIN_LOGIN || '';
@@ -80,6 +80,7 @@ async function main() {
       await waitFor(admin, 'an open conversation on the dashboard', () => document.querySelector('#kpi-assigned').textContent === '1');
       await waitFor(admin, 'the conversation in the last 24 hours', () => document.querySelector('#stat-started').textContent === '1');
       await waitFor(admin, 'a bar in the chart', () => document.querySelectorAll('#chart rect.bar-started').length === 1);
+      await shoot(admin, 'admin-dashboard', true);
       if (errors.length) throw new Error(`errors: ${errors.join(' | ')}`);
     });
   } catch (err) {

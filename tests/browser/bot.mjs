@@ -9,7 +9,7 @@
 //
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success.
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const QUESTION = 'How long does shipping take?';
@@ -64,6 +64,7 @@ async function main() {
         ANSWER_PART,
       );
       await waitFor(visitor, 'the "Talk to a person" offer', () => !document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-person').hidden);
+      await shoot(visitor, 'widget-bot');
       const status = await visitor.locator('#sb-status').textContent();
       if (!status.includes('FAQ bot') || !status.includes('(a bot)')) throw new Error(`status says ${JSON.stringify(status)}`);
       conversationId = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');

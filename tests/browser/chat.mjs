@@ -12,7 +12,7 @@
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
 // failing step and exits 1 otherwise.
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 
@@ -69,6 +69,8 @@ async function main() {
     let conversationId = '';
     await step('visitor opens the widget and sends a message', async () => {
       await visitor.goto(`${BASE}/`);
+      await visitor.locator('#sb-launcher').waitFor({ state: 'visible' });
+      await shoot(visitor, 'widget-closed');
       await visitor.locator('#sb-launcher').click();
       await visitor.locator('#sb-panel').waitFor({ state: 'visible' });
       await visitor.locator('#sb-input').fill(VISITOR_TEXT);
@@ -126,6 +128,8 @@ async function main() {
           ),
         VISITOR_TEXT,
       );
+      await shoot(visitor, 'widget-chatting');
+      await shoot(agent, 'console');
       const injected = await visitor.evaluate(() => document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages b').length);
       if (injected !== 0) throw new Error('message text was rendered as HTML in the widget');
     });

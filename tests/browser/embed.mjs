@@ -9,7 +9,7 @@
 // origin in the edge's `edge.allowed_origins`).
 
 import http from 'node:http';
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, step, watch, waitFor, launch, fail } from './harness.mjs';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, step, watch, waitFor, launch, fail, shoot } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const PORT = Number(process.env.SB_HOST_PORT);
@@ -140,6 +140,7 @@ async function main() {
           .some((n) => n.textContent === t),
         AGENT_TEXT,
       );
+      await shoot(visitor, 'widget-embedded');
     });
 
     await step('the widget called the edge, never the shop, and nothing failed', async () => {

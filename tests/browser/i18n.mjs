@@ -5,7 +5,7 @@
 //
 // Environment: as harness.mjs (the agent never signs in).
 
-import { BASE, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
 
 const OVERALL_MS = 120000;
 const inWidget = (selector) => `switchboard-chat >> ${selector}`;
@@ -55,6 +55,11 @@ async function main() {
       await pages.en.goto(`${BASE}/`);
       const en = await pages.en.locator(inWidget('.sb-launcher-label')).textContent();
       if (en !== 'Chat with us') throw new Error(`the English launcher says ${en}`);
+      await pages.en.setViewportSize({ width: 390, height: 844 });
+      await pages.en.locator(inWidget('#sb-launcher')).click();
+      await waitFor(pages.en, 'the header saying nobody is online',
+        () => document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-subtitle').textContent === 'No one is available right now');
+      await shoot(pages.en, 'widget-mobile');
       await pages.tag.goto(`${BASE}/?lang=zh-CN`);
       const zh = await pages.tag.locator(inWidget('.sb-launcher-label')).textContent();
       if (zh !== '在线咨询') throw new Error(`data-lang="zh-CN" launcher says ${zh}`);

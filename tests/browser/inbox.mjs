@@ -7,7 +7,7 @@
 // Environment: as harness.mjs, plus SB_AGENT2_LOGIN (Bob; same password).
 // The runner saved the canned response `thanks` (CANNED below).
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const BOB = process.env.SB_AGENT2_LOGIN || '';
@@ -96,6 +96,7 @@ async function main() {
       await ann.locator('#composer-input').press('Enter');
       await waitFor(ann, 'the note in the console',
         (t) => [...document.querySelectorAll('#messages .event.note')].some((n) => n.textContent.includes(t)), NOTE);
+      await shoot(ann, 'console-inbox');
     });
 
     await step('Ann transfers it to Bob by name', async () => {
@@ -111,12 +112,28 @@ async function main() {
       await ann.locator('#transfer-submit').click();
       const item = bob.locator(`#conversations .conv-item[data-conversation-id="${conversationId}"]`);
       await item.waitFor({ state: 'visible' });
+      await waitFor(bob, "the new conversation in Bob's tab title", () => /^\(1\) /.test(document.title));
       await item.click();
+      await waitFor(bob, 'the title without the badge once read', () => !/^\(\d+\) /.test(document.title));
       await waitFor(bob, 'the note for Bob',
         (t) => [...document.querySelectorAll('#messages .event.note')].some((n) => n.textContent.includes(t)), NOTE);
       await waitFor(visitor, 'the transfer in the widget', () =>
         [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-event')].some((n) => n.dataset.event === 'transferred'));
       if (await widgetHas(visitor, NOTE)) throw new Error('the visitor sees the private note');
+    });
+
+    await step("Bob's console is usable at 390 px", async () => {
+      await bob.setViewportSize({ width: 390, height: 844 });
+      const overflow = await bob.evaluate(() => document.documentElement.scrollWidth);
+      if (overflow > 390) throw new Error(`the console is ${overflow} px wide at 390 px`);
+      const close = await bob.locator('#close-conversation').boundingBox();
+      if (!close || close.x < 0 || close.x + close.width > 390) throw new Error(`"Close conversation" is cut off: ${JSON.stringify(close)}`);
+      const bar = await bob.locator('.topbar').boundingBox();
+      if (!bar || bar.height > 60) throw new Error(`the top bar wraps: ${JSON.stringify(bar)}`);
+      await bob.locator('#queue-heading').scrollIntoViewIfNeeded();
+      if (!(await bob.locator('#queue-heading').isVisible())) throw new Error('the queue cannot be reached');
+      await bob.locator('#messages').scrollIntoViewIfNeeded();
+      await shoot(bob, 'console-mobile');
       if (errors.length) throw new Error(`errors: ${errors.join(' | ')}`);
     });
   } catch (err) {

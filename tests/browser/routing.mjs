@@ -18,7 +18,7 @@
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
 // failing step and exits 1 otherwise.
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
 
 const OVERALL_MS = 240000;
 
@@ -77,6 +77,7 @@ async function main() {
       conversationId = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
       // The router's `queued` event says agents_online: 0.
       await visitor.locator('#sb-offer[data-kind="offline"]').waitFor({ state: 'visible' });
+      await shoot(visitor, 'widget-offline');
       const offer = await visitor.locator('#sb-offer-text').textContent();
       if (!/no one is available/i.test(offer)) throw new Error(`unexpected offer text: ${offer}`);
     });
