@@ -168,6 +168,14 @@ const ui = {
   transferKind: $('transfer-kind'),
   transferTarget: $('transfer-target'),
   private: $('composer-private'),
+  detailsToggle: $('details-toggle'),
+  details: $('details'),
+  detailsProfile: $('details-profile'),
+  detailsHistory: $('details-history'),
+  searchForm: $('search-form'),
+  searchInput: $('search-input'),
+  searchStatus: $('search-status'),
+  searchResults: $('search-results'),
   hint: $('composer-hint'),
   transferNote: $('transfer-note'),
   transferError: $('transfer-error'),
@@ -1250,6 +1258,7 @@ function selectConversation(key) {
     prev.draft = ui.input.value;
     stopTyping();
     if (S.transferKey !== prev.key) hideTransfer();
+    hideDetails();
   }
   S.activeKey = key;
   c.unread = 0;
@@ -1768,4 +1777,74 @@ document.addEventListener('keydown', (e) => {
   } else if (e.key === 'Escape' && !ui.transferForm.hidden) {
     hideTransfer();
   }
+});
+
+// -------------------------------------------------- visitor and history
+
+// A call of the desk's API with the agent's token: the JSON, or null.
+async function desk(path) {
+  try {
+    const res = await fetch(path, { headers: { authorization: `Bearer ${S.auth.token}` } });
+    return res.ok ? await res.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+function pastItem(p) {
+  const li = make('li', 'past-item');
+  li.dataset.conversationId = String(p.conversation_id);
+  const when = p.last_activity_at ? new Date(p.last_activity_at).toLocaleString() : '';
+  const who = p.visitor && p.visitor.name ? p.visitor.name : 'Visitor';
+  li.append(make('span', 'side-name', who), make('span', 'side-info', [p.status, p.agent && p.agent.name, when].filter(Boolean).join(' · ')));
+  if (typeof p.rating === 'number') li.appendChild(make('span', 'side-info', `rated ${p.rating}/5`));
+  return li;
+}
+
+// The visitor's details (GET /api/v1/visitors/<id>): what they told, the
+// page and browser, and their previous conversations.
+async function showDetails() {
+  const c = activeConv();
+  if (!c || !c.visitor || c.visitor.id == null) return;
+  ui.details.hidden = false;
+  ui.detailsToggle.setAttribute('aria-expanded', 'true');
+  ui.detailsProfile.replaceChildren(make('dd', null, 'Loading…'));
+  ui.detailsHistory.replaceChildren();
+  const body = await desk(`/api/v1/visitors/${encodeURIComponent(c.visitor.id)}`);
+  if (!body) {
+    ui.detailsProfile.replaceChildren(make('dd', null, 'Details are not available.'));
+    return;
+  }
+  const p = body.profile || {};
+  const since = c.tl.minSeq !== Infinity && p.created_at ? formatWait(Date.now() - p.created_at) : null;
+  const rows = [
+    ['Name', p.name || visitorName(c.visitor)],
+    ['Email', p.email],
+    ['Page', p.page_url],
+    ['Browser', p.user_agent],
+    ['Visitor for', since],
+  ].filter(([, v]) => v);
+  ui.detailsProfile.replaceChildren(...rows.flatMap(([k, v]) => [make('dt', null, k), make('dd', null, v)]));
+  const past = (Array.isArray(body.conversations) ? body.conversations : []).filter((x) => String(x.conversation_id) !== c.key);
+  ui.detailsHistory.replaceChildren(...(past.length ? past.map(pastItem) : [make('li', 'empty-hint', 'None before this one.')]));
+}
+
+function hideDetails() {
+  ui.details.hidden = true;
+  ui.detailsToggle.setAttribute('aria-expanded', 'false');
+}
+
+ui.detailsToggle.addEventListener('click', () => (ui.details.hidden ? showDetails() : hideDetails()));
+
+// Past conversations by words of their messages (GET /api/v1/archive).
+ui.searchForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const q = ui.searchInput.value.trim();
+  if (!q) return;
+  ui.searchStatus.hidden = false;
+  ui.searchStatus.textContent = 'Searching…';
+  const body = await desk(`/api/v1/archive?q=${encodeURIComponent(q)}`);
+  const found = body && Array.isArray(body.conversations) ? body.conversations : null;
+  ui.searchStatus.textContent = found == null ? 'The archive is not available.' : found.length ? `${found.length} found` : 'Nothing found.';
+  ui.searchResults.replaceChildren(...(found || []).map(pastItem));
 });

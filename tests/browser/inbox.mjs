@@ -122,6 +122,25 @@ async function main() {
       if (await widgetHas(visitor, NOTE)) throw new Error('the visitor sees the private note');
     });
 
+    await step("Bob sees who the visitor is, and finds the chat by a word of it", async () => {
+      await bob.locator('#details-toggle').click();
+      await waitFor(bob, "the visitor's page in the details",
+        (url) => [...document.querySelectorAll('#details-profile dd')].some((n) => n.textContent === url), `${BASE}/`);
+      const browserLine = await bob.locator('#details-profile').textContent();
+      if (!/Chrome/.test(browserLine)) throw new Error(`no browser in the details: ${browserLine}`);
+      // The archive catches up within moments: search until it has it.
+      const until = Date.now() + TIMEOUT;
+      for (;;) {
+        await bob.locator('#search-input').fill('parcel');
+        await bob.locator('#search-form button[type=submit]').click();
+        await waitFor(bob, 'the search to answer', () => document.querySelector('#search-status').textContent !== 'Searching…');
+        const found = await bob.locator(`#search-results .past-item[data-conversation-id="${conversationId}"]`).count();
+        if (found === 1) break;
+        if (Date.now() > until) throw new Error('the search never found the conversation');
+        await bob.waitForTimeout(250);
+      }
+    });
+
     await step("Bob's console is usable at 390 px", async () => {
       await bob.setViewportSize({ width: 390, height: 844 });
       const overflow = await bob.evaluate(() => document.documentElement.scrollWidth);
