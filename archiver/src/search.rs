@@ -2,14 +2,12 @@
 //! conversation summaries by visitor, by agent and by words of their
 //! messages, newest activity first.
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::{
-    decode, encode, ArchiveSearch, ArchiveSearchReply, ArchivedConversation, Participant, Role,
+    decode, ArchiveSearch, ArchiveSearchReply, ArchivedConversation, Participant, Role,
 };
-use switchboard_protocol::subjects;
-use tokio_util::sync::CancellationToken;
 
 use crate::store::{Archive, StoreError};
 
@@ -153,7 +151,9 @@ impl Archive {
     }
 }
 
-async fn answer(archive: &Archive, payload: &[u8]) -> ArchiveSearchReply {
+/// The answer to one `archive.search` request (served by
+/// [`crate::service::serve`]).
+pub async fn answer(archive: &Archive, payload: &[u8]) -> ArchiveSearchReply {
     let refused = |error: String| ArchiveSearchReply {
         conversations: Vec::new(),
         error: Some(error),
@@ -177,51 +177,6 @@ async fn answer(archive: &Archive, payload: &[u8]) -> ArchiveSearchReply {
         Err(err) => {
             tracing::warn!(error = %err, "archive search failed");
             refused("the archive is unavailable".to_owned())
-        }
-    }
-}
-
-/// Answers `archive.search` (queue group: one archiver answers each
-/// request), each request in its own task.
-pub async fn serve(client: async_nats::Client, archive: Archive, shutdown: CancellationToken) {
-    loop {
-        let mut requests = match client
-            .queue_subscribe(
-                subjects::ARCHIVE_SEARCH,
-                subjects::ARCHIVER_GROUP.to_owned(),
-            )
-            .await
-        {
-            Ok(requests) => requests,
-            Err(err) => {
-                tracing::warn!(error = %err, "subscribe to search requests");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        loop {
-            let request = tokio::select! {
-                () = shutdown.cancelled() => return,
-                request = requests.next() => request,
-            };
-            let Some(request) = request else { break };
-            let Some(reply_to) = request.reply.clone() else {
-                continue;
-            };
-            let (client, archive) = (client.clone(), archive.clone());
-            tokio::spawn(async move {
-                let reply = answer(&archive, &request.payload).await;
-                match encode(&reply) {
-                    Ok(payload) => {
-                        if let Err(err) = client.publish(reply_to, payload.into()).await {
-                            tracing::warn!(error = %err, "reply to search request");
-                        }
-                    }
-                    Err(err) => tracing::error!(error = %err, "encode search reply"),
-                }
-            });
         }
     }
 }
