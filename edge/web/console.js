@@ -1,7 +1,8 @@
 // Switchboard agent console.
 //
 // Plain ES module, no build step, no dependencies. Logs in with
-// POST /api/v1/agents/login, keeps the token in sessionStorage, then talks
+// POST /api/v1/agents/login, keeps the token in localStorage (every tab of
+// the agent shares the login; each tab is a connection of its own), then talks
 // JSON over the same-origin WebSocket /ws, or the event stream when the
 // WebSocket cannot connect (transport.js, shared with the widget).
 //
@@ -229,7 +230,7 @@ const S = {
 
 function loadAuth() {
   try {
-    const a = JSON.parse(sessionStorage.getItem(AUTH_KEY) || 'null');
+    const a = JSON.parse(localStorage.getItem(AUTH_KEY) || 'null');
     return a && typeof a.token === 'string' ? a : null;
   } catch {
     return null;
@@ -238,7 +239,7 @@ function loadAuth() {
 
 function saveAuth(a) {
   try {
-    sessionStorage.setItem(AUTH_KEY, JSON.stringify(a));
+    localStorage.setItem(AUTH_KEY, JSON.stringify(a));
   } catch {
     /* the console still works until reload */
   }
@@ -362,7 +363,7 @@ function logout(message) {
     ws.close(1000, 'logout');
   }
   try {
-    sessionStorage.removeItem(AUTH_KEY);
+    localStorage.removeItem(AUTH_KEY);
     sessionStorage.removeItem(STATUS_KEY);
   } catch {
     /* ignore */
@@ -1847,4 +1848,13 @@ ui.searchForm.addEventListener('submit', async (e) => {
   const found = body && Array.isArray(body.conversations) ? body.conversations : null;
   ui.searchStatus.textContent = found == null ? 'The archive is not available.' : found.length ? `${found.length} found` : 'Nothing found.';
   ui.searchResults.replaceChildren(...(found || []).map(pastItem));
+});
+
+// The other tabs of this agent: a logout there is one here; a token they
+// refreshed is used here too.
+window.addEventListener('storage', (e) => {
+  if (e.key !== AUTH_KEY || !S.auth) return;
+  const shared = loadAuth();
+  if (!shared) logout('Signed out in another tab.');
+  else if (shared.token !== S.auth.token) S.auth = shared;
 });

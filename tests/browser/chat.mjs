@@ -134,6 +134,19 @@ async function main() {
       if (injected !== 0) throw new Error('message text was rendered as HTML in the widget');
     });
 
+    await step("a second tab of the agent's console is signed in already", async () => {
+      const second = await agentCtx.newPage();
+      second.setDefaultTimeout(TIMEOUT);
+      watch(second, 'agent tab 2');
+      await second.goto(`${BASE}/console`);
+      await waitFor(second, 'the second tab connected without signing in', () => {
+        const app = document.querySelector('#app');
+        return !app.hidden && app.dataset.connection === 'open';
+      });
+      await second.locator(`#conversations .conv-item[data-conversation-id="${conversationId}"]`).waitFor({ state: 'visible' });
+      await second.close();
+    });
+
     await step('visitor reloads and resumes the conversation', async () => {
       await visitor.reload();
       await visitor.locator('#sb-launcher').click();
