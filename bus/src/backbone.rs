@@ -29,6 +29,12 @@ pub struct Backbone {
     /// while its entry is younger than `nats.presence_ttl`: see
     /// [`crate::bots`]).
     pub bot_presence: kv::Store,
+    /// Teams' settings edited by admins (over the configuration's).
+    pub teams: kv::Store,
+    /// Canned responses.
+    pub canned: kv::Store,
+    /// Visitors' profiles, kept `nats.retention`.
+    pub profiles: kv::Store,
     /// Changes after every NATS reconnection or slow-consumer drop (see
     /// [`crate::connect`]); never changes for a client opened without it.
     pub disruptions: tokio::sync::watch::Receiver<u64>,
@@ -143,6 +149,9 @@ impl Backbone {
             revoked: open(bucket(buckets::REVOKED, 1, REVOKED_KEEP)).await?,
             bots: open(bucket(buckets::BOTS, 1, forever)).await?,
             bot_presence: open(bucket(buckets::BOT_PRESENCE, 1, BOT_PRESENCE_KEEP)).await?,
+            teams: open(bucket(buckets::TEAMS, 1, forever)).await?,
+            canned: open(bucket(buckets::CANNED, 1, forever)).await?,
+            profiles: open(bucket(buckets::PROFILES, 1, settings.retention.get())).await?,
             client,
             js,
             disruptions: tokio::sync::watch::channel(0).1,

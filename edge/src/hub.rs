@@ -93,6 +93,8 @@ pub struct Hub {
     notices: broadcast::Sender<(Role, Arc<str>)>,
     /// The latest `queue` frame, for agents who connect.
     queue: Mutex<Option<Arc<str>>>,
+    /// The latest `missed` frame (the directory's), for agents who connect.
+    missed: Mutex<Option<Arc<str>>>,
     /// Source of the topics' epochs.
     epochs: AtomicU64,
     /// Tokens and agents whose connections must close now.
@@ -142,6 +144,7 @@ impl Hub {
             inboxes: Mutex::default(),
             notices: broadcast::channel(NOTICE_BACKLOG).0,
             queue: Mutex::default(),
+            missed: Mutex::default(),
             epochs: AtomicU64::new(0),
             revocations: broadcast::channel(NOTICE_BACKLOG).0,
             relaying: AtomicBool::new(false),
@@ -159,6 +162,27 @@ impl Hub {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The latest missed list, as a `missed` frame.
+    pub fn missed(&self) -> Option<Arc<str>> {
+        self.missed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A new missed list: kept for agents who connect, and sent to the
+    /// connected ones now.
+    pub fn set_missed(&self, frame: Arc<str>) {
+        let mut latest = self.missed.lock().unwrap_or_else(PoisonError::into_inner);
+        if latest.as_deref() == Some(&*frame) {
+            return;
+        }
+        *latest = Some(Arc::clone(&frame));
+        drop(latest);
+        // No session listening is fine.
+        let _ = self.notices.send((Role::Agent, frame));
     }
 
     /// Relays admin broadcasts (`notice.agents`, `notice.visitors`), queue

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use mongodb::bson::{doc, Document};
 use serde_json::json;
 use switchboard_tests::services::nats_server_binary;
+use switchboard_tests::sse::Sse;
 use switchboard_tests::system::{node_binary, System, PASSWORD};
 use switchboard_tests::ws::Ws;
 use switchboard_tests::{eventually, free_port, http};
@@ -131,6 +132,16 @@ async fn each_role_runs_with_its_own_credentials_and_a_bot_gets_nothing_else() {
     ann.expect_type("assigned").await;
     let said = ann.send_message(&id, "a1", "hi, Ann here").await;
     vic.expect("ann's answer", |f| f["id"] == said["id"]).await;
+    // The event-stream transport too: its POSTs are routed between edges
+    // over NATS under the edge's user.
+    let (_, streamer_token) = System::visitor(edge, "Sue").await;
+    let (mut sue, _) = Sse::hello(edge, edge, &streamer_token, json!({})).await;
+    sue.send(json!({ "type": "start", "text": "over sse", "client_id": "e1" }))
+        .await;
+    sue.expect("ack over sse", |f| {
+        f["type"] == "ack" && f["client_id"] == "e1"
+    })
+    .await;
     let messages = system.archive().await.collection::<Document>("messages");
     eventually("archived under the archiver's user", || {
         let messages = messages.clone();
