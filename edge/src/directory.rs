@@ -205,7 +205,13 @@ impl Directory {
         });
         let has_more = entries.len() > MISSED_PUSHED;
         entries.truncate(MISSED_PUSHED);
-        ServerFrame::Missed { entries, has_more }.to_json().into()
+        ServerFrame::Missed {
+            entries,
+            has_more,
+            asked: false,
+        }
+        .to_json()
+        .into()
     }
 
     /// An agent's status: the best of their connections' that are fresh.

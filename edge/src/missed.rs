@@ -206,7 +206,11 @@ pub async fn list(
     }
     session
         .outbox
-        .frame(&ServerFrame::Missed { entries, has_more })
+        .frame(&ServerFrame::Missed {
+            entries,
+            has_more,
+            asked: true,
+        })
         .await;
     Ok(())
 }

@@ -344,12 +344,18 @@ pub enum ServerFrame {
         #[serde(default)]
         total: u32,
     },
-    /// Agents: answer to `list_missed`, oldest first; `has_more` when a
-    /// next page follows (ask `after` the last entry's conversation).
+    /// Agents: answer to `list_missed` (`asked`), or the first page sent
+    /// unasked on connecting and whenever the list changes; oldest first;
+    /// `has_more` when a next page follows (ask `after` the last entry's
+    /// conversation).
     Missed {
         entries: Vec<MissedEntry>,
         #[serde(default)]
         has_more: bool,
+        /// True in the answer to a `list_missed`, false when sent unasked:
+        /// a client paging through the list tells its pages apart.
+        #[serde(default)]
+        asked: bool,
     },
     Error {
         code: ErrorCode,
