@@ -114,7 +114,10 @@ where
                 };
                 match store.delete_expect_revision(key, Some(revision)).await {
                     Ok(()) => return Ok((result, None)),
-                    Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => continue,
+                    Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
+                        crate::metrics::cas_conflict(&store.name);
+                        continue;
+                    }
                     Err(e) => return Err(BusError::nats("delete kv entry", e)),
                 }
             }
@@ -142,6 +145,7 @@ where
                 if let Some(revision) = written {
                     return Ok((result, Some(Versioned { value, revision })));
                 }
+                crate::metrics::cas_conflict(&store.name);
             }
         }
     }

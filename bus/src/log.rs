@@ -139,10 +139,12 @@ impl ConversationLog {
             if let Some(key) = dedupe_key {
                 publish = publish.message_id(key);
             }
+            let started = std::time::Instant::now();
             let ack = match self.inner.js.send_publish(subject.clone(), publish).await {
                 Ok(future) => future.await,
                 Err(e) => Err(e),
             };
+            crate::metrics::published(started, &ack);
             match ack {
                 Ok(ack) if ack.duplicate => {
                     let original = self.record_at(ack.sequence).await?;

@@ -70,6 +70,9 @@ pub enum Outbound {
 
 impl Outbound {
     pub fn frame(frame: &ServerFrame) -> Self {
+        if let ServerFrame::Error { code, .. } = frame {
+            switchboard_metrics::edge::edge().error(*code);
+        }
         Outbound::Frame(frame.to_json().into())
     }
 }
@@ -351,6 +354,7 @@ impl Writer {
     }
 
     async fn write_text(&mut self, json: &str) -> Flow {
+        switchboard_metrics::edge::edge().sent(json);
         self.write(Message::Text(json.into())).await
     }
 
@@ -397,6 +401,7 @@ impl Writer {
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
+        switchboard_metrics::edge::edge().closed(code);
         let frame = CloseFrame {
             code,
             reason: reason.into(),

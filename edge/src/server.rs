@@ -86,6 +86,8 @@ impl Edge {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| EdgeError::Bind { addr, source })?;
+        switchboard_metrics::edge::init();
+        switchboard_metrics::bus::init();
         let edge_id = if config.edge.edge_id.is_empty() {
             format!("edge-{}", ulid::Ulid::new().to_string().to_lowercase())
         } else {
@@ -175,6 +177,9 @@ impl Edge {
         let mut app = Router::new()
             .merge(crate::http::routes())
             .merge(crate::api::routes());
+        if state.config.edge.metrics {
+            app = app.merge(switchboard_metrics::http::routes());
+        }
         if state.config.edge.serve_web {
             // Each kind of edge serves its own pages only: a visitor-only
             // edge has no console.

@@ -12,6 +12,7 @@
 //!   (`switchboard-node edge|router|archiver`), agents, settings.
 //! - [`ws`]: a WebSocket client of the browser contract.
 //! - [`http`]: a minimal HTTP/1.1 client for the JSON API.
+//! - [`metrics`]: reading `/metrics` as Prometheus would.
 //!
 //! ## Waiting on a machine of unknown speed
 //!
@@ -34,6 +35,7 @@
 pub mod archive;
 pub mod bots;
 pub mod http;
+pub mod metrics;
 pub mod script;
 pub mod services;
 pub mod sim;
