@@ -3,6 +3,8 @@
 //! contract over real sockets.
 //!
 //! - [`archive`]: waiting for the archiver to catch up.
+//! - [`balancer`]: HAProxy with the shipped configuration in front of
+//!   two edges.
 //! - [`bots`]: bot accounts, the example FAQ bots as real processes, and
 //!   what a bot answered.
 //! - [`script`]: conversations with chosen times, published to the stream.
@@ -33,6 +35,7 @@
 //! test waits past) are not scaled: they are what is being tested.
 
 pub mod archive;
+pub mod balancer;
 pub mod bots;
 pub mod http;
 pub mod metrics;
