@@ -3,7 +3,8 @@
 //! `edge.metrics = false`), routers and archivers on `metrics.listen` with
 //! `/healthz` beside it. A visitor waits in the queue, an agent comes and
 //! is assigned, they chat, a bad frame is refused, the visitor resumes on a
-//! second connection; each scrape shows it. Every metric the shipped
+//! second connection, the agent's browser dies and the conversation is
+//! requeued; each scrape shows it. Every metric the shipped
 //! Grafana dashboard and Prometheus alerts use is one that is served.
 
 use std::collections::BTreeSet;
@@ -112,7 +113,10 @@ async fn every_component_serves_the_metrics_an_operator_watches() {
     let router_metrics = local(free_port());
     let archiver_metrics = local(free_port());
     system
-        .router_with(&[("SWITCHBOARD_METRICS__LISTEN", &router_metrics.to_string())])
+        .router_with(&[
+            ("SWITCHBOARD_METRICS__LISTEN", &router_metrics.to_string()),
+            ("SWITCHBOARD_ROUTER__AGENT_GRACE", "1s"),
+        ])
         .await;
     system
         .archiver_with(&[("SWITCHBOARD_METRICS__LISTEN", &archiver_metrics.to_string())])
@@ -271,6 +275,31 @@ async fn every_component_serves_the_metrics_an_operator_watches() {
             "the dashboard shows nothing of {prefix}*"
         );
     }
+
+    // The agent's browser dies: the edge stops counting the connection,
+    // and past router.agent_grace the conversation goes back to the queue,
+    // counted as a requeue of an offline agent.
+    agent.close().await;
+    let agents = r#"switchboard_edge_connections{role="agent"}"#;
+    eventually("the edge no longer counts the agent", || async {
+        (value(&scrape(edge).await, agents) == Some(0.0)).then_some(())
+    })
+    .await;
+    let offline = r#"switchboard_router_requeues_total{reason="offline"}"#;
+    eventually("the router counts the requeue", || async {
+        let text = scrape(router_metrics).await;
+        (value(&text, offline) == Some(1.0) && value(&text, queued) == Some(1.0)).then_some(())
+    })
+    .await;
+    let text = scrape(router_metrics).await;
+    assert_eq!(
+        value(
+            &text,
+            r#"switchboard_router_requeues_total{reason="no_reply"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
 
     // An edge may keep its metrics off its public listener and serve them
     // on metrics.listen instead.
