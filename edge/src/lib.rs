@@ -23,6 +23,8 @@
 //! - [`presence`]: agent presence entries and their heartbeats.
 //! - [`teams`]: the teams a conversation may be started for.
 //! - [`limits`]: per-connection rate limiting and input checks.
+//! - `metrics`: what the edge counts, in its own types
+//!   (`switchboard_metrics::edge` holds the counters).
 //! - [`web`]: the demo site and agent console pages.
 
 pub mod access;
@@ -34,6 +36,7 @@ pub mod handlers;
 pub mod http;
 pub mod hub;
 pub mod limits;
+mod metrics;
 pub mod missed;
 pub mod outbox;
 pub mod presence;

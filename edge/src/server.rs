@@ -86,8 +86,7 @@ impl Edge {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| EdgeError::Bind { addr, source })?;
-        switchboard_metrics::edge::init();
-        switchboard_metrics::bus::init();
+        crate::metrics::init();
         let edge_id = if config.edge.edge_id.is_empty() {
             format!("edge-{}", ulid::Ulid::new().to_string().to_lowercase())
         } else {

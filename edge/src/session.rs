@@ -172,7 +172,7 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>, mut slot: SocketGua
         return finish(outbox, writer, stream).await;
     }
     let role = edge_role(&identity);
-    let _connected = switchboard_metrics::edge::edge().connected(connection_role(role));
+    let _connected = crate::metrics::connected(role);
     let span = tracing::info_span!("edge.session", connection, role = ?role, id = identity.id());
     let session = Session {
         state,
@@ -237,7 +237,7 @@ async fn admit(
             return None;
         }
     };
-    count_received(&hello);
+    crate::metrics::received(&hello);
     let (token, resume) = match hello {
         Ok(ClientFrame::Hello { token, resume }) => (token, resume),
         Ok(other) => {
@@ -284,22 +284,6 @@ async fn admit(
     }
 
     Some((verified, resume))
-}
-
-fn connection_role(role: EdgeRole) -> switchboard_metrics::edge::ConnectionRole {
-    match role {
-        EdgeRole::Visitor => switchboard_metrics::edge::ConnectionRole::Visitor,
-        EdgeRole::Agent => switchboard_metrics::edge::ConnectionRole::Agent,
-    }
-}
-
-/// Counts a frame received, by type (or as one that did not parse).
-fn count_received(frame: &Result<ClientFrame, serde_json::Error>) {
-    let metrics = switchboard_metrics::edge::edge();
-    match frame {
-        Ok(frame) => metrics.received(frame.kind()),
-        Err(_) => metrics.received_invalid(),
-    }
 }
 
 fn edge_role(identity: &Identity) -> EdgeRole {
@@ -490,7 +474,7 @@ async fn on_message(session: &mut Session, limiter: &mut RateLimiter, message: M
         return true;
     };
     let frame = serde_json::from_str::<ClientFrame>(&text);
-    count_received(&frame);
+    crate::metrics::received(&frame);
     match frame {
         Ok(frame) => handlers::dispatch(session, frame).await,
         Err(err) => {
