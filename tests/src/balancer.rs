@@ -1,7 +1,7 @@
 //! HAProxy in front of two edges, run with the shipped `deploy/haproxy.cfg`
 //! as it is: the file reads its addresses from the environment, so the
 //! test gives it loopback ports. Debian's `haproxy` (installed by
-//! `scripts/setup --haproxy`) is found on PATH or in `/usr/sbin`; a missing
+//! `scripts/setup`) is found on PATH or in `/usr/sbin`; a missing
 //! one fails the test loudly.
 
 use std::net::SocketAddr;
@@ -31,7 +31,7 @@ pub fn haproxy_binary() -> PathBuf {
     let binary = on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/haproxy"));
     assert!(
         binary.is_file(),
-        "haproxy not found on PATH or in /usr/sbin; run scripts/setup --haproxy (or set SWITCHBOARD_TEST_HAPROXY)"
+        "haproxy not found on PATH or in /usr/sbin; run scripts/setup (or set SWITCHBOARD_TEST_HAPROXY)"
     );
     binary
 }
