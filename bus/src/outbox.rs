@@ -127,7 +127,9 @@ pub async fn flush_from(
         {
             Ok(_) => return Ok(()),
             // Written since: remove them from whatever it is now.
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {}
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                crate::metrics::cas_conflict(&backbone.conversations.name);
+            }
             Err(e) => return Err(BusError::nats("update kv entry", e)),
         }
     }

@@ -46,7 +46,7 @@ static BUS: LazyLock<BusMetrics> = LazyLock::new(|| {
         ),
         cas_conflicts: crate::counters(
             "kv_cas_conflicts",
-            "KV compare-and-sets that lost a race (someone wrote first) and were retried, by bucket",
+            "KV compare-and-sets that lost a race (someone wrote first), by bucket",
             "bucket",
             BUCKETS,
         ),

@@ -175,7 +175,10 @@ pub(crate) async fn claim_conversation(
                 .await
             {
                 Ok(_) => true,
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                    switchboard_metrics::bus::bus().cas_conflict(&backbone.visitors.name);
+                    false
+                }
                 Err(e) => return Err(BusError::nats("claim conversation", e).into()),
             },
             Some(other) => {
@@ -199,7 +202,10 @@ pub(crate) async fn claim_conversation(
                     .await
                 {
                     Ok(_) => true,
-                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                        switchboard_metrics::bus::bus().cas_conflict(&backbone.visitors.name);
+                        false
+                    }
                     Err(e) => return Err(BusError::nats("claim conversation", e).into()),
                 }
             }
