@@ -5,10 +5,13 @@
 //! again. Several routers and edges can therefore act on the same key
 //! without a lock and without overwriting each other.
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::kv::{
+    self, CreateErrorKind, EntryErrorKind, Operation, PutErrorKind, UpdateErrorKind,
+};
 use serde::{de::DeserializeOwned, Serialize};
 use switchboard_protocol::payloads::{decode, encode};
 
+use crate::retry::Backoff;
 use crate::BusError;
 
 /// How many lost races a [`cas`] tolerates before giving up.
@@ -21,6 +24,20 @@ pub struct Versioned<T> {
     pub revision: u64,
 }
 
+/// Reads `key`'s entry, riding out a bucket between leaders.
+async fn entry(store: &kv::Store, key: &str) -> Result<Option<kv::Entry>, BusError> {
+    let mut backoff = Backoff::new();
+    loop {
+        match store.entry(key).await {
+            Ok(entry) => return Ok(entry),
+            Err(e) if e.kind() == EntryErrorKind::Other && backoff.wait().await => {
+                tracing::debug!(error = %e, key, "kv read refused for now; retrying");
+            }
+            Err(e) => return Err(BusError::nats("read kv entry", e)),
+        }
+    }
+}
+
 /// Reads and decodes `key`; `None` when absent or deleted.
 ///
 /// # Errors
@@ -29,10 +46,7 @@ pub async fn get<T: DeserializeOwned>(
     store: &kv::Store,
     key: &str,
 ) -> Result<Option<Versioned<T>>, BusError> {
-    let entry = store
-        .entry(key)
-        .await
-        .map_err(|e| BusError::nats("read kv entry", e))?;
+    let entry = entry(store, key).await?;
     match entry {
         Some(entry) if entry.operation == Operation::Put => Ok(Some(Versioned {
             value: decode(&entry.value).map_err(|e| BusError::decode("kv value", e))?,
@@ -47,11 +61,21 @@ pub async fn get<T: DeserializeOwned>(
 /// # Errors
 /// NATS errors.
 pub async fn put<T: Serialize>(store: &kv::Store, key: &str, value: &T) -> Result<u64, BusError> {
-    let bytes = encode(value).map_err(|e| BusError::decode("kv value", e))?;
-    store
-        .put(key, bytes.into())
-        .await
-        .map_err(|e| BusError::nats("write kv entry", e))
+    let bytes: bytes::Bytes = encode(value)
+        .map_err(|e| BusError::decode("kv value", e))?
+        .into();
+    // Writing the same value again is harmless: any refusal is retried
+    // (a bucket between leaders refuses at once).
+    let mut backoff = Backoff::new();
+    loop {
+        match store.put(key, bytes.clone()).await {
+            Ok(revision) => return Ok(revision),
+            Err(e) if e.kind() != PutErrorKind::InvalidKey && backoff.wait().await => {
+                tracing::debug!(error = %e, key, "kv write refused for now; retrying");
+            }
+            Err(e) => return Err(BusError::nats("write kv entry", e)),
+        }
+    }
 }
 
 /// What a [`cas`] decision returns.
@@ -93,11 +117,14 @@ where
     T: Serialize + DeserializeOwned,
     F: FnMut(Option<&T>) -> Decision<T, R>,
 {
-    for _ in 0..MAX_ATTEMPTS {
-        let entry = store
-            .entry(key)
-            .await
-            .map_err(|e| BusError::nats("read kv entry", e))?;
+    // Writes refused at once (a bucket between leaders) are retried within
+    // the backoff's budget; every attempt reads again first, so a write
+    // that may have happened (its answer lost) is decided on anew. Only
+    // lost races count against `MAX_ATTEMPTS`.
+    let mut backoff = Backoff::new();
+    let mut races = 0;
+    while races < MAX_ATTEMPTS {
+        let entry = entry(store, key).await?;
         let (current, revision) = match &entry {
             Some(e) if e.operation == Operation::Put => (
                 Some(decode::<T>(&e.value).map_err(|err| BusError::decode("kv value", err))?),
@@ -116,38 +143,109 @@ where
                     Ok(()) => return Ok((result, None)),
                     Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
                         crate::metrics::cas_conflict(&store.name);
-                        continue;
+                        races += 1;
+                    }
+                    Err(e) if e.kind() == kv::DeleteErrorKind::Other && backoff.wait().await => {
+                        tracing::debug!(error = %e, key, "kv delete refused for now; retrying");
                     }
                     Err(e) => return Err(BusError::nats("delete kv entry", e)),
                 }
             }
             Decision::Write(value, result) => {
-                let bytes = encode(&value).map_err(|e| BusError::decode("kv value", e))?;
+                let bytes: bytes::Bytes = encode(&value)
+                    .map_err(|e| BusError::decode("kv value", e))?
+                    .into();
+                // A deleted key is rewritten at its delete marker's revision.
                 let written = match revision {
-                    // A deleted key is rewritten at its delete marker's revision.
-                    Some(revision) => store
-                        .update(key, bytes.into(), revision)
-                        .await
-                        .map(Some)
-                        .or_else(|e| match e.kind() {
-                            UpdateErrorKind::WrongLastRevision => Ok(None),
-                            _ => Err(BusError::nats("update kv entry", e)),
-                        })?,
-                    None => store
-                        .create(key, bytes.into())
-                        .await
-                        .map(Some)
-                        .or_else(|e| match e.kind() {
-                            CreateErrorKind::AlreadyExists => Ok(None),
-                            _ => Err(BusError::nats("create kv entry", e)),
-                        })?,
+                    Some(revision) => {
+                        update_with(store, key, bytes, revision, &mut backoff).await?
+                    }
+                    None => create_with(store, key, bytes, &mut backoff).await?,
                 };
-                if let Some(revision) = written {
-                    return Ok((result, Some(Versioned { value, revision })));
+                match written {
+                    Some(revision) => return Ok((result, Some(Versioned { value, revision }))),
+                    None => races += 1,
                 }
-                crate::metrics::cas_conflict(&store.name);
             }
         }
     }
     Err(BusError::Contention("kv compare-and-set"))
+}
+
+/// Writes `key` only if it does not exist (or was deleted), riding out a
+/// bucket between leaders; `None` when it exists.
+///
+/// A create whose answer was lost may have been stored, and its retry then
+/// finds the key taken: a caller for whom that matters reads the key after
+/// `None` and recognises its own value.
+///
+/// # Errors
+/// NATS errors other than a passing refusal.
+pub async fn create(
+    store: &kv::Store,
+    key: &str,
+    bytes: bytes::Bytes,
+) -> Result<Option<u64>, BusError> {
+    create_with(store, key, bytes, &mut Backoff::new()).await
+}
+
+/// Writes `key` only if its last revision is `revision`, riding out a
+/// bucket between leaders; `None` when it has moved on (see [`create`] on
+/// a lost answer).
+///
+/// # Errors
+/// NATS errors other than a passing refusal.
+pub async fn update(
+    store: &kv::Store,
+    key: &str,
+    bytes: bytes::Bytes,
+    revision: u64,
+) -> Result<Option<u64>, BusError> {
+    update_with(store, key, bytes, revision, &mut Backoff::new()).await
+}
+
+async fn create_with(
+    store: &kv::Store,
+    key: &str,
+    bytes: bytes::Bytes,
+    backoff: &mut Backoff,
+) -> Result<Option<u64>, BusError> {
+    loop {
+        match store.create(key, bytes.clone()).await {
+            Ok(revision) => return Ok(Some(revision)),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                crate::metrics::cas_conflict(&store.name);
+                return Ok(None);
+            }
+            Err(e)
+                if matches!(e.kind(), CreateErrorKind::Publish | CreateErrorKind::Other)
+                    && backoff.wait().await =>
+            {
+                tracing::debug!(error = %e, key, "kv create refused for now; retrying");
+            }
+            Err(e) => return Err(BusError::nats("create kv entry", e)),
+        }
+    }
+}
+
+async fn update_with(
+    store: &kv::Store,
+    key: &str,
+    bytes: bytes::Bytes,
+    revision: u64,
+    backoff: &mut Backoff,
+) -> Result<Option<u64>, BusError> {
+    loop {
+        match store.update(key, bytes.clone(), revision).await {
+            Ok(revision) => return Ok(Some(revision)),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                crate::metrics::cas_conflict(&store.name);
+                return Ok(None);
+            }
+            Err(e) if e.kind() == UpdateErrorKind::Other && backoff.wait().await => {
+                tracing::debug!(error = %e, key, "kv update refused for now; retrying");
+            }
+            Err(e) => return Err(BusError::nats("update kv entry", e)),
+        }
+    }
 }

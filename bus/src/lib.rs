@@ -10,6 +10,8 @@
 //! - [`outbox`]: events a conversation's state owes to its log, written
 //!   after the state change by whoever comes next.
 //! - [`slots`]: giving back an agent's capacity slot.
+//! - [`retry`]: riding out a moment when NATS refuses writes (a leader
+//!   election).
 //! - [`accounts`]: agent accounts and password checks.
 //! - [`bots`]: bot accounts and presence, and the bot's side of the
 //!   routing state (its answer deadline, handing off to the humans).
@@ -29,6 +31,7 @@ pub mod kv;
 pub mod log;
 mod metrics;
 pub mod outbox;
+pub mod retry;
 pub mod revocation;
 pub mod slots;
 

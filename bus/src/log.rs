@@ -25,6 +25,7 @@ use switchboard_protocol::payloads::{
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;
 
+use crate::retry::Backoff;
 use crate::BusError;
 
 /// Attempts before an append gives up on a conversation under contention.
@@ -119,6 +120,17 @@ impl ConversationLog {
             Some(tail) => tail,
             None => self.fetch_tail(conversation, opening).await?,
         };
+        // Every append carries a key, so that one retried after a lost
+        // answer (it may have been stored) is recognised, not stored twice.
+        let generated;
+        let dedupe_key = match dedupe_key {
+            Some(key) => key,
+            None => {
+                generated = format!("{conversation}.{}", MessageId::generate());
+                &generated
+            }
+        };
+        let mut backoff = Backoff::new();
         for _ in 0..MAX_APPEND_ATTEMPTS {
             let record = ChatRecord {
                 id: MessageId::generate(),
@@ -136,9 +148,7 @@ impl ConversationLog {
                     subjects::PREVIOUS_HEADER,
                     tail.stream_seq.to_string().as_str(),
                 );
-            if let Some(key) = dedupe_key {
-                publish = publish.message_id(key);
-            }
+            publish = publish.message_id(dedupe_key);
             let started = std::time::Instant::now();
             let ack = match self.inner.js.send_publish(subject.clone(), publish).await {
                 Ok(future) => future.await,
@@ -164,6 +174,17 @@ impl ConversationLog {
                 }
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                     tail = self.fetch_tail(conversation, opening).await?;
+                }
+                // The stream has no leader for a moment.
+                Err(e) if retryable(e.kind()) => {
+                    tracing::debug!(error = %e, %conversation, "append refused for now; retrying");
+                    if !backoff.wait().await {
+                        return Err(BusError::nats("append to conversation log", e));
+                    }
+                    tail = match self.fetch_tail(conversation, opening).await {
+                        Ok(tail) => tail,
+                        Err(_) => tail,
+                    };
                 }
                 Err(e) => return Err(BusError::nats("append to conversation log", e)),
             }
@@ -546,6 +567,19 @@ impl ConversationLog {
             archived_below,
         })
     }
+}
+
+/// Whether a publish refused at once may succeed if tried again shortly:
+/// the stream is between leaders (it looks missing, or the request fails),
+/// or the connection broke. A publish that timed out is not retried here:
+/// the server did not answer for the whole request timeout, and the sender
+/// is told (`unavailable`) rather than kept waiting; its retry carries the
+/// same key, so a record stored meanwhile is recognised.
+fn retryable(kind: PublishErrorKind) -> bool {
+    matches!(
+        kind,
+        PublishErrorKind::StreamNotFound | PublishErrorKind::BrokenPipe | PublishErrorKind::Other
+    )
 }
 
 fn decode_record(payload: &[u8]) -> Result<ChatRecord, BusError> {

@@ -15,8 +15,6 @@ use switchboard_protocol::payloads::{
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;
 
-use async_nats::jetstream::kv::UpdateErrorKind;
-
 use crate::kv::{self, Decision};
 use crate::{Backbone, BusError};
 
@@ -120,18 +118,17 @@ pub async fn flush_from(
         .pending
         .retain(|p| !written.contains(&p.key.as_str()));
     if let Ok(bytes) = encode(&unchanged) {
-        match backbone
-            .conversations
-            .update(conversation.as_str(), bytes.into(), state.revision)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            // Written since: remove them from whatever it is now.
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                crate::metrics::cas_conflict(&backbone.conversations.name);
-            }
-            Err(e) => return Err(BusError::nats("update kv entry", e)),
+        let written = kv::update(
+            &backbone.conversations,
+            conversation.as_str(),
+            bytes.into(),
+            state.revision,
+        )
+        .await?;
+        if written.is_some() {
+            return Ok(());
         }
+        // Written since: remove them from whatever it is now.
     }
     kv::cas(
         &backbone.conversations,

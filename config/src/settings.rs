@@ -285,6 +285,12 @@ pub struct EdgeSettings {
     /// web pages; block the path at the load balancer, or turn this off
     /// and use `metrics.listen`).
     pub metrics: bool,
+    /// On SIGTERM, how long the edge keeps serving while `/readyz` answers
+    /// 503, so that the load balancer stops sending it new clients…
+    pub drain_delay: HumanDuration,
+    /// …then over how long it closes its connections (1012, "reconnect
+    /// elsewhere"), a few at a time rather than all at once.
+    pub drain_grace: HumanDuration,
 }
 
 impl Default for EdgeSettings {
@@ -313,6 +319,8 @@ impl Default for EdgeSettings {
             sockets_per_identity: 20,
             trusted_proxies: Vec::new(),
             metrics: true,
+            drain_delay: HumanDuration::from_secs(5),
+            drain_grace: HumanDuration::from_secs(5),
         }
     }
 }

@@ -242,6 +242,14 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<Arc<EdgeState>>) -> Response {
+    if state.draining.is_cancelled() {
+        // Stopping: the load balancer sends new clients elsewhere.
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this edge is stopping",
+        );
+    }
     if !state.hub.relaying() {
         // Admin notices, the queue and revocations would not reach this
         // edge's connections.

@@ -67,6 +67,12 @@ pub struct EdgeState {
     pub teams: Arc<Teams>,
     pub next_connection: AtomicU64,
     pub sessions: TaskTracker,
+    /// Stopping was asked for: `/readyz` answers 503 (`edge.drain_delay`).
+    pub draining: CancellationToken,
+    /// The connections close now, each at its own moment within
+    /// `edge.drain_grace`.
+    pub closing: CancellationToken,
+    /// The last step: whatever is still open is closed at once.
     pub shutdown: CancellationToken,
 }
 
@@ -107,6 +113,8 @@ impl Edge {
             config,
             next_connection: AtomicU64::new(1),
             sessions: TaskTracker::new(),
+            draining: CancellationToken::new(),
+            closing: CancellationToken::new(),
             shutdown: CancellationToken::new(),
         });
         Ok(Self { listener, state })
@@ -197,23 +205,48 @@ impl Edge {
             .layer(DefaultBodyLimit::max(16 * 1024))
             .layer(TraceLayer::new_for_http())
             .with_state(Arc::clone(&state));
-        let stop = shutdown.clone();
+        // Draining: first `/readyz` says 503 while everything is served
+        // (the load balancer stops sending new clients), then the listener
+        // stops and the connections close over the grace period.
+        let drain = {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                let edge = &state.config.edge;
+                tracing::info!(delay = ?edge.drain_delay.get(), grace = ?edge.drain_grace.get(), "draining");
+                state.draining.cancel();
+                tokio::time::sleep(edge.drain_delay.get()).await;
+                state.closing.cancel();
+            })
+        };
+        let closing = state.closing.clone();
         let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .with_graceful_shutdown(async move { closing.cancelled().await })
         .await
         .map_err(EdgeError::Serve);
-        // Upgraded WebSockets are not awaited by axum: close them ourselves.
-        state.shutdown.cancel();
+        // Upgraded WebSockets are not awaited by axum: they close by
+        // themselves within the grace period (see `session`); whatever is
+        // still open after it is closed at once.
+        state.closing.cancel();
         state.sessions.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, state.sessions.wait())
+        let spread = state.config.edge.drain_grace.get() + SHUTDOWN_GRACE;
+        if tokio::time::timeout(spread, state.sessions.wait())
             .await
             .is_err()
         {
-            tracing::warn!("connections still open after the shutdown grace period");
+            state.shutdown.cancel();
+            if tokio::time::timeout(SHUTDOWN_GRACE, state.sessions.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("connections still open after the shutdown grace period");
+            }
         }
+        state.shutdown.cancel();
+        drain.abort();
         heartbeat.abort();
         audit.abort();
         notices.abort();

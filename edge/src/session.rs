@@ -366,9 +366,17 @@ async fn active(
     let expiry = tokio::time::sleep_until(crate::access::instant_of(session.token_expires_at));
     tokio::pin!(expiry);
     let mut revocations = state.hub.revocations();
+    // When the edge drains, each connection closes at its own moment within
+    // the grace period: clients reconnect elsewhere a few at a time.
+    let drained = drained_at(&state, connection);
+    tokio::pin!(drained);
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => break,
+            () = &mut drained => {
+                session.close(close_code::RESTARTING, "server restarting").await;
+                break;
+            }
             () = kick.cancelled() => break,
             () = &mut expiry => {
                 let until = crate::access::instant_of(session.token_expires_at);
@@ -431,6 +439,15 @@ async fn active(
     }
     Box::pin(cleanup(&session)).await;
     stream
+}
+
+/// Resolves when this connection's turn to close comes in a drain: its
+/// moment within `edge.drain_grace`, spread evenly over the connections.
+async fn drained_at(state: &EdgeState, connection: u64) {
+    state.closing.cancelled().await;
+    // The golden ratio's fraction spreads consecutive numbers evenly.
+    let share = (connection as f64 * 0.618_033_988_75).fract();
+    tokio::time::sleep(state.config.edge.drain_grace.get().mul_f64(share)).await;
 }
 
 /// Handles one incoming WebSocket message; false ends the connection.

@@ -5,6 +5,7 @@
 //! - [`archive`]: waiting for the archiver to catch up.
 //! - [`balancer`]: HAProxy with the shipped configuration in front of
 //!   two edges.
+//! - [`guarantees`]: checking the delivery guarantees after faults.
 //! - [`bots`]: bot accounts, the example FAQ bots as real processes, and
 //!   what a bot answered.
 //! - [`script`]: conversations with chosen times, published to the stream.
@@ -37,6 +38,7 @@
 pub mod archive;
 pub mod balancer;
 pub mod bots;
+pub mod guarantees;
 pub mod http;
 pub mod metrics;
 pub mod script;

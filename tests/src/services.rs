@@ -138,6 +138,159 @@ impl Nats {
     }
 }
 
+/// A 3-node JetStream cluster on loopback: three nats-server processes,
+/// each with its `server_name`, client, cluster and monitoring ports and
+/// its own store; killed and removed on drop.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+    dir: TempDir,
+}
+
+struct ClusterNode {
+    name: String,
+    port: u16,
+    monitor_port: u16,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    /// Starts three servers and waits until each says JetStream is up
+    /// (`/healthz?js-enabled-only=true`).
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut cluster = Self {
+            nodes: (0..3)
+                .map(|i| ClusterNode {
+                    name: format!("n{}", i + 1),
+                    port: free_port(),
+                    monitor_port: free_port(),
+                    child: None,
+                })
+                .collect(),
+            dir,
+        };
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            let others: Vec<String> = routes
+                .iter()
+                .map(|port| format!("nats-route://127.0.0.1:{port}"))
+                .collect();
+            let config = format!(
+                "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\n\
+                 jetstream {{ store_dir: \"{store}\" }}\n\
+                 cluster {{ name: switchboard, listen: 127.0.0.1:{route}, routes: [{others}] }}\n",
+                name = node.name,
+                port = node.port,
+                monitor = node.monitor_port,
+                store = cluster.dir.path().join(&node.name).display(),
+                route = routes[i],
+                others = others.join(", "),
+            );
+            std::fs::write(cluster.config(i), config)
+                .unwrap_or_else(|e| panic!("write cluster config: {e}"));
+        }
+        for i in 0..3 {
+            cluster.spawn(i);
+        }
+        // Every server up with JetStream, then the cluster's meta leader
+        // elected (plain `/healthz` answers 200 only then): a stream or
+        // bucket can be created.
+        for i in 0..3 {
+            cluster.wait_healthy(i).await;
+        }
+        for i in 0..3 {
+            cluster.wait_health(i, "/healthz").await;
+        }
+        cluster
+    }
+
+    fn config(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("{}.conf", self.nodes[i].name))
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let child = Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(self.config(i))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start nats-server {}: {e}", self.nodes[i].name));
+        self.nodes[i].child = Some(child);
+    }
+
+    /// Waits until server `i` answers that JetStream is enabled.
+    pub async fn wait_healthy(&self, i: usize) {
+        self.wait_health(i, "/healthz?js-enabled-only=true").await;
+    }
+
+    /// Waits until server `i` answers `path` (a `/healthz` form) with 200.
+    async fn wait_health(&self, i: usize, path: &str) {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.nodes[i].monitor_port));
+        eventually(&format!("{} healthy", self.nodes[i].name), || async move {
+            if !port_open(addr.port()).await {
+                return None;
+            }
+            let health = crate::http::get(addr, path).await;
+            (health.status == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// Every server, as `nats.url` takes them.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index of the server named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
+    /// `kill -9` of server `i`.
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Stops server `i` gracefully (SIGTERM: it hands its leaderships over
+    /// first), waiting for it to exit.
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            terminate_child(&mut child).await;
+        }
+    }
+
+    /// Starts server `i` again with its data, and waits until it is healthy
+    /// with every stream and consumer caught up (plain `/healthz`), so that
+    /// stopping another server next keeps a quorum of current replicas.
+    pub async fn start_again(&mut self, i: usize) {
+        assert!(self.nodes[i].child.is_none(), "server {i} is running");
+        self.spawn(i);
+        self.wait_health(i, "/healthz").await;
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
 /// A MongoDB-wire server: `mongod` when installed, else the SecantusDB dev
 /// server.
 pub struct Mongo {

@@ -39,11 +39,21 @@ impl Node {
 
     /// SIGTERM, then waits for the process to exit; returns its success.
     pub async fn terminate(&mut self) -> bool {
+        self.signal_terminate();
+        self.wait_exit().await
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_terminate(&self) {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
                 .status();
         }
+    }
+
+    /// Waits for the process to exit; returns its success.
+    pub async fn wait_exit(&mut self) -> bool {
         match tokio::time::timeout(crate::deadline(), self.child.wait()).await {
             Ok(Ok(status)) => status.success(),
             _ => false,

@@ -3,8 +3,6 @@
 
 use super::*;
 
-use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
-
 /// `start`: the visitor's open conversation, or a new one.
 pub(super) async fn start(
     session: &mut Session,
@@ -169,18 +167,15 @@ pub(crate) async fn claim_conversation(
     for _ in 0..MAX_CLAIM_ATTEMPTS {
         let pointer = kv::get::<ConversationId>(&backbone.visitors, visitor.as_str()).await?;
         let won = match pointer {
-            None => match backbone
-                .visitors
-                .create(visitor.as_str(), encode_id(&fresh)?.into())
-                .await
-            {
-                Ok(_) => true,
-                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                    switchboard_metrics::bus::bus().cas_conflict(&backbone.visitors.name);
-                    false
-                }
-                Err(e) => return Err(BusError::nats("claim conversation", e).into()),
-            },
+            None => kv::create(
+                &backbone.visitors,
+                visitor.as_str(),
+                encode_id(&fresh)?.into(),
+            )
+            .await?
+            .is_some(),
+            // Our own write, whose answer was lost and whose retry found it.
+            Some(other) if other.value == fresh => true,
             Some(other) => {
                 let state =
                     kv::get::<ConversationState>(&backbone.conversations, other.value.as_str())
@@ -196,18 +191,14 @@ pub(crate) async fn claim_conversation(
                 }
                 // A closed (or abandoned) conversation: replace the pointer
                 // only if nobody moved it meanwhile.
-                match backbone
-                    .visitors
-                    .update(visitor.as_str(), encode_id(&fresh)?.into(), other.revision)
-                    .await
-                {
-                    Ok(_) => true,
-                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                        switchboard_metrics::bus::bus().cas_conflict(&backbone.visitors.name);
-                        false
-                    }
-                    Err(e) => return Err(BusError::nats("claim conversation", e).into()),
-                }
+                kv::update(
+                    &backbone.visitors,
+                    visitor.as_str(),
+                    encode_id(&fresh)?.into(),
+                    other.revision,
+                )
+                .await?
+                .is_some()
             }
         };
         if won {
