@@ -42,7 +42,7 @@ static BUS: LazyLock<BusMetrics> = LazyLock::new(|| {
         ),
         publish_failures: crate::counter(
             "nats_publish_failures",
-            "JetStream publishes to conversations that failed (no acknowledgement, or refused)",
+            "JetStream publish attempts to conversations that failed (no acknowledgement, or refused); each retry counts, so a leader election shows as a burst",
         ),
         cas_conflicts: crate::counters(
             "kv_cas_conflicts",
@@ -69,8 +69,9 @@ impl BusMetrics {
         self.publish_ack.observe(crate::seconds_since(started));
     }
 
-    /// A publish failed: no acknowledgement in time, or refused (not a
-    /// lost race for the next `seq`, which is retried).
+    /// A publish attempt failed: no acknowledgement in time, or refused
+    /// (not a lost race for the next `seq`). Appends retry with backoff, so
+    /// one append may count several times.
     pub fn publish_failed(&self) {
         self.publish_failures.inc();
     }
