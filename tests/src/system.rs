@@ -199,7 +199,12 @@ impl System {
 
     /// An edge with extra `SWITCHBOARD_*` settings.
     pub async fn edge_with(&mut self, extra: &[(&str, &str)]) -> SocketAddr {
-        let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        self.edge_at(addr, extra).await
+    }
+
+    /// An edge on a given address (where a load balancer expects one).
+    pub async fn edge_at(&mut self, addr: SocketAddr, extra: &[(&str, &str)]) -> SocketAddr {
         let listen = addr.to_string();
         let mut all = vec![("SWITCHBOARD_EDGE__LISTEN", listen.as_str())];
         all.extend_from_slice(extra);

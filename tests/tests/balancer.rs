@@ -5,6 +5,10 @@
 //! through the balancer to the other edge, resume, and nothing
 //! acknowledged is lost. The balancer takes the dead edge out (its health
 //! check on `/readyz`), and the edges count each client's own address.
+//! Then a rolling restart: a new edge where the dead one was, and SIGTERM
+//! of the other with the default drain: the balancer takes the draining
+//! edge out before it closes a single socket, and its clients resume on
+//! the new one, again losing nothing.
 
 use std::collections::BTreeMap;
 use std::future::ready;
@@ -50,7 +54,7 @@ fn settled(states: &[ClientState], sim: &Sim, t: Instant) -> Result<(), String> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_of_a_killed_edge_resume_through_the_balancer_and_lose_nothing() {
+async fn clients_resume_through_the_balancer_after_a_kill_and_a_drain_losing_nothing() {
     let began = Instant::now();
     let mut system = System::start().await;
     system.router().await;
@@ -154,6 +158,51 @@ async fn clients_of_a_killed_edge_resume_through_the_balancer_and_lose_nothing()
     assert!(
         sim.total(|c| c.stats.resumes) > resumes_before,
         "no client reconnected with resume"
+    );
+
+    // A rolling restart through the balancer: a new edge where the dead
+    // one was, then SIGTERM of the survivor with the default drain
+    // (edge.drain_delay 5 s; HAProxy checks every 2 s, down after 2).
+    let replacement = system.edge_at(victim, &settings).await;
+    eventually("the balancer sends to the replacement", || async {
+        (haproxy.servers_up().await == Some(2)).then_some(())
+    })
+    .await;
+    let draining = Instant::now();
+    system.node(survivor).signal_terminate();
+    eventually("the balancer takes the draining edge out", || async {
+        (haproxy.servers_up().await == Some(1)).then_some(())
+    })
+    .await;
+    let taken_out = draining.elapsed();
+    let drained = metrics::scrape(survivor).await;
+    assert_eq!(
+        metrics::value(&drained, r#"switchboard_edge_closes_total{code="1012"}"#),
+        Some(0.0),
+        "the draining edge closed sockets before the balancer took it out ({taken_out:?}):\n{drained}"
+    );
+    assert_eq!(
+        metrics::sum(&drained, "switchboard_edge_connections"),
+        (VISITORS + AGENTS) as f64,
+        "the draining edge lost clients before the balancer took it out"
+    );
+    within(
+        "every client acknowledged again after the drain",
+        RECOVERY,
+        || ready(sim.all_acked_since(draining)),
+    )
+    .await;
+    eventually("every client is on the replacement", || async {
+        (connections(replacement).await == (VISITORS + AGENTS) as f64).then_some(())
+    })
+    .await;
+    assert!(
+        system.node(survivor).wait_exit().await,
+        "the drained edge did not exit cleanly"
+    );
+    println!(
+        "the balancer took the draining edge out {taken_out:.1?} after SIGTERM; clients resumed on the replacement {:.1?} after it",
+        draining.elapsed()
     );
 
     // Drain, then check: nothing acknowledged lost, nothing shown twice,
