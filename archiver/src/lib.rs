@@ -8,11 +8,19 @@
 //! - [`stats`]: reports over the summaries, and the `archive.stats` service.
 //! - [`store`]: MongoDB writes — idempotent by message id, conversation
 //!   summaries applied once per record — and history reads.
+//! - [`retention`]: finished conversations leaving KV once archived and
+//!   past the reopen window.
+//! - [`lookup`]: the `archive.conversation` service (who may read a
+//!   conversation KV no longer holds).
+//! - [`service`]: the request/reply loop of the `archive.*` services.
 //! - [`worker`]: the entry point, the consume-write-ack loop and the
 //!   `archive.history` service.
 
 pub mod documents;
 pub mod facts;
+pub mod lookup;
+pub mod retention;
+pub mod service;
 pub mod stats;
 pub mod store;
 pub mod worker;

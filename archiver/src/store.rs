@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, IndexModel};
@@ -122,6 +122,16 @@ impl Archive {
             )
             .await
             .map_err(mongo("create conversations index"))?;
+        // Closed conversations by when they closed (leaving KV).
+        archive
+            .conversations
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "status": 1, "closed_at": 1 })
+                    .build(),
+            )
+            .await
+            .map_err(mongo("create retention index"))?;
         // The report's window, alone or with a team or an agent.
         for keys in [
             doc! { "analytics.started_at": 1 },
@@ -135,6 +145,86 @@ impl Archive {
                 .map_err(mongo("create analytics index"))?;
         }
         Ok(archive)
+    }
+
+    /// Closed conversations still in KV, closed before `cutoff` (ms),
+    /// oldest close first, at most `limit`.
+    ///
+    /// # Errors
+    /// MongoDB errors.
+    pub(crate) async fn closed_before(
+        &self,
+        cutoff: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::retention::Candidate>, StoreError> {
+        let mut cursor = self
+            .conversations
+            .find(crate::retention::closed_before_filter(cutoff))
+            .projection(doc! { "_id": 1, "archived_seq": 1, "visitor.id": 1 })
+            .sort(doc! { "status": 1, "closed_at": 1 })
+            .limit(limit)
+            .await
+            .map_err(mongo("find closed conversations"))?;
+        let mut found = Vec::new();
+        while let Some(summary) = cursor
+            .try_next()
+            .await
+            .map_err(mongo("read closed conversations"))?
+        {
+            let Ok(id) = summary.get_str("_id") else {
+                continue;
+            };
+            found.push(crate::retention::Candidate {
+                id: id.to_owned(),
+                archived_seq: summary.get_i64("archived_seq").unwrap_or(0),
+                visitor_id: summary
+                    .get_document("visitor")
+                    .ok()
+                    .and_then(|v| v.get_str("id").ok())
+                    .map(str::to_owned),
+            });
+        }
+        Ok(found)
+    }
+
+    /// Records that a conversation has left KV.
+    ///
+    /// # Errors
+    /// MongoDB errors.
+    pub(crate) async fn mark_removed(&self, conversation: &str) -> Result<(), StoreError> {
+        self.conversations
+            .update_one(
+                doc! { "_id": conversation },
+                doc! { "$set": { crate::retention::REMOVED_FIELD: DateTime::now() } },
+            )
+            .await
+            .map_err(mongo("mark conversation removed from kv"))?;
+        Ok(())
+    }
+
+    /// The visitor and last agent of an archived conversation, if the
+    /// archive has it.
+    ///
+    /// # Errors
+    /// MongoDB errors.
+    pub async fn participants(
+        &self,
+        conversation: &str,
+    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+        let summary = self
+            .conversations
+            .find_one(doc! { "_id": conversation })
+            .projection(doc! { "visitor.id": 1, "agent.id": 1 })
+            .await
+            .map_err(mongo("read conversation participants"))?;
+        let id_of = |summary: &Document, field: &str| {
+            summary
+                .get_document(field)
+                .ok()
+                .and_then(|d| d.get_str("id").ok())
+                .map(str::to_owned)
+        };
+        Ok(summary.map(|s| (id_of(&s, "visitor"), id_of(&s, "agent"))))
     }
 
     /// The conversation summaries (for the reports' reads).

@@ -1,6 +1,7 @@
 //! The archiver's entry point: consume the chat stream through a durable
 //! consumer, write each batch to MongoDB, ack only after MongoDB confirmed
-//! it; and answer `archive.history` and `archive.stats` requests.
+//! it; answer `archive.history`, `archive.conversation` and `archive.stats`
+//! requests; and remove finished conversations from KV.
 
 use std::time::Duration;
 
@@ -9,10 +10,12 @@ use async_nats::jetstream::AckKind;
 use futures::StreamExt;
 use switchboard_bus::{Backbone, BusError};
 use switchboard_config::{ArchiverSettings, MongoSettings};
-use switchboard_protocol::payloads::{decode, encode, ChatRecord, HistoryReply, HistoryRequest};
+use switchboard_protocol::payloads::{decode, ChatRecord, HistoryReply, HistoryRequest};
 use switchboard_protocol::subjects;
 use tokio_util::sync::CancellationToken;
 
+use crate::retention::Retention;
+use crate::service;
 use crate::store::{Archive, StoreError};
 
 /// What an archiver needs to know.
@@ -20,6 +23,23 @@ use crate::store::{Archive, StoreError};
 pub struct ArchiverConfig {
     pub archiver: ArchiverSettings,
     pub mongo: MongoSettings,
+    /// When closed conversations leave KV (from `edge.reopen_window` and
+    /// the archiver's settings: see [`ArchiverConfig::new`]).
+    pub retention: Retention,
+}
+
+impl ArchiverConfig {
+    /// The archiver's part of the settings.
+    pub fn new(settings: &switchboard_config::Settings) -> Self {
+        Self {
+            archiver: settings.archiver.clone(),
+            mongo: settings.mongo.clone(),
+            retention: Retention {
+                interval: settings.archiver.sweep_interval.get(),
+                keep: settings.edge.reopen_window.get() + settings.archiver.keep_closed.get(),
+            },
+        }
+    }
 }
 
 /// The archiver stopped for a reason other than shutdown.
@@ -61,9 +81,34 @@ pub async fn run(
     tracing::info!(database = %config.mongo.database, "archiver started");
     switchboard_metrics::archiver::init();
     switchboard_metrics::bus::init();
-    let history = tokio::spawn(serve_history(
-        backbone.client.clone(),
+    let history = {
+        let archive = archive.clone();
+        tokio::spawn(service::serve(
+            backbone.client.clone(),
+            subjects::ARCHIVE_HISTORY,
+            shutdown.clone(),
+            move |payload| {
+                let archive = archive.clone();
+                async move { history(&archive, &payload).await }
+            },
+        ))
+    };
+    let lookup = {
+        let archive = archive.clone();
+        tokio::spawn(service::serve(
+            backbone.client.clone(),
+            subjects::ARCHIVE_CONVERSATION,
+            shutdown.clone(),
+            move |payload| {
+                let archive = archive.clone();
+                async move { crate::lookup::answer(&archive, &payload).await }
+            },
+        ))
+    };
+    let retention = tokio::spawn(crate::retention::run(
+        backbone.clone(),
         archive.clone(),
+        config.retention,
         shutdown.clone(),
     ));
     let stats = tokio::spawn(crate::stats::serve(
@@ -82,6 +127,8 @@ pub async fn run(
         }
     }
     history.abort();
+    lookup.abort();
+    retention.abort();
     stats.abort();
     tracing::info!("archiver stopped");
     Ok(())
@@ -193,61 +240,28 @@ async fn write_until_stored(
     }
 }
 
-/// Answers `archive.history` (queue group: one archiver answers each).
-async fn serve_history(client: async_nats::Client, archive: Archive, shutdown: CancellationToken) {
-    loop {
-        let mut requests = match client
-            .queue_subscribe(subjects::ARCHIVE_HISTORY, "archiver".to_owned())
+/// The answer to one `archive.history` request.
+async fn history(archive: &Archive, payload: &[u8]) -> HistoryReply {
+    match decode::<HistoryRequest>(payload) {
+        Ok(req) => match archive
+            .history(&req.conversation_id, req.before_seq, req.limit.min(100))
             .await
         {
-            Ok(requests) => requests,
+            Ok(records) => HistoryReply {
+                records,
+                error: None,
+            },
             Err(err) => {
-                tracing::warn!(error = %err, "subscribe to history requests");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(RETRY_DELAY) => continue,
-                }
-            }
-        };
-        loop {
-            let request = tokio::select! {
-                () = shutdown.cancelled() => return,
-                request = requests.next() => request,
-            };
-            let Some(request) = request else { break };
-            let Some(reply_to) = request.reply.clone() else {
-                continue;
-            };
-            let reply = match decode::<HistoryRequest>(&request.payload) {
-                Ok(req) => match archive
-                    .history(&req.conversation_id, req.before_seq, req.limit.min(100))
-                    .await
-                {
-                    Ok(records) => HistoryReply {
-                        records,
-                        error: None,
-                    },
-                    Err(err) => {
-                        tracing::warn!(error = %err, "archived history");
-                        HistoryReply {
-                            records: Vec::new(),
-                            error: Some("archive unavailable".to_owned()),
-                        }
-                    }
-                },
-                Err(err) => HistoryReply {
+                tracing::warn!(error = %err, "archived history");
+                HistoryReply {
                     records: Vec::new(),
-                    error: Some(format!("bad request: {err}")),
-                },
-            };
-            match encode(&reply) {
-                Ok(payload) => {
-                    if let Err(err) = client.publish(reply_to, payload.into()).await {
-                        tracing::warn!(error = %err, "reply to history request");
-                    }
+                    error: Some("archive unavailable".to_owned()),
                 }
-                Err(err) => tracing::error!(error = %err, "encode history reply"),
             }
-        }
+        },
+        Err(err) => HistoryReply {
+            records: Vec::new(),
+            error: Some(format!("bad request: {err}")),
+        },
     }
 }

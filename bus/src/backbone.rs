@@ -73,6 +73,7 @@ impl Backbone {
             description: Some("Switchboard conversation logs".to_owned()),
             subjects: vec![subjects::CHAT_SUBJECTS.to_owned()],
             max_age: settings.retention.get(),
+            max_bytes: settings.max_bytes,
             storage,
             num_replicas: settings.replicas,
             duplicate_window: settings.duplicate_window.get(),

@@ -19,8 +19,8 @@ use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::Context;
 use switchboard_protocol::ids::{ConversationId, MessageId};
 use switchboard_protocol::payloads::{
-    decode, encode, ChatRecord, ConversationEvent, HistoryReply, HistoryRequest, Participant,
-    RecordBody,
+    decode, encode, ArchivedConversationReply, ArchivedConversationRequest, ChatRecord,
+    ConversationEvent, HistoryReply, HistoryRequest, Participant, RecordBody,
 };
 use switchboard_protocol::subjects;
 use switchboard_protocol::time::now_ms;
@@ -271,6 +271,36 @@ impl ConversationLog {
         match reply.error {
             Some(error) => Err(BusError::nats("ask the archive", error)),
             None => Ok(reply.records),
+        }
+    }
+
+    /// The visitor and last agent of a conversation that has left KV, as
+    /// the archive knows them; `None` when the archive has no such
+    /// conversation.
+    ///
+    /// # Errors
+    /// When no archiver answers, or the archive cannot.
+    pub async fn archived_participants(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<(Option<String>, Option<String>)>, BusError> {
+        let request = ArchivedConversationRequest {
+            conversation_id: conversation.clone(),
+        };
+        let payload =
+            encode(&request).map_err(|e| BusError::decode("archived conversation request", e))?;
+        let reply = self
+            .inner
+            .client
+            .request(subjects::ARCHIVE_CONVERSATION, payload.into())
+            .await
+            .map_err(|e| BusError::nats("ask the archive", e))?;
+        let reply: ArchivedConversationReply = decode(&reply.payload)
+            .map_err(|e| BusError::decode("archived conversation reply", e))?;
+        match reply.error {
+            Some(error) => Err(BusError::nats("ask the archive", error)),
+            None if reply.found => Ok(Some((reply.visitor_id, reply.agent_id))),
+            None => Ok(None),
         }
     }
 

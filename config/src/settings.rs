@@ -53,6 +53,10 @@ pub struct NatsSettings {
     pub replicas: usize,
     /// How long the stream keeps conversations; the archive keeps everything.
     pub retention: HumanDuration,
+    /// Largest size of the `CHAT` stream in bytes, `-1` for no limit: past
+    /// it the oldest records leave the stream (the archive has them, if
+    /// the archivers keep up). Applied when the stream is created.
+    pub max_bytes: i64,
     /// How long a retried send with the same `client_id` is recognised by
     /// JetStream itself.
     pub duplicate_window: HumanDuration,
@@ -80,6 +84,7 @@ impl Default for NatsSettings {
             storage: StorageKind::File,
             replicas: 1,
             retention: HumanDuration::from_secs(30 * 24 * 3600),
+            max_bytes: -1,
             duplicate_window: HumanDuration::from_secs(120),
             request_timeout: HumanDuration::from_secs(5),
             presence_ttl: HumanDuration::from_secs(30),
@@ -405,11 +410,22 @@ pub struct ArchiverSettings {
     /// Most records written to MongoDB in one batch: a batch is whatever
     /// has arrived, up to this many, so it grows with the load.
     pub batch_size: usize,
+    /// How often the archivers look for closed conversations to remove
+    /// from KV (archived, and closed longer ago than `edge.reopen_window`
+    /// plus `keep_closed`).
+    pub sweep_interval: HumanDuration,
+    /// How long past `edge.reopen_window` a closed conversation stays in
+    /// KV: a margin for clocks that differ between processes.
+    pub keep_closed: HumanDuration,
 }
 
 impl Default for ArchiverSettings {
     fn default() -> Self {
-        Self { batch_size: 500 }
+        Self {
+            batch_size: 500,
+            sweep_interval: HumanDuration::from_secs(60),
+            keep_closed: HumanDuration::from_secs(60),
+        }
     }
 }
 
@@ -587,6 +603,12 @@ impl Settings {
         }
         if self.archiver.batch_size == 0 {
             return reject("archiver.batch_size", "must be positive");
+        }
+        if self.archiver.sweep_interval.get().is_zero() {
+            return reject("archiver.sweep_interval", "must be positive");
+        }
+        if self.nats.max_bytes == 0 || self.nats.max_bytes < -1 {
+            return reject("nats.max_bytes", "must be positive, or -1 for no limit");
         }
         if self.router.default_capacity == 0 {
             return reject("router.default_capacity", "must be positive");

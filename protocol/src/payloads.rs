@@ -746,6 +746,26 @@ pub struct HistoryReply {
     pub error: Option<String>,
 }
 
+/// An edge asks the archive who may read a conversation whose routing
+/// entry has left KV (closed, archived and past the reopen window).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedConversationRequest {
+    pub conversation_id: ConversationId,
+}
+
+/// The archive's answer: the conversation's visitor and last agent, or
+/// `found: false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedConversationReply {
+    pub found: bool,
+    #[serde(default)]
+    pub visitor_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

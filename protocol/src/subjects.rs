@@ -29,6 +29,10 @@ pub const ARCHIVE_HISTORY: &str = "archive.history";
 /// Request/reply service of the archivers: statistics over the archive
 /// (`StatsRequest` → `StatsReply`).
 pub const ARCHIVE_STATS: &str = "archive.stats";
+/// Request/reply service of the archivers: who may read a conversation
+/// that has left KV (`ArchivedConversationRequest` →
+/// `ArchivedConversationReply`).
+pub const ARCHIVE_CONVERSATION: &str = "archive.conversation";
 /// Queue group of the archivers' services: one archiver answers each request.
 pub const ARCHIVER_GROUP: &str = "archiver";
 /// Durable consumer of the archiver on [`CHAT_STREAM`].
@@ -143,6 +147,17 @@ pub fn parse_conversation(subject: &str) -> Option<ConversationId> {
 /// are validated ids, unique across roles by their prefix.
 pub fn read_key(conversation: &ConversationId, participant_id: &str) -> String {
     format!("{conversation}.{participant_id}")
+}
+
+/// The subjects under which a KV bucket stores its keys starting with
+/// `prefix.` (for purging a conversation's read marks at once).
+pub fn kv_subjects_under(bucket: &str, prefix: &str) -> String {
+    format!("$KV.{bucket}.{prefix}.>")
+}
+
+/// The subject under which a KV bucket stores `key`.
+pub fn kv_subject(bucket: &str, key: &str) -> String {
+    format!("$KV.{bucket}.{key}")
 }
 
 /// Presence key of one agent connection.

@@ -7,10 +7,10 @@ use switchboard_protocol::bots::{BotCall, HandoffRequest, PresenceRequest, SendR
 use switchboard_protocol::frames::{ClientFrame, ServerFrame};
 use switchboard_protocol::ids::{AgentId, ConversationId, MessageId, TeamId, VisitorId};
 use switchboard_protocol::payloads::{
-    decode, encode, AgentAccount, AgentLoad, AgentNotice, BotNotice, ChatRecord, ConversationEvent,
-    ConversationState, ConversationStatus, HistoryReply, HistoryRequest, MissedEntry, Notice,
-    Participant, Presence, QueueSnapshot, ReadMark, RecordBody, Revocation, RevokedToken, Role,
-    Signal,
+    decode, encode, AgentAccount, AgentLoad, AgentNotice, ArchivedConversationReply,
+    ArchivedConversationRequest, BotNotice, ChatRecord, ConversationEvent, ConversationState,
+    ConversationStatus, HistoryReply, HistoryRequest, MissedEntry, Notice, Participant, Presence,
+    QueueSnapshot, ReadMark, RecordBody, Revocation, RevokedToken, Role, Signal,
 };
 use switchboard_protocol::stats::{StatsReply, StatsRequest};
 
@@ -33,6 +33,8 @@ fn decode_every_payload(bytes: &[u8]) {
     let _ = decode::<RevokedToken>(bytes);
     let _ = decode::<HistoryRequest>(bytes);
     let _ = decode::<HistoryReply>(bytes);
+    let _ = decode::<ArchivedConversationRequest>(bytes);
+    let _ = decode::<ArchivedConversationReply>(bytes);
     let _ = decode::<StatsRequest>(bytes);
     let _ = decode::<StatsReply>(bytes);
     let _ = decode::<BotCall>(bytes);

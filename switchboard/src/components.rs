@@ -96,10 +96,7 @@ fn router_config(settings: &Settings) -> RouterConfig {
 }
 
 fn archiver_config(settings: &Settings) -> ArchiverConfig {
-    ArchiverConfig {
-        archiver: settings.archiver.clone(),
-        mongo: settings.mongo.clone(),
-    }
+    ArchiverConfig::new(settings)
 }
 
 /// `switchboard up`: all three components in one process.

@@ -182,6 +182,49 @@ pub(crate) async fn authorize(
     Ok(state)
 }
 
+/// Checks that the identity may read a conversation, closed ones included
+/// (the visitor's own; an agent: the last one who had it). A conversation
+/// that has left KV (finished, archived and past the reopen window) is
+/// asked of the archive.
+pub(crate) async fn authorize_read(
+    session: &Session,
+    conversation: &ConversationId,
+) -> Result<(), Refusal> {
+    match authorize(session, conversation, false).await {
+        Err(refusal) if refusal.code == ErrorCode::NotFound => {}
+        other => return other.map(|_| ()),
+    }
+    let participants = session
+        .state
+        .backbone
+        .log
+        .archived_participants(conversation)
+        .await
+        .map_err(|err| {
+            tracing::warn!(error = %err, %conversation, "archived conversation lookup");
+            Refusal::new(
+                ErrorCode::Unavailable,
+                "the archive is unavailable, try again",
+            )
+        })?;
+    let Some((visitor, agent)) = participants else {
+        return Err(Refusal::new(ErrorCode::NotFound, "no such conversation"));
+    };
+    let id = session.identity.id();
+    let allowed = match &session.identity {
+        Identity::Visitor { .. } => visitor.as_deref() == Some(id),
+        Identity::Agent { .. } => agent.as_deref() == Some(id),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this conversation is not yours",
+        ))
+    }
+}
+
 /// How a conversation a connection starts to follow is caught up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CatchUp {
