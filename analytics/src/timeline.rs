@@ -237,7 +237,10 @@ impl Facts {
                 }
                 self.start_clock(at, Cause::Opened);
             }
-            ConversationEvent::Queued { .. } | ConversationEvent::PickedUp { .. } => {}
+            // A private note is no answer to the visitor.
+            ConversationEvent::Queued { .. }
+            | ConversationEvent::PickedUp { .. }
+            | ConversationEvent::Note { .. } => {}
             ConversationEvent::Assigned { agent, .. } if agent.role == Role::Bot => {
                 self.owner = Some(Owner {
                     role: "bot".into(),

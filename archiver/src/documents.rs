@@ -212,6 +212,8 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
                     );
                     set.insert("picked_up_at", at);
                 }
+                // Kept in `messages` with the rest of the log.
+                ConversationEvent::Note { .. } => {}
                 ConversationEvent::Rated { score, comment } => {
                     set.insert("rating", i32::from(*score));
                     if let Some(comment) = comment {

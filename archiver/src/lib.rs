@@ -5,6 +5,8 @@
 //! - [`documents`]: the archive's own document shapes (`messages`,
 //!   `conversations`) and their conversion from and to records.
 //! - [`facts`]: the analytics fold kept in each conversation summary.
+//! - [`search`]: past conversations by visitor, agent or words, the
+//!   `archive.search` service.
 //! - [`stats`]: reports over the summaries, and the `archive.stats` service.
 //! - [`store`]: MongoDB writes — idempotent by message id, conversation
 //!   summaries applied once per record — and history reads.
@@ -20,6 +22,7 @@ pub mod documents;
 pub mod facts;
 pub mod lookup;
 pub mod retention;
+pub mod search;
 pub mod service;
 pub mod stats;
 pub mod store;

@@ -232,6 +232,11 @@ impl Archive {
         &self.conversations
     }
 
+    /// The messages as plain documents (for searches' projections).
+    pub(crate) fn messages_raw(&self) -> Collection<Document> {
+        self.messages.clone_with_type()
+    }
+
     /// Archives records (any order, any conversations, repeats allowed).
     ///
     /// # Errors

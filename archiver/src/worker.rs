@@ -1,7 +1,7 @@
 //! The archiver's entry point: consume the chat stream through a durable
 //! consumer, write each batch to MongoDB, ack only after MongoDB confirmed
-//! it; answer `archive.history`, `archive.conversation` and `archive.stats`
-//! requests; and remove finished conversations from KV.
+//! it; answer `archive.history`, `archive.conversation`, `archive.search`
+//! and `archive.stats` requests; and remove finished conversations from KV.
 
 use std::time::Duration;
 
@@ -111,6 +111,18 @@ pub async fn run(
         config.retention,
         shutdown.clone(),
     ));
+    let search = {
+        let archive = archive.clone();
+        tokio::spawn(service::serve(
+            backbone.client.clone(),
+            subjects::ARCHIVE_SEARCH,
+            shutdown.clone(),
+            move |payload| {
+                let archive = archive.clone();
+                async move { crate::search::answer(&archive, &payload).await }
+            },
+        ))
+    };
     let stats = tokio::spawn(crate::stats::serve(
         backbone.client.clone(),
         archive.clone(),
@@ -130,6 +142,7 @@ pub async fn run(
     lookup.abort();
     retention.abort();
     stats.abort();
+    search.abort();
     tracing::info!("archiver stopped");
     Ok(())
 }

@@ -29,9 +29,18 @@ pub struct Backbone {
     /// while its entry is younger than `nats.presence_ttl`: see
     /// [`crate::bots`]).
     pub bot_presence: kv::Store,
+    /// Teams' settings edited by admins (over the configuration's).
+    pub teams: kv::Store,
+    /// Canned responses.
+    pub canned: kv::Store,
+    /// Visitors' profiles, kept `nats.retention`.
+    pub profiles: kv::Store,
     /// Changes after every NATS reconnection or slow-consumer drop (see
     /// [`crate::connect`]); never changes for a client opened without it.
     pub disruptions: tokio::sync::watch::Receiver<u64>,
+    /// Subscriptions the server refused or removed (see [`crate::connect`]);
+    /// never changes for a client opened without it.
+    pub refusals: tokio::sync::watch::Receiver<crate::Refusals>,
 }
 
 /// How long a logged-out token is remembered: longer than any token lives
@@ -48,9 +57,10 @@ impl Backbone {
     /// # Errors
     /// As [`crate::connect`] and [`Backbone::open`].
     pub async fn connect(settings: &NatsSettings, component: &str) -> Result<Self, BusError> {
-        let (client, disruptions) = crate::connect(settings, component).await?;
+        let (client, watches) = crate::connect(settings, component).await?;
         let mut backbone = Self::open(client, settings).await?;
-        backbone.disruptions = disruptions;
+        backbone.disruptions = watches.disruptions;
+        backbone.refusals = watches.refusals;
         Ok(backbone)
     }
 
@@ -139,9 +149,13 @@ impl Backbone {
             revoked: open(bucket(buckets::REVOKED, 1, REVOKED_KEEP)).await?,
             bots: open(bucket(buckets::BOTS, 1, forever)).await?,
             bot_presence: open(bucket(buckets::BOT_PRESENCE, 1, BOT_PRESENCE_KEEP)).await?,
+            teams: open(bucket(buckets::TEAMS, 1, forever)).await?,
+            canned: open(bucket(buckets::CANNED, 1, forever)).await?,
+            profiles: open(bucket(buckets::PROFILES, 1, settings.retention.get())).await?,
             client,
             js,
             disruptions: tokio::sync::watch::channel(0).1,
+            refusals: tokio::sync::watch::channel(crate::Refusals::default()).1,
         })
     }
 }

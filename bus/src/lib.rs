@@ -44,9 +44,10 @@ const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connects to NATS with the settings' servers, credentials, TLS, name and
 /// timeouts. The client reconnects by itself forever (to any of the
-/// servers); callers never need to reconnect. The counter goes up at every
-/// (re)connection and every slow-consumer drop: moments after which live
-/// messages may have been missed.
+/// servers); callers never need to reconnect. The [`Watches`] tell of
+/// every (re)connection and slow-consumer drop (moments after which live
+/// messages may have been missed) and of subscriptions the server refused
+/// or removed.
 ///
 /// # Errors
 /// An invalid server address, an unreadable credentials file, or a first
@@ -55,7 +56,7 @@ const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 pub async fn connect(
     settings: &switchboard_config::NatsSettings,
     component: &str,
-) -> Result<(async_nats::Client, tokio::sync::watch::Receiver<u64>), BusError> {
+) -> Result<(async_nats::Client, Watches), BusError> {
     let secrets = switchboard_config::redact::uri_secrets(&settings.url);
     let scrubbed =
         |err: &dyn std::fmt::Display| switchboard_config::redact::scrub(&err.to_string(), &secrets);
@@ -93,6 +94,8 @@ pub async fn connect(
     }
     let (disruptions, watcher) = tokio::sync::watch::channel(0u64);
     let disruptions = std::sync::Arc::new(disruptions);
+    let (refusals, refusals_watcher) = tokio::sync::watch::channel(Refusals::default());
+    let refusals = std::sync::Arc::new(refusals);
     let mut options = async_nats::ConnectOptions::new();
     match url_credentials {
         Some((user, Some(password))) => options = options.user_and_password(user, password),
@@ -110,6 +113,7 @@ pub async fn connect(
         .ping_interval(PING_INTERVAL)
         .event_callback(move |event| {
             let disruptions = std::sync::Arc::clone(&disruptions);
+            let refusals = std::sync::Arc::clone(&refusals);
             async move {
                 match &event {
                     async_nats::Event::Connected | async_nats::Event::SlowConsumer(_) => {
@@ -119,9 +123,15 @@ pub async fn connect(
                     async_nats::Event::Disconnected | async_nats::Event::ClientError(_) => {
                         tracing::warn!(event = %event, "nats connection event");
                     }
-                    async_nats::Event::ServerError(_) => {
+                    async_nats::Event::ServerError(error) => {
                         // Permission violations arrive here, asynchronously.
                         tracing::error!(event = %event, "nats server error");
+                        if let Some(subject) = refused_subscription(&error.to_string()) {
+                            refusals.send_modify(|r| {
+                                r.count += 1;
+                                r.last_subject = subject;
+                            });
+                        }
                     }
                     _ => tracing::info!(event = %event, "nats connection event"),
                 }
@@ -130,7 +140,39 @@ pub async fn connect(
         .connect(servers)
         .await
         .map_err(|e| BusError::nats("connect to nats", scrubbed(&e)))?;
-    Ok((client, watcher))
+    Ok((
+        client,
+        Watches {
+            disruptions: watcher,
+            refusals: refusals_watcher,
+        },
+    ))
+}
+
+/// What a connection tells of itself as it goes (see [`connect`]).
+pub struct Watches {
+    /// Goes up at every (re)connection and slow-consumer drop.
+    pub disruptions: tokio::sync::watch::Receiver<u64>,
+    /// Subscriptions the server refused, or removed (a permission taken
+    /// away by a configuration reload).
+    pub refusals: tokio::sync::watch::Receiver<Refusals>,
+}
+
+/// Subscriptions the server refused or removed: how many so far, and the
+/// subject of the last one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusals {
+    pub count: u64,
+    pub last_subject: String,
+}
+
+/// The subject of a permissions violation for a subscription, from the
+/// server's error text (`Permissions Violation for Subscription to "x"`).
+fn refused_subscription(error: &str) -> Option<String> {
+    const MARK: &str = "permissions violation for subscription to \"";
+    let at = error.to_ascii_lowercase().find(MARK)? + MARK.len();
+    let rest = error.get(at..)?;
+    Some(rest.split('"').next()?.to_owned())
 }
 
 /// Adds the settings' credentials, TLS and reply prefix.
@@ -164,4 +206,29 @@ async fn with_credentials(
         options = options.custom_inbox_prefix(prefix);
     }
     Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_subscription;
+
+    #[test]
+    fn refused_subscriptions_are_recognised_by_their_subject() {
+        assert_eq!(
+            refused_subscription(
+                "nats: permissions violation for subscription to \"notice.agents\" (sid \"1\")"
+            )
+            .as_deref(),
+            Some("notice.agents")
+        );
+        assert_eq!(
+            refused_subscription("Permissions Violation for Subscription to \"queue.snapshot\"")
+                .as_deref(),
+            Some("queue.snapshot")
+        );
+        assert_eq!(
+            refused_subscription("Permissions Violation for Publish to \"x\""),
+            None
+        );
+    }
 }

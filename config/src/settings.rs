@@ -349,6 +349,9 @@ pub struct TeamPolicy {
     /// An assigned agent who has not answered within this long loses the
     /// conversation to the next agent. Off when unset.
     pub first_reply: Option<HumanDuration>,
+    /// Whether the team's bot, when one runs, takes new conversations
+    /// first (true when unset).
+    pub bot_first: Option<bool>,
 }
 
 /// Assignment.
@@ -370,8 +373,13 @@ pub struct RouterSettings {
     /// the humans (`handed_off`, reason `no_answer` or `bot_absent`).
     pub bot_reply_deadline: HumanDuration,
     /// Per-team rules, by team id (conversations without a team use the
-    /// defaults).
+    /// defaults). Admins may change them while Switchboard runs (the
+    /// `teams` bucket, which wins over these).
     pub teams: std::collections::BTreeMap<String, TeamPolicy>,
+    /// An assigned conversation in which nothing was written for this long
+    /// is closed by the router (`closed` by `idle_close`), freeing its
+    /// agent's slot. Off unless set.
+    pub idle_close: Option<HumanDuration>,
 }
 
 impl Default for RouterSettings {
@@ -383,6 +391,7 @@ impl Default for RouterSettings {
             strategy: Strategy::LeastBusy,
             bot_reply_deadline: HumanDuration::from_secs(20),
             teams: std::collections::BTreeMap::new(),
+            idle_close: None,
         }
     }
 }
@@ -393,6 +402,13 @@ impl RouterSettings {
         team.and_then(|t| self.teams.get(t))
             .and_then(|p| p.strategy)
             .unwrap_or(self.strategy)
+    }
+
+    /// Whether a team's bot takes its new conversations first.
+    pub fn bot_first_of(&self, team: Option<&str>) -> bool {
+        team.and_then(|t| self.teams.get(t))
+            .and_then(|p| p.bot_first)
+            .unwrap_or(true)
     }
 
     /// The first-reply deadline of a team, if it has one.

@@ -124,6 +124,31 @@ async fn create_visitor(
     } else {
         name.to_owned()
     };
+    let email = signup
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    if email.is_some_and(|e| !crate::api::visitors::plausible_email(e)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the email address is not valid",
+        );
+    }
+    // Shown to agents; the chat works without it.
+    if let Err(err) = crate::api::visitors::remember(
+        &state.backbone,
+        &id,
+        Some(&name),
+        email,
+        signup.page_url.as_deref(),
+        crate::api::visitors::user_agent(&headers).as_deref(),
+    )
+    .await
+    {
+        tracing::warn!(error = %err, "save a visitor's profile");
+    }
     let identity = Identity::Visitor {
         id: id.clone(),
         name,
@@ -329,6 +354,6 @@ async fn upgrade(
         .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| {
             let tracker = state.sessions.clone();
-            tracker.track_future(crate::session::serve(socket, state, slot))
+            tracker.track_future(crate::transport::ws::serve(socket, state, slot))
         })
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
-use switchboard_bus::{kv, ConversationLog};
+use switchboard_bus::{kv, ConversationLog, Refusals};
 use switchboard_protocol::frames::ServerFrame;
 use switchboard_protocol::ids::{AgentId, ConversationId};
 use switchboard_protocol::payloads::{
@@ -93,13 +93,25 @@ pub struct Hub {
     notices: broadcast::Sender<(Role, Arc<str>)>,
     /// The latest `queue` frame, for agents who connect.
     queue: Mutex<Option<Arc<str>>>,
+    /// The latest `missed` frame (the directory's), for agents who connect.
+    missed: Mutex<Option<Arc<str>>>,
     /// Source of the topics' epochs.
     epochs: AtomicU64,
     /// Tokens and agents whose connections must close now.
     revocations: broadcast::Sender<Arc<Revocation>>,
     /// Whether the broadcasts' and revocations' subscriptions are up.
     relaying: AtomicBool,
+    /// Subscriptions the server refused or removed.
+    refusals: tokio::sync::watch::Receiver<Refusals>,
 }
+
+/// The subjects the relay subscribes to.
+const RELAYED: [&str; 4] = [
+    subjects::NOTICE_AGENTS,
+    subjects::NOTICE_VISITORS,
+    subjects::QUEUE_SNAPSHOT,
+    subjects::CONTROL_REVOKE,
+];
 
 /// Wait before subscribing the relay again.
 const RESUBSCRIBE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -121,8 +133,10 @@ impl Hub {
         client: async_nats::Client,
         log: ConversationLog,
         conversations: async_nats::jetstream::kv::Store,
+        refusals: tokio::sync::watch::Receiver<Refusals>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            refusals,
             client,
             log,
             conversations,
@@ -130,6 +144,7 @@ impl Hub {
             inboxes: Mutex::default(),
             notices: broadcast::channel(NOTICE_BACKLOG).0,
             queue: Mutex::default(),
+            missed: Mutex::default(),
             epochs: AtomicU64::new(0),
             revocations: broadcast::channel(NOTICE_BACKLOG).0,
             relaying: AtomicBool::new(false),
@@ -147,6 +162,27 @@ impl Hub {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The latest missed list, as a `missed` frame.
+    pub fn missed(&self) -> Option<Arc<str>> {
+        self.missed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A new missed list: kept for agents who connect, and sent to the
+    /// connected ones now.
+    pub fn set_missed(&self, frame: Arc<str>) {
+        let mut latest = self.missed.lock().unwrap_or_else(PoisonError::into_inner);
+        if latest.as_deref() == Some(&*frame) {
+            return;
+        }
+        *latest = Some(Arc::clone(&frame));
+        drop(latest);
+        // No session listening is fine.
+        let _ = self.notices.send((Role::Agent, frame));
     }
 
     /// Relays admin broadcasts (`notice.agents`, `notice.visitors`), queue
@@ -171,8 +207,12 @@ impl Hub {
         self.revocations.subscribe()
     }
 
-    /// Relays until a subscription fails or ends.
+    /// Relays until a subscription fails, ends, or is refused or removed
+    /// by the server (a permission taken away: the subscription then
+    /// silently receives nothing, so the server's error is watched).
     async fn relay_once(&self) {
+        let mut refusals = self.refusals.clone();
+        refusals.mark_unchanged();
         let agents = self.subscribe(subjects::NOTICE_AGENTS.to_owned()).await;
         let visitors = self.subscribe(subjects::NOTICE_VISITORS.to_owned()).await;
         let queue = self.subscribe(subjects::QUEUE_SNAPSHOT.to_owned()).await;
@@ -187,9 +227,28 @@ impl Hub {
                     return;
                 }
             };
+        // The server answers a refused subscription before this flush's
+        // pong: only then is the relay up.
+        if let Err(err) = self.client.flush().await {
+            tracing::warn!(error = %err, "flush the broadcasts' subscriptions; retrying");
+            return;
+        }
+        if refusals.has_changed().unwrap_or(false) {
+            let refused = refusals.borrow_and_update().last_subject.clone();
+            if refused_relay(&refused) {
+                return;
+            }
+        }
         self.relaying.store(true, Ordering::Relaxed);
         loop {
             let (role, message) = tokio::select! {
+                changed = refusals.changed() => {
+                    let refused = refusals.borrow_and_update().last_subject.clone();
+                    if changed.is_err() || refused_relay(&refused) {
+                        break;
+                    }
+                    continue;
+                }
                 message = agents.next() => match message {
                     Some(message) => (Role::Agent, message),
                     None => break,
@@ -577,4 +636,17 @@ impl Hub {
             }
         }
     }
+}
+
+/// Whether a subscription the server refused or removed is one of the
+/// relay's (logged if so).
+fn refused_relay(subject: &str) -> bool {
+    let ours = RELAYED.contains(&subject);
+    if ours {
+        tracing::error!(
+            subject,
+            "the server refused a broadcast subscription; not ready, subscribing again"
+        );
+    }
+    ours
 }

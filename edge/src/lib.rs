@@ -14,13 +14,18 @@
 //! - [`auth`]: signed, expiring tokens.
 //! - [`access`]: whether a connection's access still holds (expiry,
 //!   logout, disabled agents).
-//! - [`session`]: one WebSocket connection, from `hello` to close.
+//! - [`session`]: one client connection, from `hello` to close, whatever
+//!   its transport.
+//! - [`transport`]: WebSocket, and Server-Sent Events with POSTs routed
+//!   over NATS to the edge holding the stream (any edge takes a POST).
 //! - [`handlers`]: what each client frame does on the backbone.
 //! - [`outbox`]: the per-connection writer — ordering, dedupe, gap repair.
 //! - [`missed`]: messages left while nobody was online, and their pick-up.
 //! - [`hub`]: one NATS subscription per conversation per edge, fanned out
 //!   to the local connections.
 //! - [`presence`]: agent presence entries and their heartbeats.
+//! - [`directory`]: agents (status, load), teams, bots and the missed
+//!   list, kept from the buckets' watches.
 //! - [`teams`]: the teams a conversation may be started for.
 //! - [`limits`]: per-connection rate limiting and input checks.
 //! - `metrics`: what the edge counts, in its own types
@@ -32,6 +37,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod boundary;
+pub mod directory;
 pub mod handlers;
 pub mod http;
 pub mod hub;
@@ -43,6 +49,7 @@ pub mod presence;
 pub mod server;
 pub mod session;
 pub mod teams;
+pub mod transport;
 pub mod web;
 
 pub use server::{Edge, EdgeConfig, EdgeError};

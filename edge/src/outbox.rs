@@ -13,9 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::stream::SplitSink;
-use futures::SinkExt;
 use switchboard_bus::ConversationLog;
 use switchboard_protocol::frames::ServerFrame;
 use switchboard_protocol::ids::ConversationId;
@@ -23,6 +20,8 @@ use switchboard_protocol::payloads::{encode, ChatRecord, Participant, Role, Sign
 use switchboard_protocol::subjects;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::transport::{Sink, WriteError};
 
 /// Close code for a client that does not read what it is sent.
 pub const SLOW_CONSUMER: u16 = 1008;
@@ -83,6 +82,9 @@ pub struct OutboxHandle {
     pub tx: mpsc::Sender<Outbound>,
     /// Cancelled when the client must be dropped for not reading.
     pub kick: CancellationToken,
+    /// Cancelled when the writer has stopped (the client is gone, or was
+    /// sent its close): the session ends with it.
+    pub gone: CancellationToken,
 }
 
 impl OutboxHandle {
@@ -111,7 +113,7 @@ impl OutboxHandle {
 }
 
 struct Writer {
-    sink: SplitSink<WebSocket, Message>,
+    sink: Sink,
     write_timeout: Duration,
     log: ConversationLog,
     receipts: Option<(Participant, async_nats::Client)>,
@@ -147,22 +149,27 @@ enum Handled {
 
 /// Runs the writer until the queue closes, a close is sent, the client is
 /// kicked, a write fails or times out, or the edge shuts down (close
-/// 1012). However it ends, the session is told (`kick`): a connection
+/// 1012). However it ends, the session is told (`gone`): a connection
 /// nobody can write to is over.
 pub async fn run(
-    sink: SplitSink<WebSocket, Message>,
+    sink: Sink,
     rx: mpsc::Receiver<Outbound>,
     log: ConversationLog,
-    kick: CancellationToken,
+    handle: OutboxHandle,
     shutdown: CancellationToken,
     timing: WriterTiming,
 ) {
-    write_until_done(sink, rx, log, kick.clone(), shutdown, timing).await;
-    kick.cancel();
+    let gone = handle.gone.clone();
+    let kick = handle.kick.clone();
+    // The writer's own handle would keep its queue open: only the kick
+    // and gone tokens are kept.
+    drop(handle);
+    Box::pin(write_until_done(sink, rx, log, kick, shutdown, timing)).await;
+    gone.cancel();
 }
 
 async fn write_until_done(
-    sink: SplitSink<WebSocket, Message>,
+    sink: Sink,
     mut rx: mpsc::Receiver<Outbound>,
     log: ConversationLog,
     kick: CancellationToken,
@@ -207,7 +214,10 @@ async fn write_until_done(
             flow = Box::pin(async {
                 match next {
                     Step::Deliver(outbound) => writer.handle(outbound).await,
-                    Step::Ping => writer.write(Message::Ping(Default::default())).await,
+                    Step::Ping => {
+                        let pinged = writer.sink.ping().await;
+                        writer.written(pinged)
+                    }
                 }
             }) => Handled::Done(flow),
         };
@@ -353,21 +363,23 @@ impl Writer {
         self.write_text(json).await
     }
 
+    /// Queues a frame in the socket's buffer; [`Writer::flush`] sends.
     async fn write_text(&mut self, json: &str) -> Flow {
         switchboard_metrics::edge::edge().sent(json);
-        self.write(Message::Text(json.into())).await
-    }
-
-    /// Queues a frame in the socket's buffer; [`Writer::flush`] sends.
-    async fn write(&mut self, message: Message) -> Flow {
-        match tokio::time::timeout(self.write_timeout, self.sink.feed(message)).await {
-            Ok(Ok(())) => Flow::Continue,
-            Ok(Err(err)) => {
-                tracing::debug!(error = %err, "websocket write failed");
+        match tokio::time::timeout(self.write_timeout, self.sink.feed_text(json)).await {
+            Ok(written) => self.written(written),
+            Err(_) => {
+                tracing::info!("client write timed out; connection given up");
                 Flow::Stop
             }
-            Err(_) => {
-                tracing::info!("websocket write timed out; connection given up");
+        }
+    }
+
+    fn written(&self, result: Result<(), WriteError>) -> Flow {
+        match result {
+            Ok(()) => Flow::Continue,
+            Err(err) => {
+                tracing::debug!(error = %err, "client write failed");
                 Flow::Stop
             }
         }
@@ -375,13 +387,9 @@ impl Writer {
 
     async fn flush(&mut self) -> Flow {
         match tokio::time::timeout(self.write_timeout, self.sink.flush()).await {
-            Ok(Ok(())) => Flow::Continue,
-            Ok(Err(err)) => {
-                tracing::debug!(error = %err, "websocket flush failed");
-                Flow::Stop
-            }
+            Ok(flushed) => self.written(flushed),
             Err(_) => {
-                tracing::info!("websocket write timed out; connection given up");
+                tracing::info!("client write timed out; connection given up");
                 Flow::Stop
             }
         }
@@ -402,19 +410,12 @@ impl Writer {
 
     async fn close(&mut self, code: u16, reason: &str) {
         switchboard_metrics::edge::edge().closed(code);
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let closed = tokio::time::timeout(self.write_timeout, async {
-            if let Err(err) = self.sink.send(Message::Close(Some(frame))).await {
-                tracing::debug!(error = %err, "websocket close failed");
-            }
-            let _ = self.sink.close().await;
-        })
-        .await;
-        if closed.is_err() {
-            tracing::info!("websocket close timed out; connection given up");
+        // What was buffered goes first.
+        let _ = tokio::time::timeout(self.write_timeout, self.sink.flush()).await;
+        match tokio::time::timeout(self.write_timeout, self.sink.close(code, reason)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::debug!(error = %err, "client close failed"),
+            Err(_) => tracing::info!("client close timed out; connection given up"),
         }
     }
 }

@@ -74,6 +74,10 @@ pub struct EdgeState {
     pub closing: CancellationToken,
     /// The last step: whatever is still open is closed at once.
     pub shutdown: CancellationToken,
+    /// The event streams (SSE) this edge holds.
+    pub streams: Arc<crate::transport::sse::Streams>,
+    /// Agents, teams and the missed list, from the buckets.
+    pub directory: Arc<crate::directory::Directory>,
 }
 
 /// A bound, not yet serving edge.
@@ -98,12 +102,19 @@ impl Edge {
         } else {
             config.edge.edge_id.clone()
         };
+        let shutdown = CancellationToken::new();
         let state = Arc::new(EdgeState {
+            streams: crate::transport::sse::Streams::new(&shutdown),
+            directory: crate::directory::Directory::new(
+                config.presence_ttl,
+                config.teams.iter().cloned(),
+            ),
             tokens: Tokens::from_settings(&config.auth),
             hub: Hub::new(
                 backbone.client.clone(),
                 backbone.log.clone(),
                 backbone.conversations.clone(),
+                backbone.refusals.clone(),
             ),
             presences: Presences::new(backbone.presence.clone(), edge_id.clone()),
             admission: Arc::new(Admission::new(&config.edge)),
@@ -115,7 +126,7 @@ impl Edge {
             sessions: TaskTracker::new(),
             draining: CancellationToken::new(),
             closing: CancellationToken::new(),
-            shutdown: CancellationToken::new(),
+            shutdown,
         });
         Ok(Self { listener, state })
     }
@@ -165,6 +176,13 @@ impl Edge {
             })
         };
         let notices = tokio::spawn(Arc::clone(&state.hub).relay_notices());
+        let directory = tokio::spawn(
+            Arc::clone(&state.directory).watch(state.backbone.clone(), Arc::clone(&state.hub)),
+        );
+        let posts = tokio::spawn(crate::transport::sse::serve_posts(
+            Arc::clone(&state),
+            state.shutdown.clone(),
+        ));
         let agent_teams = tokio::spawn(
             Arc::clone(&state.teams).watch(Accounts::Agents, state.backbone.agents.clone()),
         );
@@ -183,7 +201,8 @@ impl Edge {
         };
         let mut app = Router::new()
             .merge(crate::http::routes())
-            .merge(crate::api::routes());
+            .merge(crate::api::routes())
+            .merge(crate::transport::sse::routes());
         if state.config.edge.metrics {
             app = app.merge(switchboard_metrics::http::routes());
         }
@@ -196,6 +215,7 @@ impl Edge {
             if state.config.edge.roles.contains(&EdgeRole::Agent) {
                 app = app.merge(crate::web::agent_routes());
             }
+            app = app.merge(crate::web::shared_routes());
         }
         let app = app
             .layer(axum::middleware::from_fn_with_state(
@@ -217,6 +237,10 @@ impl Edge {
                 state.draining.cancel();
                 tokio::time::sleep(edge.drain_delay.get()).await;
                 state.closing.cancel();
+                // Event streams are responses the server waits for: those
+                // still open after the grace period end here.
+                tokio::time::sleep(edge.drain_grace.get() + SHUTDOWN_GRACE).await;
+                state.streams.stop_all();
             })
         };
         let closing = state.closing.clone();
@@ -250,6 +274,8 @@ impl Edge {
         heartbeat.abort();
         audit.abort();
         notices.abort();
+        posts.abort();
+        directory.abort();
         prune.abort();
         agent_teams.abort();
         bot_teams.abort();

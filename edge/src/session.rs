@@ -1,13 +1,12 @@
-//! One WebSocket connection: `hello` within the time limit, then frames
-//! until the client leaves, is dropped, or the edge shuts down. Every
-//! refusal is an `error` frame or a close code, and is logged.
+//! One client connection, whatever its transport (`crate::transport`):
+//! `hello` within the time limit, then frames until the client leaves, is
+//! dropped, or the edge shuts down. Every refusal is an `error` frame or a
+//! close code, and is logged.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket};
-use futures::stream::SplitStream;
 use futures::StreamExt;
 use serde::Deserialize;
 use switchboard_config::EdgeRole;
@@ -24,6 +23,7 @@ use crate::handlers;
 use crate::limits::{RateLimiter, Verdict};
 use crate::outbox::{self, Outbound, OutboxHandle, WriterTiming};
 use crate::server::EdgeState;
+use crate::transport::{Inbound, InboundStream, PostOutcome, Posted, Sink};
 
 /// How long a closed connection is read for its close answer.
 const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
@@ -125,33 +125,79 @@ struct FrameFields {
     client_id: Option<String>,
 }
 
-/// Serves one upgraded connection to the end.
-pub async fn serve(socket: WebSocket, state: Arc<EdgeState>, mut slot: SocketGuard) {
-    let connection = state.next_connection.fetch_add(1, Ordering::Relaxed);
-    let (sink, mut stream) = socket.split();
+/// A client connection, from its transport: where frames go and where
+/// they come from.
+pub struct Connection {
+    pub sink: Sink,
+    pub inbound: InboundStream,
+    /// Read the client's answer to our close (a WebSocket: closing with
+    /// unread input resets the socket, and the client would see 1006).
+    pub drain_after_close: bool,
+    /// Cancelled when the edge shuts down: the client gets close 1012.
+    pub stop: CancellationToken,
+}
+
+/// Serves one connection to the end, whatever its transport.
+pub async fn serve(
+    connection: Connection,
+    state: Arc<EdgeState>,
+    slot: SocketGuard,
+    number: Option<u64>,
+) {
+    let number = number.unwrap_or_else(|| state.next_connection.fetch_add(1, Ordering::Relaxed));
+    let Connection {
+        sink,
+        mut inbound,
+        drain_after_close,
+        stop,
+    } = connection;
     let (tx, rx) = mpsc::channel(state.config.edge.outbound_queue);
     let outbox = OutboxHandle {
         tx,
         kick: CancellationToken::new(),
+        gone: CancellationToken::new(),
     };
     let writer = tokio::spawn(outbox::run(
         sink,
         rx,
         state.backbone.log.clone(),
-        outbox.kick.clone(),
-        state.shutdown.clone(),
+        outbox.clone(),
+        stop.clone(),
         WriterTiming {
             ping_interval: state.config.edge.ping_interval.get(),
             write_timeout: state.config.edge.write_timeout.get(),
         },
     ));
+    Box::pin(run_connection(
+        &state,
+        number,
+        slot,
+        outbox,
+        &mut inbound,
+        stop,
+    ))
+    .await;
+    let _ = writer.await;
+    if drain_after_close {
+        drain(inbound).await;
+    }
+}
 
+async fn run_connection(
+    state: &Arc<EdgeState>,
+    connection: u64,
+    mut slot: SocketGuard,
+    outbox: OutboxHandle,
+    inbound: &mut InboundStream,
+    stop: CancellationToken,
+) {
     // The handshake is boxed (freed once done), and so is the session
     // below: a task's future is as large as the largest state it can be
     // in, and it is held for the whole life of an idle connection.
-    let Some((verified, resume)) = Box::pin(admit(&state, connection, &outbox, &mut stream)).await
+    let Some((verified, resume, leftover)) =
+        Box::pin(admit(state, connection, &outbox, inbound)).await
     else {
-        return finish(outbox, writer, stream).await;
+        return;
     };
     let identity = verified.identity;
     if slot
@@ -163,19 +209,26 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>, mut slot: SocketGua
             id = identity.id(),
             "too many connections of one identity"
         );
+        if let Some(posted) = leftover {
+            let _ = posted.done.send(PostOutcome::Refused(
+                429,
+                "rate_limited",
+                "too many connections".into(),
+            ));
+        }
         close_with(
             &outbox,
             close_code::TOO_MANY_REQUESTS,
             "too many connections",
         )
         .await;
-        return finish(outbox, writer, stream).await;
+        return;
     }
     let role = edge_role(&identity);
     let _connected = crate::metrics::connected(role);
     let span = tracing::info_span!("edge.session", connection, role = ?role, id = identity.id());
     let session = Session {
-        state,
+        state: Arc::clone(state),
         identity,
         connection,
         outbox,
@@ -187,66 +240,90 @@ pub async fn serve(socket: WebSocket, state: Arc<EdgeState>, mut slot: SocketGua
         resume: resume.clone(),
         retry_lookups: Budget::default(),
     };
-    // Boxed, like every handler below: a task's future is as large as the
-    // largest state it can be in, and it is held for the whole life of an
-    // idle connection. Boxing keeps the rarely-used states off that bill.
-    let stream = Box::pin(active(session, stream, resume))
+    Box::pin(active(session, inbound, resume, leftover, stop))
         .instrument(span)
         .await;
-    let _ = writer.await;
-    drain(stream).await;
+    drop(slot);
 }
 
 /// Reads and checks the `hello`: the caller closes the connection on
-/// `None` (the reason was already queued for the client).
+/// `None` (the reason was already queued for the client). Frames POSTed
+/// with the `hello` come back to be handled after the `welcome`.
 async fn admit(
     state: &EdgeState,
     connection: u64,
     outbox: &OutboxHandle,
-    stream: &mut SplitStream<WebSocket>,
-) -> Option<(Verified, HashMap<ConversationId, u64>)> {
-    let first = tokio::time::timeout(state.config.edge.hello_timeout.get(), stream.next()).await;
-    let hello = match first {
+    inbound: &mut InboundStream,
+) -> Option<(Verified, HashMap<ConversationId, u64>, Option<Posted>)> {
+    let first = tokio::time::timeout(state.config.edge.hello_timeout.get(), inbound.next()).await;
+    let mut posted = None;
+    let text = match first {
         Err(_) => {
             tracing::info!(connection, "no hello in time");
             close_with(outbox, close_code::HELLO_TIMEOUT, "no hello in time").await;
             return None;
         }
-        Ok(Some(Ok(Message::Text(text)))) if text.len() > state.config.edge.max_frame_bytes => {
-            tracing::info!(connection, bytes = text.len(), "frame too large");
+        Ok(Some(Inbound::Text(text))) => text,
+        Ok(Some(Inbound::Posted(mut post))) => {
+            if post.frames.is_empty() {
+                let _ = post.done.send(PostOutcome::Refused(
+                    400,
+                    "bad_request",
+                    "the first POST must hold a hello".into(),
+                ));
+                refuse(outbox, "the first frame must be hello", None).await;
+                return None;
+            }
+            let text = post.frames.remove(0);
+            post.handled += 1;
+            posted = Some(post);
+            text
+        }
+        Ok(Some(Inbound::TooLarge)) => {
+            tracing::info!(connection, "frame too large");
             close_with(outbox, close_code::TOO_LARGE, "frame too large").await;
             return None;
         }
-        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<ClientFrame>(&text),
-        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return None,
-        Ok(Some(Ok(_))) => {
+        Ok(Some(Inbound::InvalidUtf8)) => {
+            tracing::info!(connection, "text frame that is not UTF-8");
+            close_with(outbox, close_code::INVALID_DATA, "text is not utf-8").await;
+            return None;
+        }
+        Ok(Some(Inbound::Close | Inbound::Failed)) | Ok(None) => return None,
+        Ok(Some(Inbound::Binary(_) | Inbound::Heard)) => {
             tracing::info!(connection, "frame before hello");
             refuse(outbox, "the first frame must be a hello text frame", None).await;
             return None;
         }
-        Ok(Some(Err(err))) => {
-            if is_too_large(&err) {
-                tracing::info!(connection, "frame too large");
-                close_with(outbox, close_code::TOO_LARGE, "frame too large").await;
-            } else if is_invalid_utf8(&err) {
-                tracing::info!(connection, "text frame that is not UTF-8");
-                close_with(outbox, close_code::INVALID_DATA, "text is not utf-8").await;
-            } else {
-                tracing::debug!(connection, error = %err, "websocket read failed");
-            }
-            return None;
+    };
+    let refused = |posted: Option<Posted>, message: &str| {
+        if let Some(post) = posted {
+            let _ = post.done.send(PostOutcome::Refused(
+                401,
+                "unauthorized",
+                message.to_owned(),
+            ));
         }
     };
+    if text.len() > state.config.edge.max_frame_bytes {
+        tracing::info!(connection, bytes = text.len(), "frame too large");
+        refused(posted, "frame too large");
+        close_with(outbox, close_code::TOO_LARGE, "frame too large").await;
+        return None;
+    }
+    let hello = serde_json::from_str::<ClientFrame>(&text);
     crate::metrics::received(&hello);
     let (token, resume) = match hello {
         Ok(ClientFrame::Hello { token, resume }) => (token, resume),
         Ok(other) => {
             tracing::info!(connection, kind = other.kind(), "frame before hello");
+            refused(posted, "the first frame must be hello");
             refuse(outbox, "the first frame must be hello", Some(other.kind())).await;
             return None;
         }
         Err(err) => {
             tracing::info!(connection, error = %err, "unreadable hello");
+            refused(posted, "invalid hello");
             refuse(outbox, &format!("invalid hello: {err}"), Some("hello")).await;
             return None;
         }
@@ -255,25 +332,55 @@ async fn admit(
         Ok(verified) => verified,
         Err(err) => {
             tracing::info!(connection, error = %err, "token refused");
+            refused(posted, "invalid or expired token");
             refuse(outbox, "invalid or expired token", Some("hello")).await;
             return None;
         }
     };
+    // Frames POSTed to an event stream come with the poster's token: the
+    // same identity as the hello's.
+    if let Some(post) = &posted {
+        let same = state
+            .tokens
+            .verify_full(&post.token)
+            .is_ok_and(|poster| same_identity(&poster.identity, &verified.identity));
+        if !same {
+            tracing::info!(connection, "hello posted with another identity's token");
+            refused(posted, "the bearer token is not the hello's");
+            refuse(outbox, "the bearer token is not the hello's", Some("hello")).await;
+            return None;
+        }
+    }
     match Box::pin(crate::access::still_valid(&state.backbone, &verified)).await {
         Ok(true) => {}
         Ok(false) => {
             tracing::info!(connection, "revoked token or disabled account refused");
+            refused(posted, "this token was revoked");
             refuse(outbox, "this token was revoked", Some("hello")).await;
             return None;
         }
         Err(err) => {
             tracing::warn!(connection, error = %err, "cannot check the token's revocation");
+            if let Some(post) = posted {
+                let _ = post.done.send(PostOutcome::Refused(
+                    503,
+                    "unavailable",
+                    "try again later".into(),
+                ));
+            }
             close_with(outbox, close_code::TRY_AGAIN_LATER, "try again later").await;
             return None;
         }
     }
     let role = edge_role(&verified.identity);
     if !state.config.edge.roles.contains(&role) {
+        if let Some(post) = posted {
+            let _ = post.done.send(PostOutcome::Refused(
+                403,
+                "forbidden",
+                "this edge does not serve this role".into(),
+            ));
+        }
         close_with(
             outbox,
             close_code::FORBIDDEN,
@@ -283,7 +390,12 @@ async fn admit(
         return None;
     }
 
-    Some((verified, resume))
+    Some((verified, resume, posted))
+}
+
+/// Whether two identities are the same visitor or agent.
+fn same_identity(a: &Identity, b: &Identity) -> bool {
+    a.role() == b.role() && a.id() == b.id()
 }
 
 fn edge_role(identity: &Identity) -> EdgeRole {
@@ -296,9 +408,13 @@ fn edge_role(identity: &Identity) -> EdgeRole {
 /// After our close frame, keep reading until the client answers it (or a
 /// moment passes): closing a socket with unread input resets it, and the
 /// client would lose the close frame and see 1006 instead of our code.
-async fn drain(mut stream: SplitStream<WebSocket>) {
+async fn drain(mut inbound: InboundStream) {
     let _ = tokio::time::timeout(CLOSE_DRAIN, async {
-        while let Some(Ok(_)) = stream.next().await {}
+        while let Some(item) = inbound.next().await {
+            if matches!(item, Inbound::Close | Inbound::Failed) {
+                break;
+            }
+        }
     })
     .await;
 }
@@ -306,9 +422,11 @@ async fn drain(mut stream: SplitStream<WebSocket>) {
 /// The life of an authenticated connection.
 async fn active(
     mut session: Session,
-    mut stream: SplitStream<WebSocket>,
+    inbound: &mut InboundStream,
     resume: HashMap<ConversationId, u64>,
-) -> SplitStream<WebSocket> {
+    leftover: Option<Posted>,
+    stop: CancellationToken,
+) {
     let state = Arc::clone(&session.state);
     let connection = session.connection;
     session
@@ -337,7 +455,7 @@ async fn active(
                 .close(close_code::TRY_AGAIN_LATER, "try again later")
                 .await;
             Box::pin(cleanup(&session)).await;
-            return stream;
+            return;
         }
     } else {
         drop(notice_tx);
@@ -347,11 +465,19 @@ async fn active(
         if let Some(queue) = state.hub.queue() {
             session.outbox.send(Outbound::Frame(queue)).await;
         }
+        if let Some(missed) = state.hub.missed() {
+            session.outbox.send(Outbound::Frame(missed)).await;
+        }
     }
 
     let mut limiter =
         RateLimiter::new(state.config.edge.rate_per_sec, state.config.edge.rate_burst);
+    let mut open = true;
+    if let Some(posted) = leftover {
+        open = Box::pin(on_posted(&mut session, &mut limiter, posted, false)).await;
+    }
     let kick = session.outbox.kick.clone();
+    let gone = session.outbox.gone.clone();
     let mut broadcasts = state.hub.notices();
     let mut broadcasts_open = true;
     let role = session.identity.role();
@@ -370,14 +496,15 @@ async fn active(
     // the grace period: clients reconnect elsewhere a few at a time.
     let drained = drained_at(&state, connection);
     tokio::pin!(drained);
-    loop {
+    while open {
         tokio::select! {
-            () = state.shutdown.cancelled() => break,
+            () = stop.cancelled() => break,
             () = &mut drained => {
                 session.close(close_code::RESTARTING, "server restarting").await;
                 break;
             }
             () = kick.cancelled() => break,
+            () = gone.cancelled() => break,
             () = &mut expiry => {
                 let until = crate::access::instant_of(session.token_expires_at);
                 if tokio::time::Instant::now() >= until {
@@ -414,31 +541,16 @@ async fn active(
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => broadcasts_open = false,
             },
-            message = stream.next() => match message {
-                Some(Ok(message)) => {
+            message = inbound.next() => match message {
+                Some(message) => {
                     last_heard = tokio::time::Instant::now();
-                    if !Box::pin(on_message(&mut session, &mut limiter, message)).await {
-                        break;
-                    }
-                }
-                Some(Err(err)) => {
-                    if is_too_large(&err) {
-                        tracing::info!("frame too large");
-                        session.close(close_code::TOO_LARGE, "frame too large").await;
-                    } else if is_invalid_utf8(&err) {
-                        tracing::info!("text frame that is not UTF-8");
-                        session.close(close_code::INVALID_DATA, "text is not utf-8").await;
-                    } else {
-                        tracing::debug!(error = %err, "websocket read failed");
-                    }
-                    break;
+                    open = Box::pin(on_inbound(&mut session, &mut limiter, message)).await;
                 }
                 None => break,
             }
         }
     }
     Box::pin(cleanup(&session)).await;
-    stream
 }
 
 /// Resolves when this connection's turn to close comes in a drain: its
@@ -450,52 +562,132 @@ async fn drained_at(state: &EdgeState, connection: u64) {
     tokio::time::sleep(state.config.edge.drain_grace.get().mul_f64(share)).await;
 }
 
-/// Handles one incoming WebSocket message; false ends the connection.
-async fn on_message(session: &mut Session, limiter: &mut RateLimiter, message: Message) -> bool {
-    let size = match &message {
-        Message::Text(text) => text.len(),
-        Message::Binary(bytes) => bytes.len(),
-        Message::Close(_) => return false,
-        Message::Ping(_) | Message::Pong(_) => return true,
-    };
+/// Handles one thing the client sent; false ends the connection.
+async fn on_inbound(session: &mut Session, limiter: &mut RateLimiter, message: Inbound) -> bool {
+    match message {
+        Inbound::Text(text) => on_text(session, limiter, &text).await,
+        Inbound::Posted(posted) => on_posted(session, limiter, posted, true).await,
+        Inbound::Binary(size) => {
+            match within_limits(session, limiter, size).await {
+                Limits::Within => {}
+                Limits::Dropped => return true,
+                Limits::Ended => return false,
+            }
+            switchboard_metrics::edge::edge().received_binary();
+            tracing::info!("binary frame refused");
+            session
+                .error(ErrorCode::BadRequest, "only text frames are accepted", None)
+                .await;
+            true
+        }
+        Inbound::Heard => true,
+        Inbound::Close => false,
+        Inbound::TooLarge => {
+            tracing::info!("frame too large");
+            session
+                .close(close_code::TOO_LARGE, "frame too large")
+                .await;
+            false
+        }
+        Inbound::InvalidUtf8 => {
+            tracing::info!("text frame that is not UTF-8");
+            session
+                .close(close_code::INVALID_DATA, "text is not utf-8")
+                .await;
+            false
+        }
+        Inbound::Failed => false,
+    }
+}
+
+/// Frames POSTed to this connection's event stream, from a poster whose
+/// token must be of this connection's identity (`check`: not yet checked).
+async fn on_posted(
+    session: &mut Session,
+    limiter: &mut RateLimiter,
+    posted: Posted,
+    check: bool,
+) -> bool {
+    if check {
+        let same = session
+            .state
+            .tokens
+            .verify_full(&posted.token)
+            .is_ok_and(|poster| same_identity(&poster.identity, &session.identity));
+        if !same {
+            tracing::info!("frames posted with another identity's token refused");
+            let _ = posted.done.send(PostOutcome::Refused(
+                403,
+                "forbidden",
+                "this event stream is another identity's".into(),
+            ));
+            return true;
+        }
+    }
+    let count = u32::try_from(posted.frames.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(posted.handled);
+    let mut open = true;
+    for text in &posted.frames {
+        open = Box::pin(on_text(session, limiter, text)).await;
+        if !open {
+            break;
+        }
+    }
+    let _ = posted.done.send(PostOutcome::Accepted(count));
+    open
+}
+
+/// What the limits say of one data frame.
+enum Limits {
+    Within,
+    /// Dropped, answered `rate_limited`.
+    Dropped,
+    /// The connection ends (its close is queued).
+    Ended,
+}
+
+/// Checks a data frame's size and the rate limit.
+async fn within_limits(session: &Session, limiter: &mut RateLimiter, size: usize) -> Limits {
     if size > session.state.config.edge.max_frame_bytes {
         tracing::info!(bytes = size, "frame too large");
         session
             .close(close_code::TOO_LARGE, "frame too large")
             .await;
-        return false;
+        return Limits::Ended;
     }
     // Every data frame counts against the limit, whatever it holds.
     match limiter.check() {
-        Verdict::Allow => {}
+        Verdict::Allow => Limits::Within,
         Verdict::Refuse => {
             session
                 .error(ErrorCode::RateLimited, "too many frames, slow down", None)
                 .await;
-            return true;
+            Limits::Dropped
         }
         Verdict::Disconnect => {
             tracing::info!("rate limit exceeded repeatedly");
             session
                 .close(close_code::TOO_MANY_REQUESTS, "too many requests")
                 .await;
-            return false;
+            Limits::Ended
         }
     }
-    let Message::Text(text) = message else {
-        switchboard_metrics::edge::edge().received_binary();
-        tracing::info!("binary frame refused");
-        session
-            .error(ErrorCode::BadRequest, "only text frames are accepted", None)
-            .await;
-        return true;
-    };
-    let frame = serde_json::from_str::<ClientFrame>(&text);
+}
+
+/// Handles one text frame; false ends the connection.
+async fn on_text(session: &mut Session, limiter: &mut RateLimiter, text: &str) -> bool {
+    match within_limits(session, limiter, text.len()).await {
+        Limits::Within => {}
+        Limits::Dropped => return true,
+        Limits::Ended => return false,
+    }
+    let frame = serde_json::from_str::<ClientFrame>(text);
     crate::metrics::received(&frame);
     match frame {
         Ok(frame) => handlers::dispatch(session, frame).await,
         Err(err) => {
-            let reference = unparsed_reference(&text);
+            let reference = unparsed_reference(text);
             tracing::info!(error = %err, reference = ?reference, "bad frame");
             session
                 .error(
@@ -517,31 +709,6 @@ fn unparsed_reference(text: &str) -> Option<String> {
     fields.client_id.or(fields.kind)
 }
 
-/// Whether a read error is a frame over the size cap.
-fn is_too_large(err: &axum::Error) -> bool {
-    websocket_error(err, |e| matches!(e, tungstenite::Error::Capacity(_)))
-}
-
-/// Whether a read error is a text frame that is not UTF-8.
-fn is_invalid_utf8(err: &axum::Error) -> bool {
-    websocket_error(err, |e| matches!(e, tungstenite::Error::Utf8(_)))
-}
-
-/// Whether the WebSocket library's error under `err` is one `is` names.
-fn websocket_error(err: &axum::Error, is: impl Fn(&tungstenite::Error) -> bool) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = source {
-        if current
-            .downcast_ref::<tungstenite::Error>()
-            .is_some_and(&is)
-        {
-            return true;
-        }
-        source = current.source();
-    }
-    false
-}
-
 async fn cleanup(session: &Session) {
     let state = &session.state;
     for conversation in &session.followed {
@@ -551,18 +718,6 @@ async fn cleanup(session: &Session) {
         state.hub.leave_inbox(id, session.connection);
         state.presences.remove(id, session.connection).await;
     }
-}
-
-/// Lets the writer send what is queued (a close, say), waits for it, and
-/// reads the client's answer.
-async fn finish(
-    outbox: OutboxHandle,
-    writer: tokio::task::JoinHandle<()>,
-    stream: SplitStream<WebSocket>,
-) {
-    drop(outbox);
-    let _ = writer.await;
-    drain(stream).await;
 }
 
 async fn refuse(outbox: &OutboxHandle, message: &str, reference: Option<&str>) {

@@ -69,7 +69,15 @@ pub fn visitor_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
 }
 
-/// The agents' pages: the console.
+/// What the widget and the console share: the transports.
+pub fn shared_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route(
+        "/transport.js",
+        get(asset(JS, include_str!("../web/transport.js"))),
+    )
+}
+
+/// The agents' pages: the console and the admin pages.
 pub fn agent_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/console", get(page(include_str!("../web/console.html"))))
@@ -80,5 +88,12 @@ pub fn agent_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/console.css",
             get(asset(CSS, include_str!("../web/console.css"))),
+        )
+        // The admin pages: admins log in like agents.
+        .route("/admin", get(page(include_str!("../web/admin.html"))))
+        .route("/admin.js", get(asset(JS, include_str!("../web/admin.js"))))
+        .route(
+            "/admin.css",
+            get(asset(CSS, include_str!("../web/admin.css"))),
         )
 }

@@ -1,11 +1,15 @@
 // Switchboard agent console.
 //
 // Plain ES module, no build step, no dependencies. Logs in with
-// POST /api/v1/agents/login, keeps the token in sessionStorage, then talks
-// JSON over the same-origin WebSocket /ws.
+// POST /api/v1/agents/login, keeps the token in localStorage (every tab of
+// the agent shares the login; each tab is a connection of its own), then talks
+// JSON over the same-origin WebSocket /ws, or the event stream when the
+// WebSocket cannot connect (transport.js, shared with the widget).
 //
 // SECURITY: all user or server supplied text (messages, names, notices,
 // errors) is set with textContent / createTextNode, never as HTML.
+
+import { Connector } from '/transport.js';
 
 const AUTH_KEY = 'switchboard.agent';
 const STATUS_KEY = 'switchboard.agent.status';
@@ -164,7 +168,16 @@ const ui = {
   transferForm: $('transfer-form'),
   transferKind: $('transfer-kind'),
   transferTarget: $('transfer-target'),
-  transferSuggestions: $('transfer-suggestions'),
+  private: $('composer-private'),
+  detailsToggle: $('details-toggle'),
+  details: $('details'),
+  detailsProfile: $('details-profile'),
+  detailsHistory: $('details-history'),
+  searchForm: $('search-form'),
+  searchInput: $('search-input'),
+  searchStatus: $('search-status'),
+  searchResults: $('search-results'),
+  hint: $('composer-hint'),
   transferNote: $('transfer-note'),
   transferError: $('transfer-error'),
   transferCancel: $('transfer-cancel'),
@@ -210,12 +223,14 @@ const S = {
   pickingUp: new Set(), // conversation ids we sent `pick_up` for
   knownAgents: new Map(), // agent id -> name, seen in conversations
   knownTeams: new Set(), // team ids seen in conversations and the queue
+  canned: new Map(), // shortcut -> text (GET /api/v1/canned)
+  audio: null, // the alerts' AudioContext, made on the sign-in click
   transferKey: null, // conversation with a `transfer` in flight
 };
 
 function loadAuth() {
   try {
-    const a = JSON.parse(sessionStorage.getItem(AUTH_KEY) || 'null');
+    const a = JSON.parse(localStorage.getItem(AUTH_KEY) || 'null');
     return a && typeof a.token === 'string' ? a : null;
   } catch {
     return null;
@@ -224,7 +239,7 @@ function loadAuth() {
 
 function saveAuth(a) {
   try {
-    sessionStorage.setItem(AUTH_KEY, JSON.stringify(a));
+    localStorage.setItem(AUTH_KEY, JSON.stringify(a));
   } catch {
     /* the console still works until reload */
   }
@@ -247,6 +262,7 @@ function showLogin(message) {
 }
 
 ui.loginForm.addEventListener('submit', async (e) => {
+  prepareAlerts();
   e.preventDefault();
   const login = ui.login.value.trim();
   const password = ui.password.value;
@@ -343,11 +359,11 @@ function logout(message) {
   S.ws = null;
   S.ready = false;
   if (ws) {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'status', status: 'offline' }));
+    if (ws.readyState === 1) ws.send(JSON.stringify({ type: 'status', status: 'offline' }));
     ws.close(1000, 'logout');
   }
   try {
-    sessionStorage.removeItem(AUTH_KEY);
+    localStorage.removeItem(AUTH_KEY);
     sessionStorage.removeItem(STATUS_KEY);
   } catch {
     /* ignore */
@@ -380,26 +396,37 @@ ui.logout.addEventListener('click', () => logout());
 // -------------------------------------------------------------- transport
 
 function send(frame) {
-  if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return false;
+  if (!S.ws || S.ws.readyState !== 1) return false;
   S.ws.send(JSON.stringify(frame));
   return true;
 }
 
 function setConnection(state, text) {
   ui.app.dataset.connection = state; // "connecting" | "open" | "closed"
-  const labels = { connecting: 'Connecting…', open: 'Connected', closed: 'Offline' };
+  const fallback = ui.app.dataset.transport === 'sse';
+  const labels = {
+    connecting: 'Connecting…',
+    // The diagnostics: which transport the console is on.
+    open: fallback ? 'Connected (event stream)' : 'Connected',
+    closed: 'Offline',
+  };
   ui.connection.textContent = text || labels[state] || '';
+  ui.connection.title = fallback
+    ? 'Connected over the event stream: WebSocket is unavailable on this network'
+    : 'Connected over WebSocket';
   ui.connection.dataset.state = state;
 }
+
+const connector = new Connector(location.origin);
 
 function connect() {
   if (S.ws || S.stopped || !S.auth) return;
   clearTimeout(S.reconnectTimer);
   S.reconnectTimer = null;
   setConnection('connecting', S.everConnected ? 'Reconnecting…' : 'Connecting…');
-  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const ws = new WebSocket(`${proto}//${location.host}/ws`);
   const token = S.auth.token;
+  const ws = connector.open(() => (S.auth ? S.auth.token : token));
+  const transport = connector.transport;
   S.ws = ws;
   S.ready = false;
   for (const c of S.convs.values()) {
@@ -408,6 +435,7 @@ function connect() {
   }
 
   ws.addEventListener('open', () => {
+    ui.app.dataset.transport = transport === 'websocket' ? 'websocket' : 'sse';
     const hello = { type: 'hello', token };
     const resume = {};
     // Not the conversations that left this agent: those are no longer ours.
@@ -530,6 +558,7 @@ function onWelcome(f) {
     return;
   }
   scheduleRefresh(f.token_expires_at);
+  loadCanned();
   S.ready = true;
   S.everConnected = true;
   S.attempt = 0;
@@ -572,6 +601,7 @@ function onAssigned(f) {
     renderMissed();
   }
   c.fresh = S.activeKey !== c.key && !picked;
+  if (c.fresh) alertAgent('New conversation', visitorName(c.visitor));
   requestHistory(c);
   renderList();
   // A missed conversation this agent picked up opens right away.
@@ -840,7 +870,10 @@ function ingest(item, live) {
       c.lastActivity = Date.now();
       if (item.sender && item.sender.role === 'visitor') {
         setVisitorTyping(c, false);
-        if ((!active || document.hidden) && !c.handedOff) c.unread += 1;
+        if ((!active || document.hidden) && !c.handedOff) {
+          c.unread += 1;
+          alertAgent(visitorName(c.visitor), item.text || '');
+        }
       }
     }
   } else if (item.type === 'event') {
@@ -1058,6 +1091,11 @@ function renderEvent(ev) {
     case 'picked_up':
       text = `Missed message picked up by ${agentName(ev.agent, 'an agent')}`;
       break;
+    case 'note':
+      text = by ? `Private note by ${by}` : 'Private note';
+      detail = ev.text || null;
+      node.classList.add('note');
+      break;
     case 'left_message': {
       text = 'Left a message while nobody was online';
       const contact = [ev.name, ev.email].filter(Boolean).join(' · ');
@@ -1141,6 +1179,49 @@ function renderList() {
     ui.list.appendChild(c.item); // re-appending moves it into order
   }
   ui.noConversations.hidden = convs.length > 0;
+  updateTitle();
+}
+
+// ---------------------------------------------------------------- alerts
+
+const BASE_TITLE = document.title;
+
+// The tab's title carries what waits for the agent: unread messages and
+// new conversations, `(3) Switchboard — …`.
+function updateTitle() {
+  const waiting = [...S.convs.values()].reduce((n, c) => n + (c.unread || 0) + (c.fresh && !c.unread ? 1 : 0), 0);
+  document.title = waiting ? `(${waiting > 99 ? '99+' : waiting}) ${BASE_TITLE}` : BASE_TITLE;
+}
+
+// Asked on the sign-in click (a user gesture, as browsers require).
+function prepareAlerts() {
+  try {
+    if (!S.audio && globalThis.AudioContext) S.audio = new AudioContext();
+    if (globalThis.Notification && Notification.permission === 'default') Notification.requestPermission().catch(() => {});
+  } catch {
+    // Alerts are a nicety: the console works without them.
+  }
+}
+
+// A short tone and, when the tab is in the background, a desktop
+// notification: a new conversation or a visitor's message.
+function alertAgent(title, body) {
+  try {
+    if (S.audio && S.audio.state === 'running') {
+      const tone = S.audio.createOscillator();
+      const gain = S.audio.createGain();
+      tone.frequency.value = 880;
+      gain.gain.value = 0.05;
+      tone.connect(gain).connect(S.audio.destination);
+      tone.start();
+      tone.stop(S.audio.currentTime + 0.15);
+    }
+    if (document.hidden && globalThis.Notification && Notification.permission === 'granted') {
+      new Notification(title, { body, tag: 'switchboard' });
+    }
+  } catch {
+    // As above.
+  }
 }
 
 function renderChatHeader() {
@@ -1178,6 +1259,7 @@ function selectConversation(key) {
     prev.draft = ui.input.value;
     stopTyping();
     if (S.transferKey !== prev.key) hideTransfer();
+    hideDetails();
   }
   S.activeKey = key;
   c.unread = 0;
@@ -1190,6 +1272,7 @@ function selectConversation(key) {
   if (prev !== c) ui.input.value = c.draft;
   renderChatHeader();
   for (const other of S.convs.values()) renderListItem(other);
+  updateTitle();
   requestHistory(c);
   scrollToBottom();
   markRead(c);
@@ -1212,6 +1295,7 @@ function markRead(c) {
   if (c.unread) {
     c.unread = 0;
     renderListItem(c);
+    updateTitle();
   }
 }
 
@@ -1277,7 +1361,13 @@ function renderQueue() {
     wait.dataset.since = String(Number(e.queued_at) || Date.now());
     wait.title = 'Waiting time';
     bottom.appendChild(wait);
-    li.append(top, bottom);
+    const take = make('button', 'queue-take ghost', 'Take');
+    take.type = 'button';
+    take.addEventListener('click', () => {
+      if (send({ type: 'take', conversation_id: e.conversation_id })) take.disabled = true;
+      else showChatError('Not connected — try again in a moment.');
+    });
+    li.append(top, bottom, take);
     return li;
   });
   ui.queue.replaceChildren(...items);
@@ -1378,20 +1468,44 @@ ui.missedRefresh.addEventListener('click', () => {
 
 // --------------------------------------------------------------- transfer
 
-function fillTransferSuggestions() {
+// Everyone a conversation can go to, by name, with who is there and their
+// load (GET /api/v1/directory); what the conversations taught us when the
+// directory cannot be read.
+async function fillTransferSuggestions() {
+  const team = ui.transferKind.value === 'team';
+  let directory = null;
+  try {
+    const res = await fetch('/api/v1/directory', { headers: { authorization: `Bearer ${S.auth.token}` } });
+    if (res.ok) directory = await res.json();
+  } catch {
+    directory = null;
+  }
   const options = [];
-  if (ui.transferKind.value === 'team') {
-    for (const team of [...S.knownTeams].sort()) options.push(Object.assign(make('option'), { value: team }));
+  if (team) {
+    const teams = directory && Array.isArray(directory.teams)
+      ? directory.teams.filter((t) => t.team)
+      : [...S.knownTeams].sort().map((t) => ({ team: t }));
+    for (const t of teams) {
+      const online = typeof t.online === 'number' ? ` — ${t.online} online` : '';
+      options.push(Object.assign(make('option', null, `${t.team}${online}`), { value: String(t.team) }));
+    }
   } else {
-    for (const [id, name] of S.knownAgents) {
-      const option = make('option');
-      option.value = id;
-      if (name) option.label = name;
-      options.push(option);
+    const agents = directory && Array.isArray(directory.agents)
+      ? directory.agents
+      : [...S.knownAgents].map(([id, name]) => ({ id, name }));
+    for (const a of agents) {
+      if (S.me && sameId(a.id, S.me.id)) continue;
+      const load = typeof a.load === 'number' ? `, ${a.load}/${a.capacity || '?'}` : '';
+      const status = a.status ? ` — ${a.status}${load}` : '';
+      options.push(Object.assign(make('option', null, `${a.name || a.id}${status}`), { value: String(a.id) }));
     }
   }
-  ui.transferSuggestions.replaceChildren(...options);
-  ui.transferTarget.placeholder = ui.transferKind.value === 'team' ? 'Team id (e.g. sales)' : 'Agent id (a_…)';
+  if (!options.length) {
+    const none = make('option', null, team ? 'No team to transfer to' : 'No other agent');
+    none.value = '';
+    options.push(none);
+  }
+  ui.transferTarget.replaceChildren(...options);
 }
 
 function showTransfer() {
@@ -1422,7 +1536,7 @@ function submitTransfer() {
   const note = ui.transferNote.value.trim();
   const kind = ui.transferKind.value === 'team' ? 'team' : 'agent';
   if (!ID_RE.test(target)) {
-    transferProblem(`Enter ${kind === 'team' ? 'a team' : 'an agent'} id: letters, digits, - and _ only.`);
+    transferProblem(`Pick ${kind === 'team' ? 'a team' : 'an agent'}.`);
     return;
   }
   if (kind === 'agent' && S.me && sameId(target, S.me.id)) {
@@ -1451,7 +1565,6 @@ function transferDone(c) {
   S.transferKey = null;
   ui.transferSubmit.disabled = false;
   ui.transferSubmit.textContent = 'Transfer';
-  ui.transferTarget.value = '';
   ui.transferNote.value = '';
   if (!activeConv() || activeConv() === c) hideTransfer();
   c.draft = '';
@@ -1497,12 +1610,56 @@ function flushOutbox(c, all = true) {
   }
 }
 
+// The canned response `/shortcut` names, if the text is just that.
+function cannedFor(text) {
+  const m = /^\/([a-z0-9_-]{1,32})$/.exec(text.trim());
+  return m ? S.canned.get(m[1]) || null : null;
+}
+
+// Replaces a `/shortcut` in the composer with its text; true if it did.
+function expandCanned() {
+  const canned = cannedFor(ui.input.value);
+  if (canned == null) return false;
+  ui.input.value = canned;
+  ui.hint.hidden = true;
+  updateSendButton();
+  return true;
+}
+
+async function loadCanned() {
+  try {
+    const res = await fetch('/api/v1/canned', { headers: { authorization: `Bearer ${S.auth.token}` } });
+    if (!res.ok) return;
+    const body = await res.json();
+    S.canned = new Map((Array.isArray(body.canned) ? body.canned : []).map((c) => [String(c.shortcut), String(c.text)]));
+  } catch {
+    // Without canned responses the composer still works.
+  }
+}
+
 function submit() {
   const c = activeConv();
+  // `/shortcut` then Enter inserts the canned response first.
+  if (expandCanned()) return;
   const text = ui.input.value.trim();
   if (!c || !text || !isMine(c)) return;
   if (text.length > MAX_LEN) {
     showChatError(`Messages can be at most ${MAX_LEN} characters.`);
+    return;
+  }
+  if (ui.private.checked) {
+    // A private note: shown to agents only, when its event comes back.
+    if (text.length > MAX_NOTE) {
+      showChatError(`A note can be at most ${MAX_NOTE} characters.`);
+      return;
+    }
+    if (!send({ type: 'note', conversation_id: c.id, client_id: uuid(), text })) {
+      showChatError('Not connected — try again in a moment.');
+      return;
+    }
+    ui.input.value = '';
+    ui.private.checked = false;
+    updateSendButton();
     return;
   }
   ui.input.value = '';
@@ -1553,6 +1710,10 @@ ui.composer.addEventListener('submit', (e) => {
 });
 
 ui.input.addEventListener('keydown', (e) => {
+  if (e.key === 'Tab' && !e.shiftKey && expandCanned()) {
+    e.preventDefault();
+    return;
+  }
   if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
     submit();
@@ -1561,6 +1722,9 @@ ui.input.addEventListener('keydown', (e) => {
 
 ui.input.addEventListener('input', () => {
   updateSendButton();
+  const canned = cannedFor(ui.input.value);
+  ui.hint.hidden = canned == null;
+  ui.hint.textContent = canned == null ? '' : `Tab: ${canned.length > 80 ? `${canned.slice(0, 80)}…` : canned}`;
   if (ui.input.value) noteTyping();
   else stopTyping();
 });
@@ -1600,3 +1764,97 @@ renderMissed();
 const saved = loadAuth();
 if (saved) startApp(saved);
 else showLogin();
+
+// Keyboard: Alt+↑ and Alt+↓ move between conversations (in the list's
+// order), Escape closes the transfer form.
+document.addEventListener('keydown', (e) => {
+  if (e.altKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
+    const keys = [...ui.list.querySelectorAll('.conv-item')].map((n) => n.dataset.conversationId);
+    if (!keys.length) return;
+    e.preventDefault();
+    const at = keys.indexOf(S.activeKey);
+    const next = at < 0 ? 0 : Math.min(keys.length - 1, Math.max(0, at + (e.key === 'ArrowDown' ? 1 : -1)));
+    selectConversation(keys[next]);
+  } else if (e.key === 'Escape' && !ui.transferForm.hidden) {
+    hideTransfer();
+  }
+});
+
+// -------------------------------------------------- visitor and history
+
+// A call of the desk's API with the agent's token: the JSON, or null.
+async function desk(path) {
+  try {
+    const res = await fetch(path, { headers: { authorization: `Bearer ${S.auth.token}` } });
+    return res.ok ? await res.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+function pastItem(p) {
+  const li = make('li', 'past-item');
+  li.dataset.conversationId = String(p.conversation_id);
+  const when = p.last_activity_at ? new Date(p.last_activity_at).toLocaleString() : '';
+  const who = p.visitor && p.visitor.name ? p.visitor.name : 'Visitor';
+  li.append(make('span', 'side-name', who), make('span', 'side-info', [p.status, p.agent && p.agent.name, when].filter(Boolean).join(' · ')));
+  if (typeof p.rating === 'number') li.appendChild(make('span', 'side-info', `rated ${p.rating}/5`));
+  return li;
+}
+
+// The visitor's details (GET /api/v1/visitors/<id>): what they told, the
+// page and browser, and their previous conversations.
+async function showDetails() {
+  const c = activeConv();
+  if (!c || !c.visitor || c.visitor.id == null) return;
+  ui.details.hidden = false;
+  ui.detailsToggle.setAttribute('aria-expanded', 'true');
+  ui.detailsProfile.replaceChildren(make('dd', null, 'Loading…'));
+  ui.detailsHistory.replaceChildren();
+  const body = await desk(`/api/v1/visitors/${encodeURIComponent(c.visitor.id)}`);
+  if (!body) {
+    ui.detailsProfile.replaceChildren(make('dd', null, 'Details are not available.'));
+    return;
+  }
+  const p = body.profile || {};
+  const since = c.tl.minSeq !== Infinity && p.created_at ? formatWait(Date.now() - p.created_at) : null;
+  const rows = [
+    ['Name', p.name || visitorName(c.visitor)],
+    ['Email', p.email],
+    ['Page', p.page_url],
+    ['Browser', p.user_agent],
+    ['Visitor for', since],
+  ].filter(([, v]) => v);
+  ui.detailsProfile.replaceChildren(...rows.flatMap(([k, v]) => [make('dt', null, k), make('dd', null, v)]));
+  const past = (Array.isArray(body.conversations) ? body.conversations : []).filter((x) => String(x.conversation_id) !== c.key);
+  ui.detailsHistory.replaceChildren(...(past.length ? past.map(pastItem) : [make('li', 'empty-hint', 'None before this one.')]));
+}
+
+function hideDetails() {
+  ui.details.hidden = true;
+  ui.detailsToggle.setAttribute('aria-expanded', 'false');
+}
+
+ui.detailsToggle.addEventListener('click', () => (ui.details.hidden ? showDetails() : hideDetails()));
+
+// Past conversations by words of their messages (GET /api/v1/archive).
+ui.searchForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const q = ui.searchInput.value.trim();
+  if (!q) return;
+  ui.searchStatus.hidden = false;
+  ui.searchStatus.textContent = 'Searching…';
+  const body = await desk(`/api/v1/archive?q=${encodeURIComponent(q)}`);
+  const found = body && Array.isArray(body.conversations) ? body.conversations : null;
+  ui.searchStatus.textContent = found == null ? 'The archive is not available.' : found.length ? `${found.length} found` : 'Nothing found.';
+  ui.searchResults.replaceChildren(...(found || []).map(pastItem));
+});
+
+// The other tabs of this agent: a logout there is one here; a token they
+// refreshed is used here too.
+window.addEventListener('storage', (e) => {
+  if (e.key !== AUTH_KEY || !S.auth) return;
+  const shared = loadAuth();
+  if (!shared) logout('Signed out in another tab.');
+  else if (shared.token !== S.auth.token) S.auth = shared;
+});

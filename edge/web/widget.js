@@ -1,14 +1,22 @@
 // Switchboard visitor chat widget.
 //
-// Plain ES module, no build step, no dependencies. Embed with:
-//   <link rel="stylesheet" href="/widget.css">
-//   <script type="module" src="/widget.js"></script>
+// No build step, no dependencies. One tag on any site, as a classic script
+// or a module:
+//   <script src="https://chat.example.com/widget.js" async
+//           data-team="sales" data-color="#0a7d55" data-position="left"
+//           data-greeting="Questions about your order? Ask us."></script>
 //
-// The widget talks to the same origin: POST /api/v1/visitors for a token,
+// - data-server: the chat server's origin (default: where widget.js was
+//   loaded from). The site must be in its `edge.allowed_origins`.
+// - data-team: the team the site's chats go to (also `widget.js?team=`).
+// - data-color: the brand colour (any CSS colour).
+// - data-greeting: the line shown before the first message.
+// - data-position: `right` (default) or `left`.
+//
+// The widget lives in a shadow root (its own element, <switchboard-chat>)
+// with its own stylesheet, so the site's CSS cannot break it and its CSS
+// cannot leak. It talks to the server: POST /api/v1/visitors for a token,
 // then a WebSocket on /ws carrying one JSON object per text frame.
-//
-// A site whose chats go to one team (a bot-first team, say) names it in the
-// script's address: <script type="module" src="/widget.js?team=sales">.
 //
 // SECURITY: every piece of text that comes from users or the server is put
 // into the page with textContent / createTextNode only. The only innerHTML
@@ -27,17 +35,284 @@ const TYPING_SHOW_MS = 8000; // hide the agent's indicator if not refreshed
 
 // ---------------------------------------------------------------- helpers
 
-// The team of `?team=` in the widget's own address, if it is a valid id.
-function widgetTeam() {
-  try {
-    const team = new URL(import.meta.url).searchParams.get('team');
-    return team && /^[A-Za-z0-9_-]{1,64}$/.test(team) ? team : null;
-  } catch {
-    return null;
-  }
+const TEAM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+// The <script> that loaded the widget: the running classic script, or the
+// first script whose address ends in /widget.js (a module has no
+// currentScript).
+function widgetScript() {
+  if (document.currentScript && document.currentScript.src) return document.currentScript;
+  return [...document.querySelectorAll('script[src]')].find((node) => {
+    try {
+      return new URL(node.src, location.href).pathname.endsWith('/widget.js');
+    } catch {
+      return false;
+    }
+  }) || null;
 }
 
-const TEAM = widgetTeam();
+// The settings of the widget's tag (see the top of the file); anything
+// invalid is left out.
+function widgetSettings() {
+  const script = widgetScript();
+  const data = (script && script.dataset) || {};
+  let src = null;
+  try {
+    src = script ? new URL(script.src, location.href) : null;
+  } catch {
+    src = null;
+  }
+  let server = src ? src.origin : location.origin;
+  if (data.server) {
+    try {
+      const url = new URL(data.server, location.href);
+      if (url.protocol === 'https:' || url.protocol === 'http:') server = url.origin;
+    } catch {
+      // An invalid data-server: the script's own origin.
+    }
+  }
+  const team = data.team || (src && src.searchParams.get('team')) || null;
+  const color = data.color && globalThis.CSS && CSS.supports('color', data.color) ? data.color : null;
+  return {
+    server,
+    team: team && TEAM_RE.test(team) ? team : null,
+    color,
+    greeting: data.greeting ? String(data.greeting).slice(0, 300) : null,
+    position: data.position === 'left' ? 'left' : 'right',
+    lang: data.lang || null,
+  };
+}
+
+const SETTINGS = widgetSettings();
+const TEAM = SETTINGS.team;
+const SERVER = SETTINGS.server;
+
+// ----------------------------------------------------------- languages
+
+// Every string the widget shows, one table per language. `{name}` marks a
+// value put in by `t`. Add a language by adding a table with every key.
+const STRINGS = {
+  en: {
+    chatWithUs: 'Chat with us',
+    chatWithUsUnread: 'Chat with us ({n} unread)',
+    subtitle: 'We usually reply within a few minutes',
+    subtitleOnline: 'We are online — ask us anything',
+    subtitleQueue: 'Everyone is busy — you may wait a little',
+    subtitleNobody: 'No one is available right now',
+    closeChat: 'Close chat',
+    dismiss: 'Dismiss announcement',
+    chattingWithBot: 'You are chatting with a bot',
+    talkToPerson: 'Talk to a person',
+    leaveAMessage: 'Leave a message',
+    introTitle: 'Ask us anything',
+    introText: 'Send us a message and a member of our team will answer here.',
+    earlier: 'Load earlier messages',
+    conversation: 'Conversation',
+    leaveTitle: 'Leave us a message',
+    leaveHint: 'We will answer by email, or here when you come back.',
+    name: 'Name',
+    optional: '(optional)',
+    email: 'Email',
+    message: 'Message',
+    cancel: 'Cancel',
+    sendMessage: 'Send message',
+    howWasChat: 'How was your chat?',
+    star1: '1 of 5: very poor',
+    star2: '2 of 5: poor',
+    star3: '3 of 5: okay',
+    star4: '4 of 5: good',
+    star5: '5 of 5: excellent',
+    commentLabel: 'Comment (optional)',
+    commentPlaceholder: 'Anything to add? (optional)',
+    sendFeedback: 'Send feedback',
+    thanksFeedback: 'Thanks for your feedback',
+    newChat: 'Start a new chat',
+    yourMessage: 'Your message',
+    typeMessage: 'Type your message…',
+    addAnything: 'Add anything else here…',
+    send: 'Send',
+    sending: 'Sending…',
+    sent: 'Sent',
+    delivered: 'Delivered',
+    read: 'Read',
+    notSent: 'Not sent',
+    retry: 'Retry',
+    cannotReach: 'Cannot reach the chat service. Retrying…',
+    sessionExpired: 'Your chat session expired. Please send your message again.',
+    reconnecting: 'Reconnecting…',
+    notAvailable: 'Chat is not available right now.',
+    tooMany: 'Too many requests. Reconnecting shortly…',
+    connectionLost: 'Connection lost. Reconnecting…',
+    connecting: 'Connecting…',
+    overWebSocket: 'Connected over WebSocket',
+    overEventStream: 'Connected over the event stream (WebSocket unavailable)',
+    agent: 'Agent',
+    isTyping: '{name} is typing…',
+    wrong: 'Something went wrong.',
+    anAgent: 'An agent',
+    yourAgent: 'Your agent',
+    theBot: 'The bot',
+    pickedUp: '{name} picked up your message',
+    queuePos: 'You are #{pos} in the queue',
+    waitingForAgent: 'Waiting for an agent',
+    queuePosEta: 'You are #{pos} in the queue — about {min} min',
+    queuePosSoon: 'You are #{pos} in the queue — an agent will be with you shortly',
+    waitingSoon: 'Waiting for an agent — someone will be with you shortly',
+    backAt: "Thanks — we'll get back to you at {email}",
+    backSoon: "Thanks — we'll get back to you as soon as we can",
+    chattingWith: 'You are chatting with {name}',
+    chattingWithAgent: 'You are chatting with an agent',
+    aBot: ' (a bot)',
+    wasClosed: 'This conversation was closed',
+    startNew: 'Type a message below to start a new chat',
+    nobodyLeave: 'No one is available right now — leave us a message',
+    preferNotWait: 'Prefer not to wait? Leave us a message',
+    started: 'Conversation started',
+    waitingInQueue: 'Waiting in queue (#{pos})',
+    joined: '{name} joined the chat',
+    anAgentJoined: 'An agent joined the chat',
+    hadToLeave: "{name} had to leave — you're back in the queue",
+    gettingPerson: 'Getting you a person from our team',
+    handingYou: '{name} is handing you to a person from our team',
+    transferredTo: "You're being transferred to {name}",
+    transferredTeam: "You're being transferred to our {team} team",
+    transferredOther: "You're being transferred to another agent",
+    closedBy: 'Conversation closed by {name}',
+    closed: 'Conversation closed',
+    reopened: 'Conversation reopened',
+    rated: 'You rated this chat {stars} — thanks for your feedback',
+    tooLong: 'Messages can be at most {max} characters.',
+    writeMessage: 'Please write your message.',
+    nameTooLong: 'Names can be at most {max} characters.',
+    checkEmail: 'Please check your email address.',
+    couldNotSendRetry: 'We could not send your message. Please try again.',
+    couldNotSend: 'We could not send your message.',
+    commentTooLong: 'Comments can be at most {max} characters.',
+    notConnected: 'Not connected — please try again in a moment.',
+    couldNotSendFeedback: 'We could not send your feedback.',
+  },
+  'zh-CN': {
+    chatWithUs: '在线咨询',
+    chatWithUsUnread: '在线咨询（{n} 条未读）',
+    subtitle: '我们通常会在几分钟内回复',
+    subtitleOnline: '客服在线，欢迎咨询',
+    subtitleQueue: '客服正忙，可能需要稍等',
+    subtitleNobody: '当前暂无客服在线',
+    closeChat: '关闭聊天',
+    dismiss: '关闭公告',
+    chattingWithBot: '您正在与机器人对话',
+    talkToPerson: '转人工客服',
+    leaveAMessage: '留言',
+    introTitle: '有问题，随时问我们',
+    introText: '发送消息后，我们的客服会在这里回复您。',
+    earlier: '加载更早的消息',
+    conversation: '对话',
+    leaveTitle: '给我们留言',
+    leaveHint: '我们会通过邮件回复，或在您回来时在这里回复。',
+    name: '姓名',
+    optional: '（选填）',
+    email: '邮箱',
+    message: '留言内容',
+    cancel: '取消',
+    sendMessage: '发送留言',
+    howWasChat: '您对本次服务满意吗？',
+    star1: '1 星（共 5 星）：很差',
+    star2: '2 星（共 5 星）：较差',
+    star3: '3 星（共 5 星）：一般',
+    star4: '4 星（共 5 星）：满意',
+    star5: '5 星（共 5 星）：非常满意',
+    commentLabel: '评价（选填）',
+    commentPlaceholder: '还有什么想说的吗？（选填）',
+    sendFeedback: '提交评价',
+    thanksFeedback: '感谢您的评价',
+    newChat: '开始新的对话',
+    yourMessage: '您的消息',
+    typeMessage: '请输入消息…',
+    addAnything: '还有补充可以写在这里…',
+    send: '发送',
+    sending: '发送中…',
+    sent: '已发送',
+    delivered: '已送达',
+    read: '已读',
+    notSent: '发送失败',
+    retry: '重试',
+    cannotReach: '无法连接客服系统，正在重试…',
+    sessionExpired: '会话已过期，请重新发送您的消息。',
+    reconnecting: '正在重新连接…',
+    notAvailable: '在线客服暂不可用。',
+    tooMany: '请求过于频繁，稍后将重新连接…',
+    connectionLost: '连接已断开，正在重新连接…',
+    connecting: '正在连接…',
+    overWebSocket: '已通过 WebSocket 连接',
+    overEventStream: '已通过事件流连接（WebSocket 不可用）',
+    agent: '客服',
+    isTyping: '{name} 正在输入…',
+    wrong: '出了点问题。',
+    anAgent: '一位客服',
+    yourAgent: '您的客服',
+    theBot: '机器人',
+    pickedUp: '{name} 已接收您的留言',
+    queuePos: '您当前排在第 {pos} 位',
+    waitingForAgent: '正在等待客服',
+    queuePosEta: '您当前排在第 {pos} 位，预计等待约 {min} 分钟',
+    queuePosSoon: '您当前排在第 {pos} 位，客服很快就会为您服务',
+    waitingSoon: '正在等待客服，很快就会有人为您服务',
+    backAt: '谢谢！我们会尽快通过 {email} 回复您',
+    backSoon: '谢谢！我们会尽快回复您',
+    chattingWith: '{name} 正在为您服务',
+    chattingWithAgent: '客服正在为您服务',
+    aBot: '（机器人）',
+    wasClosed: '本次对话已结束',
+    startNew: '在下方输入消息即可开始新的对话',
+    nobodyLeave: '当前暂无客服在线，请给我们留言',
+    preferNotWait: '不想等待？给我们留言',
+    started: '对话已开始',
+    waitingInQueue: '排队中（第 {pos} 位）',
+    joined: '{name} 已加入对话',
+    anAgentJoined: '客服已加入对话',
+    hadToLeave: '{name} 暂时离开，您已重新排队',
+    gettingPerson: '正在为您转接人工客服',
+    handingYou: '{name} 正在为您转接人工客服',
+    transferredTo: '正在为您转接给 {name}',
+    transferredTeam: '正在为您转接到 {team} 组',
+    transferredOther: '正在为您转接给其他客服',
+    closedBy: '{name} 结束了对话',
+    closed: '对话已结束',
+    reopened: '对话已重新打开',
+    rated: '您的评分：{stars}，感谢您的评价',
+    tooLong: '消息最多 {max} 个字符。',
+    writeMessage: '请填写留言内容。',
+    nameTooLong: '姓名最多 {max} 个字符。',
+    checkEmail: '请检查邮箱地址。',
+    couldNotSendRetry: '消息发送失败，请重试。',
+    couldNotSend: '消息发送失败。',
+    commentTooLong: '评价最多 {max} 个字符。',
+    notConnected: '尚未连接，请稍后再试。',
+    couldNotSendFeedback: '评价提交失败。',
+  },
+};
+
+// The widget's language: `data-lang`, else the browser's first language
+// the widget has (any `zh` is Simplified Chinese), else English.
+function pickLanguage(wanted) {
+  const choices = [wanted, ...(navigator.languages || [navigator.language])].filter(Boolean);
+  for (const choice of choices) {
+    const tag = String(choice).toLowerCase();
+    if (tag.startsWith('zh')) return 'zh-CN';
+    if (tag.startsWith('en')) return 'en';
+  }
+  return 'en';
+}
+
+const LANG = pickLanguage(SETTINGS.lang);
+
+// The string `key` in the widget's language, with `{name}`s filled in.
+function t(key, values) {
+  const table = STRINGS[LANG] || STRINGS.en;
+  const text = table[key] ?? STRINGS.en[key] ?? key;
+  return values ? text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m)) : text;
+}
+
 
 function uuid() {
   if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
@@ -150,99 +425,100 @@ class Timeline {
 
 // ------------------------------------------------------------- skeleton
 
-const SKELETON = `
+const skeleton = () => `
 <button id="sb-launcher" class="sb-launcher" type="button" aria-expanded="false" aria-controls="sb-panel">
   <svg class="sb-launcher-icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
     <path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"/>
   </svg>
-  <span class="sb-launcher-label">Chat with us</span>
+  <span class="sb-launcher-label">${t('chatWithUs')}</span>
   <span id="sb-badge" class="sb-badge" hidden></span>
 </button>
 <div id="sb-panel" class="sb-panel" role="dialog" aria-modal="false" aria-labelledby="sb-title" hidden>
   <div class="sb-header">
     <div class="sb-header-text">
-      <h2 id="sb-title" class="sb-title">Chat with us</h2>
-      <p class="sb-subtitle">We usually reply within a few minutes</p>
+      <h2 id="sb-title" class="sb-title">${t('chatWithUs')}</h2>
+      <p id="sb-subtitle" class="sb-subtitle">${t('subtitle')}</p>
     </div>
-    <button id="sb-close" class="sb-icon-button" type="button" aria-label="Close chat">
+    <button id="sb-close" class="sb-icon-button" type="button" aria-label="${t('closeChat')}">
       <svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M6 6l12 12M18 6L6 18"/></svg>
     </button>
   </div>
   <div id="sb-notice" class="sb-banner" role="status" hidden>
     <p id="sb-notice-text" class="sb-banner-text"></p>
-    <button id="sb-notice-dismiss" class="sb-banner-close" type="button" aria-label="Dismiss announcement">
+    <button id="sb-notice-dismiss" class="sb-banner-close" type="button" aria-label="${t('dismiss')}">
       <svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M6 6l12 12M18 6L6 18"/></svg>
     </button>
   </div>
   <p id="sb-status" class="sb-status" role="status"></p>
   <p id="sb-conn" class="sb-conn" role="status" hidden></p>
   <div id="sb-person" class="sb-person" hidden>
-    <p class="sb-person-text">You are chatting with a bot</p>
-    <button id="sb-person-button" class="sb-person-button" type="button">Talk to a person</button>
+    <p class="sb-person-text">${t('chattingWithBot')}</p>
+    <button id="sb-person-button" class="sb-person-button" type="button">${t('talkToPerson')}</button>
   </div>
   <div id="sb-offer" class="sb-offer" data-kind="optional" hidden>
     <p id="sb-offer-text" class="sb-offer-text"></p>
-    <button id="sb-leave-open" class="sb-offer-button" type="button">Leave a message</button>
+    <button id="sb-leave-open" class="sb-offer-button" type="button">${t('leaveAMessage')}</button>
   </div>
   <div id="sb-scroll" class="sb-scroll">
     <div id="sb-intro" class="sb-intro">
-      <p class="sb-intro-title">Ask us anything</p>
-      <p class="sb-intro-text">Send us a message and a member of our team will answer here.</p>
+      <p class="sb-intro-title">${t('introTitle')}</p>
+      <p class="sb-intro-text">${t('introText')}</p>
     </div>
-    <button id="sb-earlier" class="sb-earlier" type="button" hidden>Load earlier messages</button>
-    <div id="sb-messages" class="sb-messages" role="log" aria-live="polite" aria-relevant="additions" aria-label="Conversation"></div>
+    <button id="sb-earlier" class="sb-earlier" type="button" hidden>${t('earlier')}</button>
+    <div id="sb-messages" class="sb-messages" role="log" aria-live="polite" aria-relevant="additions" aria-label="${t('conversation')}"></div>
   </div>
   <p id="sb-typing" class="sb-typing" aria-live="polite"></p>
   <p id="sb-error" class="sb-error" role="alert" hidden></p>
   <form id="sb-leave" class="sb-leave" novalidate hidden aria-labelledby="sb-leave-title">
-    <p id="sb-leave-title" class="sb-leave-title">Leave us a message</p>
-    <p class="sb-leave-hint">We will answer by email, or here when you come back.</p>
+    <p id="sb-leave-title" class="sb-leave-title">${t('leaveTitle')}</p>
+    <p class="sb-leave-hint">${t('leaveHint')}</p>
     <div class="sb-leave-row">
-      <label for="sb-leave-name">Name <span class="sb-optional">(optional)</span></label>
+      <label for="sb-leave-name">${t('name')} <span class="sb-optional">${t('optional')}</span></label>
       <input id="sb-leave-name" type="text" maxlength="${MAX_NAME}" autocomplete="name">
     </div>
     <div class="sb-leave-row">
-      <label for="sb-leave-email">Email</label>
+      <label for="sb-leave-email">${t('email')}</label>
       <input id="sb-leave-email" type="email" maxlength="${MAX_EMAIL}" autocomplete="email" inputmode="email" spellcheck="false">
     </div>
     <div class="sb-leave-row">
-      <label for="sb-leave-text">Message</label>
+      <label for="sb-leave-text">${t('message')}</label>
       <textarea id="sb-leave-text" rows="3" maxlength="${MAX_LEN}"></textarea>
     </div>
     <p id="sb-leave-error" class="sb-leave-error" role="alert" hidden></p>
     <div class="sb-leave-actions">
-      <button id="sb-leave-cancel" class="sb-secondary" type="button">Cancel</button>
-      <button id="sb-leave-submit" class="sb-primary" type="submit">Send message</button>
+      <button id="sb-leave-cancel" class="sb-secondary" type="button">${t('cancel')}</button>
+      <button id="sb-leave-submit" class="sb-primary" type="submit">${t('sendMessage')}</button>
     </div>
   </form>
   <div id="sb-closed" class="sb-closed" hidden>
     <form id="sb-rating" class="sb-rating" novalidate hidden>
-      <p id="sb-rating-title" class="sb-rating-title">How was your chat?</p>
+      <p id="sb-rating-title" class="sb-rating-title">${t('howWasChat')}</p>
       <div class="sb-stars" role="group" aria-labelledby="sb-rating-title">
-        <button class="sb-star" type="button" data-score="1" aria-pressed="false" aria-label="1 of 5: very poor">★</button>
-        <button class="sb-star" type="button" data-score="2" aria-pressed="false" aria-label="2 of 5: poor">★</button>
-        <button class="sb-star" type="button" data-score="3" aria-pressed="false" aria-label="3 of 5: okay">★</button>
-        <button class="sb-star" type="button" data-score="4" aria-pressed="false" aria-label="4 of 5: good">★</button>
-        <button class="sb-star" type="button" data-score="5" aria-pressed="false" aria-label="5 of 5: excellent">★</button>
+        <button class="sb-star" type="button" data-score="1" aria-pressed="false" aria-label="${t('star1')}">★</button>
+        <button class="sb-star" type="button" data-score="2" aria-pressed="false" aria-label="${t('star2')}">★</button>
+        <button class="sb-star" type="button" data-score="3" aria-pressed="false" aria-label="${t('star3')}">★</button>
+        <button class="sb-star" type="button" data-score="4" aria-pressed="false" aria-label="${t('star4')}">★</button>
+        <button class="sb-star" type="button" data-score="5" aria-pressed="false" aria-label="${t('star5')}">★</button>
       </div>
-      <label for="sb-rating-comment" class="sb-visually-hidden">Comment (optional)</label>
-      <textarea id="sb-rating-comment" class="sb-rating-comment" rows="2" maxlength="${MAX_COMMENT}" placeholder="Anything to add? (optional)"></textarea>
-      <button id="sb-rating-submit" class="sb-primary" type="submit" disabled>Send feedback</button>
+      <label for="sb-rating-comment" class="sb-visually-hidden">${t('commentLabel')}</label>
+      <textarea id="sb-rating-comment" class="sb-rating-comment" rows="2" maxlength="${MAX_COMMENT}" placeholder="${t('commentPlaceholder')}"></textarea>
+      <button id="sb-rating-submit" class="sb-primary" type="submit" disabled>${t('sendFeedback')}</button>
     </form>
-    <p id="sb-rating-thanks" class="sb-rating-thanks" role="status" hidden>Thanks for your feedback</p>
-    <button id="sb-new-chat" class="sb-new-chat" type="button">Start a new chat</button>
+    <p id="sb-rating-thanks" class="sb-rating-thanks" role="status" hidden>${t('thanksFeedback')}</p>
+    <button id="sb-new-chat" class="sb-new-chat" type="button">${t('newChat')}</button>
   </div>
   <form id="sb-form" class="sb-composer" novalidate>
-    <label for="sb-input" class="sb-visually-hidden">Your message</label>
-    <textarea id="sb-input" class="sb-input" rows="1" maxlength="${MAX_LEN}" placeholder="Type your message…" aria-describedby="sb-counter"></textarea>
-    <button id="sb-send" class="sb-send" type="submit" disabled>Send</button>
+    <label for="sb-input" class="sb-visually-hidden">${t('yourMessage')}</label>
+    <textarea id="sb-input" class="sb-input" rows="1" maxlength="${MAX_LEN}" placeholder="${t('typeMessage')}" aria-describedby="sb-counter"></textarea>
+    <button id="sb-send" class="sb-send" type="submit" disabled>${t('send')}</button>
     <p id="sb-counter" class="sb-counter" aria-live="polite" hidden></p>
   </form>
+  <p id="sb-diag" class="sb-diag"></p>
 </div>`;
 
 // Receipt states of the visitor's own messages, in the order they advance.
 const STATE_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
-const STATE_LABEL = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read' };
+const stateLabel = (state) => ({ sending: t('sending'), sent: t('sent'), delivered: t('delivered'), read: t('read') })[state] || '';
 
 const STARS = ['', '★☆☆☆☆', '★★☆☆☆', '★★★☆☆', '★★★★☆', '★★★★★'];
 
@@ -261,11 +537,29 @@ function nameOf(p, fallback) {
 // ---------------------------------------------------------------- widget
 
 function init() {
-  if (document.getElementById('sb-root')) return; // loaded twice
+  if (document.querySelector('switchboard-chat')) return; // loaded twice
+  // The widget's own shadow root: the site's styles stay outside it, and
+  // its stylesheet inside. It shows once its stylesheet is in.
+  const host = document.createElement('switchboard-chat');
+  const shadow = host.attachShadow({ mode: 'open' });
+  const sheet = document.createElement('link');
+  sheet.rel = 'stylesheet';
+  sheet.href = `${SERVER}/widget.css`;
   const root = make('div', 'sb-root');
   root.id = 'sb-root';
-  root.innerHTML = SKELETON; // static markup only, no data
-  document.body.appendChild(root);
+  root.hidden = true;
+  root.innerHTML = skeleton(); // static markup and our own strings only, no data
+  root.lang = LANG;
+  if (SETTINGS.position === 'left') root.classList.add('sb-left');
+  if (SETTINGS.color) root.style.setProperty('--sb-brand', SETTINGS.color);
+  if (SETTINGS.color) root.style.setProperty('--sb-brand-dark', SETTINGS.color);
+  const shown = () => {
+    root.hidden = false;
+  };
+  sheet.addEventListener('load', shown, { once: true });
+  sheet.addEventListener('error', shown, { once: true });
+  shadow.append(sheet, root);
+  document.body.appendChild(host);
 
   const $ = (id) => root.querySelector('#' + id);
   const ui = {
@@ -278,6 +572,8 @@ function init() {
     noticeDismiss: $('sb-notice-dismiss'),
     status: $('sb-status'),
     conn: $('sb-conn'),
+    diag: $('sb-diag'),
+    subtitle: $('sb-subtitle'),
     person: $('sb-person'),
     personButton: $('sb-person-button'),
     offer: $('sb-offer'),
@@ -311,6 +607,7 @@ function init() {
 
   const S = {
     ws: null,
+    connector: null, // chooses the transport (transport.js), once loaded
     connecting: false,
     ready: false, // welcome received on the current socket
     everConnected: false,
@@ -377,7 +674,7 @@ function init() {
   // ------------------------------------------------------------ transport
 
   function send(frame) {
-    if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return false;
+    if (!S.ws || S.ws.readyState !== 1) return false;
     S.ws.send(JSON.stringify(frame));
     return true;
   }
@@ -385,7 +682,7 @@ function init() {
   async function ensureVisitor() {
     const stored = loadStored();
     if (stored) return stored;
-    const res = await fetch('/api/v1/visitors', {
+    const res = await fetch(`${SERVER}/api/v1/visitors`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ page_url: location.href }),
@@ -407,12 +704,25 @@ function init() {
       visitor = await ensureVisitor();
     } catch (err) {
       S.connecting = false;
-      setConn('Cannot reach the chat service. Retrying…');
+      setConn(t('cannotReach'));
       scheduleReconnect(S.attempt++);
       return;
     }
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(`${proto}//${location.host}/ws`);
+    // The transports are shared with the console (transport.js): a
+    // WebSocket while it works, else the event stream.
+    if (!S.connector) {
+      try {
+        const { Connector } = await import(`${SERVER}/transport.js`);
+        S.connector = new Connector(SERVER);
+      } catch {
+        S.connecting = false;
+        setConn(t('cannotReach'));
+        scheduleReconnect(S.attempt++);
+        return;
+      }
+    }
+    const ws = S.connector.open(() => (loadStored() || visitor).token);
+    const transport = S.connector.transport;
     S.ws = ws;
     S.connecting = false;
     S.ready = false;
@@ -420,6 +730,7 @@ function init() {
     S.tl.gapAsked.clear();
 
     ws.addEventListener('open', () => {
+      showTransport(transport);
       const hello = { type: 'hello', token: visitor.token };
       const c = S.conv || S.prev;
       if (c && S.tl.maxSeq > 0) hello.resume = { [c.id]: S.tl.maxSeq };
@@ -466,9 +777,9 @@ function init() {
         S.me = null;
         if (S.conv || S.prev) {
           resetConversation();
-          showError('Your chat session expired. Please send your message again.');
+          showError(t('sessionExpired'));
         }
-        setConn('Reconnecting…');
+        setConn(t('reconnecting'));
         if (S.attempt === 0) {
           S.attempt++;
           connect();
@@ -478,10 +789,10 @@ function init() {
         return;
       case 4403:
         S.stopped = true;
-        setConn('Chat is not available right now.');
+        setConn(t('notAvailable'));
         return;
       case 1012: // server restarting: reconnect at once (once)
-        setConn('Reconnecting…');
+        setConn(t('reconnecting'));
         if (S.attempt === 0) {
           S.attempt++;
           connect();
@@ -490,13 +801,21 @@ function init() {
         }
         return;
       case 4429:
-        setConn('Too many requests. Reconnecting shortly…');
+        setConn(t('tooMany'));
         scheduleReconnect(S.attempt++, 5000);
         return;
       default:
-        setConn(S.everConnected ? 'Connection lost. Reconnecting…' : 'Connecting…');
+        setConn(S.everConnected ? t('connectionLost') : t('connecting'));
         scheduleReconnect(S.attempt++);
     }
+  }
+
+  // The diagnostics line: which transport the widget is on.
+  function showTransport(transport) {
+    ui.panel.dataset.transport = transport === 'websocket' ? 'websocket' : 'sse';
+    ui.diag.textContent = transport === 'websocket'
+      ? t('overWebSocket')
+      : t('overEventStream');
   }
 
   function setConn(text) {
@@ -556,7 +875,7 @@ function init() {
     const stored = loadStored();
     if (!stored) return;
     try {
-      const res = await fetch('/api/v1/token/refresh', {
+      const res = await fetch(`${SERVER}/api/v1/token/refresh`, {
         method: 'POST',
         headers: { authorization: `Bearer ${stored.token}` },
       });
@@ -654,7 +973,7 @@ function init() {
   function onTyping(f) {
     if (!S.conv || f.conversation_id !== S.conv.id || !f.sender || f.sender.role === 'visitor') return;
     if (f.state) {
-      ui.typing.textContent = `${f.sender.name || 'Agent'} is typing…`;
+      ui.typing.textContent = t('isTyping', { name: f.sender.name || t('agent') });
       clearTimeout(S.typingIn);
       S.typingIn = setTimeout(clearIncomingTyping, TYPING_SHOW_MS);
     } else {
@@ -705,7 +1024,7 @@ function init() {
         S.outbox.delete(f.ref);
         markFailed(entry.node, entry.text);
       }
-      showError(f.message || 'Something went wrong.');
+      showError(f.message || t('wrong'));
       return;
     }
     if (f.ref === 'leave_message') {
@@ -723,7 +1042,7 @@ function init() {
       markFailed(node, text);
       updateStatus();
     }
-    showError(f.message || 'Something went wrong.');
+    showError(f.message || t('wrong'));
   }
 
   // ------------------------------------------------------- conversation
@@ -884,7 +1203,7 @@ function init() {
         break;
       case 'picked_up':
         c.state = 'queued';
-        c.pickedBy = nameOf(ev.agent, 'An agent');
+        c.pickedBy = nameOf(ev.agent, t('anAgent'));
         c.position = null;
         c.agentsOnline = null;
         break;
@@ -906,27 +1225,27 @@ function init() {
       if (c.state === 'queued') {
         const pos = typeof c.position === 'number' && c.position > 0 ? c.position : null;
         if (c.pickedBy) {
-          text = `${c.pickedBy} picked up your message`;
+          text = t('pickedUp', { name: c.pickedBy });
         } else if (c.agentsOnline === 0) {
           // The offer below says that nobody is available.
-          text = pos ? `You are #${pos} in the queue` : 'Waiting for an agent';
+          text = pos ? t('queuePos', { pos }) : t('waitingForAgent');
         } else if (pos && typeof c.eta === 'number') {
-          text = `You are #${pos} in the queue — about ${minutes(c.eta)} min`;
+          text = t('queuePosEta', { pos, min: minutes(c.eta) });
         } else if (pos) {
-          text = `You are #${pos} in the queue — an agent will be with you shortly`;
+          text = t('queuePosSoon', { pos });
         } else {
-          text = 'Waiting for an agent — someone will be with you shortly';
+          text = t('waitingSoon');
         }
       } else if (c.state === 'missed') {
-        text = c.email ? `Thanks — we'll get back to you at ${c.email}` : "Thanks — we'll get back to you as soon as we can";
+        text = c.email ? t('backAt', { email: c.email }) : t('backSoon');
       } else if (c.state === 'assigned') {
-        text = c.agent && c.agent.name ? `You are chatting with ${c.agent.name}` : 'You are chatting with an agent';
-        if (isBot(c.agent)) text += ' (a bot)';
+        text = c.agent && c.agent.name ? t('chattingWith', { name: c.agent.name }) : t('chattingWithAgent');
+        if (isBot(c.agent)) text += t('aBot');
       } else if (c.state === 'closed') {
-        text = 'This conversation was closed';
+        text = t('wasClosed');
       }
     } else if (S.prev) {
-      text = 'Type a message below to start a new chat';
+      text = t('startNew');
     }
     ui.status.textContent = text;
     ui.status.hidden = !text;
@@ -942,8 +1261,8 @@ function init() {
     ui.offer.hidden = S.leaveOpen || !(offline || beforeStart);
     ui.offer.dataset.kind = offline ? 'offline' : 'optional';
     ui.offerText.textContent = offline
-      ? 'No one is available right now — leave us a message'
-      : 'Prefer not to wait? Leave us a message';
+      ? t('nobodyLeave')
+      : t('preferNotWait');
     ui.leave.hidden = !S.leaveOpen;
 
     // A bot has the conversation: the visitor can ask for a person.
@@ -955,7 +1274,7 @@ function init() {
     ui.ratingThanks.hidden = !closed || !c.rated;
     ui.form.hidden = closed || S.leaveOpen;
     ui.input.disabled = closed;
-    ui.input.placeholder = c && c.state === 'missed' ? 'Add anything else here…' : 'Type your message…';
+    ui.input.placeholder = c && c.state === 'missed' ? t('addAnything') : t('typeMessage');
     if (closed) {
       clearIncomingTyping();
       stopTyping();
@@ -968,7 +1287,7 @@ function init() {
   function setMineState(node, state) {
     node.dataset.state = state;
     const st = node.querySelector('.sb-state');
-    if (st) st.textContent = STATE_LABEL[state] || '';
+    if (st) st.textContent = stateLabel(state);
   }
 
   // The furthest state a message of mine at `seq` has reached.
@@ -999,7 +1318,7 @@ function init() {
     const meta = make('div', 'sb-meta');
     if (!mine && m.sender && m.sender.name) meta.appendChild(make('span', 'sb-who', m.sender.name));
     meta.appendChild(timeElement(m.sent_at));
-    if (mine) meta.appendChild(make('span', 'sb-state', STATE_LABEL[state]));
+    if (mine) meta.appendChild(make('span', 'sb-state', stateLabel(state)));
     node.appendChild(meta);
     return node;
   }
@@ -1010,7 +1329,7 @@ function init() {
     node.appendChild(make('div', 'sb-text', text));
     const meta = make('div', 'sb-meta');
     meta.appendChild(timeElement(null));
-    meta.appendChild(make('span', 'sb-state', STATE_LABEL.sending));
+    meta.appendChild(make('span', 'sb-state', t('sending')));
     node.appendChild(meta);
     ui.messages.appendChild(node);
     return node;
@@ -1031,8 +1350,8 @@ function init() {
   function markFailed(node, text) {
     node.dataset.state = 'failed';
     const st = node.querySelector('.sb-state');
-    if (st) st.textContent = 'Not sent';
-    const retry = make('button', 'sb-retry', 'Retry');
+    if (st) st.textContent = t('notSent');
+    const retry = make('button', 'sb-retry', t('retry'));
     retry.type = 'button';
     retry.addEventListener('click', () => {
       retry.remove();
@@ -1049,44 +1368,44 @@ function init() {
     let text;
     switch (ev.event) {
       case 'opened':
-        text = 'Conversation started';
+        text = t('started');
         break;
       case 'queued':
-        text = typeof ev.position === 'number' ? `Waiting in queue (#${ev.position})` : 'Waiting for an agent';
+        text = typeof ev.position === 'number' ? t('waitingInQueue', { pos: ev.position }) : t('waitingForAgent');
         break;
       case 'assigned':
-        text = ev.agent && ev.agent.name ? `${ev.agent.name} joined the chat` : 'An agent joined the chat';
+        text = ev.agent && ev.agent.name ? t('joined', { name: ev.agent.name }) : t('anAgentJoined');
         break;
       case 'agent_left':
-        text = `${nameOf(ev.agent, 'Your agent')} had to leave — you're back in the queue`;
+        text = t('hadToLeave', { name: nameOf(ev.agent, t('yourAgent')) });
         break;
       case 'handed_off':
         text = ev.reason === 'visitor_asked'
-          ? 'Getting you a person from our team'
-          : `${nameOf(ev.from, 'The bot')} is handing you to a person from our team`;
+          ? t('gettingPerson')
+          : t('handingYou', { name: nameOf(ev.from, t('theBot')) });
         break;
       case 'transferred':
         // The note is for the next agent: never shown to the visitor.
-        if (ev.to_agent && ev.to_agent.name) text = `You're being transferred to ${ev.to_agent.name}`;
-        else if (ev.to_team) text = `You're being transferred to our ${ev.to_team} team`;
-        else text = "You're being transferred to another agent";
+        if (ev.to_agent && ev.to_agent.name) text = t('transferredTo', { name: ev.to_agent.name });
+        else if (ev.to_team) text = t('transferredTeam', { team: ev.to_team });
+        else text = t('transferredOther');
         break;
       case 'closed':
-        text = by ? `Conversation closed by ${by}` : 'Conversation closed';
+        text = by ? t('closedBy', { name: by }) : t('closed');
         break;
       case 'reopened':
-        text = 'Conversation reopened';
+        text = t('reopened');
         break;
       case 'picked_up':
-        text = `${nameOf(ev.agent, 'An agent')} picked up your message`;
+        text = t('pickedUp', { name: nameOf(ev.agent, t('anAgent')) });
         break;
       case 'rated': {
         const score = Number(ev.score);
-        text = score >= 1 && score <= 5 ? `You rated this chat ${STARS[score]} — thanks for your feedback` : 'Thanks for your feedback';
+        text = score >= 1 && score <= 5 ? t('rated', { stars: STARS[score] }) : t('thanksFeedback');
         break;
       }
       case 'left_message':
-        text = ev.email ? `Thanks — we'll get back to you at ${ev.email}` : "Thanks — we'll get back to you as soon as we can";
+        text = ev.email ? t('backAt', { email: ev.email }) : t('backSoon');
         break;
       default:
         text = by ? `${String(ev.event || 'update')} (${by})` : String(ev.event || 'update');
@@ -1120,7 +1439,7 @@ function init() {
     S.unread = n;
     ui.badge.textContent = n > 9 ? '9+' : String(n);
     ui.badge.hidden = n === 0;
-    ui.launcher.setAttribute('aria-label', n ? `Chat with us (${n} unread)` : 'Chat with us');
+    ui.launcher.setAttribute('aria-label', n ? t('chatWithUsUnread', { n }) : t('chatWithUs'));
   }
 
   // -------------------------------------------------------------- sending
@@ -1186,7 +1505,7 @@ function init() {
     const text = ui.input.value.trim();
     if (!text) return;
     if (text.length > MAX_LEN) {
-      showError(`Messages can be at most ${MAX_LEN} characters.`);
+      showError(t('tooLong', { max: MAX_LEN }));
       return;
     }
     if (S.conv && S.conv.state === 'closed') return;
@@ -1268,11 +1587,11 @@ function init() {
     const name = ui.leaveName.value.trim();
     const email = ui.leaveEmail.value.trim();
     const text = ui.leaveText.value.trim();
-    if (!text) return leaveProblem('Please write your message.');
-    if (text.length > MAX_LEN) return leaveProblem(`Messages can be at most ${MAX_LEN} characters.`);
-    if (name.length > MAX_NAME) return leaveProblem(`Names can be at most ${MAX_NAME} characters.`);
+    if (!text) return leaveProblem(t('writeMessage'));
+    if (text.length > MAX_LEN) return leaveProblem(t('tooLong', { max: MAX_LEN }));
+    if (name.length > MAX_NAME) return leaveProblem(t('nameTooLong', { max: MAX_NAME }));
     if (email && (email.length > MAX_EMAIL || !/^[^\s@]+@[^\s@]+$/.test(email))) {
-      return leaveProblem('Please check your email address.');
+      return leaveProblem(t('checkEmail'));
     }
     ui.leaveError.hidden = true;
     ui.leaveText.value = '';
@@ -1309,8 +1628,8 @@ function init() {
     }
     const why =
       f.code === 'rate_limited' || f.code === 'unavailable'
-        ? 'We could not send your message. Please try again.'
-        : f.message || 'We could not send your message.';
+        ? t('couldNotSendRetry')
+        : f.message || t('couldNotSend');
     leaveProblem(why);
     S.leaveOpen = true;
     updateStatus();
@@ -1333,7 +1652,7 @@ function init() {
       star.setAttribute('aria-pressed', String(n === S.rating.score));
     }
     ui.ratingSubmit.disabled = !S.rating.score || S.rating.sending;
-    ui.ratingSubmit.textContent = S.rating.sending ? 'Sending…' : 'Send feedback';
+    ui.ratingSubmit.textContent = S.rating.sending ? t('sending') : t('sendFeedback');
   }
 
   function submitRating() {
@@ -1341,13 +1660,13 @@ function init() {
     if (!c || c.state !== 'closed' || c.rated || !S.rating.score || S.rating.sending) return;
     const comment = ui.ratingComment.value.trim();
     if (comment.length > MAX_COMMENT) {
-      showError(`Comments can be at most ${MAX_COMMENT} characters.`);
+      showError(t('commentTooLong', { max: MAX_COMMENT }));
       return;
     }
     const frame = { type: 'rate', conversation_id: c.id, score: S.rating.score };
     if (comment) frame.comment = comment;
     if (!send(frame)) {
-      showError('Not connected — please try again in a moment.');
+      showError(t('notConnected'));
       return;
     }
     S.rating.sending = true;
@@ -1362,12 +1681,30 @@ function init() {
       updateStatus();
       return;
     }
-    showError(f.message || 'We could not send your feedback.');
+    showError(f.message || t('couldNotSendFeedback'));
   }
 
   // ------------------------------------------------------------ panel / UI
 
+  // What the header says before and during a chat: who can answer now
+  // (GET /api/v1/widget), never a promise nobody can keep.
+  async function loadAvailability() {
+    try {
+      const res = await fetch(`${SERVER}/api/v1/widget${TEAM ? `?team=${encodeURIComponent(TEAM)}` : ''}`);
+      if (!res.ok) return;
+      const body = await res.json();
+      const key = { online: 'subtitleOnline', queue: 'subtitleQueue', nobody: 'subtitleNobody' }[body && body.availability];
+      if (key) {
+        ui.subtitle.textContent = t(key);
+        ui.panel.dataset.availability = body.availability;
+      }
+    } catch {
+      // The header keeps its general line.
+    }
+  }
+
   function openPanel() {
+    loadAvailability();
     S.open = true;
     ui.panel.hidden = false;
     root.classList.add('sb-open');
@@ -1424,7 +1761,7 @@ function init() {
       c.personAsked = true;
       updateStatus();
     } else {
-      showError('Not connected — try again in a moment.');
+      showError(t('notConnected'));
     }
   });
   ui.leaveCancel.addEventListener('click', closeLeave);
@@ -1477,6 +1814,7 @@ function init() {
     }
   });
 
+  if (SETTINGS.greeting) ui.intro.querySelector('.sb-intro-text').textContent = SETTINGS.greeting;
   updateStatus();
   // Only visitors who already chatted connect right away; everyone else
   // gets a visitor record when they first open the panel.

@@ -112,6 +112,21 @@ pub enum ClientFrame {
     Refresh {
         token: String,
     },
+    /// Agents: a private note in a conversation, for agents only (a `note`
+    /// event; visitors receive it without its text). Answered with `ack`.
+    Note {
+        conversation_id: ConversationId,
+        client_id: String,
+        text: String,
+    },
+    /// Agents: take a waiting conversation from the queue; the router
+    /// gives it to this agent as soon as they have a free slot.
+    Take {
+        conversation_id: ConversationId,
+    },
+    /// A sign of life, answered with nothing: a client on the event-stream
+    /// transport (which has no WebSocket pings) sends one every 20 s.
+    Ping {},
 }
 
 impl ClientFrame {
@@ -133,6 +148,9 @@ impl ClientFrame {
             ClientFrame::PickUp { .. } => "pick_up",
             ClientFrame::Handoff { .. } => "handoff",
             ClientFrame::Refresh { .. } => "refresh",
+            ClientFrame::Note { .. } => "note",
+            ClientFrame::Take { .. } => "take",
+            ClientFrame::Ping {} => "ping",
         }
     }
 }
@@ -397,7 +415,8 @@ impl HistoryItem {
 
 /// An event as a visitor sees it: the support team's internals are left
 /// out — an assignment's audit trail (the other agents considered, their
-/// loads and capacities) and a transfer's note. Everything else a visitor
+/// loads and capacities), a transfer's note, and a private note's text (the
+/// visitor gets the `note` event without it, so that `seq` stays dense). Everything else a visitor
 /// is told as it is stored, a bot's handoff included: which bot, and why
 /// (the visitor asked, the bot asked, it did not answer, it is gone) — the
 /// visitor was there, and the reason explains the wait that follows.
@@ -421,6 +440,7 @@ pub fn for_visitor(event: &ConversationEvent) -> ConversationEvent {
             to_team: to_team.clone(),
             note: None,
         },
+        ConversationEvent::Note { .. } => ConversationEvent::Note { text: None },
         ConversationEvent::Opened { .. }
         | ConversationEvent::Queued { .. }
         | ConversationEvent::AgentLeft { .. }
@@ -554,6 +574,35 @@ mod tests {
         assert_eq!(visitor["handed_off"]["from"]["role"], "bot");
         let agent = ServerFrame::from_record(&record, &Role::Agent).to_json();
         assert!(agent.contains("least_busy") && agent.contains("no_answer"));
+    }
+
+    #[test]
+    fn private_notes_reach_visitors_without_their_text() {
+        let record = ChatRecord {
+            id: MessageId::new("m_1").unwrap(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq: 5,
+            sender: Participant::agent(&AgentId::new("a_1").unwrap(), "Al"),
+            sent_at: 0,
+            body: RecordBody::Event {
+                event: ConversationEvent::Note {
+                    text: Some("VIP, refund approved".into()),
+                },
+            },
+        };
+        let agent = ServerFrame::from_record(&record, &Role::Agent).to_json();
+        assert!(agent.contains("VIP, refund approved"), "{agent}");
+        let visitor: serde_json::Value =
+            serde_json::from_str(&ServerFrame::from_record(&record, &Role::Visitor).to_json())
+                .unwrap();
+        assert_eq!(visitor["event"], "note");
+        assert_eq!(visitor["seq"], 5);
+        assert!(visitor["text"].is_null(), "{visitor}");
+        let note: ClientFrame = serde_json::from_str(
+            r#"{"type":"note","conversation_id":"c_1","client_id":"n1","text":"hi"}"#,
+        )
+        .unwrap();
+        assert_eq!(note.kind(), "note");
     }
 
     #[test]

@@ -144,6 +144,22 @@ id_type!(
     /// The sender's own id for one message, reused on retry (idempotency key).
     ClientId, "client_id", "k_"
 );
+id_type!(
+    /// A part of an event-stream connection's id: the edge process holding
+    /// it (its route), or the connection itself (unguessable, see
+    /// [`StreamId::unguessable`]).
+    StreamId, "stream_id", "s_"
+);
+
+impl StreamId {
+    /// A fresh id with 160 random bits (two ULIDs' randomness): a
+    /// connection's, which a client names in every POST.
+    pub fn unguessable() -> Self {
+        let a = ulid::Ulid::new();
+        let b = ulid::Ulid::new();
+        Self(format!("s{}{:020x}", a, b.random()))
+    }
+}
 
 #[cfg(test)]
 mod tests {

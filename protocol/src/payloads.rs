@@ -164,6 +164,12 @@ pub enum ConversationEvent {
     /// A bot handed the conversation to the human queue. `reason`:
     /// `visitor_asked`, `bot_asked`, `no_answer` or `bot_absent`.
     HandedOff { from: Participant, reason: String },
+    /// A private note of an agent (the record's sender), for agents only:
+    /// visitors receive the event with `text` left out.
+    Note {
+        #[serde(default)]
+        text: Option<String>,
+    },
 }
 
 impl ConversationEvent {
@@ -180,6 +186,7 @@ impl ConversationEvent {
             ConversationEvent::LeftMessage { .. } => "left_message",
             ConversationEvent::PickedUp { .. } => "picked_up",
             ConversationEvent::HandedOff { .. } => "handed_off",
+            ConversationEvent::Note { .. } => "note",
         }
     }
 }
@@ -729,6 +736,146 @@ pub struct LoadEntry {
     pub claimed_at: i64,
 }
 
+/// A team's settings as admins edit them while Switchboard runs: KV
+/// bucket `teams`, key = team id. Routers and edges watch the bucket; a
+/// setting left out here falls back to the configuration
+/// (`router.teams.<team>`, then the defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamSettings {
+    pub team: TeamId,
+    /// How the team's humans are chosen: `least_busy` or `longest_idle`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// An assigned agent who has not answered within this many seconds
+    /// loses the conversation (`agent_left`, `no_reply`).
+    #[serde(default)]
+    pub first_reply_secs: Option<u64>,
+    /// Whether the team's bot (if one runs) takes new conversations first.
+    #[serde(default = "yes")]
+    pub bot_first: bool,
+    /// Whether the widget asks for a name and an email before a chat.
+    #[serde(default)]
+    pub prechat: bool,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A canned response agents expand by typing `/<shortcut>`: KV bucket
+/// `canned`, key = shortcut. Managed by admins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CannedResponse {
+    /// 1–32 of `a-z 0-9 - _`.
+    pub shortcut: String,
+    pub text: String,
+    /// Offered to this team's agents only; `None`: to everyone.
+    #[serde(default)]
+    pub team: Option<TeamId>,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// What a visitor told about themselves and where they are: KV bucket
+/// `profiles`, key = visitor id. Shown to agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitorProfile {
+    pub visitor_id: VisitorId,
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The page the widget was last opened on.
+    #[serde(default)]
+    pub page_url: Option<String>,
+    /// The browser (its `User-Agent`).
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A search of the archive's conversations, on `archive.search`
+/// (request/reply, one archiver answers): by visitor, by agent, by words
+/// in their messages; newest activity first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSearch {
+    #[serde(default)]
+    pub visitor_id: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Words that a message of the conversation contains (any case).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Conversations whose last activity is before this (unix ms): the
+    /// next page.
+    #[serde(default)]
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// The archiver's answer to an [`ArchiveSearch`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSearchReply {
+    pub conversations: Vec<ArchivedConversation>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One conversation as the archive summarises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedConversation {
+    pub conversation_id: ConversationId,
+    #[serde(default)]
+    pub visitor: Option<Participant>,
+    #[serde(default)]
+    pub agent: Option<Participant>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub created_at: Option<i64>,
+    #[serde(default)]
+    pub closed_at: Option<i64>,
+    #[serde(default)]
+    pub last_activity_at: Option<i64>,
+    #[serde(default)]
+    pub rating: Option<u8>,
+}
+
+/// Frames a client POSTed to an event-stream connection, from the edge
+/// that took the POST to the edge holding the stream, on
+/// `sse.<route>.<connection>` (request/reply). The holding edge checks the
+/// token against the connection's identity before handling any frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPost {
+    /// The poster's bearer token.
+    pub token: String,
+    /// JSON client frames, in order.
+    pub frames: Vec<String>,
+}
+
+/// The holding edge's answer to a [`StreamPost`]: how many frames it
+/// handled, or why it refused the POST (an HTTP status and error code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPostReply {
+    pub accepted: u32,
+    #[serde(default)]
+    pub refused: Option<StreamPostRefusal>,
+}
+
+/// Why a [`StreamPost`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPostRefusal {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
 /// A history request to the archiver, on `archive.history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRequest {
@@ -1006,5 +1153,75 @@ mod tests {
         assert_eq!(generic["body"]["event"], "handed_off");
         assert_eq!(generic["body"]["reason"], "visitor_asked");
         assert_eq!(generic["body"]["from"]["role"], "bot");
+    }
+
+    #[test]
+    fn desk_payloads_roundtrip_with_named_fields() {
+        roundtrip(TeamSettings {
+            team: TeamId::new("vip").unwrap(),
+            strategy: Some("longest_idle".into()),
+            first_reply_secs: Some(120),
+            bot_first: false,
+            prechat: true,
+            updated_at: 1,
+        });
+        roundtrip(CannedResponse {
+            shortcut: "thanks".into(),
+            text: "Thanks!".into(),
+            team: None,
+            updated_at: 2,
+        });
+        roundtrip(VisitorProfile {
+            visitor_id: VisitorId::new("v_1").unwrap(),
+            name: "Ann".into(),
+            email: Some("ann@example.com".into()),
+            page_url: Some("https://shop.example/".into()),
+            user_agent: None,
+            created_at: 3,
+            updated_at: 4,
+        });
+        roundtrip(ArchiveSearch {
+            visitor_id: Some("v_1".into()),
+            text: Some("refund".into()),
+            limit: 20,
+            ..ArchiveSearch::default()
+        });
+        roundtrip(ArchiveSearchReply {
+            conversations: vec![ArchivedConversation {
+                conversation_id: ConversationId::new("c_1").unwrap(),
+                visitor: Some(Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann")),
+                agent: None,
+                team: None,
+                status: Some("closed".into()),
+                created_at: Some(5),
+                closed_at: None,
+                last_activity_at: Some(6),
+                rating: Some(5),
+            }],
+            error: None,
+        });
+        // Bots in other languages read maps with field names; a team saved
+        // before `bot_first` existed takes its bot first.
+        let bytes = encode(&CannedResponse {
+            shortcut: "x".into(),
+            text: "y".into(),
+            team: None,
+            updated_at: 0,
+        })
+        .unwrap();
+        let value: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(value["shortcut"], "x", "{value:?}");
+        #[derive(Serialize)]
+        struct OldTeam {
+            team: String,
+            updated_at: i64,
+        }
+        let old = rmp_serde::to_vec_named(&OldTeam {
+            team: "sales".into(),
+            updated_at: 0,
+        })
+        .unwrap();
+        let settings: TeamSettings = decode(&old).unwrap();
+        assert!(settings.bot_first && !settings.prechat);
     }
 }

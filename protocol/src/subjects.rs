@@ -3,7 +3,7 @@
 //! validated ids, so no subject is ever built from unchecked input.
 
 use crate::bots::BotCall;
-use crate::ids::{AgentId, BotId, ConversationId};
+use crate::ids::{AgentId, BotId, ConversationId, StreamId};
 
 /// The stream holding every conversation's log (messages and events).
 pub const CHAT_STREAM: &str = "CHAT";
@@ -29,6 +29,9 @@ pub const ARCHIVE_HISTORY: &str = "archive.history";
 /// Request/reply service of the archivers: statistics over the archive
 /// (`StatsRequest` → `StatsReply`).
 pub const ARCHIVE_STATS: &str = "archive.stats";
+/// Request/reply service of the archivers: conversations of the archive
+/// by visitor, agent or words (`ArchiveSearch` → `ArchiveSearchReply`).
+pub const ARCHIVE_SEARCH: &str = "archive.search";
 /// Request/reply service of the archivers: who may read a conversation
 /// that has left KV (`ArchivedConversationRequest` →
 /// `ArchivedConversationReply`).
@@ -63,6 +66,12 @@ pub mod buckets {
     pub const BOTS: &str = "bots";
     /// Bots' last presence announcement, key = bot id.
     pub const BOT_PRESENCE: &str = "bot_presence";
+    /// Teams' settings edited by admins, key = team id.
+    pub const TEAMS: &str = "teams";
+    /// Canned responses, key = shortcut.
+    pub const CANNED: &str = "canned";
+    /// Visitors' profiles, key = visitor id.
+    pub const PROFILES: &str = "profiles";
 }
 
 /// Every call of the bot API, for the routers' one subscription:
@@ -143,6 +152,25 @@ pub fn parse_conversation(subject: &str) -> Option<ConversationId> {
     ConversationId::new(rest).ok()
 }
 
+/// Frames POSTed to an event-stream connection, routed to the edge
+/// holding it (request/reply): `sse.<route>.<connection>`.
+pub fn stream_post(route: &StreamId, connection: &StreamId) -> String {
+    format!("sse.{route}.{connection}")
+}
+
+/// What one edge process subscribes to for the POSTs of its event
+/// streams: `sse.<route>.*`.
+pub fn stream_posts(route: &StreamId) -> String {
+    format!("sse.{route}.*")
+}
+
+/// The connection a [`stream_post`] subject names.
+pub fn parse_stream_post(subject: &str) -> Option<(StreamId, StreamId)> {
+    let rest = subject.strip_prefix("sse.")?;
+    let (route, connection) = rest.split_once('.')?;
+    Some((StreamId::new(route).ok()?, StreamId::new(connection).ok()?))
+}
+
 /// Read-mark key of one participant in one conversation. Participant ids
 /// are validated ids, unique across roles by their prefix.
 pub fn read_key(conversation: &ConversationId, participant_id: &str) -> String {
@@ -217,6 +245,21 @@ mod tests {
         assert_eq!(parse_bot_api("bot.api.*.send"), None);
         assert_eq!(bot_inbox(&bot), "inbox.bot.faq-bot");
         assert_eq!(bot_consumer(&bot), "bot-faq-bot");
+    }
+
+    #[test]
+    fn stream_post_subjects_roundtrip() {
+        let route = StreamId::generate();
+        let connection = StreamId::unguessable();
+        assert!(connection.as_str().len() <= crate::ids::MAX_ID_LEN);
+        let subject = stream_post(&route, &connection);
+        assert_eq!(
+            parse_stream_post(&subject),
+            Some((route.clone(), connection))
+        );
+        assert_eq!(stream_posts(&route), format!("sse.{route}.*"));
+        assert_eq!(parse_stream_post("sse.a.b.c"), None);
+        assert_eq!(parse_stream_post("sse.a"), None);
     }
 
     #[test]

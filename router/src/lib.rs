@@ -12,6 +12,10 @@
 //!   bot, and handing them to the humans when the bot is absent or silent.
 //! - [`bot_api`]: the bot API (`bot.api.<bot_id>.*`), the only way a bot
 //!   acts: post, hand off, announce itself, list what it holds.
+//! - [`idle`]: closing conversations nobody writes in any more
+//!   (`router.idle_close`).
+//! - [`teams`]: teams' settings edited by admins (the `teams` bucket)
+//!   over the configuration's.
 //! - [`reconcile`]: repairs half-done work (claims without assignment,
 //!   slots of closed conversations).
 //! - [`worker`]: the entry point and its event loop.
@@ -19,9 +23,11 @@
 pub mod assign;
 pub mod bot_api;
 pub mod bots;
+pub mod idle;
 pub mod mirror;
 pub mod policy;
 pub mod reconcile;
+pub mod teams;
 pub mod worker;
 
 pub use worker::{run, HeldByBots, RouterConfig, RouterError};

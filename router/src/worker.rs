@@ -99,9 +99,11 @@ pub async fn run(
         },
         shutdown.clone(),
     ));
+    let book = crate::teams::TeamBook::default();
+    let teams = tokio::spawn(book.clone().watch(backbone.teams.clone()));
     while !shutdown.is_cancelled() {
         held.send_replace(None);
-        match watch_and_route(&config, &backbone, &shutdown, &held).await {
+        match watch_and_route(&config, &backbone, &shutdown, &held, &book).await {
             Ok(()) => break,
             Err(err) => {
                 tracing::warn!(error = %err, "router watches broke; rebuilding");
@@ -112,6 +114,7 @@ pub async fn run(
             }
         }
     }
+    teams.abort();
     // The bot API stops with the same shutdown.
     if let Err(err) = api.await {
         tracing::warn!(error = %err, "bot api task");
@@ -125,6 +128,7 @@ async fn watch_and_route(
     backbone: &Backbone,
     shutdown: &CancellationToken,
     held: &tokio::sync::watch::Sender<HeldByBots>,
+    book: &crate::teams::TeamBook,
 ) -> Result<(), BusError> {
     let mut watches = Vec::new();
     for store in [
@@ -150,6 +154,7 @@ async fn watch_and_route(
     let mut events = select_all(watches);
     let mut mirror = Mirror::default();
     let mut memory = Memory::default();
+    let mut idle_watch = crate::idle::IdleWatch::default();
     let mut synced = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -196,6 +201,12 @@ async fn watch_and_route(
                 "routing state loaded"
             );
         }
+        // The teams' settings of the moment (admins edit them live).
+        let live = RouterConfig {
+            router: book.apply(&config.router),
+            ..config.clone()
+        };
+        let config = &live;
         reconcile::flush_owed(backbone, &mirror, now_ms()).await;
         // Cheap when nothing is stale: the mirror is in memory.
         if let Err(err) =
@@ -206,6 +217,14 @@ async fn watch_and_route(
         mirror.prune_finished();
         if let Err(err) = requeue_absent(config, backbone, &mirror, &mut memory, now_ms()).await {
             tracing::warn!(error = %err, "requeue of absent agents failed");
+        }
+        if let Some(idle) = config.router.idle_close {
+            if let Err(err) =
+                crate::idle::close_idle(backbone, &mirror, &mut idle_watch, now_ms(), idle.get())
+                    .await
+            {
+                tracing::warn!(error = %err, "closing idle conversations failed");
+            }
         }
         let deadline = config.router.bot_reply_deadline.get();
         if let Err(err) =
@@ -475,7 +494,13 @@ async fn pass(
         .collect();
     let mut for_bots = Vec::new();
     for conversation in queue {
-        if let Some(bot) = bots::bot_for(mirror, &conversation, now, config.presence_ttl).cloned() {
+        let bot_first = config
+            .router
+            .bot_first_of(conversation.team.as_ref().map(TeamId::as_str));
+        if let Some(bot) = bots::bot_for(mirror, &conversation, now, config.presence_ttl)
+            .filter(|_| bot_first)
+            .cloned()
+        {
             // Reflected at once, so nothing else in this pass takes it.
             let before = mirror
                 .conversations

@@ -9,7 +9,7 @@
 //
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success.
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const QUESTION = 'How long does shipping take?';
@@ -60,10 +60,11 @@ async function main() {
       await waitFor(
         visitor,
         "the bot's answer",
-        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent.includes(t)),
+        (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent.includes(t)),
         ANSWER_PART,
       );
-      await waitFor(visitor, 'the "Talk to a person" offer', () => !document.querySelector('#sb-person').hidden);
+      await waitFor(visitor, 'the "Talk to a person" offer', () => !document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-person').hidden);
+      await shoot(visitor, 'widget-bot');
       const status = await visitor.locator('#sb-status').textContent();
       if (!status.includes('FAQ bot') || !status.includes('(a bot)')) throw new Error(`status says ${JSON.stringify(status)}`);
       conversationId = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
@@ -72,8 +73,8 @@ async function main() {
     await step('the visitor asks for a person: the agent gets the conversation', async () => {
       await visitor.locator('#sb-person-button').click();
       await waitFor(visitor, 'the handoff line', () =>
-        [...document.querySelectorAll('#sb-messages .sb-event')].some((n) => n.dataset.event === 'handed_off'));
-      await waitFor(visitor, 'the offer to go away', () => document.querySelector('#sb-person').hidden);
+        [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-event')].some((n) => n.dataset.event === 'handed_off'));
+      await waitFor(visitor, 'the offer to go away', () => document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-person').hidden);
       const item = agent.locator(`#conversations .conv-item[data-conversation-id="${conversationId}"]`);
       await item.waitFor({ state: 'visible' });
       await item.click();
@@ -85,8 +86,8 @@ async function main() {
       );
       await waitFor(agent, 'why it was handed over', () =>
         [...document.querySelectorAll('#messages .event')].some((n) => n.textContent.includes('the visitor asked for a person')));
-      await waitFor(visitor, 'the agent in the widget status', () => !/\(a bot\)/.test(document.querySelector('#sb-status').textContent)
-        && /chatting with/.test(document.querySelector('#sb-status').textContent));
+      await waitFor(visitor, 'the agent in the widget status', () => !/\(a bot\)/.test(document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-status').textContent)
+        && /chatting with/.test(document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-status').textContent));
     });
 
     await step('nothing broke the CSP', async () => {

@@ -12,7 +12,7 @@
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
 // failing step and exits 1 otherwise.
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 
@@ -22,7 +22,7 @@ const AGENT_TEXT = 'Hi, how can I help?';
 // Number of widget messages (mine/theirs) whose text is exactly `text`.
 function countWidgetMessages(page, text) {
   return page.evaluate(
-    (t) => [...document.querySelectorAll('#sb-messages .sb-msg .sb-text')].filter((n) => n.textContent === t).length,
+    (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg .sb-text')].filter((n) => n.textContent === t).length,
     text,
   );
 }
@@ -69,6 +69,8 @@ async function main() {
     let conversationId = '';
     await step('visitor opens the widget and sends a message', async () => {
       await visitor.goto(`${BASE}/`);
+      await visitor.locator('#sb-launcher').waitFor({ state: 'visible' });
+      await shoot(visitor, 'widget-closed');
       await visitor.locator('#sb-launcher').click();
       await visitor.locator('#sb-panel').waitFor({ state: 'visible' });
       await visitor.locator('#sb-input').fill(VISITOR_TEXT);
@@ -76,10 +78,10 @@ async function main() {
       await waitFor(
         visitor,
         'the visitor message to appear in the widget',
-        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine .sb-text')].some((n) => n.textContent === t),
+        (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-mine .sb-text')].some((n) => n.textContent === t),
         VISITOR_TEXT,
       );
-      await waitFor(visitor, 'the conversation to be created', () => !!document.querySelector('#sb-panel').dataset.conversationId);
+      await waitFor(visitor, 'the conversation to be created', () => !!document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-panel').dataset.conversationId);
       conversationId = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
     });
 
@@ -112,7 +114,7 @@ async function main() {
       await waitFor(
         visitor,
         'the agent reply in the widget',
-        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent === t),
+        (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent === t),
         AGENT_TEXT,
       );
       // Stored, and maybe already delivered or read: receipts can arrive
@@ -121,13 +123,28 @@ async function main() {
         visitor,
         'the visitor message to show data-state="sent", "delivered" or "read"',
         (t) =>
-          [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some(
+          [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some(
             (n) => ['sent', 'delivered', 'read'].includes(n.dataset.state) && n.querySelector('.sb-text').textContent === t,
           ),
         VISITOR_TEXT,
       );
-      const injected = await visitor.evaluate(() => document.querySelectorAll('#sb-messages b').length);
+      await shoot(visitor, 'widget-chatting');
+      await shoot(agent, 'console');
+      const injected = await visitor.evaluate(() => document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages b').length);
       if (injected !== 0) throw new Error('message text was rendered as HTML in the widget');
+    });
+
+    await step("a second tab of the agent's console is signed in already", async () => {
+      const second = await agentCtx.newPage();
+      second.setDefaultTimeout(TIMEOUT);
+      watch(second, 'agent tab 2');
+      await second.goto(`${BASE}/console`);
+      await waitFor(second, 'the second tab connected without signing in', () => {
+        const app = document.querySelector('#app');
+        return !app.hidden && app.dataset.connection === 'open';
+      });
+      await second.locator(`#conversations .conv-item[data-conversation-id="${conversationId}"]`).waitFor({ state: 'visible' });
+      await second.close();
     });
 
     await step('visitor reloads and resumes the conversation', async () => {
@@ -138,7 +155,7 @@ async function main() {
         visitor,
         'both messages after reload (with their seq)',
         ([a, b]) => {
-          const msgs = [...document.querySelectorAll('#sb-messages .sb-msg')];
+          const msgs = [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg')];
           const has = (t, cls) => msgs.some((n) => n.classList.contains(cls) && n.dataset.seq && n.querySelector('.sb-text').textContent === t);
           return has(a, 'sb-mine') && has(b, 'sb-theirs');
         },
@@ -154,7 +171,7 @@ async function main() {
 
     await step('agent closes the conversation; visitor sees it closed', async () => {
       await agent.locator('#close-conversation').click();
-      await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('#sb-status').textContent));
+      await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-status').textContent));
       await waitFor(
         agent,
         'the conversation to be greyed out in the console',

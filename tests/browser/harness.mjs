@@ -31,6 +31,13 @@ export function fail(message) {
   process.exit(1);
 }
 
+// With SB_SCREENSHOTS set, saves the page as docs/screenshots/<name>.png
+// (the README shows them); otherwise does nothing.
+export async function shoot(page, name, fullPage = false) {
+  if (!process.env.SB_SCREENSHOTS) return;
+  await page.screenshot({ path: new URL(`../../docs/screenshots/${name}.png`, import.meta.url).pathname, fullPage });
+}
+
 export async function step(name, fn) {
   currentStep = name;
   console.log(`- ${name}`);

@@ -18,7 +18,7 @@
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
 // failing step and exits 1 otherwise.
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
 
 const OVERALL_MS = 240000;
 
@@ -34,13 +34,17 @@ const REOPEN_TEXT = 'One more question';
 // Number of widget messages (mine/theirs) whose text is exactly `text`.
 function countWidgetMessages(page, text) {
   return page.evaluate(
-    (t) => [...document.querySelectorAll('#sb-messages .sb-msg .sb-text')].filter((n) => n.textContent === t).length,
+    (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg .sb-text')].filter((n) => n.textContent === t).length,
     text,
   );
 }
 
 async function noInjectedMarkup(page, selector, where) {
-  const n = await page.evaluate((s) => document.querySelectorAll(s).length, selector);
+  // The widget's nodes are in its shadow root.
+  const n = await page.evaluate(
+    (s) => (s.startsWith('#sb-') ? document.querySelector('switchboard-chat').shadowRoot : document).querySelectorAll(s).length,
+    selector,
+  );
   if (n !== 0) throw new Error(`user text was rendered as HTML in ${where} (found ${selector})`);
 }
 
@@ -69,10 +73,11 @@ async function main() {
     await step('visitor writes while nobody is online and is offered to leave a message', async () => {
       await visitor.locator('#sb-input').fill(FIRST_TEXT);
       await visitor.locator('#sb-send').click();
-      await waitFor(visitor, 'the conversation to be created', () => !!document.querySelector('#sb-panel').dataset.conversationId);
+      await waitFor(visitor, 'the conversation to be created', () => !!document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-panel').dataset.conversationId);
       conversationId = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
       // The router's `queued` event says agents_online: 0.
       await visitor.locator('#sb-offer[data-kind="offline"]').waitFor({ state: 'visible' });
+      await shoot(visitor, 'widget-offline');
       const offer = await visitor.locator('#sb-offer-text').textContent();
       if (!/no one is available/i.test(offer)) throw new Error(`unexpected offer text: ${offer}`);
     });
@@ -88,20 +93,20 @@ async function main() {
       await waitFor(
         visitor,
         'the confirmation naming the email in the status line',
-        (email) => document.querySelector('#sb-status').textContent.includes(`we'll get back to you at ${email}`),
+        (email) => document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-status').textContent.includes(`we'll get back to you at ${email}`),
         EMAIL,
       );
       await waitFor(
         visitor,
         'the left_message line in the conversation',
         (email) =>
-          [...document.querySelectorAll('#sb-messages .sb-event[data-event="left_message"]')].some((n) => n.textContent.includes(email)),
+          [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-event[data-event="left_message"]')].some((n) => n.textContent.includes(email)),
         EMAIL,
       );
       await waitFor(
         visitor,
         'the left message to be stored (with its seq)',
-        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some((n) => n.dataset.seq && n.querySelector('.sb-text').textContent === t),
+        (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some((n) => n.dataset.seq && n.querySelector('.sb-text').textContent === t),
         LEFT_TEXT,
       );
       const pid = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
@@ -166,7 +171,7 @@ async function main() {
 
     await step('visitor sees the pick-up', async () => {
       await visitor.locator('#sb-messages .sb-event[data-event="picked_up"]').first().waitFor({ state: 'visible' });
-      await waitFor(visitor, 'the chatting status', () => /chatting with/i.test(document.querySelector('#sb-status').textContent));
+      await waitFor(visitor, 'the chatting status', () => /chatting with/i.test(document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-status').textContent));
     });
 
     await step('agent replies; visitor sees the reply; the agent sees it read', async () => {
@@ -181,7 +186,7 @@ async function main() {
       await waitFor(
         visitor,
         'the agent reply in the widget',
-        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent === t),
+        (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')].some((n) => n.textContent === t),
         AGENT_TEXT,
       );
       // The widget is open, so it sends `read`: the receipt reaches the agent.
@@ -196,7 +201,7 @@ async function main() {
         visitor,
         'the left message to show delivered or read',
         (t) =>
-          [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some(
+          [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some(
             (n) => ['delivered', 'read'].includes(n.dataset.state) && n.querySelector('.sb-text').textContent === t,
           ),
         LEFT_TEXT,
@@ -205,7 +210,7 @@ async function main() {
 
     await step('agent closes; visitor rates 5 and sees the thanks', async () => {
       await agent.locator('#close-conversation').click();
-      await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('#sb-status').textContent));
+      await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-status').textContent));
       await visitor.locator('#sb-rating').waitFor({ state: 'visible' });
       await visitor.locator('#sb-rating .sb-star[data-score="5"]').click();
       await visitor.locator('#sb-rating-comment').fill(COMMENT);
@@ -243,7 +248,7 @@ async function main() {
       await waitFor(
         visitor,
         'the new message to be stored in the reopened conversation',
-        (t) => [...document.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some((n) => n.dataset.seq && n.querySelector('.sb-text').textContent === t),
+        (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-mine')].some((n) => n.dataset.seq && n.querySelector('.sb-text').textContent === t),
         REOPEN_TEXT,
       );
       const pid = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
@@ -252,7 +257,7 @@ async function main() {
         const n = await countWidgetMessages(visitor, text);
         if (n !== 1) throw new Error(`"${text}" is shown ${n} times after the reopen`);
       }
-      const seqs = await visitor.evaluate(() => [...document.querySelectorAll('#sb-messages [data-seq]')].map((n) => n.dataset.seq));
+      const seqs = await visitor.evaluate(() => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages [data-seq]')].map((n) => n.dataset.seq));
       if (new Set(seqs).size !== seqs.length) throw new Error(`the widget shows a seq twice: ${seqs.join(',')}`);
     });
 
@@ -274,7 +279,7 @@ async function main() {
       );
       // Leave nothing open behind (the agent's capacity is shared with later runs).
       await agent.locator('#close-conversation').click();
-      await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('#sb-status').textContent));
+      await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-status').textContent));
       // Rated once already: the widget thanks instead of asking again.
       await visitor.locator('#sb-rating-thanks').waitFor({ state: 'visible' });
     });

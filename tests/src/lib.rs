@@ -14,6 +14,7 @@
 //! - [`system`]: a test deployment — the services plus component processes
 //!   (`switchboard-node edge|router|archiver`), agents, settings.
 //! - [`ws`]: a WebSocket client of the browser contract.
+//! - [`sse`]: a client of the event-stream transport (SSE and POSTs).
 //! - [`http`]: a minimal HTTP/1.1 client for the JSON API.
 //! - [`metrics`]: reading `/metrics` as Prometheus would.
 //!
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod script;
 pub mod services;
 pub mod sim;
+pub mod sse;
 pub mod system;
 pub mod ws;
 

@@ -199,12 +199,13 @@ impl System {
 
     /// An edge with extra `SWITCHBOARD_*` settings.
     pub async fn edge_with(&mut self, extra: &[(&str, &str)]) -> SocketAddr {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        self.edge_at(addr, extra).await
+        let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        self.edge_on(addr, extra).await
     }
 
-    /// An edge on a given address (where a load balancer expects one).
-    pub async fn edge_at(&mut self, addr: SocketAddr, extra: &[(&str, &str)]) -> SocketAddr {
+    /// An edge listening on `addr` (the address of one that was killed,
+    /// say, so that pages keep their origin), ready when this returns.
+    pub async fn edge_on(&mut self, addr: SocketAddr, extra: &[(&str, &str)]) -> SocketAddr {
         let listen = addr.to_string();
         let mut all = vec![("SWITCHBOARD_EDGE__LISTEN", listen.as_str())];
         all.extend_from_slice(extra);

@@ -163,7 +163,7 @@ async fn clients_resume_through_the_balancer_after_a_kill_and_a_drain_losing_not
     // A rolling restart through the balancer: a new edge where the dead
     // one was, then SIGTERM of the survivor with the default drain
     // (edge.drain_delay 5 s; HAProxy checks every 2 s, down after 2).
-    let replacement = system.edge_at(victim, &settings).await;
+    let replacement = system.edge_on(victim, &settings).await;
     eventually("the balancer sends to the replacement", || async {
         (haproxy.servers_up().await == Some(2)).then_some(())
     })

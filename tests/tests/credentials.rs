@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use mongodb::bson::{doc, Document};
 use serde_json::json;
 use switchboard_tests::services::nats_server_binary;
+use switchboard_tests::sse::Sse;
 use switchboard_tests::system::{node_binary, System, PASSWORD};
 use switchboard_tests::ws::Ws;
-use switchboard_tests::{eventually, free_port};
+use switchboard_tests::{eventually, free_port, http};
 
 const ROLES: [(&str, &str); 5] = [
     ("edge", "SB_EDGE_PASSWORD"),
@@ -131,6 +132,16 @@ async fn each_role_runs_with_its_own_credentials_and_a_bot_gets_nothing_else() {
     ann.expect_type("assigned").await;
     let said = ann.send_message(&id, "a1", "hi, Ann here").await;
     vic.expect("ann's answer", |f| f["id"] == said["id"]).await;
+    // The event-stream transport too: its POSTs are routed between edges
+    // over NATS under the edge's user.
+    let (_, streamer_token) = System::visitor(edge, "Sue").await;
+    let (mut sue, _) = Sse::hello(edge, edge, &streamer_token, json!({})).await;
+    sue.send(json!({ "type": "start", "text": "over sse", "client_id": "e1" }))
+        .await;
+    sue.expect("ack over sse", |f| {
+        f["type"] == "ack" && f["client_id"] == "e1"
+    })
+    .await;
     let messages = system.archive().await.collection::<Document>("messages");
     eventually("archived under the archiver's user", || {
         let messages = messages.clone();
@@ -307,4 +318,118 @@ accounts {{
         .to_owned();
     let queued = vic.expect_event(&id, "queued").await;
     assert_eq!(queued["agents_online"], 0, "{queued}");
+}
+
+/// The server configuration with one user (`sb`) who may do everything but
+/// subscribe to `denied` (when given).
+fn single_user_config(port: u16, store: &std::path::Path, denied: Option<&str>) -> String {
+    let subscribe = match denied {
+        Some(subject) => format!("{{ allow: \">\", deny: [\"{subject}\"] }}"),
+        None => "\">\"".to_owned(),
+    };
+    format!(
+        "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n\
+         authorization {{ users: [ {{ user: sb, password: {PASSWORD}, \
+         permissions: {{ publish: \">\", subscribe: {subscribe} }} }} ] }}\n",
+        store.display()
+    )
+}
+
+/// A permission taken away from the edge while it runs (a configuration
+/// reload): the server removes its subscription to admin broadcasts, which
+/// then silently receives nothing. The edge notices from the server's
+/// error, answers `/readyz` with 503 while it cannot relay broadcasts, and
+/// once the permission is back it subscribes again, is ready, and an
+/// agent receives a broadcast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_whose_broadcasts_are_taken_away_is_not_ready_until_it_has_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("nats.conf");
+    let store = dir.path().join("store");
+    std::fs::write(&config, single_user_config(port, &store, None)).unwrap();
+    let mut server = tokio::process::Command::new(nats_server_binary())
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = server.id().unwrap().to_string();
+    eventually("the nats-server", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let reload = |denied: Option<&str>| {
+        std::fs::write(&config, single_user_config(port, &store, denied)).unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "SIGHUP to nats-server");
+    };
+
+    let mut system = System::start().await;
+    system.set_env("SWITCHBOARD_NATS__URL", &format!("nats://127.0.0.1:{port}"));
+    system.set_env("SWITCHBOARD_NATS__USER", "sb");
+    system.set_env("SWITCHBOARD_NATS__PASSWORD", PASSWORD);
+    system.router().await;
+    let edge = system.edge().await;
+    let settings = switchboard_config::NatsSettings {
+        url: format!("nats://127.0.0.1:{port}"),
+        user: Some("sb".into()),
+        password: Some(switchboard_config::Secret::new(PASSWORD)),
+        ..Default::default()
+    };
+    let backbone = switchboard_bus::Backbone::connect(&settings, "test")
+        .await
+        .unwrap();
+    switchboard_bus::accounts::add(
+        &backbone,
+        switchboard_bus::accounts::NewAgent {
+            login: "ann".into(),
+            name: "Ann".into(),
+            password: PASSWORD.into(),
+            team: None,
+            capacity: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let token = System::agent_token(edge, "ann").await;
+    let (mut ann, _) = Ws::hello(edge, &token, json!({})).await;
+    assert_eq!(http::get(edge, "/readyz").await.status, 200);
+
+    reload(Some("notice.agents"));
+    eventually("the edge says it cannot relay broadcasts", || async move {
+        (http::get(edge, "/readyz").await.status == 503).then_some(())
+    })
+    .await;
+
+    reload(None);
+    eventually("the edge is ready again", || async move {
+        (http::get(edge, "/readyz").await.status == 200).then_some(())
+    })
+    .await;
+    let notice = switchboard_protocol::payloads::Notice {
+        text: "back again".into(),
+        sender: switchboard_protocol::payloads::Participant::system("admin"),
+    };
+    backbone
+        .client
+        .publish(
+            "notice.agents",
+            switchboard_protocol::payloads::encode(&notice)
+                .unwrap()
+                .into(),
+        )
+        .await
+        .unwrap();
+    let got = ann.expect_type("notice").await;
+    assert_eq!(got["text"], "back again");
+    let _ = server.kill().await;
 }

@@ -158,6 +158,135 @@ async fn a_visitor_never_receives_other_agents_or_internal_notes() {
     }
 }
 
+/// Private notes are for agents: the agent's other connection, a resumed
+/// one and history show their text; the visitor — live over a WebSocket
+/// and over an event stream, resumed, and in history — gets each `note`
+/// event (so `seq` has no hole) without its text. Every frame the visitor received
+/// is walked for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_notes_never_reach_a_visitor() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    let other = system.edge().await;
+    system.add_agent("ann", 3, None).await;
+    let token = System::agent_token(edge, "ann").await;
+    let (mut ann, _) = Ws::hello(edge, &token, json!({})).await;
+    let (mut ann2, _) = Ws::hello(other, &token, json!({})).await;
+    let (_, vic_token) = System::visitor(edge, "Vic").await;
+    let (mut vic, _) = Ws::hello(edge, &vic_token, json!({})).await;
+    vic.send(json!({ "type": "start", "text": "hello", "client_id": "s1" }))
+        .await;
+    let id = vic.expect_type("started").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ann.expect_type("assigned").await;
+    ann2.expect_type("assigned").await;
+    // A second tab of the visitor, on an event stream: it follows the open
+    // conversation from its welcome.
+    let (mut vic_sse, welcome) =
+        switchboard_tests::sse::Sse::hello(other, edge, &vic_token, json!({})).await;
+    assert_eq!(welcome["conversations"][0]["conversation_id"], id.as_str());
+
+    ann.send(json!({
+        "type": "note", "conversation_id": id, "client_id": "n1",
+        "text": "SECRET-NOTE-1: refund approved up to 50",
+    }))
+    .await;
+    let ack = ann
+        .expect("ack of the note", |f| {
+            f["type"] == "ack" && f["client_id"] == "n1"
+        })
+        .await;
+    // A retried note is stored once.
+    ann.send(json!({
+        "type": "note", "conversation_id": id, "client_id": "n1",
+        "text": "SECRET-NOTE-1: refund approved up to 50",
+    }))
+    .await;
+    let again = ann
+        .expect("second ack of the note", |f| {
+            f["type"] == "ack" && f["client_id"] == "n1"
+        })
+        .await;
+    assert_eq!(ack["seq"], again["seq"]);
+    let seen_by_agent = ann2
+        .expect("the note on the agent's other tab", |f| {
+            f["event"] == "note"
+        })
+        .await;
+    assert_eq!(
+        seen_by_agent["text"],
+        "SECRET-NOTE-1: refund approved up to 50"
+    );
+    assert_eq!(seen_by_agent["by"]["name"], "Agent ann");
+    let said = ann.send_message(&id, "a1", "Let me check").await;
+    let note_seq = ack["seq"].as_u64().unwrap();
+    vic.expect("the note without its text", |f| {
+        f["event"] == "note" && f["seq"].as_u64() == Some(note_seq)
+    })
+    .await;
+    vic.expect("the reply after it", |f| f["id"] == said["id"])
+        .await;
+    vic_sse
+        .expect("the reply on the event stream", |f| f["id"] == said["id"])
+        .await;
+    // A visitor may not write notes.
+    vic.send(json!({
+        "type": "note", "conversation_id": id, "client_id": "v1", "text": "me too"
+    }))
+    .await;
+    vic.expect_error("forbidden").await;
+    ann.send(json!({
+        "type": "note", "conversation_id": id, "client_id": "n2",
+        "text": "SECRET-NOTE-2: second",
+    }))
+    .await;
+    ann.expect("ack of the second note", |f| {
+        f["type"] == "ack" && f["client_id"] == "n2"
+    })
+    .await;
+    // History, a resumed connection, and the agent's own history.
+    vic.send(json!({ "type": "history", "conversation_id": id, "limit": 100 }))
+        .await;
+    let history = vic.expect_type("history").await;
+    let notes = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["event"] == "note")
+        .count();
+    assert_eq!(notes, 2, "{history}");
+    let (mut back, _) = Ws::hello(edge, &vic_token, json!({ id.clone(): 0 })).await;
+    back.expect_type("resumed").await;
+    back.expect("the second note, resumed", |f| {
+        f["event"] == "note" && f["seq"].as_u64() > Some(note_seq)
+    })
+    .await;
+    ann.send(json!({ "type": "history", "conversation_id": id, "limit": 100 }))
+        .await;
+    let theirs = ann.expect_type("history").await;
+    assert!(
+        theirs.to_string().contains("SECRET-NOTE-2"),
+        "the agent's history lacks the note: {theirs}"
+    );
+    for frame in vic
+        .seen
+        .iter()
+        .chain(back.seen.iter())
+        .chain(vic_sse.seen.iter())
+    {
+        let mut found = Vec::new();
+        strings(frame, &mut found);
+        for s in found {
+            assert!(
+                !s.contains("SECRET-NOTE"),
+                "the visitor received a private note: {frame}"
+            );
+        }
+    }
+}
+
 /// An agent who closed a conversation keeps reading it, until it is
 /// reopened to someone else: then nothing more of it reaches them, and
 /// they may neither type nor mark reads in it.

@@ -98,3 +98,70 @@ pub(crate) fn unauthorized(message: &str) -> Response {
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
+
+/// An agent (any role), from the request's bearer token: the token is
+/// valid and not revoked, and the account is enabled.
+#[derive(Debug, Clone)]
+pub struct AgentCaller {
+    pub identity: Identity,
+    pub role: AgentRole,
+}
+
+impl AgentCaller {
+    /// The agent's id.
+    pub fn id(&self) -> &str {
+        self.identity.id()
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == AgentRole::Admin
+    }
+}
+
+impl FromRequestParts<Arc<EdgeState>> for AgentCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<EdgeState>,
+    ) -> Result<Self, Self::Rejection> {
+        let path = parts.uri.path().to_owned();
+        let Some(token) = bearer(parts) else {
+            return Err(unauthorized(
+                "an agent's token is required (Authorization: Bearer …)",
+            ));
+        };
+        let verified = state.tokens.verify_full(token).map_err(|err| {
+            tracing::info!(%path, error = %err, "agent call with a bad token");
+            unauthorized("invalid or expired token")
+        })?;
+        if !state.config.edge.roles.contains(&EdgeRole::Agent) {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this edge does not serve agents",
+            ));
+        }
+        let Identity::Agent { id, .. } = &verified.identity else {
+            return Err(error(StatusCode::FORBIDDEN, "forbidden", "for agents only"));
+        };
+        let unavailable = |err: switchboard_bus::BusError| {
+            tracing::warn!(%path, error = %err, "agent check");
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")
+        };
+        if !still_valid(&state.backbone, &verified)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(unauthorized("this token was revoked"));
+        }
+        let role = accounts::find(&state.backbone, id)
+            .await
+            .map_err(unavailable)?
+            .map_or(AgentRole::Agent, |a| a.role);
+        Ok(Self {
+            identity: verified.identity,
+            role,
+        })
+    }
+}

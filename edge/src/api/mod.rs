@@ -9,11 +9,25 @@
 //! - [`stats`]: `GET /api/v1/stats`, answered by the archivers over NATS.
 //! - [`tokens`]: refreshing a token and an agent's logout (any caller
 //!   with a token of their own).
+//! - [`directory`]: who is there (agents' status and load, teams, open
+//!   conversations) for agents, and what the widget says before a chat.
+//! - [`canned`]: canned responses (agents read, admins manage).
+//! - [`manage`]: admins add and change agents, and edit teams.
+//! - [`visitors`]: visitors' profiles (the pre-chat form, the page, the
+//!   browser) and what agents see of a visitor.
+//! - [`archive`]: past conversations for agents: search and transcripts.
+//! - [`support`]: reading bodies and answering failures.
 
 pub mod admin;
+pub mod archive;
 pub mod caller;
+pub mod canned;
+pub mod directory;
+pub mod manage;
 pub mod stats;
+pub mod support;
 pub mod tokens;
+pub mod visitors;
 
 use std::sync::Arc;
 
@@ -26,4 +40,9 @@ pub fn routes() -> Router<Arc<EdgeState>> {
         .merge(admin::routes())
         .merge(stats::routes())
         .merge(tokens::routes())
+        .merge(directory::routes())
+        .merge(canned::routes())
+        .merge(manage::routes())
+        .merge(visitors::routes())
+        .merge(archive::routes())
 }

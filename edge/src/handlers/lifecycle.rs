@@ -22,7 +22,8 @@ pub(super) async fn start(
     if client_id.as_deref().is_some_and(|c| !valid_client_id(c)) {
         return Err(Refusal::new(ErrorCode::BadRequest, "invalid client_id"));
     }
-    if team.as_ref().is_some_and(|t| !session.state.teams.knows(t)) {
+    let known = |t: &TeamId| session.state.teams.knows(t) || session.state.directory.knows(t);
+    if team.as_ref().is_some_and(|t| !known(t)) {
         return Err(Refusal::new(ErrorCode::BadRequest, "no such team"));
     }
     let backbone = session.state.backbone.clone();

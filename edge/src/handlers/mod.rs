@@ -8,9 +8,11 @@
 //!   catching a client up, `welcome`, agents' notices;
 //! - [`messages`]: `send`, `read`, `typing`, `history`;
 //! - [`lifecycle`]: `start`, `close`, `transfer`, `rate`, reopening, `status`;
-//! - [`handoff`]: `handoff`, a visitor asking the bot for a person.
+//! - [`handoff`]: `handoff`, a visitor asking the bot for a person;
+//! - [`inbox`]: agents' private notes, and taking from the queue.
 
 mod handoff;
+mod inbox;
 mod lifecycle;
 mod messages;
 
@@ -76,7 +78,9 @@ pub(crate) type Handled = Result<(), Refusal>;
 /// Runs one frame and answers a refusal with an `error` frame.
 pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
     let reference = match &frame {
-        ClientFrame::Send { client_id, .. } => Some(client_id.clone()),
+        ClientFrame::Send { client_id, .. } | ClientFrame::Note { client_id, .. } => {
+            Some(client_id.clone())
+        }
         other => Some(other.kind().to_owned()),
     };
     let kind = frame.kind();
@@ -138,6 +142,13 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
             handoff::handoff(session, &conversation_id).await
         }
         ClientFrame::Refresh { token } => crate::access::refresh(session, &token).await,
+        ClientFrame::Note {
+            conversation_id,
+            client_id,
+            text,
+        } => inbox::note(session, &conversation_id, &client_id, text).await,
+        ClientFrame::Take { conversation_id } => inbox::take(session, &conversation_id).await,
+        ClientFrame::Ping {} => Ok(()),
     };
     if let Err(refusal) = result {
         tracing::info!(kind, code = ?refusal.code, reason = %refusal.message, "frame refused");
