@@ -22,7 +22,7 @@ const ROLES: [&str; 2] = ["visitor", "agent"];
 
 /// Types of client frames counted, then what did not parse and binary
 /// frames. A type that is not listed counts as `other`.
-const RECEIVED: [&str; 18] = [
+const RECEIVED: [&str; 21] = [
     "hello",
     "start",
     "send",
@@ -38,6 +38,9 @@ const RECEIVED: [&str; 18] = [
     "pick_up",
     "handoff",
     "refresh",
+    "note",
+    "take",
+    "ping",
     "invalid",
     "binary",
     "other",
@@ -269,6 +272,9 @@ mod tests {
         assert_eq!(frame_type(""), "other");
         assert_eq!(position(&SENT, "no_such_type"), SENT.len() - 1);
         assert_eq!(SENT[position(&SENT, "welcome")], "welcome");
+        for kind in ["note", "take", "ping", "leave_message"] {
+            assert_eq!(RECEIVED[position(&RECEIVED, kind)], kind);
+        }
     }
 
     #[test]
