@@ -7,19 +7,23 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 
-# Only what the build needs: the workspace manifests, the lock file, and
-# the crates' sources (the edge's web pages are compiled into the binary).
+# Cargo loads the whole workspace before building one package, so every
+# member of `members` in Cargo.toml is copied (tests/deploy_files.rs checks
+# it): the crates the binary is built from whole (the edge's web pages are
+# compiled into it), the others' manifests and sources. The test crate's
+# integration tests and browser harness are left out.
 COPY Cargo.toml Cargo.lock ./
 COPY protocol protocol
 COPY config config
+COPY metrics metrics
 COPY bus bus
 COPY edge edge
 COPY router router
 COPY archiver archiver
 COPY analytics analytics
 COPY switchboard switchboard
-# The test crate is a workspace member: cargo needs its manifest and sources
-# to load the workspace, even though it is not built here.
+COPY bench bench
+COPY bots/faq bots/faq
 COPY tests/Cargo.toml tests/Cargo.toml
 COPY tests/src tests/src
 
@@ -42,6 +46,8 @@ COPY --from=builder /src/target/release/switchboard /usr/local/bin/switchboard
 
 USER switchboard:switchboard
 WORKDIR /etc/switchboard
-EXPOSE 8080
+# 8080: an edge's HTTP and WebSocket listener (edge.listen);
+# 9091: metrics.listen of routers and archivers (/metrics, /healthz).
+EXPOSE 8080 9091
 ENTRYPOINT ["switchboard"]
 CMD ["--help"]

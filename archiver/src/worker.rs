@@ -79,6 +79,8 @@ pub async fn run(
         }
     };
     tracing::info!(database = %config.mongo.database, "archiver started");
+    switchboard_metrics::archiver::init();
+    switchboard_metrics::bus::init();
     let history = {
         let archive = archive.clone();
         tokio::spawn(service::serve(
@@ -204,6 +206,7 @@ async fn consume(
                 Err(err) => tracing::warn!(error = %err, "consumer error"),
             }
         }
+        let started = std::time::Instant::now();
         write_until_stored(archive, &messages, &records, shutdown).await;
         if shutdown.is_cancelled() {
             // Not stored: left unacked, redelivered to the next archiver.
@@ -214,6 +217,11 @@ async fn consume(
                 // Redelivered later; the archive absorbs the repeat.
                 tracing::warn!(error = %err, "ack archived record");
             }
+        }
+        if let Some(last) = messages.last() {
+            // What the consumer still holds for the archivers after it.
+            let pending = last.info().map_or(0, |info| info.pending);
+            switchboard_metrics::archiver::archiver().stored(started, messages.len(), pending);
         }
     }
 }
@@ -231,6 +239,7 @@ async fn write_until_stored(
         match archive.write(records).await {
             Ok(()) => return,
             Err(err) => {
+                switchboard_metrics::archiver::archiver().write_failed();
                 tracing::warn!(error = %err, "archive write failed; retrying");
                 for message in messages {
                     let _ = message.ack_with(AckKind::Progress).await;

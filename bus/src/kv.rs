@@ -141,7 +141,10 @@ where
                 };
                 match store.delete_expect_revision(key, Some(revision)).await {
                     Ok(()) => return Ok((result, None)),
-                    Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => races += 1,
+                    Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
+                        crate::metrics::cas_conflict(&store.name);
+                        races += 1;
+                    }
                     Err(e) if e.kind() == kv::DeleteErrorKind::Other && backoff.wait().await => {
                         tracing::debug!(error = %e, key, "kv delete refused for now; retrying");
                     }
@@ -210,7 +213,10 @@ async fn create_with(
     loop {
         match store.create(key, bytes.clone()).await {
             Ok(revision) => return Ok(Some(revision)),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return Ok(None),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                crate::metrics::cas_conflict(&store.name);
+                return Ok(None);
+            }
             Err(e)
                 if matches!(e.kind(), CreateErrorKind::Publish | CreateErrorKind::Other)
                     && backoff.wait().await =>
@@ -232,7 +238,10 @@ async fn update_with(
     loop {
         match store.update(key, bytes.clone(), revision).await {
             Ok(revision) => return Ok(Some(revision)),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => return Ok(None),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                crate::metrics::cas_conflict(&store.name);
+                return Ok(None);
+            }
             Err(e) if e.kind() == UpdateErrorKind::Other && backoff.wait().await => {
                 tracing::debug!(error = %e, key, "kv update refused for now; retrying");
             }

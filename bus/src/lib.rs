@@ -20,6 +20,7 @@
 //! - [`admin`]: the queue as admins see and change it, and broadcasts
 //!   (shared by the command line and the edge's admin API).
 //! - [`error`]: the error type, [`BusError`].
+//! - `metrics`: what the backbone counts (append latency, lost races).
 
 pub mod accounts;
 pub mod admin;
@@ -28,6 +29,7 @@ pub mod bots;
 pub mod error;
 pub mod kv;
 pub mod log;
+mod metrics;
 pub mod outbox;
 pub mod retry;
 pub mod revocation;

@@ -149,10 +149,12 @@ impl ConversationLog {
                     tail.stream_seq.to_string().as_str(),
                 );
             publish = publish.message_id(dedupe_key);
+            let started = std::time::Instant::now();
             let ack = match self.inner.js.send_publish(subject.clone(), publish).await {
                 Ok(future) => future.await,
                 Err(e) => Err(e),
             };
+            crate::metrics::published(started, &ack);
             match ack {
                 Ok(ack) if ack.duplicate => {
                     let original = self.record_at(ack.sequence).await?;

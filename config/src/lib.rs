@@ -134,6 +134,28 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_off_their_own_listener_unless_set() {
+        Jail::expect_with(|jail| {
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.metrics.listen, None);
+            assert!(settings.edge.metrics);
+            jail.set_env("SWITCHBOARD_METRICS__LISTEN", "0.0.0.0:9091");
+            jail.set_env("SWITCHBOARD_EDGE__METRICS", "false");
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.metrics.listen.map(|a| a.port()), Some(9091));
+            assert!(!settings.edge.metrics);
+            jail.set_env("SWITCHBOARD_METRICS__LISTEN", "nowhere");
+            let err = Settings::load(None).unwrap_err().to_string().to_lowercase();
+            assert!(err.contains("metrics.listen"), "{err}");
+            jail.set_env("SWITCHBOARD_METRICS__LISTEN", "0.0.0.0:9091");
+            jail.set_env("SWITCHBOARD_METRICS__PORT", "9091");
+            let err = Settings::load(None).unwrap_err().to_string().to_lowercase();
+            assert!(err.contains("port"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         Jail::expect_with(|_jail| {
             let err = Settings::load(Some(Path::new("nope.toml"))).unwrap_err();

@@ -18,6 +18,7 @@ pub struct Settings {
     pub edge: EdgeSettings,
     pub router: RouterSettings,
     pub archiver: ArchiverSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -285,6 +286,10 @@ pub struct EdgeSettings {
     /// Load balancers in front of the edge: from these peers, the client's
     /// address is taken from `X-Forwarded-For`.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Serve Prometheus metrics at `/metrics` on `edge.listen` (refused to
+    /// web pages; block the path at the load balancer, or turn this off
+    /// and use `metrics.listen`).
+    pub metrics: bool,
     /// On SIGTERM, how long the edge keeps serving while `/readyz` answers
     /// 503, so that the load balancer stops sending it new clients…
     pub drain_delay: HumanDuration,
@@ -318,6 +323,7 @@ impl Default for EdgeSettings {
             sockets_per_address: 500,
             sockets_per_identity: 20,
             trusted_proxies: Vec::new(),
+            metrics: true,
             drain_delay: HumanDuration::from_secs(5),
             drain_grace: HumanDuration::from_secs(5),
         }
@@ -437,6 +443,15 @@ impl Default for ArchiverSettings {
             keep_closed: HumanDuration::from_secs(60),
         }
     }
+}
+
+/// Prometheus metrics on a listener of their own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Where to serve `GET /metrics` and `GET /healthz` (any component:
+    /// routers and archivers have no other listener). Off when unset.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Logging.

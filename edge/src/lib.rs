@@ -28,6 +28,8 @@
 //!   list, kept from the buckets' watches.
 //! - [`teams`]: the teams a conversation may be started for.
 //! - [`limits`]: per-connection rate limiting and input checks.
+//! - `metrics`: what the edge counts, in its own types
+//!   (`switchboard_metrics::edge` holds the counters).
 //! - [`web`]: the demo site and agent console pages.
 
 pub mod access;
@@ -40,6 +42,7 @@ pub mod handlers;
 pub mod http;
 pub mod hub;
 pub mod limits;
+mod metrics;
 pub mod missed;
 pub mod outbox;
 pub mod presence;

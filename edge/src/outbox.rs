@@ -69,6 +69,9 @@ pub enum Outbound {
 
 impl Outbound {
     pub fn frame(frame: &ServerFrame) -> Self {
+        if let ServerFrame::Error { code, .. } = frame {
+            switchboard_metrics::edge::edge().error(*code);
+        }
         Outbound::Frame(frame.to_json().into())
     }
 }
@@ -362,6 +365,7 @@ impl Writer {
 
     /// Queues a frame in the socket's buffer; [`Writer::flush`] sends.
     async fn write_text(&mut self, json: &str) -> Flow {
+        switchboard_metrics::edge::edge().sent(json);
         match tokio::time::timeout(self.write_timeout, self.sink.feed_text(json)).await {
             Ok(written) => self.written(written),
             Err(_) => {
@@ -405,6 +409,7 @@ impl Writer {
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
+        switchboard_metrics::edge::edge().closed(code);
         // What was buffered goes first.
         let _ = tokio::time::timeout(self.write_timeout, self.sink.flush()).await;
         match tokio::time::timeout(self.write_timeout, self.sink.close(code, reason)).await {

@@ -131,6 +131,7 @@ impl Presences {
                 Ok(())
             }
             Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => {
+                switchboard_metrics::bus::bus().cas_conflict(&self.store.name);
                 // Removed (leave it so), rewritten by a status change (it
                 // is fresh), or expired while NATS was out of reach: only
                 // the last is written anew, under the removals' lock.

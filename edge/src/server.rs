@@ -96,6 +96,7 @@ impl Edge {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| EdgeError::Bind { addr, source })?;
+        crate::metrics::init();
         let edge_id = if config.edge.edge_id.is_empty() {
             format!("edge-{}", ulid::Ulid::new().to_string().to_lowercase())
         } else {
@@ -202,6 +203,9 @@ impl Edge {
             .merge(crate::http::routes())
             .merge(crate::api::routes())
             .merge(crate::transport::sse::routes());
+        if state.config.edge.metrics {
+            app = app.merge(switchboard_metrics::http::routes());
+        }
         if state.config.edge.serve_web {
             // Each kind of edge serves its own pages only: a visitor-only
             // edge has no console.

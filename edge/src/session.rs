@@ -225,6 +225,7 @@ async fn run_connection(
         return;
     }
     let role = edge_role(&identity);
+    let _connected = crate::metrics::connected(role);
     let span = tracing::info_span!("edge.session", connection, role = ?role, id = identity.id());
     let session = Session {
         state: Arc::clone(state),
@@ -310,7 +311,9 @@ async fn admit(
         close_with(outbox, close_code::TOO_LARGE, "frame too large").await;
         return None;
     }
-    let (token, resume) = match serde_json::from_str::<ClientFrame>(&text) {
+    let hello = serde_json::from_str::<ClientFrame>(&text);
+    crate::metrics::received(&hello);
+    let (token, resume) = match hello {
         Ok(ClientFrame::Hello { token, resume }) => (token, resume),
         Ok(other) => {
             tracing::info!(connection, kind = other.kind(), "frame before hello");
@@ -570,6 +573,7 @@ async fn on_inbound(session: &mut Session, limiter: &mut RateLimiter, message: I
                 Limits::Dropped => return true,
                 Limits::Ended => return false,
             }
+            switchboard_metrics::edge::edge().received_binary();
             tracing::info!("binary frame refused");
             session
                 .error(ErrorCode::BadRequest, "only text frames are accepted", None)
@@ -678,7 +682,9 @@ async fn on_text(session: &mut Session, limiter: &mut RateLimiter, text: &str) -
         Limits::Dropped => return true,
         Limits::Ended => return false,
     }
-    match serde_json::from_str::<ClientFrame>(text) {
+    let frame = serde_json::from_str::<ClientFrame>(text);
+    crate::metrics::received(&frame);
+    match frame {
         Ok(frame) => handlers::dispatch(session, frame).await,
         Err(err) => {
             let reference = unparsed_reference(text);

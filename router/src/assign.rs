@@ -46,6 +46,7 @@ pub async fn assign(
     reason: AssignmentReason,
 ) -> Result<Outcome, BusError> {
     let now = now_ms();
+    let started = std::time::Instant::now();
     let claimed = kv::cas(
         &backbone.load,
         agent.id.as_str(),
@@ -77,11 +78,13 @@ pub async fn assign(
         return Ok(Outcome::AgentFull);
     }
     let participant = Participant::agent(&agent.id, agent.name.clone());
+    let mut queued_at = now;
     let (assigned, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
         |current: Option<&ConversationState>| match current {
             Some(state) if state.status == ConversationStatus::Queued => {
+                queued_at = state.queued_at;
                 let mut state = state.clone();
                 state.status = ConversationStatus::Assigned;
                 state.agent = Some(participant.clone());
@@ -114,6 +117,7 @@ pub async fn assign(
         return Ok(Outcome::NotQueued);
     };
     outbox::flush_from(backbone, conversation, written).await?;
+    switchboard_metrics::router::router().assigned(started, now - queued_at);
     tracing::info!("agent assigned");
     Ok(Outcome::Assigned)
 }
@@ -160,6 +164,14 @@ impl Requeue {
         match self {
             Requeue::Offline => "offline",
             Requeue::NoReply { .. } => "no_reply",
+        }
+    }
+
+    /// Its reason as counted.
+    fn metric(self) -> switchboard_metrics::router::RequeueReason {
+        match self {
+            Requeue::Offline => switchboard_metrics::router::RequeueReason::Offline,
+            Requeue::NoReply { .. } => switchboard_metrics::router::RequeueReason::NoReply,
         }
     }
 
@@ -221,6 +233,7 @@ pub async fn requeue(
     };
     release(backbone, agent, conversation).await?;
     outbox::flush_from(backbone, conversation, written).await?;
+    switchboard_metrics::router::router().requeued(why.metric());
     tracing::info!(reason = why.reason(), "conversation requeued");
     Ok(true)
 }

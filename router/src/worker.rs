@@ -86,6 +86,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RouterError> {
     tracing::info!("router started");
+    switchboard_metrics::router::init();
+    switchboard_metrics::bus::init();
     let (held, held_view) = tokio::sync::watch::channel(None);
     let api = tokio::spawn(bot_api::run(
         BotApi {
@@ -354,6 +356,11 @@ async fn publish_queue(backbone: &Backbone, mirror: &Mirror, memory: &mut Memory
             }),
         }
     }
+    switchboard_metrics::router::router().queue(
+        teams
+            .iter()
+            .map(|t| (t.team.as_ref().map(TeamId::as_str), t.waiting)),
+    );
     let total = u32::try_from(queue.len()).unwrap_or(u32::MAX);
     let entries: Vec<QueueEntry> = policy::positions(&queue)
         .into_iter()

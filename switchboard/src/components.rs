@@ -23,6 +23,25 @@ pub async fn open_backbone(settings: &Settings, component: &str) -> anyhow::Resu
         })
 }
 
+/// Serves `/metrics` and `/healthz` on `metrics.listen`, when it is set,
+/// until `shutdown`.
+///
+/// # Errors
+/// The address cannot be bound.
+async fn serve_metrics(settings: &Settings, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let Some(addr) = settings.metrics.listen else {
+        return Ok(());
+    };
+    let server = switchboard_metrics::http::MetricsServer::bind(addr).await?;
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(err) = server.run(shutdown).await {
+            tracing::error!(error = %err, "metrics server failed");
+        }
+    });
+    Ok(())
+}
+
 fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
@@ -101,6 +120,7 @@ pub async fn up(settings: Settings, demo: bool) -> anyhow::Result<()> {
         println!("Press Ctrl-C to stop.");
     }
     let shutdown = shutdown_on_signals();
+    serve_metrics(&settings, &shutdown).await?;
     let router = tokio::spawn(switchboard_router::run(
         router_config(&settings),
         backbone.clone(),
@@ -124,18 +144,24 @@ pub async fn edge_only(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let config = edge_config(&settings, demo)?;
     let backbone = open_backbone(&settings, "edge").await?;
     let edge = Edge::bind(config, backbone).await?;
-    edge.run(shutdown_on_signals()).await?;
+    let shutdown = shutdown_on_signals();
+    serve_metrics(&settings, &shutdown).await?;
+    edge.run(shutdown).await?;
     Ok(())
 }
 
 pub async fn router_only(settings: Settings) -> anyhow::Result<()> {
     let backbone = open_backbone(&settings, "router").await?;
-    switchboard_router::run(router_config(&settings), backbone, shutdown_on_signals()).await?;
+    let shutdown = shutdown_on_signals();
+    serve_metrics(&settings, &shutdown).await?;
+    switchboard_router::run(router_config(&settings), backbone, shutdown).await?;
     Ok(())
 }
 
 pub async fn archiver_only(settings: Settings) -> anyhow::Result<()> {
     let backbone = open_backbone(&settings, "archiver").await?;
-    switchboard_archiver::run(archiver_config(&settings), backbone, shutdown_on_signals()).await?;
+    let shutdown = shutdown_on_signals();
+    serve_metrics(&settings, &shutdown).await?;
+    switchboard_archiver::run(archiver_config(&settings), backbone, shutdown).await?;
     Ok(())
 }

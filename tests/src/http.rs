@@ -34,21 +34,44 @@ pub async fn request_with(
     body: Option<&str>,
 ) -> Response {
     let limit = crate::deadline();
-    tokio::time::timeout(limit, exchange(addr, method, path, headers, body))
+    tokio::time::timeout(limit, exchange(addr, None, method, path, headers, body))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer within {limit:?}"))
+}
+
+/// A request from a given loopback address (the server sees it as the
+/// client's).
+pub async fn request_from(
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Response {
+    let limit = crate::deadline();
+    tokio::time::timeout(limit, exchange(addr, Some(source), method, path, &[], body))
         .await
         .unwrap_or_else(|_| panic!("{method} {path}: no answer within {limit:?}"))
 }
 
 async fn exchange(
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Response {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let mut stream = match source {
+        None => TcpStream::connect(addr).await,
+        Some(source) => {
+            let socket = tokio::net::TcpSocket::new_v4()
+                .and_then(|socket| socket.bind(SocketAddr::new(source, 0)).map(|()| socket))
+                .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+            socket.connect(addr).await
+        }
+    }
+    .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     let body = body.unwrap_or("");
     let extra: String = headers
         .iter()

@@ -3,6 +3,8 @@
 //! contract over real sockets.
 //!
 //! - [`archive`]: waiting for the archiver to catch up.
+//! - [`balancer`]: HAProxy with the shipped configuration in front of
+//!   two edges.
 //! - [`guarantees`]: checking the delivery guarantees after faults.
 //! - [`bots`]: bot accounts, the example FAQ bots as real processes, and
 //!   what a bot answered.
@@ -14,6 +16,7 @@
 //! - [`ws`]: a WebSocket client of the browser contract.
 //! - [`sse`]: a client of the event-stream transport (SSE and POSTs).
 //! - [`http`]: a minimal HTTP/1.1 client for the JSON API.
+//! - [`metrics`]: reading `/metrics` as Prometheus would.
 //!
 //! ## Waiting on a machine of unknown speed
 //!
@@ -34,9 +37,11 @@
 //! test waits past) are not scaled: they are what is being tested.
 
 pub mod archive;
+pub mod balancer;
 pub mod bots;
 pub mod guarantees;
 pub mod http;
+pub mod metrics;
 pub mod script;
 pub mod services;
 pub mod sim;

@@ -319,6 +319,7 @@ pub(crate) async fn follow(
         }
     };
     if let CatchUp::Resume(after) = mode {
+        switchboard_metrics::edge::edge().resumed(records.len());
         session
             .outbox
             .frame(&ServerFrame::Resumed {
