@@ -13,7 +13,7 @@ use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::{ChatRecord, RecordBody};
 use tokio::time::Instant;
 
-use crate::sim::{ClientState, Role, Sim};
+use crate::sim::{within, ClientState, Role, Sim};
 use crate::{deadline, progressing_for};
 
 /// The archiver consumer's ack wait: the archive may stand still this long
@@ -121,6 +121,41 @@ pub fn acked_after(sim: &Sim, t: Instant) -> Result<String, String> {
         .find(|a| a.created > t)
         .map(|a| a.id.clone())
         .ok_or_else(|| "no message created after the mark acknowledged yet".to_owned())
+}
+
+/// Once the simulated clients stopped sending: waits (up to `limit`,
+/// scaled) until every pending send is acknowledged, then until every
+/// participant of every conversation has every record up to its end.
+pub async fn settle(sim: &Sim, backbone: &Backbone, limit: Duration) {
+    within("every pending send acknowledged", limit, || {
+        std::future::ready({
+            let pending: usize = sim.snapshot().iter().map(|c| c.pending.len()).sum();
+            if pending == 0 {
+                Ok(())
+            } else {
+                Err(format!("{pending} sends pending"))
+            }
+        })
+    })
+    .await;
+    within("every participant received every record", limit, || async {
+        let states = sim.snapshot();
+        let cast = cast(&states)?;
+        for (conversation, (visitor, agents)) in &cast.conversations {
+            let last = stream_last_seq(backbone, conversation).await?;
+            for &i in std::iter::once(visitor).chain(agents) {
+                let missing = states[i].conversations[conversation].missing_up_to(last);
+                if !missing.is_empty() {
+                    return Err(format!(
+                        "{} lacks {missing:?} of {conversation}",
+                        states[i].name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
 }
 
 /// The visitor and the agents of each conversation, by client index.

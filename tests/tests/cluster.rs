@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use switchboard_bus::Backbone;
 use switchboard_config::NatsSettings;
-use switchboard_tests::guarantees::{cast, check_guarantees_besides, stream_last_seq};
+use switchboard_tests::guarantees::{cast, check_guarantees_besides, settle};
 use switchboard_tests::services::NatsCluster;
 use switchboard_tests::sim::{within, EdgePool, Sim, SimConfig};
 use switchboard_tests::system::System;
@@ -231,39 +231,7 @@ async fn leaders_lost_and_a_rolling_restart_lose_nothing() {
 
     // Drain and check.
     sim.stop_sending();
-    within("every pending send acknowledged", RECOVERY, || {
-        ready({
-            let pending: usize = sim.snapshot().iter().map(|c| c.pending.len()).sum();
-            if pending == 0 {
-                Ok(())
-            } else {
-                Err(format!("{pending} sends pending"))
-            }
-        })
-    })
-    .await;
-    within(
-        "every participant received every record",
-        RECOVERY,
-        || async {
-            let states = sim.snapshot();
-            let cast = cast(&states)?;
-            for (conversation, (visitor, agents)) in &cast.conversations {
-                let last = stream_last_seq(&backbone, conversation).await?;
-                for &i in std::iter::once(visitor).chain(agents) {
-                    let missing = states[i].conversations[conversation].missing_up_to(last);
-                    if !missing.is_empty() {
-                        return Err(format!(
-                            "{} lacks {missing:?} of {conversation}",
-                            states[i].name
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
-    .await;
+    settle(&sim, &backbone, RECOVERY).await;
     let states = sim.shutdown().await;
     let db = system.archive().await;
     let checked = check_guarantees_besides(&states, &backbone, &db, &probes).await;

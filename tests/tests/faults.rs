@@ -52,7 +52,7 @@ use serde_json::{json, Value};
 use switchboard_protocol::payloads::{ChatRecord, RecordBody};
 use switchboard_tests::guarantees::{
     acked_after, archive_catches_up, archived, cast, check_guarantees, ids_by_seq, is_archived,
-    stream_last_seq, stream_records, stream_total,
+    settle, stream_records, stream_total,
 };
 use switchboard_tests::http;
 use switchboard_tests::services::TcpProxy;
@@ -401,40 +401,8 @@ async fn the_fault_suite() {
     // participant has every record up to the conversation's end.
     sim.stop_sending();
     let drain_began = Instant::now();
-    within("every pending send acknowledged", RECOVERY, || {
-        ready({
-            let pending: usize = sim.snapshot().iter().map(|c| c.pending.len()).sum();
-            if pending == 0 {
-                Ok(())
-            } else {
-                Err(format!("{pending} sends pending"))
-            }
-        })
-    })
-    .await;
     let backbone = system.backbone().await;
-    within(
-        "every participant received every record",
-        RECOVERY,
-        || async {
-            let states = sim.snapshot();
-            let cast = cast(&states)?;
-            for (conversation, (visitor, agents)) in &cast.conversations {
-                let last = stream_last_seq(&backbone, conversation).await?;
-                for &i in std::iter::once(visitor).chain(agents) {
-                    let missing = states[i].conversations[conversation].missing_up_to(last);
-                    if !missing.is_empty() {
-                        return Err(format!(
-                            "{} lacks {missing:?} of {conversation}",
-                            states[i].name
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        },
-    )
-    .await;
+    settle(&sim, &backbone, RECOVERY).await;
     let states = sim.shutdown().await;
     let db = system.archive().await;
     let checked = check_guarantees(&states, &backbone, &db).await;
