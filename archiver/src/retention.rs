@@ -27,6 +27,10 @@ use crate::store::{Archive, StoreError};
 const PER_PASS: i64 = 200;
 /// The summary field that records the removal.
 pub const REMOVED_FIELD: &str = "kv_removed_at";
+/// The summary field that records when a pass last kept it.
+pub const KEPT_FIELD: &str = "kv_kept_at";
+/// How long a conversation a pass kept is left alone.
+const KEPT_PAUSE_MS: i64 = 10 * 60 * 1000;
 
 /// When closed conversations leave KV.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +48,8 @@ enum Outcome {
     /// Removed from KV now, or found gone.
     Removed,
     /// Still needed: reopened, not archived to its end yet, or owing
-    /// events to its log. Looked at again on a later pass.
+    /// events to its log (the routers' reconciler writes them). Looked at
+    /// again after a pause.
     Kept,
 }
 
@@ -96,9 +101,14 @@ async fn pass(
             tracing::warn!(id = %candidate.id, "summary with an invalid conversation id");
             continue;
         };
-        if remove(backbone, &conversation, &candidate, cutoff).await? == Outcome::Removed {
-            archive.mark_removed(&candidate.id).await?;
-            removed += 1;
+        match remove(backbone, &conversation, &candidate, cutoff).await? {
+            Outcome::Removed => {
+                archive.mark_removed(&candidate.id).await?;
+                removed += 1;
+            }
+            // Looked at again after a while, so that conversations kept for
+            // long never fill every pass.
+            Outcome::Kept => archive.mark_kept(&candidate.id).await?,
         }
     }
     Ok(removed)
@@ -215,10 +225,17 @@ async fn purge(backbone: &Backbone, bucket: &str, subject: &str) -> Result<(), B
 
 /// The filter of summaries of conversations closed before `cutoff` that
 /// are still in KV.
+/// Those a pass kept (reopened since, not archived to the end yet) are left
+/// alone for a while.
 pub(crate) fn closed_before_filter(cutoff: i64) -> Document {
+    let kept_before = DateTime::from_millis(now_ms().saturating_sub(KEPT_PAUSE_MS));
     doc! {
         "status": "closed",
         "closed_at": { "$lt": DateTime::from_millis(cutoff) },
         REMOVED_FIELD: { "$exists": false },
+        "$or": [
+            { KEPT_FIELD: { "$exists": false } },
+            { KEPT_FIELD: { "$lt": kept_before } },
+        ],
     }
 }

@@ -202,6 +202,21 @@ impl Archive {
         Ok(())
     }
 
+    /// Records that a retention pass kept a conversation in KV.
+    ///
+    /// # Errors
+    /// MongoDB errors.
+    pub(crate) async fn mark_kept(&self, conversation: &str) -> Result<(), StoreError> {
+        self.conversations
+            .update_one(
+                doc! { "_id": conversation },
+                doc! { "$set": { crate::retention::KEPT_FIELD: DateTime::now() } },
+            )
+            .await
+            .map_err(mongo("mark conversation kept in kv"))?;
+        Ok(())
+    }
+
     /// The visitor and last agent of an archived conversation, if the
     /// archive has it.
     ///

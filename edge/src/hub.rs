@@ -240,11 +240,18 @@ impl Hub {
             }
         }
         self.relaying.store(true, Ordering::Relaxed);
+        // A backbone opened without `connect` has no one telling of
+        // refusals: its watch closes at once, and is then left alone.
+        let mut watching = true;
         loop {
             let (role, message) = tokio::select! {
-                changed = refusals.changed() => {
+                changed = refusals.changed(), if watching => {
+                    if changed.is_err() {
+                        watching = false;
+                        continue;
+                    }
                     let refused = refusals.borrow_and_update().last_subject.clone();
-                    if changed.is_err() || refused_relay(&refused) {
+                    if refused_relay(&refused) {
                         break;
                     }
                     continue;
