@@ -163,3 +163,99 @@ impl Presences {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+
+    /// A nats-server with JetStream on a free loopback port, killed and
+    /// its store removed on drop. `scripts/setup` installs it.
+    struct Server {
+        child: Child,
+        dir: std::path::PathBuf,
+        port: u16,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn start_server() -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("sb-presence-{}-{port}", std::process::id()));
+        let binary = std::env::var("SWITCHBOARD_TEST_NATS_SERVER")
+            .unwrap_or_else(|_| "nats-server".to_owned());
+        let child = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (scripts/setup installs it)");
+        Server { child, dir, port }
+    }
+
+    async fn presence_store(server: &Server) -> kv::Store {
+        let url = format!("nats://127.0.0.1:{}", server.port);
+        let began = tokio::time::Instant::now();
+        let client = loop {
+            match async_nats::connect(&url).await {
+                Ok(client) => break client,
+                // The server is still starting: try again shortly.
+                Err(_) if began.elapsed() < Duration::from_secs(30) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("connect to nats-server: {err}"),
+            }
+        };
+        async_nats::jetstream::new(client)
+            .create_key_value(kv::Config {
+                bucket: "presence".into(),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("presence bucket")
+    }
+
+    /// The heartbeat took its snapshot of the entries, the connection closed
+    /// and its entry was removed, then the refresh goes on with what it
+    /// took: the entry stays removed. An entry that vanished while still
+    /// this edge's (it expired while NATS was out of reach) is written anew.
+    #[tokio::test]
+    async fn a_refresh_in_flight_never_revives_a_removed_entry() {
+        let server = start_server();
+        let store = presence_store(&server).await;
+        let presences = Presences::new(store.clone(), "edge-1".into());
+        let agent = AgentId::generate();
+
+        presences.set(&agent, 1, AgentStatus::Online).await.unwrap();
+        let key = presences.key(&agent, 1);
+        let snapshot = presences.entries().get(&key).cloned().unwrap();
+        presences.remove(&agent, 1).await;
+        presences.refresh(&key, snapshot).await.unwrap();
+        assert!(
+            store.get(&key).await.unwrap().is_none(),
+            "a removed presence was written back by a refresh"
+        );
+
+        presences.set(&agent, 2, AgentStatus::Online).await.unwrap();
+        let key = presences.key(&agent, 2);
+        let snapshot = presences.entries().get(&key).cloned().unwrap();
+        store.delete(&key).await.unwrap();
+        presences.refresh(&key, snapshot).await.unwrap();
+        assert!(
+            store.get(&key).await.unwrap().is_some(),
+            "a live connection's expired presence was not written anew"
+        );
+    }
+}
