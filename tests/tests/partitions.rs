@@ -119,6 +119,7 @@ async fn routers_share_teams_and_take_over_a_dead_ones_within_seconds() {
     })
     .await;
     let took = killed_at.elapsed();
+    eprintln!("partition of a killed router taken over after {took:?}");
     // A 2 s lease, renewed every third of it, is taken within about 3 s
     // (the bound leaves room for a loaded machine).
     assert!(
@@ -135,6 +136,7 @@ async fn routers_share_teams_and_take_over_a_dead_ones_within_seconds() {
         .find(|n| n.pid() == Some(leaving))
         .unwrap();
     assert!(node.terminate().await, "router exits cleanly on SIGTERM");
+    let stopped_at = Instant::now();
     let left = holders(&system).await;
     assert!(
         left.values().all(|pid| *pid != leaving),
@@ -149,6 +151,10 @@ async fn routers_share_teams_and_take_over_a_dead_ones_within_seconds() {
         (holders.len() == TEAMS.len() && holders.values().all(|p| *p == last)).then_some(())
     })
     .await;
+    eprintln!(
+        "partitions of a stopped router taken over after {:?}",
+        stopped_at.elapsed()
+    );
     for team in TEAMS {
         served(edge, &format!("last-{team}"), team).await;
     }
