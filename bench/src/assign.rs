@@ -24,6 +24,7 @@ use crate::now_ns;
 use crate::report::{num, row, Report};
 use crate::setup;
 use crate::stats::{Errors, Hist, Latency};
+use switchboard_protocol::ids::TeamId;
 
 #[derive(Debug, Clone)]
 pub struct AssignConfig {
@@ -40,6 +41,9 @@ pub struct AssignConfig {
     pub hold: Duration,
     /// Free-form label for the report (e.g. "3 routers").
     pub label: String,
+    /// Teams the agents and visitors are spread over (0: no team). Agent
+    /// `i` and visitor `i` are in team `i % teams`.
+    pub teams: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +52,7 @@ pub struct AssignReport {
     pub label: String,
     pub agents: usize,
     pub capacity: u32,
+    pub teams: usize,
     pub visitors: usize,
     pub secs: f64,
     pub started: u64,
@@ -74,6 +79,7 @@ impl Report for AssignReport {
                 format!("{} × {}", self.agents, self.capacity),
             ),
             row("visitors", self.visitors),
+            row("teams", self.teams),
             row("measured", format!("{:.1} s", self.secs)),
             row("conversations started/s", num(self.started_per_sec, 0)),
             row("assignments/s", num(self.assignments_per_sec, 0)),
@@ -195,15 +201,12 @@ async fn agent(
 }
 
 /// One visitor: start, wait to be assigned, wait for the close, again.
-async fn visitor(mut socket: Socket, shared: Arc<Shared>) -> Tally {
+async fn visitor(mut socket: Socket, shared: Arc<Shared>, start: String) -> Tally {
     let mut tally = Tally::default();
     let end = shared.window_end.load(Ordering::Relaxed);
     'conversations: while now_ns() < end {
         let started_at = now_ns();
-        if net::send_text(&mut socket, r#"{"type":"start"}"#.to_owned())
-            .await
-            .is_err()
-        {
+        if net::send_text(&mut socket, start.clone()).await.is_err() {
             tally.errors.add("visitor send failed");
             break;
         }
@@ -266,8 +269,14 @@ pub async fn run(config: &AssignConfig) -> Result<AssignReport> {
         bail!("assign needs a visitor edge and an agent edge");
     }
     let backbone = setup::backbone(&config.nats_url).await?;
+    let run_id = setup::run_id();
+    let teams: Vec<TeamId> = (0..config.teams)
+        .map(|t| TeamId::new(format!("bench-{run_id}-t{t}")))
+        .collect::<Result<_, _>>()
+        .context("team id")?;
     let logins =
-        setup::create_agents(&backbone, &setup::run_id(), config.agents, config.capacity).await?;
+        setup::create_team_agents(&backbone, &run_id, config.agents, config.capacity, &teams)
+            .await?;
     let tokens = setup::agent_tokens(config.agent_edges[0], &logins).await?;
     let agent_sockets = setup::connect_agents(&config.agent_edges, &tokens).await?;
     let visitors_count = config.agents * config.capacity as usize + config.waiting;
@@ -298,7 +307,14 @@ pub async fn run(config: &AssignConfig) -> Result<AssignReport> {
         .collect();
     let visitors: Vec<_> = visitor_sockets
         .into_iter()
-        .map(|socket| tokio::spawn(visitor(socket, shared.clone())))
+        .enumerate()
+        .map(|(i, socket)| {
+            let start = match teams.get(i % teams.len().max(1)) {
+                Some(team) => format!(r#"{{"type":"start","team":"{}"}}"#, team.as_str()),
+                None => r#"{"type":"start"}"#.to_owned(),
+            };
+            tokio::spawn(visitor(socket, shared.clone(), start))
+        })
         .collect();
     let mut tally = Tally::default();
     let started = Instant::now();
@@ -322,6 +338,7 @@ pub async fn run(config: &AssignConfig) -> Result<AssignReport> {
         label: config.label.clone(),
         agents: config.agents,
         capacity: config.capacity,
+        teams: config.teams,
         visitors: visitors_count,
         secs: config.secs,
         started: tally.started,

@@ -112,6 +112,9 @@ enum Command {
         /// Label for the report, e.g. "1 router".
         #[arg(long, default_value = "")]
         label: String,
+        /// Teams the agents and visitors are spread over (0: no team).
+        #[arg(long, default_value_t = 0)]
+        teams: usize,
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
@@ -297,10 +300,12 @@ async fn main() -> Result<()> {
             warmup,
             hold_ms,
             label,
+            teams,
             target,
             output,
         } => {
             let report = assign::run(&assign::AssignConfig {
+                teams,
                 agent_edges: target.agent_edges(),
                 visitor_edges: target.edges,
                 nats_url: target.nats,

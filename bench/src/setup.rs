@@ -10,6 +10,7 @@ use futures::StreamExt;
 use switchboard_bus::accounts::{self, NewAgent};
 use switchboard_bus::Backbone;
 use switchboard_config::NatsSettings;
+use switchboard_protocol::ids::TeamId;
 
 use crate::net::{self, Frame, Http, Socket};
 use crate::stats::{Errors, Hist};
@@ -47,18 +48,30 @@ pub async fn create_agents(
     count: usize,
     capacity: u32,
 ) -> Result<Vec<String>> {
+    create_team_agents(backbone, prefix, count, capacity, &[]).await
+}
+
+/// [`create_agents`], agent `i` in team `teams[i % teams.len()]` (no team
+/// when `teams` is empty).
+pub async fn create_team_agents(
+    backbone: &Backbone,
+    prefix: &str,
+    count: usize,
+    capacity: u32,
+    teams: &[TeamId],
+) -> Result<Vec<String>> {
     let logins: Vec<String> = (0..count)
         .map(|i| format!("bench-{prefix}-{i}@bench"))
         .collect();
-    let results: Vec<Result<()>> = futures::stream::iter(logins.clone())
-        .map(|login| async move {
+    let results: Vec<Result<()>> = futures::stream::iter(logins.clone().into_iter().enumerate())
+        .map(|(i, login)| async move {
             accounts::add(
                 backbone,
                 NewAgent {
                     login: login.clone(),
                     name: format!("Bench agent {login}"),
                     password: AGENT_PASSWORD.into(),
-                    team: None,
+                    team: (!teams.is_empty()).then(|| teams[i % teams.len()].clone()),
                     capacity,
                 },
             )

@@ -35,6 +35,8 @@ pub struct Backbone {
     pub canned: kv::Store,
     /// Visitors' profiles, kept `nats.retention`.
     pub profiles: kv::Store,
+    /// Routers' leases on partitions of the routing work.
+    pub leases: kv::Store,
     /// Changes after every NATS reconnection or slow-consumer drop (see
     /// [`crate::connect`]); never changes for a client opened without it.
     pub disruptions: tokio::sync::watch::Receiver<u64>,
@@ -152,6 +154,7 @@ impl Backbone {
             teams: open(bucket(buckets::TEAMS, 1, forever)).await?,
             canned: open(bucket(buckets::CANNED, 1, forever)).await?,
             profiles: open(bucket(buckets::PROFILES, 1, settings.retention.get())).await?,
+            leases: open(bucket(buckets::LEASES, 1, forever)).await?,
             client,
             js,
             disruptions: tokio::sync::watch::channel(0).1,

@@ -116,6 +116,28 @@ mod tests {
     }
 
     #[test]
+    fn router_partitions_and_lease_ttl() {
+        Jail::expect_with(|jail| {
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.router.partitions, Partitions::Team);
+            assert_eq!(settings.router.lease_ttl.get().as_secs(), 3);
+            jail.set_env("SWITCHBOARD_ROUTER__PARTITIONS", "off");
+            jail.set_env("SWITCHBOARD_ROUTER__LEASE_TTL", "5s");
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.router.partitions, Partitions::Off);
+            assert_eq!(settings.router.lease_ttl.get().as_secs(), 5);
+            jail.set_env("SWITCHBOARD_ROUTER__LEASE_TTL", "100ms");
+            let err = Settings::load(None).unwrap_err().to_string().to_lowercase();
+            assert!(err.contains("router.lease_ttl"), "{err}");
+            jail.set_env("SWITCHBOARD_ROUTER__LEASE_TTL", "3s");
+            jail.set_env("SWITCHBOARD_ROUTER__PARTITIONS", "hash");
+            let err = Settings::load(None).unwrap_err().to_string().to_lowercase();
+            assert!(err.contains("router.partitions"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn invalid_value_names_the_key() {
         Jail::expect_with(|jail| {
             jail.set_env("SWITCHBOARD_EDGE__LISTEN", "not-an-address");

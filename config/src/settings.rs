@@ -340,6 +340,20 @@ pub enum Strategy {
     LongestIdle,
 }
 
+/// How routers share the routing work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitions {
+    /// Each team's queue (and the queue of conversations without a team)
+    /// is a partition leased to one router at a time; the singleton
+    /// duties (reconcile, requeue, idle close, bots' deadlines, the queue
+    /// snapshot) are leased too.
+    Team,
+    /// Every router routes every queue and does every duty (they race, and
+    /// the compare-and-set settles each race).
+    Off,
+}
+
 /// Routing rules of one team (`[router.teams.<team>]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -380,6 +394,12 @@ pub struct RouterSettings {
     /// is closed by the router (`closed` by `idle_close`), freeing its
     /// agent's slot. Off unless set.
     pub idle_close: Option<HumanDuration>,
+    /// How routers share the work: `team` (leased partitions) or `off`.
+    pub partitions: Partitions,
+    /// A router's lease on a partition lasts this long unless renewed
+    /// (every third of it); a router that died loses its partitions to
+    /// the others within about this long.
+    pub lease_ttl: HumanDuration,
 }
 
 impl Default for RouterSettings {
@@ -392,6 +412,8 @@ impl Default for RouterSettings {
             bot_reply_deadline: HumanDuration::from_secs(20),
             teams: std::collections::BTreeMap::new(),
             idle_close: None,
+            partitions: Partitions::Team,
+            lease_ttl: HumanDuration::from_secs(3),
         }
     }
 }
@@ -537,6 +559,9 @@ impl Settings {
         }
         if self.nats.retention < self.nats.duplicate_window {
             return reject("nats.retention", "must be at least nats.duplicate_window");
+        }
+        if self.router.lease_ttl.get() < std::time::Duration::from_millis(300) {
+            return reject("router.lease_ttl", "must be at least 300ms");
         }
         if self.nats.presence_ttl.get().as_secs() < 3 {
             return reject("nats.presence_ttl", "must be at least 3s");

@@ -727,6 +727,18 @@ pub struct AgentLoad {
     pub last_assigned_at: i64,
 }
 
+/// A router's lease on a partition of the routing work (or its
+/// membership): KV bucket `leases`. Renewed by compare-and-set on the
+/// key's revision; free once `expires_at` has passed. A lease only divides
+/// the work: every routing change stays a compare-and-set of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The router holding it.
+    pub holder: String,
+    /// Unix ms after which anyone may take it.
+    pub expires_at: i64,
+}
+
 /// One conversation counted against an agent's capacity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadEntry {
@@ -932,6 +944,14 @@ mod tests {
             sent_at: 1_700_000_000_000,
             body,
         }
+    }
+
+    #[test]
+    fn lease_roundtrip() {
+        roundtrip(Lease {
+            holder: "r-1".into(),
+            expires_at: 1_700_000_000_000,
+        });
     }
 
     #[test]

@@ -72,6 +72,36 @@ pub mod buckets {
     pub const CANNED: &str = "canned";
     /// Visitors' profiles, key = visitor id.
     pub const PROFILES: &str = "profiles";
+    /// Routers' leases on partitions of the routing work and their
+    /// membership, keys from [`super::lease_keys`].
+    pub const LEASES: &str = "leases";
+}
+
+/// Keys of the [`buckets::LEASES`] bucket.
+pub mod lease_keys {
+    use crate::ids::TeamId;
+
+    /// Prefix of the partitions' keys.
+    pub const PARTITION_PREFIX: &str = "part.";
+    /// Prefix of the routers' membership keys.
+    pub const MEMBER_PREFIX: &str = "member.";
+    /// The singleton duties (reconcile, requeue, idle close, bots'
+    /// deadlines, queue snapshot): one router at a time does them.
+    pub const DUTIES: &str = "duties";
+
+    /// The partition of a team's queue (`part.team.<id>`, or `part.none`
+    /// for conversations without a team).
+    pub fn partition(team: Option<&TeamId>) -> String {
+        match team {
+            Some(team) => format!("{PARTITION_PREFIX}team.{}", team.as_str()),
+            None => format!("{PARTITION_PREFIX}none"),
+        }
+    }
+
+    /// A router's membership key.
+    pub fn member(router_id: &str) -> String {
+        format!("{MEMBER_PREFIX}{router_id}")
+    }
 }
 
 /// Every call of the bot API, for the routers' one subscription:

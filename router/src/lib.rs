@@ -16,6 +16,8 @@
 //!   (`router.idle_close`).
 //! - [`teams`]: teams' settings edited by admins (the `teams` bucket)
 //!   over the configuration's.
+//! - [`lease`]: partitions of the routing work (teams' queues, the
+//!   singleton duties) leased to one router at a time (`router.partitions`).
 //! - [`reconcile`]: repairs half-done work (claims without assignment,
 //!   slots of closed conversations).
 //! - [`worker`]: the entry point and its event loop.
@@ -24,6 +26,7 @@ pub mod assign;
 pub mod bot_api;
 pub mod bots;
 pub mod idle;
+pub mod lease;
 pub mod mirror;
 pub mod policy;
 pub mod reconcile;

@@ -5,23 +5,24 @@
 
 use std::time::Duration;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{stream::select_all, FutureExt, StreamExt};
 use switchboard_bus::{Backbone, BusError};
-use switchboard_config::RouterSettings;
+use switchboard_config::{Partitions, RouterSettings};
 use switchboard_protocol::ids::{AgentId, BotId, ConversationId, TeamId};
 use switchboard_protocol::payloads::{
     encode, AgentStatus, ConversationState, ConversationStatus, LoadEntry, QueueEntry,
     QueueSnapshot, Role, TeamQueue, QUEUE_SNAPSHOT_ENTRIES,
 };
-use switchboard_protocol::subjects::{self, buckets};
+use switchboard_protocol::subjects::{self, buckets, lease_keys};
 use switchboard_protocol::time::now_ms;
 use tokio_util::sync::CancellationToken;
 
 use crate::assign::{self, Outcome, Requeue};
 use crate::bot_api::{self, BotApi};
+use crate::lease::{Leaser, Owned};
 use crate::mirror::Mirror;
 use crate::{bots, policy, reconcile};
 
@@ -101,9 +102,23 @@ pub async fn run(
     ));
     let book = crate::teams::TeamBook::default();
     let teams = tokio::spawn(book.clone().watch(backbone.teams.clone()));
+    // The leases are given back only once routing has stopped.
+    let (known, known_view) = tokio::sync::watch::channel(BTreeSet::new());
+    let (owned_tx, mut owned) = tokio::sync::watch::channel(Owned::default());
+    let leases_stop = CancellationToken::new();
+    let leaser = (config.router.partitions == Partitions::Team).then(|| {
+        let id = crate::lease::router_id();
+        tracing::info!(router_id = %id, "router leasing partitions");
+        let leaser = Leaser::new(&backbone, id, config.router.lease_ttl.get());
+        tokio::spawn(leaser.run(known_view, owned_tx, leases_stop.clone()))
+    });
+    let mut lanes = Lanes {
+        known,
+        owned: &mut owned,
+    };
     while !shutdown.is_cancelled() {
         held.send_replace(None);
-        match watch_and_route(&config, &backbone, &shutdown, &held, &book).await {
+        match watch_and_route(&config, &backbone, &shutdown, &held, &book, &mut lanes).await {
             Ok(()) => break,
             Err(err) => {
                 tracing::warn!(error = %err, "router watches broke; rebuilding");
@@ -115,6 +130,12 @@ pub async fn run(
         }
     }
     teams.abort();
+    leases_stop.cancel();
+    if let Some(leaser) = leaser {
+        if let Err(err) = leaser.await {
+            tracing::warn!(error = %err, "lease task");
+        }
+    }
     // The bot API stops with the same shutdown.
     if let Err(err) = api.await {
         tracing::warn!(error = %err, "bot api task");
@@ -123,13 +144,63 @@ pub async fn run(
     Ok(())
 }
 
+/// The routing loop's side of the leases: the partitions it has seen
+/// (for the leaser to share out) and what this router holds.
+struct Lanes<'a> {
+    known: tokio::sync::watch::Sender<BTreeSet<String>>,
+    owned: &'a mut tokio::sync::watch::Receiver<Owned>,
+}
+
+impl Lanes<'_> {
+    /// Adds the partitions of the mirror's conversations and of the
+    /// configured teams to those known (never removed: a team's queue that
+    /// empties for a moment keeps its router).
+    fn learn(&self, mirror: &Mirror, settings: &RouterSettings) {
+        let mut seen: BTreeSet<String> = mirror
+            .conversations
+            .values()
+            .map(|c| lease_keys::partition(c.team.as_ref()))
+            .collect();
+        for team in settings.teams.keys() {
+            if let Ok(team) = TeamId::new(team.as_str()) {
+                seen.insert(lease_keys::partition(Some(&team)));
+            }
+        }
+        self.known.send_if_modified(|known| {
+            let before = known.len();
+            known.extend(seen);
+            known.len() != before
+        });
+    }
+}
+
+/// What this router may do in one pass.
+struct Mine {
+    /// Off: everything.
+    partitioned: bool,
+    owned: Owned,
+    now: tokio::time::Instant,
+}
+
+impl Mine {
+    fn duties(&self) -> bool {
+        !self.partitioned || self.owned.holds(lease_keys::DUTIES, self.now)
+    }
+
+    fn queue_of(&self, team: Option<&TeamId>) -> bool {
+        !self.partitioned || self.owned.holds(&lease_keys::partition(team), self.now)
+    }
+}
+
 async fn watch_and_route(
     config: &RouterConfig,
     backbone: &Backbone,
     shutdown: &CancellationToken,
     held: &tokio::sync::watch::Sender<HeldByBots>,
     book: &crate::teams::TeamBook,
+    lanes: &mut Lanes<'_>,
 ) -> Result<(), BusError> {
+    let partitioned = config.router.partitions == Partitions::Team;
     let mut watches = Vec::new();
     for store in [
         &backbone.agents,
@@ -180,6 +251,7 @@ async fn watch_and_route(
                 }
             }
             _ = tick.tick() => {}
+            Ok(()) = lanes.owned.changed(), if partitioned => {}
         }
         if !synced {
             if !behind.is_empty() && tokio::time::Instant::now() >= synced_by {
@@ -207,36 +279,58 @@ async fn watch_and_route(
             ..config.clone()
         };
         let config = &live;
-        reconcile::flush_owed(backbone, &mirror, now_ms()).await;
-        // Cheap when nothing is stale: the mirror is in memory.
-        if let Err(err) =
-            reconcile::run_once(backbone, &mirror, now_ms(), config.router.claim_grace.get()).await
-        {
-            tracing::warn!(error = %err, "reconcile failed");
+        if partitioned {
+            lanes.learn(&mirror, &config.router);
         }
-        mirror.prune_finished();
-        if let Err(err) = requeue_absent(config, backbone, &mirror, &mut memory, now_ms()).await {
-            tracing::warn!(error = %err, "requeue of absent agents failed");
+        let mine = Mine {
+            partitioned,
+            owned: lanes.owned.borrow_and_update().clone(),
+            now: tokio::time::Instant::now(),
+        };
+        if mine.duties() {
+            duties(config, backbone, &mut mirror, &mut memory, &mut idle_watch).await;
+        } else {
+            mirror.prune_finished();
         }
-        if let Some(idle) = config.router.idle_close {
-            if let Err(err) =
-                crate::idle::close_idle(backbone, &mirror, &mut idle_watch, now_ms(), idle.get())
-                    .await
-            {
-                tracing::warn!(error = %err, "closing idle conversations failed");
-            }
-        }
-        let deadline = config.router.bot_reply_deadline.get();
-        if let Err(err) =
-            bots::enforce(backbone, &mirror, now_ms(), deadline, config.presence_ttl).await
-        {
-            tracing::warn!(error = %err, "handing off bots' overdue conversations failed");
-        }
-        if let Err(err) = pass(config, backbone, &mut memory, &mut mirror).await {
+        if let Err(err) = pass(config, backbone, &mut memory, &mut mirror, &mine).await {
             tracing::warn!(error = %err, "assignment pass failed");
         }
-        publish_queue(backbone, &mirror, &mut memory, now_ms()).await;
+        publish_queue(backbone, &mirror, &mut memory, now_ms(), mine.duties()).await;
         publish_held(&mirror, held);
+    }
+}
+
+/// The singleton duties: one router at a time does them (the holder of
+/// the `duties` lease), or every router when unpartitioned.
+async fn duties(
+    config: &RouterConfig,
+    backbone: &Backbone,
+    mirror: &mut Mirror,
+    memory: &mut Memory,
+    idle_watch: &mut crate::idle::IdleWatch,
+) {
+    reconcile::flush_owed(backbone, mirror, now_ms()).await;
+    // Cheap when nothing is stale: the mirror is in memory.
+    if let Err(err) =
+        reconcile::run_once(backbone, mirror, now_ms(), config.router.claim_grace.get()).await
+    {
+        tracing::warn!(error = %err, "reconcile failed");
+    }
+    mirror.prune_finished();
+    if let Err(err) = requeue_absent(config, backbone, mirror, memory, now_ms()).await {
+        tracing::warn!(error = %err, "requeue of absent agents failed");
+    }
+    if let Some(idle) = config.router.idle_close {
+        if let Err(err) =
+            crate::idle::close_idle(backbone, mirror, idle_watch, now_ms(), idle.get()).await
+        {
+            tracing::warn!(error = %err, "closing idle conversations failed");
+        }
+    }
+    let deadline = config.router.bot_reply_deadline.get();
+    if let Err(err) = bots::enforce(backbone, mirror, now_ms(), deadline, config.presence_ttl).await
+    {
+        tracing::warn!(error = %err, "handing off bots' overdue conversations failed");
     }
 }
 
@@ -339,8 +433,16 @@ impl Tentative {
 /// often (for edges that started since).
 const SNAPSHOT_EVERY_MS: i64 = 10_000;
 
-/// Publishes the queue for the agents' consoles when it changed.
-async fn publish_queue(backbone: &Backbone, mirror: &Mirror, memory: &mut Memory, now: i64) {
+/// Shows the queue in the metrics and, when `publish` (one router does:
+/// the holder of the duties), publishes it for the agents' consoles when
+/// it changed.
+async fn publish_queue(
+    backbone: &Backbone,
+    mirror: &Mirror,
+    memory: &mut Memory,
+    now: i64,
+    publish: bool,
+) {
     let queue = policy::queue(mirror);
     let mut teams: Vec<TeamQueue> = Vec::new();
     for c in &queue {
@@ -361,6 +463,9 @@ async fn publish_queue(backbone: &Backbone, mirror: &Mirror, memory: &mut Memory
             .iter()
             .map(|t| (t.team.as_ref().map(TeamId::as_str), t.waiting)),
     );
+    if !publish {
+        return;
+    }
     let total = u32::try_from(queue.len()).unwrap_or(u32::MAX);
     let entries: Vec<QueueEntry> = policy::positions(&queue)
         .into_iter()
@@ -468,9 +573,16 @@ async fn pass(
     backbone: &Backbone,
     memory: &mut Memory,
     mirror: &mut Mirror,
+    mine: &Mine,
 ) -> Result<(), BusError> {
     let now = now_ms();
-    let queue: Vec<_> = policy::queue(mirror).into_iter().cloned().collect();
+    // Only the queues of this router's partitions: a team's whole queue is
+    // one partition, so its order and positions stay whole.
+    let queue: Vec<_> = policy::queue(mirror)
+        .into_iter()
+        .filter(|c| mine.queue_of(c.team.as_ref()))
+        .cloned()
+        .collect();
     let mut waiting = Vec::new();
     // Decide in queue order, each decision seeing the slots the earlier
     // ones take (reflected in the mirror at once), then write them all

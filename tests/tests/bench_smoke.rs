@@ -115,6 +115,7 @@ async fn assign_fills_freed_slots() {
         warmup: 0.5,
         hold: Duration::ZERO,
         label: "smoke".into(),
+        teams: 2,
     })
     .await
     .unwrap_or_else(|e| panic!("assign: {e:#}"));
