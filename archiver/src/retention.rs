@@ -153,10 +153,11 @@ async fn remove(
     if outcome == Outcome::Kept {
         return Ok(outcome);
     }
-    purge(
+    purge_key(
         backbone,
+        &backbone.conversations,
         buckets::CONVERSATIONS,
-        &subjects::kv_subject(buckets::CONVERSATIONS, conversation.as_str()),
+        conversation.as_str(),
     )
     .await?;
     purge(
@@ -177,12 +178,7 @@ async fn remove(
         )
         .await?;
         if pointed {
-            purge(
-                backbone,
-                buckets::VISITORS,
-                &subjects::kv_subject(buckets::VISITORS, visitor),
-            )
-            .await?;
+            purge_key(backbone, &backbone.visitors, buckets::VISITORS, visitor).await?;
         }
     }
     // A missed-list entry of a conversation that was closed is stale.
@@ -196,10 +192,11 @@ async fn remove(
     )
     .await?;
     if missed {
-        purge(
+        purge_key(
             backbone,
+            &backbone.missed,
             buckets::MISSED,
-            &subjects::kv_subject(buckets::MISSED, conversation.as_str()),
+            conversation.as_str(),
         )
         .await?;
     }
@@ -207,20 +204,58 @@ async fn remove(
     Ok(Outcome::Removed)
 }
 
-/// Purges what a bucket's stream holds under `subject` (delete markers and
-/// read marks), so that the keys take no room at all.
-async fn purge(backbone: &Backbone, bucket: &str, subject: &str) -> Result<(), BusError> {
-    let stream = backbone
-        .js
-        .get_stream(format!("KV_{bucket}"))
+/// Purges a key's delete marker from its bucket's stream, so the key takes
+/// no room at all; only up to the key's latest message when that is the
+/// marker, below it when someone wrote the key again since (a visitor's
+/// new pointer, say), which stays.
+async fn purge_key(
+    backbone: &Backbone,
+    store: &async_nats::jetstream::kv::Store,
+    bucket: &str,
+    key: &str,
+) -> Result<(), BusError> {
+    let latest = store
+        .entry(key)
         .await
-        .map_err(|e| BusError::nats("find bucket stream", e))?;
-    stream
+        .map_err(|e| BusError::nats("read kv entry", e))?;
+    let Some(latest) = latest else {
+        return Ok(());
+    };
+    let below = match latest.operation {
+        async_nats::jetstream::kv::Operation::Put => latest.revision,
+        _ => latest.revision + 1,
+    };
+    bucket_stream(backbone, bucket)
+        .await?
+        .purge()
+        .filter(subjects::kv_subject(bucket, key))
+        .sequence(below)
+        .await
+        .map_err(|e| BusError::nats("purge kv key", e))?;
+    Ok(())
+}
+
+/// Purges every message of a bucket's stream under `subject` (a
+/// conversation's read marks, which nobody writes once it is finished).
+async fn purge(backbone: &Backbone, bucket: &str, subject: &str) -> Result<(), BusError> {
+    bucket_stream(backbone, bucket)
+        .await?
         .purge()
         .filter(subject)
         .await
         .map_err(|e| BusError::nats("purge bucket keys", e))?;
     Ok(())
+}
+
+async fn bucket_stream(
+    backbone: &Backbone,
+    bucket: &str,
+) -> Result<async_nats::jetstream::stream::Stream, BusError> {
+    backbone
+        .js
+        .get_stream(format!("KV_{bucket}"))
+        .await
+        .map_err(|e| BusError::nats("find bucket stream", e))
 }
 
 /// The filter of summaries of conversations closed before `cutoff` that
