@@ -138,6 +138,24 @@ impl Nats {
     }
 }
 
+/// Starts nats-server with a test's own configuration file (listening on
+/// `port`) and waits until it accepts connections; killed on drop.
+pub async fn nats_with_config(config: &std::path::Path, port: u16) -> Child {
+    let child = Command::new(nats_server_binary())
+        .arg("-c")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start nats-server: {e}"));
+    eventually("the configured nats-server", || async move {
+        port_open(port).await.then_some(())
+    })
+    .await;
+    child
+}
+
 /// A 3-node JetStream cluster on loopback: three nats-server processes,
 /// each with its `server_name`, client, cluster and monitoring ports and
 /// its own store; killed and removed on drop.

@@ -4,13 +4,12 @@
 //! (Rust and Python) run under their users — answer, hand off — and a bot
 //! user's publish to the stream is refused by the server.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use switchboard_protocol::time::now_ms;
 use switchboard_tests::bots::{wait_present, BotKind, BotProcess};
-use switchboard_tests::services::nats_server_binary;
+use switchboard_tests::services::nats_with_config;
 use switchboard_tests::system::{node_binary, System};
 use switchboard_tests::ws::Ws;
 use switchboard_tests::{eventually, free_port};
@@ -57,21 +56,7 @@ accounts {{
     );
     let config_file = dir.path().join("nats.conf");
     std::fs::write(&config_file, config).unwrap();
-    let _server = tokio::process::Command::new(nats_server_binary())
-        .arg("-c")
-        .arg(&config_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    eventually("the permissioned nats-server", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await;
+    let _server = nats_with_config(&config_file, port).await;
     let url = |user: &str| format!("nats://{user}:{user}-secret@127.0.0.1:{port}");
 
     let mut system = System::start().await;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use mongodb::bson::{doc, Document};
 use serde_json::json;
-use switchboard_tests::services::nats_server_binary;
+use switchboard_tests::services::{nats_server_binary, nats_with_config};
 use switchboard_tests::sse::Sse;
 use switchboard_tests::system::{node_binary, System, PASSWORD};
 use switchboard_tests::ws::Ws;
@@ -251,21 +251,7 @@ accounts {{
     );
     let file = dir.path().join("nats.conf");
     std::fs::write(&file, config).unwrap();
-    let _server = tokio::process::Command::new(nats_server_binary())
-        .arg("-c")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    eventually("the permissioned nats-server", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await;
+    let _server = nats_with_config(&file, port).await;
     let mut system = System::start().await;
     system.set_env(
         "SWITCHBOARD_NATS__URL",
@@ -348,22 +334,8 @@ async fn an_edge_whose_broadcasts_are_taken_away_is_not_ready_until_it_has_them_
     let config = dir.path().join("nats.conf");
     let store = dir.path().join("store");
     std::fs::write(&config, single_user_config(port, &store, None)).unwrap();
-    let mut server = tokio::process::Command::new(nats_server_binary())
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut server = nats_with_config(&config, port).await;
     let pid = server.id().unwrap().to_string();
-    eventually("the nats-server", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
-    .await;
     let reload = |denied: Option<&str>| {
         std::fs::write(&config, single_user_config(port, &store, denied)).unwrap();
         let status = std::process::Command::new("kill")
