@@ -264,6 +264,10 @@ pub struct EdgeSettings {
     /// Longest a write to one socket may take before the connection is
     /// given up.
     pub write_timeout: HumanDuration,
+    /// How long a connection gathers what it received before telling the
+    /// others (`delivered` receipts): one receipt per conversation covers
+    /// every record of the interval. 0 sends them after each write.
+    pub receipt_delay: HumanDuration,
     /// Web sites whose pages may use this edge (the widget embedded on
     /// them), as exact origins (`https://shop.example.com`), or `*` for
     /// any. The edge's own origin is always allowed, and so are clients
@@ -315,6 +319,7 @@ impl Default for EdgeSettings {
             ping_interval: HumanDuration::from_secs(20),
             idle_timeout: HumanDuration::from_secs(60),
             write_timeout: HumanDuration::from_secs(10),
+            receipt_delay: HumanDuration::from_millis(250),
             allowed_origins: Vec::new(),
             signups_per_address_per_minute: 60,
             logins_per_address_per_minute: 30,

@@ -31,37 +31,46 @@ pub struct Follower {
     pub role: Role,
 }
 
-/// A record's frame for each kind of viewer, encoded once per edge.
-struct Rendered {
-    agent: Arc<str>,
-    visitor: Arc<str>,
+/// A record's frame for each kind of viewer, encoded once per edge and
+/// only for the kinds that follow it here (a message reads the same for
+/// everyone: one encoding serves all).
+struct Rendered<'a> {
+    record: &'a ChatRecord,
+    agent: Option<Arc<str>>,
+    visitor: Option<Arc<str>>,
 }
 
-impl Rendered {
-    fn new(record: &ChatRecord) -> Self {
-        let agent: Arc<str> = ServerFrame::from_record(record, &Role::Agent)
-            .to_json()
-            .into();
-        let visitor = ServerFrame::from_record(record, &Role::Visitor).to_json();
+impl<'a> Rendered<'a> {
+    fn new(record: &'a ChatRecord) -> Self {
         Self {
-            visitor: if *visitor == *agent {
-                Arc::clone(&agent)
-            } else {
-                visitor.into()
-            },
-            agent,
+            record,
+            agent: None,
+            visitor: None,
         }
     }
 
-    fn offer(&self, record: &ChatRecord, follower: &Follower) {
-        let json = match follower.role {
-            Role::Visitor => &self.visitor,
-            _ => &self.agent,
+    fn json(&mut self, viewer: &Role) -> Arc<str> {
+        let same_for_all = matches!(self.record.body, RecordBody::Message { .. });
+        let slot = match viewer {
+            Role::Visitor if !same_for_all => &mut self.visitor,
+            _ => &mut self.agent,
         };
+        let json = slot.get_or_insert_with(|| {
+            let viewer = if same_for_all { &Role::Agent } else { viewer };
+            ServerFrame::from_record(self.record, viewer)
+                .to_json()
+                .into()
+        });
+        Arc::clone(json)
+    }
+
+    fn offer(&mut self, follower: &Follower) {
+        let json = self.json(&follower.role);
         follower.outbox.offer(Outbound::Record {
-            conversation: record.conversation_id.clone(),
-            seq: record.seq,
-            json: Arc::clone(json),
+            conversation: self.record.conversation_id.clone(),
+            seq: self.record.seq,
+            json,
+            own: follower.participant_id == self.record.sender.id,
         });
     }
 }
@@ -371,10 +380,8 @@ impl Hub {
             self.recheck_agents(&conversation).await;
             match self.log.last(&conversation).await {
                 Ok(Some((_, record))) => {
-                    let rendered = Rendered::new(&record);
-                    for follower in self.followers(&conversation) {
-                        rendered.offer(&record, &follower);
-                    }
+                    let mut rendered = Rendered::new(&record);
+                    self.each_follower(&conversation, |f| rendered.offer(f));
                     repaired += 1;
                 }
                 Ok(None) => {}
@@ -402,11 +409,13 @@ impl Hub {
         self.inboxes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn followers(&self, conversation: &ConversationId) -> Vec<Follower> {
-        self.topics()
-            .get(conversation)
-            .map(|t| t.followers.values().cloned().collect())
-            .unwrap_or_default()
+    /// Calls `offer` for each follower of a conversation, under the lock:
+    /// offering never waits (a full outbox closes its connection), and
+    /// nothing is cloned per record.
+    fn each_follower(&self, conversation: &ConversationId, mut offer: impl FnMut(&Follower)) {
+        if let Some(topic) = self.topics().get(conversation) {
+            topic.followers.values().for_each(&mut offer);
+        }
     }
 
     /// Moves one conversation's live records and signals to its followers
@@ -446,10 +455,8 @@ impl Hub {
                 topic.epoch = self.next_epoch();
             }
         }
-        let rendered = Rendered::new(&record);
-        for follower in self.followers(conversation) {
-            rendered.offer(&record, &follower);
-        }
+        let mut rendered = Rendered::new(&record);
+        self.each_follower(conversation, |f| rendered.offer(f));
         // An agent who lost the conversation sees that, and nothing after;
         // once it is assigned, only its agent among agents follows it (an
         // earlier agent may still follow it after closing it, until it is
@@ -555,11 +562,11 @@ impl Hub {
             ),
         };
         let json: Arc<str> = frame.to_json().into();
-        for follower in self.followers(conversation) {
+        self.each_follower(conversation, |follower| {
             if follower.participant_id != from {
                 follower.outbox.offer(Outbound::Frame(Arc::clone(&json)));
             }
-        }
+        });
     }
 
     fn on_queue(&self, message: &async_nats::Message) {

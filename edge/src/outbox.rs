@@ -36,6 +36,9 @@ pub struct WriterTiming {
     /// Longest one write to the socket may take before the client is
     /// given up (a peer that stopped reading with full buffers).
     pub write_timeout: Duration,
+    /// How long received records are gathered before one `delivered`
+    /// receipt per conversation tells the others (`edge.receipt_delay`).
+    pub receipt_delay: Duration,
 }
 
 /// Something for the client.
@@ -48,6 +51,10 @@ pub enum Outbound {
         conversation: ConversationId,
         seq: u64,
         json: Arc<str>,
+        /// Sent by the client's own participant (this tab or another tab
+        /// of the same person): delivering it tells the others nothing, so
+        /// it alone is not worth a `delivered` receipt.
+        own: bool,
     },
     /// Hold back live records of this conversation until its `CatchUp`.
     BeginCatchUp(ConversationId),
@@ -125,7 +132,7 @@ struct Writer {
     /// Highest `seq` delivered per conversation.
     delivered: HashMap<ConversationId, u64>,
     /// Live records held back while a conversation is caught up.
-    held: HashMap<ConversationId, Vec<(u64, Arc<str>)>>,
+    held: HashMap<ConversationId, Vec<(u64, Arc<str>, bool)>>,
 }
 
 enum Step {
@@ -190,14 +197,23 @@ async fn write_until_done(
     };
     let mut ping = tokio::time::interval(timing.ping_interval);
     ping.tick().await;
+    // Waited on across the loop's turns, not registered anew for each frame.
+    let shutdown = shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let kicked = kick.cancelled();
+    tokio::pin!(kicked);
+    // Armed when the first record after the last receipts is written.
+    let receipts_due = tokio::time::sleep(timing.receipt_delay);
+    tokio::pin!(receipts_due);
+    let mut receipts_armed = false;
     loop {
         let next = tokio::select! {
             biased;
-            () = shutdown.cancelled() => {
+            () = &mut shutdown => {
                 Box::pin(writer.close(switchboard_protocol::frames::close_code::RESTARTING, "server restarting")).await;
                 return;
             }
-            () = kick.cancelled() => {
+            () = &mut kicked => {
                 Box::pin(writer.drop_slow_consumer()).await;
                 return;
             }
@@ -206,20 +222,17 @@ async fn write_until_done(
                 None => return,
             },
             _ = ping.tick() => Step::Ping,
+            () = &mut receipts_due, if receipts_armed => {
+                receipts_armed = false;
+                Box::pin(writer.send_receipts()).await;
+                continue;
+            }
         };
         let handled = tokio::select! {
             biased;
-            () = kick.cancelled() => Handled::Kicked,
-            () = shutdown.cancelled() => Handled::Restarting,
-            flow = Box::pin(async {
-                match next {
-                    Step::Deliver(outbound) => writer.handle(outbound).await,
-                    Step::Ping => {
-                        let pinged = writer.sink.ping().await;
-                        writer.written(pinged)
-                    }
-                }
-            }) => Handled::Done(flow),
+            () = &mut kicked => Handled::Kicked,
+            () = &mut shutdown => Handled::Restarting,
+            flow = writer.step(next) => Handled::Done(flow),
         };
         let flow = match handled {
             Handled::Done(flow) => flow,
@@ -240,18 +253,70 @@ async fn write_until_done(
             return;
         }
         // Frames are buffered and go out when the queue is drained (one
-        // write for a burst), and so do receipts: one per conversation
-        // however many records were written meanwhile.
+        // write for a burst). Receipts follow `receipt_delay` after the
+        // first record they cover: one per conversation however many
+        // records were written meanwhile. Before writing, the
+        // tasks woken by the same NATS read get their turn: a message's
+        // `ack` and its echo, or a reply and the receipt before it, then
+        // leave in one system call instead of two.
         if rx.is_empty() {
-            if let Flow::Stop = Box::pin(writer.flush()).await {
+            tokio::task::yield_now().await;
+        }
+        if rx.is_empty() {
+            if let Flow::Stop = writer.flush().await {
                 return;
             }
-            Box::pin(writer.send_receipts()).await;
+            if timing.receipt_delay.is_zero() {
+                if !writer.unreported.is_empty() {
+                    Box::pin(writer.send_receipts()).await;
+                }
+            } else if !receipts_armed && !writer.unreported.is_empty() {
+                receipts_armed = true;
+                receipts_due
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + timing.receipt_delay);
+            }
         }
     }
 }
 
 impl Writer {
+    /// One step of the writer. What most frames are (a frame as it is, the
+    /// next record of a conversation) is written here; the rest (catch-ups,
+    /// gap repairs, pings) in a boxed future, which keeps this one, and so
+    /// every idle connection's task, small.
+    async fn step(&mut self, step: Step) -> Flow {
+        match step {
+            Step::Deliver(Outbound::Frame(json)) => self.write_text(&json).await,
+            Step::Deliver(Outbound::Record {
+                conversation,
+                seq,
+                json,
+                own,
+            }) if !self.held.contains_key(&conversation)
+                && self
+                    .delivered
+                    .get(&conversation)
+                    .is_none_or(|last| seq == last + 1) =>
+            {
+                self.mark_delivered(&conversation, seq, !own);
+                self.write_text(&json).await
+            }
+            Step::Deliver(outbound) => Box::pin(self.handle(outbound)).await,
+            Step::Ping => {
+                let pinged = Box::pin(self.sink.ping()).await;
+                self.written(pinged)
+            }
+        }
+    }
+
+    fn mark_delivered(&mut self, conversation: &ConversationId, seq: u64, due: bool) {
+        self.delivered.insert(conversation.clone(), seq);
+        if self.receipts.is_some() && due {
+            self.unreported.insert(conversation.clone(), seq);
+        }
+    }
+
     async fn handle(&mut self, outbound: Outbound) -> Flow {
         match outbound {
             Outbound::Frame(json) => self.write_text(&json).await,
@@ -259,12 +324,13 @@ impl Writer {
                 conversation,
                 seq,
                 json,
+                own,
             } => {
                 if let Some(held) = self.held.get_mut(&conversation) {
-                    held.push((seq, json));
+                    held.push((seq, json, own));
                     return Flow::Continue;
                 }
-                self.deliver(&conversation, seq, &json).await
+                self.deliver(&conversation, seq, &json, own).await
             }
             Outbound::BeginCatchUp(conversation) => {
                 self.held.entry(conversation).or_default();
@@ -280,7 +346,8 @@ impl Writer {
                 *delivered = (*delivered).max(after);
                 for record in &records {
                     let json = ServerFrame::from_record(record, &self.viewer).to_json();
-                    if let Flow::Stop = self.deliver(&conversation, record.seq, &json).await {
+                    let own = self.is_own(record);
+                    if let Flow::Stop = self.deliver(&conversation, record.seq, &json, own).await {
                         return Flow::Stop;
                     }
                 }
@@ -322,19 +389,35 @@ impl Writer {
     /// Delivers the live records held during a catch-up, in `seq` order.
     async fn release_held(&mut self, conversation: &ConversationId) -> Flow {
         let mut held = self.held.remove(conversation).unwrap_or_default();
-        held.sort_by_key(|(seq, _)| *seq);
-        for (seq, json) in held {
-            if let Flow::Stop = self.deliver(conversation, seq, &json).await {
+        held.sort_by_key(|(seq, _, _)| *seq);
+        for (seq, json, own) in held {
+            if let Flow::Stop = self.deliver(conversation, seq, &json, own).await {
                 return Flow::Stop;
             }
         }
         Flow::Continue
     }
 
+    /// Whether the client's own participant sent a record.
+    fn is_own(&self, record: &ChatRecord) -> bool {
+        self.receipts
+            .as_ref()
+            .is_some_and(|(me, _)| me.id == record.sender.id)
+    }
+
     /// Delivers one record in order: drops what the client has, repairs a
-    /// gap before it.
-    async fn deliver(&mut self, conversation: &ConversationId, seq: u64, json: &str) -> Flow {
+    /// gap before it. A receipt is due for it unless it is the client's
+    /// `own` (a receipt covers every `seq` up to its own, so the next one
+    /// still tells the others about records the client got meanwhile).
+    async fn deliver(
+        &mut self,
+        conversation: &ConversationId,
+        seq: u64,
+        json: &str,
+        own: bool,
+    ) -> Flow {
         let last = self.delivered.get(conversation).copied();
+        let mut due = !own;
         match last {
             Some(last) if seq <= last => return Flow::Continue,
             Some(last) if seq > last + 1 => {
@@ -342,6 +425,7 @@ impl Writer {
                 match self.log.read_from(conversation, last + 1, missing).await {
                     Ok(records) => {
                         for record in records.iter().filter(|r| r.seq < seq) {
+                            due |= !self.is_own(record);
                             let json = ServerFrame::from_record(record, &self.viewer).to_json();
                             if let Flow::Stop = self.write_text(&json).await {
                                 return Flow::Stop;
@@ -356,10 +440,7 @@ impl Writer {
             }
             _ => {}
         }
-        self.delivered.insert(conversation.clone(), seq);
-        if self.receipts.is_some() {
-            self.unreported.insert(conversation.clone(), seq);
-        }
+        self.mark_delivered(conversation, seq, due);
         self.write_text(json).await
     }
 
