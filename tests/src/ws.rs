@@ -213,6 +213,11 @@ impl Ws {
         .await
     }
 
+    /// Every frame received so far, in order.
+    pub fn seen(&self) -> &[Value] {
+        &self.seen
+    }
+
     /// Messages and events of a conversation seen so far, by `seq`, with
     /// repeats kept (so tests can check there are none).
     pub fn records(&self, conversation: &str) -> Vec<Value> {

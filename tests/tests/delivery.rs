@@ -74,6 +74,71 @@ async fn senders_see_delivered_and_read_and_read_state_survives_reconnects() {
     assert_eq!(welcome["conversations"][0]["read_seq"], 0);
 }
 
+/// Receipts are gathered for `edge.receipt_delay` (250 ms): a burst of
+/// messages is covered by a few, never one per message; and a client never
+/// reports records its own participant sent, which tell the others nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_cover_bursts_and_never_report_ones_own_messages() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    let (mut visitor, mut agent, id, _) = pair(&mut system, edge).await;
+
+    let began = std::time::Instant::now();
+    let mut first = None;
+    let mut last = 0;
+    for i in 0..20 {
+        last = visitor.send_message(&id, &format!("b{i}"), "burst").await["seq"]
+            .as_u64()
+            .unwrap();
+        first.get_or_insert(last);
+    }
+    let first = first.unwrap();
+    let sending = began.elapsed();
+    agent
+        .expect("the burst's last message", |f| {
+            f["seq"].as_u64() == Some(last)
+        })
+        .await;
+    visitor
+        .expect("a receipt covering the burst", |f| {
+            f["type"] == "delivered" && f["seq"].as_u64() >= Some(last)
+        })
+        .await;
+    let receipts = |ws: &Ws| -> Vec<serde_json::Value> {
+        ws.seen()
+            .iter()
+            .filter(|f| f["type"] == "delivered")
+            .cloned()
+            .collect()
+    };
+    let gathered = receipts(&visitor);
+    // At most one per delay while the burst was arriving, and the one after.
+    let allowed = usize::try_from(sending.as_millis() / 250).unwrap() + 2;
+    assert!(
+        gathered.len() <= allowed,
+        "{} receipts for 20 messages sent in {sending:?}: {gathered:#?}",
+        gathered.len()
+    );
+    assert!(gathered.iter().all(|r| r["recipient"]["role"] == "agent"));
+
+    // During the burst the visitor received only its own messages: nothing
+    // to tell the agent about them (its receipts of earlier events stand).
+    let answer = agent.send_message(&id, "a1", "hello").await["seq"]
+        .as_u64()
+        .unwrap();
+    agent
+        .expect("the visitor's receipt of the answer", |f| {
+            f["type"] == "delivered" && f["seq"].as_u64() >= Some(answer)
+        })
+        .await;
+    let reported = receipts(&agent);
+    assert!(
+        reported.iter().all(|r| r["recipient"]["role"] == "visitor"
+            && !(first..answer).contains(&r["seq"].as_u64().unwrap())),
+        "receipts of the visitor's own messages reached the agent: {reported:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_says_whether_it_was_complete() {
     let mut system = System::with_workers().await;
