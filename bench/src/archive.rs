@@ -5,8 +5,9 @@
 //! archived). After the load stops, sampling goes on until the archive has
 //! caught up (or the drain time limit passes).
 //!
-//! Then, in the same run, the MongoDB-wire server's own `insert_many` rate
-//! for the same documents ([`crate::insert_many`]) is measured, and the
+//! Before the load, in the same run, the MongoDB-wire server's own
+//! `insert_many` rate for the same documents ([`crate::insert_many`]) is
+//! measured on the idle server, and the
 //! archiver's rate is reported as a ratio of it. The archiver's figure is
 //! its rate while it had a backlog of at least one batch (working flat
 //! out); when it never had one, the offered rate was below its capacity
@@ -208,6 +209,26 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
         messages: database.collection("messages"),
     };
     counts.read().await?;
+    // The baseline first, on an idle server (the archiver has nothing to
+    // do yet): as many documents as the load offers, for at most as long
+    // as it lasts.
+    let batch = config.batch_size.unwrap_or(500);
+    let insert_many = if config.insert_many {
+        Some(
+            insert_many::measure(
+                &database,
+                &InsertManyConfig {
+                    conversations: config.conversations,
+                    batch_size: usize::try_from(batch).unwrap_or(500),
+                    docs: ((config.rate * config.secs) as u64).max(batch),
+                    max_secs: config.secs,
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let opened = setup::open_visitors(
         &config.visitor_edges,
         config.conversations,
@@ -294,33 +315,8 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
         .filter(|d| *d > 0)
         .collect();
     steps.sort_unstable();
-    let batch = config.batch_size.unwrap_or(500);
     let backlogged = backlogged_rate(&samples, batch);
     let archived_per_sec = rate_between(|s| s.archived, 0.0, config.secs);
-    // The baseline, with the archiver idle (caught up): as many documents
-    // as it archived, for at most as long as the load lasted.
-    let insert_many = if config.insert_many {
-        let archived = samples
-            .last()
-            .zip(samples.first())
-            .map_or(0, |(last, first)| {
-                last.archived.saturating_sub(first.archived)
-            });
-        Some(
-            insert_many::measure(
-                &database,
-                &InsertManyConfig {
-                    conversations: config.conversations,
-                    batch_size: usize::try_from(batch).unwrap_or(500),
-                    docs: archived.max(batch),
-                    max_secs: config.secs,
-                },
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
     let (archiver_rate_basis, archiver_rate) = match backlogged {
         Some(rate) => ("backlogged", rate),
         None => ("during load", archived_per_sec),

@@ -180,8 +180,8 @@ async fn archive_catches_up() {
     let last = report.samples.last().unwrap_or_else(|| panic!("no sample"));
     assert!(last.archived >= last.stream, "{report:?}");
     assert_eq!(report.errors.total(), 0, "{report:?}");
-    // The baseline: the server's own insert_many of as many documents as
-    // were archived, and the ratio made of the two measured rates.
+    // The baseline: the server's own insert_many of the same documents,
+    // and the ratio made of the two measured rates.
     let baseline = report
         .insert_many
         .as_ref()
