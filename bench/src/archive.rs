@@ -4,6 +4,14 @@
 //! sampled. The lag is their difference (records stored but not yet
 //! archived). After the load stops, sampling goes on until the archive has
 //! caught up (or the drain time limit passes).
+//!
+//! Before the load, in the same run, the MongoDB-wire server's own
+//! `insert_many` rate for the same documents ([`crate::insert_many`]) is
+//! measured on the idle server, and the
+//! archiver's rate is reported as a ratio of it. The archiver's figure is
+//! its rate while it had a backlog of at least one batch (working flat
+//! out); when it never had one, the offered rate was below its capacity
+//! and the ratio is of its rate during the load, a lower bound.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -16,6 +24,7 @@ use serde::Serialize;
 use switchboard_protocol::subjects;
 
 use crate::chat::{self, Mode, Shared, Tally};
+use crate::insert_many::{self, InsertManyConfig, InsertManyRate};
 use crate::now_ns;
 use crate::report::{num, row, Report};
 use crate::setup::{self, Visitor};
@@ -36,6 +45,8 @@ pub struct ArchiveConfig {
     /// The archiver's `archiver.batch_size`, for the report.
     pub batch_size: Option<u64>,
     pub concurrency: usize,
+    /// Also measure the server's own `insert_many` rate (the baseline).
+    pub insert_many: bool,
 }
 
 /// One sample: seconds since the load began, records in the stream,
@@ -73,6 +84,15 @@ pub struct ArchiveReport {
     pub docs_per_sample_p50: u64,
     pub docs_per_sample_max: u64,
     pub sample_ms: u64,
+    /// Documents per second while at least one batch was waiting (`null`
+    /// if that lasted under a second).
+    pub archived_per_sec_backlogged: Option<f64>,
+    /// The server's own `insert_many` rate for the same documents.
+    pub insert_many: Option<InsertManyRate>,
+    /// The archiver's rate compared: `backlogged` or `during load`.
+    pub archiver_rate_basis: &'static str,
+    /// The archiver's rate over the `insert_many` rate.
+    pub archiver_vs_insert_many: Option<f64>,
     pub errors: Errors,
     pub samples: Vec<Sample>,
 }
@@ -114,6 +134,27 @@ impl Report for ArchiveReport {
                     "{} / {}",
                     self.docs_per_sample_p50, self.docs_per_sample_max
                 ),
+            ),
+            row(
+                "archived docs/s while backlogged",
+                self.archived_per_sec_backlogged
+                    .map_or("never backlogged".into(), |r| num(r, 0)),
+            ),
+            row(
+                "insert_many docs/s (same documents)",
+                self.insert_many.as_ref().map_or("-".into(), |m| {
+                    format!(
+                        "{} ({} docs in batches of {})",
+                        num(m.docs_per_sec, 0),
+                        num(m.docs as f64, 0),
+                        m.batch_size
+                    )
+                }),
+            ),
+            row(
+                &format!("archiver / insert_many ({})", self.archiver_rate_basis),
+                self.archiver_vs_insert_many
+                    .map_or("-".into(), |r| format!("{r:.2}")),
             ),
             row("errors", self.errors.line()),
         ]
@@ -162,11 +203,32 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
     let mongo = mongodb::Client::with_uri_str(&uri)
         .await
         .with_context(|| format!("connect to MongoDB at {}", config.mongo_uri))?;
+    let database = mongo.database(&config.database);
     let mut counts = Counts {
         stream,
-        messages: mongo.database(&config.database).collection("messages"),
+        messages: database.collection("messages"),
     };
     counts.read().await?;
+    // The baseline first, on an idle server (the archiver has nothing to
+    // do yet): as many documents as the load offers, for at most as long
+    // as it lasts.
+    let batch = config.batch_size.unwrap_or(500);
+    let insert_many = if config.insert_many {
+        Some(
+            insert_many::measure(
+                &database,
+                &InsertManyConfig {
+                    conversations: config.conversations,
+                    batch_size: usize::try_from(batch).unwrap_or(500),
+                    docs: ((config.rate * config.secs) as u64).max(batch),
+                    max_secs: config.secs,
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let opened = setup::open_visitors(
         &config.visitor_edges,
         config.conversations,
@@ -253,6 +315,15 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
         .filter(|d| *d > 0)
         .collect();
     steps.sort_unstable();
+    let backlogged = backlogged_rate(&samples, batch);
+    let archived_per_sec = rate_between(|s| s.archived, 0.0, config.secs);
+    let (archiver_rate_basis, archiver_rate) = match backlogged {
+        Some(rate) => ("backlogged", rate),
+        None => ("during load", archived_per_sec),
+    };
+    let archiver_vs_insert_many = insert_many
+        .as_ref()
+        .map(|m| ratio(archiver_rate, m.docs_per_sec));
     Ok(ArchiveReport {
         scenario: "archive",
         conversations: ready,
@@ -261,7 +332,7 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
         acked_per_sec: shared.visitor_acked.load(Ordering::Relaxed) as f64 / config.secs,
         ack: tally.ack.summary(),
         stored_per_sec: rate_between(|s| s.stream, 0.0, config.secs),
-        archived_per_sec: rate_between(|s| s.archived, 0.0, config.secs),
+        archived_per_sec,
         archived_per_sec_overall: rate_between(|s| s.archived, 0.0, last_t),
         max_lag: samples
             .iter()
@@ -274,7 +345,64 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
         docs_per_sample_p50: steps.get(steps.len() / 2).copied().unwrap_or(0),
         docs_per_sample_max: steps.last().copied().unwrap_or(0),
         sample_ms: u64::try_from(config.sample.as_millis()).unwrap_or(u64::MAX),
+        archived_per_sec_backlogged: backlogged,
+        insert_many,
+        archiver_rate_basis,
+        archiver_vs_insert_many,
         errors,
         samples,
     })
+}
+
+/// `a / b`, or 0 when `b` is not positive.
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// The archive's growth over the sampling intervals that began with at
+/// least `batch` records waiting, per second (`None` under one second of
+/// such intervals).
+pub fn backlogged_rate(samples: &[Sample], batch: u64) -> Option<f64> {
+    let (docs, secs) = samples
+        .windows(2)
+        .filter(|w| w[0].stream.saturating_sub(w[0].archived) >= batch.max(1))
+        .fold((0u64, 0.0f64), |(docs, secs), w| {
+            (
+                docs + w[1].archived.saturating_sub(w[0].archived),
+                secs + (w[1].t - w[0].t),
+            )
+        });
+    (secs >= 1.0).then(|| docs as f64 / secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backlogged_rate_counts_only_intervals_with_a_batch_waiting() {
+        let s = |t: f64, stream: u64, archived: u64| Sample {
+            t,
+            stream,
+            archived,
+        };
+        let samples = [
+            s(0.0, 100, 100),
+            s(1.0, 2000, 400),
+            s(2.0, 3000, 1400),
+            s(3.0, 3000, 2400),
+            s(4.0, 3000, 3000),
+            s(5.0, 3000, 3000),
+        ];
+        // Intervals 1-2, 2-3 and 3-4 began with 500 or more waiting.
+        let rate = backlogged_rate(&samples, 500).unwrap();
+        assert!((rate - 2600.0 / 3.0).abs() < 1e-9, "{rate}");
+        assert_eq!(backlogged_rate(&samples[..2], 500), None);
+        assert_eq!(ratio(3.0, 4.0), 0.75);
+        assert_eq!(ratio(3.0, 0.0), 0.0);
+    }
 }

@@ -27,6 +27,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use crate::cpu::{self, ProcessCpu, Watched};
 use crate::net::{self, Frame, Incoming, Socket};
 use crate::report::{num, row, Report};
 use crate::setup::{self, Visitor};
@@ -63,10 +64,14 @@ pub struct ChatConfig {
     /// How long to wait after the window for what is in flight
     /// ([`DEFAULT_DRAIN`]; longer on a slow or loaded machine).
     pub drain: Duration,
+    /// Processes whose CPU to report per message (edges, router,
+    /// nats-server); the generator is always included.
+    pub cpu: Vec<Watched>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ChatReport {
+    /// `chat`, or a baseline of the same loop: `raw-nats`, `ws-relay`.
     pub scenario: &'static str,
     pub mode: &'static str,
     pub pairs: usize,
@@ -94,6 +99,8 @@ pub struct ChatReport {
     pub errors: Errors,
     /// Acknowledged messages never received by the other side.
     pub lost: u64,
+    /// CPU per process during the window.
+    pub cpu: Vec<ProcessCpu>,
 }
 
 impl Report for ChatReport {
@@ -105,7 +112,8 @@ impl Report for ChatReport {
                 num(self.pairs as f64, 0)
             ),
             None => format!(
-                "chat closed loop: {} conversations",
+                "{} closed loop: {} conversations",
+                self.scenario,
                 num(self.pairs as f64, 0)
             ),
         }
@@ -138,6 +146,7 @@ impl Report for ChatReport {
         }
         rows.push(row("errors", self.errors.line()));
         rows.push(row("lost", self.lost));
+        rows.extend(cpu::rows(&self.cpu));
         rows
     }
 }
@@ -145,17 +154,17 @@ impl Report for ChatReport {
 /// Counters shared by every task of one run.
 #[derive(Default)]
 pub(crate) struct Shared {
-    assigned: AtomicUsize,
+    pub(crate) assigned: AtomicUsize,
     pub(crate) window_start: AtomicU64,
     pub(crate) window_end: AtomicU64,
     pub(crate) visitor_acked: AtomicU64,
-    agent_received: AtomicU64,
-    agent_acked: AtomicU64,
-    visitor_received: AtomicU64,
+    pub(crate) agent_received: AtomicU64,
+    pub(crate) agent_acked: AtomicU64,
+    pub(crate) visitor_received: AtomicU64,
 }
 
 impl Shared {
-    fn in_window(&self, stamp: u64) -> bool {
+    pub(crate) fn in_window(&self, stamp: u64) -> bool {
         let start = self.window_start.load(Ordering::Relaxed);
         start != 0 && stamp >= start && stamp < self.window_end.load(Ordering::Relaxed)
     }
@@ -163,13 +172,13 @@ impl Shared {
 
 #[derive(Default)]
 pub(crate) struct Tally {
-    e2e: Hist,
+    pub(crate) e2e: Hist,
     pub(crate) ack: Hist,
-    round_trip: Hist,
-    round_trips: u64,
-    received: u64,
+    pub(crate) round_trip: Hist,
+    pub(crate) round_trips: u64,
+    pub(crate) received: u64,
     /// Messages that arrived inside the window (whenever meant to be sent).
-    arrived: u64,
+    pub(crate) arrived: u64,
     pub(crate) errors: Errors,
 }
 
@@ -194,7 +203,7 @@ fn record_ack(frame: &Frame<'_>, shared: &Shared, tally: &mut Tally, now: u64) {
 }
 
 /// One agent connection, serving all its conversations.
-async fn agent(
+pub(crate) async fn agent(
     mut socket: Socket,
     shared: Arc<Shared>,
     reply: bool,
@@ -481,7 +490,7 @@ pub async fn run(config: &ChatConfig) -> Result<ChatReport> {
         .collect();
     let opened =
         setup::open_visitors(&config.visitor_edges, config.pairs, config.concurrency, 0).await?;
-    let mut errors = opened.errors.clone();
+    let errors = opened.errors.clone();
     let ready = opened.visitors.len();
     let deadline = Instant::now() + Duration::from_secs(60 + (config.pairs / 100) as u64);
     while shared.assigned.load(Ordering::Relaxed) < ready {
@@ -494,23 +503,62 @@ pub async fn run(config: &ChatConfig) -> Result<ChatReport> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let setup_secs = setup_started.elapsed().as_secs_f64();
+    let run = Loop {
+        scenario: "chat",
+        mode: config.mode,
+        pairs: config.pairs,
+        agents: config.agents,
+        secs: config.secs,
+        warmup: config.warmup,
+        drain: config.drain,
+        setup_secs,
+        cpu: config.cpu.clone(),
+    };
+    drive(&run, opened.visitors, agents, shared, done_tx, errors).await
+}
 
+/// A run over WebSockets once its clients are connected (the agents'
+/// tasks already reading): what [`drive`] needs to know.
+pub(crate) struct Loop {
+    pub(crate) scenario: &'static str,
+    pub(crate) mode: Mode,
+    pub(crate) pairs: usize,
+    pub(crate) agents: usize,
+    pub(crate) secs: f64,
+    pub(crate) warmup: f64,
+    pub(crate) drain: Duration,
+    pub(crate) setup_secs: f64,
+    pub(crate) cpu: Vec<Watched>,
+}
+
+/// Opens the window after the warm-up, drives the visitors in shards,
+/// waits for what is in flight, stops the agents and sums it all up.
+pub(crate) async fn drive(
+    run: &Loop,
+    visitors_ready: Vec<Visitor>,
+    agents: Vec<tokio::task::JoinHandle<Tally>>,
+    shared: Arc<Shared>,
+    done_tx: watch::Sender<bool>,
+    mut errors: Errors,
+) -> Result<ChatReport> {
+    let ready = visitors_ready.len();
     let begin = now_ns();
-    let window_start = begin + (config.warmup * 1e9) as u64;
-    let window_end = window_start + (config.secs * 1e9) as u64;
+    let window_start = begin + (run.warmup * 1e9) as u64;
+    let window_end = window_start + (run.secs * 1e9) as u64;
     shared.window_start.store(window_start, Ordering::Relaxed);
     shared.window_end.store(window_end, Ordering::Relaxed);
+    let cpu_window = cpu::spawn_window(&run.cpu, window_start, window_end);
     let size = shard_size(ready);
-    let mut all = opened.visitors.into_iter().peekable();
+    let mut all = visitors_ready.into_iter().peekable();
     let mut shards = Vec::new();
     while all.peek().is_some() {
         let shard: Vec<Visitor> = all.by_ref().take(size).collect();
         shards.push(tokio::spawn(visitors(
             shard,
             shared.clone(),
-            config.mode,
+            run.mode,
             ready,
-            config.drain,
+            run.drain,
         )));
     }
     let mut tally = Tally::default();
@@ -526,7 +574,7 @@ pub async fn run(config: &ChatConfig) -> Result<ChatReport> {
             && shared.visitor_received.load(Ordering::Relaxed)
                 >= shared.agent_acked.load(Ordering::Relaxed)
     };
-    let drain_until = Instant::now() + config.drain;
+    let drain_until = Instant::now() + run.drain;
     while !delivered(&shared) && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -544,34 +592,36 @@ pub async fn run(config: &ChatConfig) -> Result<ChatReport> {
     let visitor_received = shared.visitor_received.load(Ordering::Relaxed);
     let lost =
         visitor_acked.saturating_sub(agent_received) + agent_acked.saturating_sub(visitor_received);
-    let messages = match config.mode {
+    let messages = match run.mode {
         Mode::Closed => agent_tally.received + tally.round_trips,
         Mode::Open { .. } => agent_tally.received,
     };
+    let cpu = cpu::per_message(cpu_window.await.context("cpu sampler")?, messages);
     Ok(ChatReport {
-        scenario: "chat",
-        mode: match config.mode {
+        scenario: run.scenario,
+        mode: match run.mode {
             Mode::Closed => "closed",
             Mode::Open { .. } => "open",
         },
-        pairs: config.pairs,
+        pairs: run.pairs,
         pairs_ready: ready,
-        agents: config.agents,
-        offered_rate: match config.mode {
+        agents: run.agents,
+        offered_rate: match run.mode {
             Mode::Closed => None,
             Mode::Open { rate } => Some(rate),
         },
-        secs: config.secs,
-        setup_secs,
+        secs: run.secs,
+        setup_secs: run.setup_secs,
         round_trips: tally.round_trips,
-        round_trips_per_sec: tally.round_trips as f64 / config.secs,
+        round_trips_per_sec: tally.round_trips as f64 / run.secs,
         messages,
-        messages_per_sec: messages as f64 / config.secs,
-        delivered_per_sec: tally.arrived as f64 / config.secs,
+        messages_per_sec: messages as f64 / run.secs,
+        delivered_per_sec: tally.arrived as f64 / run.secs,
         e2e: tally.e2e.summary(),
         ack: tally.ack.summary(),
         round_trip: tally.round_trip.summary(),
         errors,
         lost,
+        cpu,
     })
 }

@@ -12,8 +12,14 @@
 //! - [`report`]: the human table and the JSON file of each scenario.
 //! - [`setup`]: agents (accounts through `switchboard_bus::accounts`),
 //!   visitors with an open conversation, the edge's memory.
+//! - [`cpu`]: the CPU time of each process during a measured window.
 //! - the scenarios: [`idle`], [`chat`], [`assign`], [`archive`], [`storm`],
 //!   and [`reports`] (statistics over a seeded archive).
+//! - the baselines, what the machine allows without Switchboard:
+//!   [`raw_nats`] (the chat loop straight over NATS), [`ws_relay`] (the
+//!   chat loop through [`relay`], a minimal WebSocket relay),
+//!   [`insert_many`] (the MongoDB-wire server's own rate for the archive's
+//!   documents), and [`compare`] (chat as a fraction of them).
 //!
 //! Connections are multiplexed: one tokio task drives a shard of many
 //! sockets (idle holders, chat visitors) or one agent socket carrying many
@@ -24,13 +30,19 @@
 pub mod archive;
 pub mod assign;
 pub mod chat;
+pub mod compare;
+pub mod cpu;
 pub mod idle;
+pub mod insert_many;
 pub mod net;
+pub mod raw_nats;
+pub mod relay;
 pub mod report;
 pub mod reports;
 pub mod setup;
 pub mod stats;
 pub mod storm;
+pub mod ws_relay;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use switchboard_bench::cpu::Watched;
 use switchboard_bench::report::{emit, Report};
-use switchboard_bench::{archive, assign, chat, idle, net, reports, secs, storm};
+use switchboard_bench::{
+    archive, assign, chat, compare, idle, net, raw_nats, relay, reports, secs, storm, ws_relay,
+};
 
 #[derive(Parser)]
 #[command(
@@ -91,6 +94,62 @@ enum Command {
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
+        cpu: Cpu,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Baseline: the chat closed loop straight over NATS (a stream like
+    /// CHAT with its RePublish, no edges).
+    RawNats {
+        #[arg(long)]
+        pairs: usize,
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        #[command(flatten)]
+        cpu: Cpu,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Baseline's server: a minimal WebSocket relay (no NATS, no storage).
+    WsRelayServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Baseline: the chat closed loop through `ws-relay-server`.
+    WsRelay {
+        #[arg(long)]
+        pairs: usize,
+        /// Where `ws-relay-server` listens.
+        #[arg(long)]
+        relay: SocketAddr,
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Agent sockets (default: one per 25 conversations, at least 4).
+        #[arg(long)]
+        agents: Option<usize>,
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+        #[command(flatten)]
+        cpu: Cpu,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Chat's round trips/s and p99 as a fraction of the baselines, from
+    /// the JSON reports of one invocation.
+    Compare {
+        /// The `chat` report.
+        #[arg(long)]
+        chat: PathBuf,
+        /// A baseline's report (`raw-nats`, `ws-relay`; repeat).
+        #[arg(long = "baseline", required = true)]
+        baselines: Vec<PathBuf>,
+        #[command(flatten)]
         output: Output,
     },
     /// Conversations started and assigned while agents free slots.
@@ -137,9 +196,12 @@ enum Command {
         mongo: String,
         #[arg(long, default_value = "switchboard")]
         database: String,
-        /// The archiver's batch_size, for the report.
+        /// The archiver's batch_size, for the report and the baseline.
         #[arg(long)]
         batch_size: Option<u64>,
+        /// Skip the server's own `insert_many` baseline.
+        #[arg(long)]
+        no_insert_many: bool,
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
@@ -189,6 +251,14 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+}
+
+#[derive(Args)]
+struct Cpu {
+    /// A process to report the CPU of during the window, as NAME=PID
+    /// (repeat); the generator itself is always reported.
+    #[arg(long = "cpu-pid")]
+    pids: Vec<Watched>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -272,6 +342,7 @@ async fn main() -> Result<()> {
             warmup,
             agents,
             target,
+            cpu,
             output,
         } => {
             let report = chat::run(&chat::ChatConfig {
@@ -288,9 +359,72 @@ async fn main() -> Result<()> {
                 warmup,
                 concurrency: target.concurrency,
                 drain: chat::DEFAULT_DRAIN,
+                cpu: cpu.pids,
             })
             .await?;
             show(&report, &output)
+        }
+        Command::RawNats {
+            pairs,
+            secs: measured,
+            warmup,
+            nats,
+            cpu,
+            output,
+        } => {
+            let report = raw_nats::run(&raw_nats::RawNatsConfig {
+                nats_url: nats,
+                pairs,
+                secs: measured,
+                warmup,
+                drain: chat::DEFAULT_DRAIN,
+                cpu: cpu.pids,
+            })
+            .await?;
+            show(&report, &output)
+        }
+        Command::WsRelayServer { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listen on {listen}"))?;
+            let bound = listener.local_addr().context("bound address")?;
+            println!("ws-relay-server listening on {bound}");
+            relay::serve(listener).await
+        }
+        Command::WsRelay {
+            pairs,
+            relay,
+            secs: measured,
+            warmup,
+            agents,
+            concurrency,
+            cpu,
+            output,
+        } => {
+            let report = ws_relay::run(&ws_relay::WsRelayConfig {
+                relay,
+                pairs,
+                agents: agents.unwrap_or((pairs / 25).max(4)),
+                secs: measured,
+                warmup,
+                concurrency,
+                drain: chat::DEFAULT_DRAIN,
+                cpu: cpu.pids,
+            })
+            .await?;
+            show(&report, &output)
+        }
+        Command::Compare {
+            chat,
+            baselines,
+            output,
+        } => {
+            let chat = compare::Run::read(&chat)?;
+            let baselines = baselines
+                .iter()
+                .map(|path| compare::Run::read(path))
+                .collect::<Result<Vec<_>>>()?;
+            show(&compare::compare(chat, baselines), &output)
         }
         Command::Assign {
             agents,
@@ -329,6 +463,7 @@ async fn main() -> Result<()> {
             mongo,
             database,
             batch_size,
+            no_insert_many,
             target,
             output,
         } => {
@@ -344,6 +479,7 @@ async fn main() -> Result<()> {
                 sample: Duration::from_millis(sample_ms),
                 batch_size,
                 concurrency: target.concurrency,
+                insert_many: !no_insert_many,
             })
             .await?;
             show(&report, &output)

@@ -1,14 +1,16 @@
 //! A short run of each benchmark scenario (`switchboard-bench`'s library)
 //! against a test deployment: tiny sizes, a few seconds each. They check
 //! that the scenarios run end to end and that nothing was lost, not how
-//! fast anything is.
+//! fast anything is. The baselines too: `raw-nats` (a real nats-server),
+//! `ws-relay` (the relay in process) and `archive`'s `insert_many`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchboard_bench::setup::pid_listening_on;
-use switchboard_bench::{archive, assign, chat, idle, storm};
+use switchboard_bench::{archive, assign, chat, idle, raw_nats, relay, storm, ws_relay};
 use switchboard_tests::scaled;
+use switchboard_tests::services::Nats;
 use switchboard_tests::system::{System, DATABASE};
 
 /// Frame rate limits out of the way of the load, as `scripts/bench` does,
@@ -68,6 +70,7 @@ async fn chat_closed_loop_loses_nothing() {
         warmup: 0.5,
         concurrency: 6,
         drain: scaled(chat::DEFAULT_DRAIN),
+        cpu: Vec::new(),
     })
     .await
     .unwrap_or_else(|e| panic!("chat: {e:#}"));
@@ -92,6 +95,7 @@ async fn chat_open_loop_loses_nothing() {
         warmup: 0.5,
         concurrency: 5,
         drain: scaled(chat::DEFAULT_DRAIN),
+        cpu: Vec::new(),
     })
     .await
     .unwrap_or_else(|e| panic!("chat: {e:#}"));
@@ -164,6 +168,7 @@ async fn archive_catches_up() {
         sample: Duration::from_millis(100),
         batch_size: None,
         concurrency: 5,
+        insert_many: true,
     })
     .await
     .unwrap_or_else(|e| panic!("archive: {e:#}"));
@@ -175,6 +180,106 @@ async fn archive_catches_up() {
     let last = report.samples.last().unwrap_or_else(|| panic!("no sample"));
     assert!(last.archived >= last.stream, "{report:?}");
     assert_eq!(report.errors.total(), 0, "{report:?}");
+    // The baseline: the server's own insert_many of the same documents,
+    // and the ratio made of the two measured rates.
+    let baseline = report
+        .insert_many
+        .as_ref()
+        .unwrap_or_else(|| panic!("no insert_many baseline: {report:?}"));
+    assert!(
+        baseline.docs > 0 && baseline.docs_per_sec > 0.0,
+        "{report:?}"
+    );
+    let archiver = match report.archiver_rate_basis {
+        "backlogged" => report
+            .archived_per_sec_backlogged
+            .unwrap_or_else(|| panic!("backlogged without a rate: {report:?}")),
+        _ => report.archived_per_sec,
+    };
+    assert!(archiver > 0.0, "{report:?}");
+    let ratio = report
+        .archiver_vs_insert_many
+        .unwrap_or_else(|| panic!("no ratio: {report:?}"));
+    assert!(
+        (ratio - archiver / baseline.docs_per_sec).abs() < 1e-9,
+        "{report:?}"
+    );
+    // The scratch collection is gone; the archive is untouched.
+    let db = system.mongo.client().await.database(DATABASE);
+    let names = db
+        .list_collection_names()
+        .await
+        .unwrap_or_else(|e| panic!("list collections: {e}"));
+    assert!(
+        names.iter().all(|n| !n.starts_with("bench_insert_many")),
+        "{names:?}"
+    );
+}
+
+/// What a user checks of a closed loop: it ran, every round trip is two
+/// messages, nothing was lost or refused, the CPU is reported.
+fn assert_closed_loop(report: &chat::ChatReport, pairs: usize) {
+    assert_eq!(report.pairs_ready, pairs, "{report:?}");
+    assert!(report.round_trips > 0, "{report:?}");
+    assert_eq!(report.messages, 2 * report.round_trips, "{report:?}");
+    assert!(
+        report.round_trip.count > 0 && report.e2e.count > 0,
+        "{report:?}"
+    );
+    assert_eq!(report.lost, 0, "{report:?}");
+    assert_eq!(report.errors.total(), 0, "{report:?}");
+    assert!(
+        report.cpu.iter().any(|p| p.name == "generator"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_nats_loop_loses_nothing() {
+    let nats = Nats::start().await;
+    let report = raw_nats::run(&raw_nats::RawNatsConfig {
+        nats_url: nats.url(),
+        pairs: 6,
+        secs: 2.0,
+        warmup: 0.5,
+        drain: scaled(chat::DEFAULT_DRAIN),
+        cpu: Vec::new(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("raw-nats: {e:#}"));
+    assert_eq!(report.scenario, "raw-nats");
+    assert_closed_loop(&report, 6);
+    // The baseline's stream is removed afterwards.
+    let js = async_nats::jetstream::new(nats.client().await);
+    assert!(js.get_stream(raw_nats::STREAM).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_relay_loop_loses_nothing() {
+    // In process here; scripts/bench runs the relay as its own process.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("address: {e}"));
+    let server = tokio::spawn(relay::serve(listener));
+    let report = ws_relay::run(&ws_relay::WsRelayConfig {
+        relay: addr,
+        pairs: 6,
+        agents: 2,
+        secs: 2.0,
+        warmup: 0.5,
+        concurrency: 6,
+        drain: scaled(chat::DEFAULT_DRAIN),
+        cpu: Vec::new(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("ws-relay: {e:#}"));
+    server.abort();
+    assert_eq!(report.scenario, "ws-relay");
+    assert_eq!(report.agents, 2, "{report:?}");
+    assert_closed_loop(&report, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
