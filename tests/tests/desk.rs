@@ -531,6 +531,39 @@ async fn agents_find_past_conversations_and_see_visitors_details() {
     )
     .await;
     assert_eq!(by_agent["conversations"][0]["conversation_id"], id.as_str());
+    // The console's Closed filter: the caller's own closed conversations.
+    let closed = call(
+        edge,
+        "GET",
+        "/api/v1/archive?agent=me&status=closed",
+        &bob_token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(closed["conversations"][0]["conversation_id"], id.as_str());
+    assert_eq!(closed["conversations"][0]["status"], "closed", "{closed}");
+    let open = call(
+        edge,
+        "GET",
+        "/api/v1/archive?agent=me&status=assigned",
+        &bob_token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(open["conversations"], json!([]), "{open}");
+    let response = bearer(
+        edge,
+        "GET",
+        "/api/v1/archive?status=gone",
+        Some(&bob_token),
+        None,
+    )
+    .await;
+    assert_refused(&response, 400, "an unknown status");
+    let response = bearer(edge, "GET", "/api/v1/archive?agent=me", None, None).await;
+    assert_refused(&response, 401, "no token");
+    let response = bearer(edge, "GET", "/api/v1/archive?agent=me", Some(&token), None).await;
+    assert_refused(&response, 403, "a visitor listing closed conversations");
     let response = bearer(
         edge,
         "GET",
