@@ -184,6 +184,14 @@ const ui = {
   transferSubmit: $('transfer-submit'),
   list: $('conversations'),
   noConversations: $('no-conversations'),
+  conversationsHeading: $('conversations-heading'),
+  filters: [...document.querySelectorAll('.filter')],
+  mineCount: $('mine-count'),
+  panelConversations: $('panel-conversations'),
+  panelQueue: $('panel-queue'),
+  panelMissed: $('panel-missed'),
+  closedStatus: $('closed-status'),
+  closedRefresh: $('closed-refresh'),
   chatEmpty: $('chat-empty'),
   chatView: $('chat-view'),
   chatTitle: $('chat-title'),
@@ -221,11 +229,14 @@ const S = {
   missed: null, // entries of the last `missed` frame (null: not asked yet)
   missedLoading: false,
   pickingUp: new Set(), // conversation ids we sent `pick_up` for
+  opening: new Set(), // ids taken or picked up: opened once assigned
   knownAgents: new Map(), // agent id -> name, seen in conversations
   knownTeams: new Set(), // team ids seen in conversations and the queue
   canned: new Map(), // shortcut -> text (GET /api/v1/canned)
   audio: null, // the alerts' AudioContext, made on the sign-in click
   transferKey: null, // conversation with a `transfer` in flight
+  filter: 'mine', // what the sidebar shows: mine | queue | missed | closed
+  closedLoading: false,
 };
 
 function loadAuth() {
@@ -376,7 +387,10 @@ function logout(message) {
   S.missed = null;
   S.missedLoading = false;
   S.pickingUp.clear();
+  S.opening.clear();
   S.transferKey = null;
+  S.closedLoading = false;
+  setFilter('mine');
   clearInterval(S.queueTimer);
   S.queueTimer = null;
   ui.list.replaceChildren();
@@ -576,6 +590,7 @@ function onWelcome(f) {
   for (const info of Array.isArray(f.conversations) ? f.conversations : []) {
     const c = upsertConversation(info);
     c.handedOff = null; // listed as ours
+    c.archived = false;
     if (c.state !== 'closed' || sameKey(c, S.activeKey)) requestHistory(c);
   }
   send({ type: 'status', status: ui.status.value });
@@ -595,7 +610,9 @@ function onAssigned(f) {
     last_seq: f.last_seq,
   });
   c.handedOff = null;
-  const picked = S.pickingUp.delete(c.key);
+  c.archived = false; // reopened: followed again
+  S.pickingUp.delete(c.key);
+  const picked = S.opening.delete(c.key);
   if (S.missed) {
     S.missed = S.missed.filter((e) => String(e.conversation_id) !== c.key);
     renderMissed();
@@ -604,8 +621,12 @@ function onAssigned(f) {
   if (c.fresh) alertAgent('New conversation', visitorName(c.visitor));
   requestHistory(c);
   renderList();
-  // A missed conversation this agent picked up opens right away.
-  if (picked) selectConversation(c.key);
+  // A missed conversation this agent picked up, or one taken from the
+  // queue, opens right away, in the Mine filter.
+  if (picked) {
+    setFilter('mine');
+    selectConversation(c.key);
+  }
   else if (S.activeKey === c.key) renderChatHeader();
 }
 
@@ -743,12 +764,12 @@ function isMe(p) {
 
 // Assigned to this agent now: it may send, close and transfer.
 function isMine(c) {
-  return c.state === 'assigned' && !c.handedOff && (!c.agent || !S.me || isMe(c.agent));
+  return !c.archived && c.state === 'assigned' && !c.handedOff && (!c.agent || !S.me || isMe(c.agent));
 }
 
 // The server lets this agent read it: theirs, or closed while theirs.
 function canRead(c) {
-  return !c.handedOff && (c.state === 'assigned' || c.state === 'closed');
+  return !c.archived && !c.handedOff && (c.state === 'assigned' || c.state === 'closed');
 }
 
 function learnAgent(p) {
@@ -795,6 +816,8 @@ function upsertConversation(info) {
       handedOff: null, // why it is no longer this agent's ("Transferred", …)
       rating: null,
       contact: null, // email left with a missed message
+      archived: false, // opened from the archive: read over HTTP, not followed
+      transcriptLoading: false,
       item: null,
     };
     S.convs.set(key, c);
@@ -817,6 +840,10 @@ function upsertConversation(info) {
 }
 
 function requestHistory(c, beforeSeq) {
+  if (c.archived) {
+    fetchTranscript(c, beforeSeq);
+    return;
+  }
   if (!canRead(c)) return;
   const frame = { type: 'history', conversation_id: c.id, limit: HISTORY_LIMIT };
   if (beforeSeq) frame.before_seq = beforeSeq;
@@ -826,6 +853,7 @@ function requestHistory(c, beforeSeq) {
 
 function askForGap(c) {
   if (!S.ready || !canRead(c)) return;
+  // (An archived transcript comes in whole pages: it has no gaps to ask.)
   const gap = c.tl.nextGap();
   if (gap) send({ type: 'history', conversation_id: c.id, ...gap });
 }
@@ -1171,15 +1199,127 @@ function renderListItem(c) {
 
 // Own open conversations first (newest activity on top), then the ones
 // that left this agent, closed ones last.
+// The Mine filter shows the conversations this agent has (and those that
+// just left them); Closed the closed ones, this session's and the
+// archive's.
+function listed(c) {
+  if (S.filter === 'closed') return c.state === 'closed';
+  return c.state !== 'closed' && !c.archived;
+}
+
 function renderList() {
   const rank = (c) => (c.state === 'closed' ? 2 : c.handedOff ? 1 : 0);
   const convs = [...S.convs.values()].sort((a, b) => rank(a) - rank(b) || b.lastActivity - a.lastActivity);
+  let shown = 0;
   for (const c of convs) {
     renderListItem(c);
+    c.item.hidden = !listed(c);
+    if (!c.item.hidden) shown += 1;
     ui.list.appendChild(c.item); // re-appending moves it into order
   }
-  ui.noConversations.hidden = convs.length > 0;
+  const closed = S.filter === 'closed';
+  ui.noConversations.textContent = closed
+    ? 'No closed conversations.'
+    : 'No conversations yet. New chats appear here when they are assigned to you.';
+  ui.noConversations.hidden = shown > 0 || (closed && S.closedLoading);
+  const open = convs.filter((c) => c.state !== 'closed' && !c.archived && !c.handedOff).length;
+  ui.mineCount.textContent = String(open);
+  ui.mineCount.hidden = open === 0;
   updateTitle();
+}
+
+// ---------------------------------------------------------------- filters
+
+function setFilter(filter) {
+  S.filter = filter;
+  for (const button of ui.filters) button.setAttribute('aria-pressed', String(button.dataset.filter === filter));
+  const list = filter === 'mine' || filter === 'closed';
+  ui.panelConversations.hidden = !list;
+  ui.panelQueue.hidden = filter !== 'queue';
+  ui.panelMissed.hidden = filter !== 'missed';
+  ui.conversationsHeading.textContent = filter === 'closed' ? 'Closed conversations' : 'My conversations';
+  ui.closedRefresh.hidden = filter !== 'closed';
+  if (filter !== 'closed') ui.closedStatus.hidden = true;
+  renderList();
+}
+
+for (const button of ui.filters) {
+  button.addEventListener('click', () => {
+    setFilter(button.dataset.filter);
+    if (S.filter === 'closed') loadClosed();
+    if (S.filter === 'missed' && S.missed === null) requestMissed();
+  });
+}
+
+ui.closedRefresh.addEventListener('click', () => loadClosed());
+
+// This agent's closed conversations from the archive
+// (GET /api/v1/archive?agent=me&status=closed): after logging in again too.
+async function loadClosed() {
+  if (S.closedLoading || !S.auth) return;
+  S.closedLoading = true;
+  ui.closedRefresh.disabled = true;
+  ui.closedStatus.hidden = false;
+  ui.closedStatus.textContent = 'Loading…';
+  renderList();
+  const body = await desk('/api/v1/archive?agent=me&status=closed&limit=50');
+  S.closedLoading = false;
+  ui.closedRefresh.disabled = false;
+  if (!S.auth) return;
+  const found = body && Array.isArray(body.conversations) ? body.conversations : null;
+  if (found == null) {
+    ui.closedStatus.textContent = 'The archive is not available.';
+  } else {
+    ui.closedStatus.hidden = true;
+    for (const p of found) if (p && p.conversation_id != null) knowArchived(p);
+  }
+  renderList();
+}
+
+// A conversation of the archive as one of the list's: read-only, its
+// transcript fetched over HTTP when it is opened.
+function knowArchived(p) {
+  const known = S.convs.has(String(p.conversation_id));
+  const c = upsertConversation({
+    conversation_id: p.conversation_id,
+    state: known ? undefined : p.status || 'closed',
+    visitor: p.visitor || undefined,
+    agent: p.agent || undefined,
+    team: p.team === undefined ? undefined : p.team,
+  });
+  if (!known) {
+    c.archived = true;
+    if (typeof p.last_activity_at === 'number') c.lastActivity = p.last_activity_at;
+    if (typeof p.rating === 'number') c.rating = p.rating;
+  }
+  return c;
+}
+
+// Opens a past conversation (a search result, the visitor's history).
+function openPast(p) {
+  const c = knowArchived(p);
+  renderList();
+  selectConversation(c.key);
+}
+
+// A page of an archived conversation's transcript
+// (GET /api/v1/archive/<id>), handled as a `history` frame.
+async function fetchTranscript(c, beforeSeq) {
+  if (c.transcriptLoading || (!beforeSeq && c.historyRequested)) return;
+  c.transcriptLoading = true;
+  if (!beforeSeq) c.historyRequested = true;
+  const page = beforeSeq ? `&before_seq=${encodeURIComponent(beforeSeq)}` : '';
+  const body = await desk(`/api/v1/archive/${encodeURIComponent(c.key)}?limit=${HISTORY_LIMIT}${page}`);
+  c.transcriptLoading = false;
+  if (!body || !Array.isArray(body.items)) {
+    if (!beforeSeq) c.historyRequested = false;
+    if (S.activeKey === c.key) showChatError('This transcript is not available.');
+    return;
+  }
+  if (body.visitor) c.visitor = body.visitor;
+  if (body.agent) c.agent = body.agent;
+  onHistory({ conversation_id: c.id, items: body.items, has_more: !!body.has_more });
+  if (S.activeKey === c.key) renderChatHeader();
 }
 
 // ---------------------------------------------------------------- alerts
@@ -1364,7 +1504,10 @@ function renderQueue() {
     const take = make('button', 'queue-take ghost', 'Take');
     take.type = 'button';
     take.addEventListener('click', () => {
-      if (send({ type: 'take', conversation_id: e.conversation_id })) take.disabled = true;
+      if (send({ type: 'take', conversation_id: e.conversation_id })) {
+        take.disabled = true;
+        S.opening.add(String(e.conversation_id));
+      }
       else showChatError('Not connected — try again in a moment.');
     });
     li.append(top, bottom, take);
@@ -1446,12 +1589,14 @@ function pickUp(entry) {
   }
   // The conversation arrives as an `assigned` frame (see onAssigned).
   S.pickingUp.add(id);
+  S.opening.add(id);
   ui.missedError.hidden = true;
   renderMissed();
 }
 
 function pickUpFailed(f) {
   S.pickingUp.clear();
+  S.opening.clear();
   showMissedError(f.message || 'Could not pick up this conversation.');
   requestMissed(); // someone else may have taken it
 }
@@ -1795,10 +1940,14 @@ async function desk(path) {
 function pastItem(p) {
   const li = make('li', 'past-item');
   li.dataset.conversationId = String(p.conversation_id);
+  const open = make('button', 'past-open');
+  open.type = 'button';
   const when = p.last_activity_at ? new Date(p.last_activity_at).toLocaleString() : '';
   const who = p.visitor && p.visitor.name ? p.visitor.name : 'Visitor';
-  li.append(make('span', 'side-name', who), make('span', 'side-info', [p.status, p.agent && p.agent.name, when].filter(Boolean).join(' · ')));
-  if (typeof p.rating === 'number') li.appendChild(make('span', 'side-info', `rated ${p.rating}/5`));
+  open.append(make('span', 'side-name', who), make('span', 'side-info', [p.status, p.agent && p.agent.name, when].filter(Boolean).join(' · ')));
+  if (typeof p.rating === 'number') open.appendChild(make('span', 'side-info', `rated ${p.rating}/5`));
+  open.addEventListener('click', () => openPast(p));
+  li.appendChild(open);
   return li;
 }
 

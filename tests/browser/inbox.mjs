@@ -65,6 +65,7 @@ async function main() {
       await waitFor(visitor, 'the conversation to be created', () =>
         !!document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-panel').dataset.conversationId);
       conversationId = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
+      await ann.locator('#filter-queue').click();
       await ann.locator(`#queue .queue-item[data-conversation-id="${conversationId}"]`).waitFor({ state: 'visible' });
     });
 
@@ -149,8 +150,10 @@ async function main() {
       if (!close || close.x < 0 || close.x + close.width > 390) throw new Error(`"Close conversation" is cut off: ${JSON.stringify(close)}`);
       const bar = await bob.locator('.topbar').boundingBox();
       if (!bar || bar.height > 60) throw new Error(`the top bar wraps: ${JSON.stringify(bar)}`);
+      await bob.locator('#filter-queue').click();
       await bob.locator('#queue-heading').scrollIntoViewIfNeeded();
       if (!(await bob.locator('#queue-heading').isVisible())) throw new Error('the queue cannot be reached');
+      await bob.locator('#filter-mine').click();
       await bob.locator('#messages').scrollIntoViewIfNeeded();
       await shoot(bob, 'console-mobile');
       if (errors.length) throw new Error(`errors: ${errors.join(' | ')}`);

@@ -136,6 +136,7 @@ async function main() {
     });
 
     await step('agent opens Missed and sees the message with the email', async () => {
+      await agent.locator('#filter-missed').click();
       await agent.locator('#missed-refresh').click();
       const item = agent.locator(`#missed .missed-item[data-conversation-id="${conversationId}"]`);
       await item.waitFor({ state: 'visible' });

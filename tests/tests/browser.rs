@@ -18,6 +18,10 @@
 //!   dashboard and its chart move as the agent comes online and chats.
 //! - i18n.mjs: a zh-CN browser gets the widget in Chinese, with a header
 //!   that says nobody is online; `data-lang` chooses too.
+//! - filters.mjs: the inbox's filters (Mine, Queue, Missed, Closed); a
+//!   closed conversation leaves Mine for Closed, is still listed there
+//!   (from the archive) after the agent logs in again, and its
+//!   transcript opens read-only.
 //! - embed.mjs: a shop on another origin embeds the widget with one tag,
 //!   with CSS that would break it; the widget shows with the tag's
 //!   settings and the visitor chats with the agent.
@@ -215,4 +219,9 @@ async fn an_admin_adds_an_agent_and_watches_the_dashboard_in_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chinese_browser_gets_the_widget_in_chinese_in_chromium() {
     scenario("i18n.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_filters_and_closed_transcripts_after_logging_in_again_in_chromium() {
+    scenario("filters.mjs").await;
 }
