@@ -10,6 +10,14 @@
 // errors) is set with textContent / createTextNode, never as HTML.
 
 import { Connector } from '/transport.js';
+import { pageLanguage, translator, translatePage, languagePicker } from '/i18n.js';
+import { STRINGS } from '/console-strings.js';
+
+// The console's language (i18n.js): `?lang=`, the one chosen in the page,
+// or the browser's; every string is in console-strings.js.
+const LANG = pageLanguage();
+const t = translator(STRINGS, LANG);
+translatePage(document, t, LANG);
 
 const AUTH_KEY = 'switchboard.agent';
 const STATUS_KEY = 'switchboard.agent.status';
@@ -24,8 +32,14 @@ const ID_RE = /^[A-Za-z0-9_-]{1,64}$/; // agent and team ids
 
 // Receipt states of the agent's own messages, in the order they advance.
 const STATE_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
-const STATE_LABEL = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read' };
+const STATE_LABEL = { sending: t('sending'), sent: t('sent'), delivered: t('delivered'), read: t('read') };
 const STARS = ['', '★☆☆☆☆', '★★☆☆☆', '★★★☆☆', '★★★★☆', '★★★★★'];
+// The archive's states of a past conversation, as the list says them.
+const PAST_STATE = { closed: 'stateClosed', assigned: 'stateOpen', queued: 'stateQueued', missed: 'stateMissed' };
+// Agents' statuses, as the transfer list says them.
+const STATUS_WORDS = { online: 'statusOnline', away: 'statusAway', offline: 'statusOffline' };
+// `t` under another name, where `t` is a local (a team, a <time>).
+const tr = t;
 
 // ---------------------------------------------------------------- helpers
 
@@ -74,7 +88,7 @@ function agoElement(ms) {
   if (!Number.isNaN(d.getTime())) {
     t.dateTime = d.toISOString();
     t.title = d.toLocaleString();
-    t.textContent = `${formatWait(Date.now() - d.getTime())} ago`;
+    t.textContent = tr('ago', { time: formatWait(Date.now() - d.getTime()) });
   }
   return t;
 }
@@ -85,8 +99,8 @@ function sameId(a, b) {
 
 function visitorName(visitor) {
   if (visitor && visitor.name) return visitor.name;
-  if (visitor && visitor.id != null) return `Visitor ${String(visitor.id).slice(0, 8)}`;
-  return 'Visitor';
+  if (visitor && visitor.id != null) return t('visitorN', { id: String(visitor.id).slice(0, 8) });
+  return t('visitor');
 }
 
 const $ = (id) => document.getElementById(id);
@@ -183,6 +197,8 @@ const ui = {
   transferCancel: $('transfer-cancel'),
   transferSubmit: $('transfer-submit'),
   list: $('conversations'),
+  language: $('language'),
+  loginLanguage: $('login-language'),
   noConversations: $('no-conversations'),
   conversationsHeading: $('conversations-heading'),
   filters: [...document.querySelectorAll('.filter')],
@@ -278,7 +294,7 @@ ui.loginForm.addEventListener('submit', async (e) => {
   const login = ui.login.value.trim();
   const password = ui.password.value;
   if (!login || !password) {
-    showLogin('Enter your login and password.');
+    showLogin(t('enterLogin'));
     return;
   }
   ui.loginSubmit.disabled = true;
@@ -291,7 +307,7 @@ ui.loginForm.addEventListener('submit', async (e) => {
       body: JSON.stringify({ login, password }),
     });
   } catch {
-    showLogin('Cannot reach the server. Check your connection and try again.');
+    showLogin(t('cannotReach'));
     return;
   }
   let body = null;
@@ -301,11 +317,11 @@ ui.loginForm.addEventListener('submit', async (e) => {
     /* no JSON body */
   }
   if (res.status === 401) {
-    showLogin((body && body.message) || 'Invalid login or password.');
+    showLogin((body && body.message) || t('invalidLogin'));
     return;
   }
   if (!res.ok || !body || typeof body.token !== 'string') {
-    showLogin((body && body.message) || `Sign-in failed (HTTP ${res.status}).`);
+    showLogin((body && body.message) || t('signInFailed', { status: res.status }));
     return;
   }
   ui.password.value = '';
@@ -419,15 +435,15 @@ function setConnection(state, text) {
   ui.app.dataset.connection = state; // "connecting" | "open" | "closed"
   const fallback = ui.app.dataset.transport === 'sse';
   const labels = {
-    connecting: 'Connecting…',
+    connecting: t('connecting'),
     // The diagnostics: which transport the console is on.
-    open: fallback ? 'Connected (event stream)' : 'Connected',
-    closed: 'Offline',
+    open: fallback ? t('connectedSse') : t('connected'),
+    closed: t('offline'),
   };
   ui.connection.textContent = text || labels[state] || '';
   ui.connection.title = fallback
-    ? 'Connected over the event stream: WebSocket is unavailable on this network'
-    : 'Connected over WebSocket';
+    ? t('viaSse')
+    : t('viaWs');
   ui.connection.dataset.state = state;
 }
 
@@ -437,7 +453,7 @@ function connect() {
   if (S.ws || S.stopped || !S.auth) return;
   clearTimeout(S.reconnectTimer);
   S.reconnectTimer = null;
-  setConnection('connecting', S.everConnected ? 'Reconnecting…' : 'Connecting…');
+  setConnection('connecting', S.everConnected ? t('reconnecting') : t('connecting'));
   const token = S.auth.token;
   const ws = connector.open(() => (S.auth ? S.auth.token : token));
   const transport = connector.transport;
@@ -494,12 +510,12 @@ function onSocketClosed(code) {
   for (const c of S.convs.values()) setVisitorTyping(c, false);
   switch (code) {
     case 4401:
-      logout('Your session has expired. Please sign in again.');
+      logout(t('sessionExpired'));
       return;
     case 4403:
       S.stopped = true;
-      setConnection('closed', 'Not allowed');
-      showNotice('This account may not use the console.');
+      setConnection('closed', t('notAllowed'));
+      showNotice(t('accountNotAllowed'));
       return;
     case 1012: // server restarting: reconnect at once, back off if it repeats
       if (S.attempt === 0) {
@@ -508,14 +524,14 @@ function onSocketClosed(code) {
       } else {
         scheduleReconnect();
       }
-      setConnection('connecting', 'Reconnecting…');
+      setConnection('connecting', t('reconnecting'));
       return;
     case 4429:
-      setConnection('connecting', 'Too many requests, reconnecting…');
+      setConnection('connecting', t('tooMany'));
       scheduleReconnect(5000);
       return;
     default:
-      setConnection('connecting', 'Reconnecting…');
+      setConnection('connecting', t('reconnecting'));
       scheduleReconnect();
   }
 }
@@ -568,7 +584,7 @@ function handleFrame(f) {
 
 function onWelcome(f) {
   if (f.role && f.role !== 'agent') {
-    logout('This account is not an agent account.');
+    logout(t('notAgent'));
     return;
   }
   scheduleRefresh(f.token_expires_at);
@@ -585,7 +601,7 @@ function onWelcome(f) {
   if (S.transferKey) {
     S.transferKey = null;
     ui.transferSubmit.disabled = false;
-    ui.transferSubmit.textContent = 'Transfer';
+    ui.transferSubmit.textContent = t('transfer');
   }
   for (const info of Array.isArray(f.conversations) ? f.conversations : []) {
     const c = upsertConversation(info);
@@ -618,7 +634,7 @@ function onAssigned(f) {
     renderMissed();
   }
   c.fresh = S.activeKey !== c.key && !picked;
-  if (c.fresh) alertAgent('New conversation', visitorName(c.visitor));
+  if (c.fresh) alertAgent(t('newConversation'), visitorName(c.visitor));
   requestHistory(c);
   renderList();
   // A missed conversation this agent picked up, or one taken from the
@@ -720,7 +736,7 @@ function onError(f) {
     }
   }
   if (handled) {
-    showChatError(f.message || `Error: ${f.code || 'unknown'}`);
+    showChatError(f.message || t('errorCode', { code: f.code || 'unknown' }));
     return;
   }
   switch (f.ref) {
@@ -731,21 +747,21 @@ function onError(f) {
     case 'list_missed':
       S.missedLoading = false;
       renderMissed();
-      return showMissedError(f.message || 'Could not load the missed messages.');
+      return showMissedError(f.message || t('couldNotLoadMissed'));
     default:
       break;
   }
   // A `resume` entry of `hello` refused: the conversation is no longer ours.
   const gone = f.ref != null ? S.convs.get(String(f.ref)) : null;
   if (gone && (f.code === 'forbidden' || f.code === 'not_found')) {
-    gone.handedOff = gone.handedOff || 'No longer yours';
+    gone.handedOff = gone.handedOff || 'noLongerYours';
     renderList();
     if (S.activeKey === gone.key) renderChatHeader();
     return;
   }
   const c = activeConv();
   ui.closeConv.disabled = !c || !isMine(c);
-  showChatError(f.message || `Error: ${f.code || 'unknown'}`);
+  showChatError(f.message || t('errorCode', { code: f.code || 'unknown' }));
 }
 
 // ---------------------------------------------------------- conversations
@@ -813,7 +829,7 @@ function upsertConversation(info) {
       statusSeq: 0,
       peerRead: 0, // the visitor has read up to this seq
       peerDelivered: 0, // … and received up to this one
-      handedOff: null, // why it is no longer this agent's ("Transferred", …)
+      handedOff: null, // why it is no longer this agent's, a string key ("transferred", …)
       rating: null,
       contact: null, // email left with a missed message
       archived: false, // opened from the archive: read over HTTP, not followed
@@ -948,13 +964,13 @@ function applyEvent(c, ev, seq) {
     case 'assigned':
       c.state = 'assigned';
       if (ev.agent) c.agent = ev.agent;
-      if (ev.agent && S.me) c.handedOff = isMe(ev.agent) ? null : c.handedOff || 'Reassigned';
+      if (ev.agent && S.me) c.handedOff = isMe(ev.agent) ? null : c.handedOff || 'reassigned';
       break;
     case 'transferred':
       c.state = 'queued';
       c.agent = null;
       if (isMe(ev.from)) {
-        c.handedOff = 'Transferred';
+        c.handedOff = 'transferred';
         if (S.transferKey === c.key) transferDone(c);
       }
       if (ev.to_team) c.team = ev.to_team;
@@ -962,7 +978,7 @@ function applyEvent(c, ev, seq) {
     case 'agent_left':
       c.state = 'queued';
       c.agent = null;
-      if (isMe(ev.agent)) c.handedOff = 'Returned to queue';
+      if (isMe(ev.agent)) c.handedOff = 'returnedToQueue';
       break;
     case 'reopened':
     case 'picked_up':
@@ -1015,7 +1031,7 @@ function renderMessage(c, m, mine) {
   node.dataset.state = state;
   if (m.id != null) node.dataset.id = String(m.id);
   const meta = make('div', 'meta');
-  const who = mine ? 'You' : m.sender && m.sender.name ? m.sender.name : m.sender && m.sender.role === 'visitor' ? 'Visitor' : 'System';
+  const who = mine ? t('you') : m.sender && m.sender.name ? m.sender.name : m.sender && m.sender.role === 'visitor' ? t('visitor') : t('system');
   meta.appendChild(make('span', 'who', who));
   meta.appendChild(timeElement(m.sent_at));
   if (mine) meta.appendChild(make('span', 'state', STATE_LABEL[state]));
@@ -1028,7 +1044,7 @@ function renderPending(c, text) {
   const node = make('div', 'msg mine');
   node.dataset.state = 'sending';
   const meta = make('div', 'meta');
-  meta.appendChild(make('span', 'who', 'You'));
+  meta.appendChild(make('span', 'who', t('you')));
   meta.appendChild(timeElement(null));
   meta.appendChild(make('span', 'state', STATE_LABEL.sending));
   node.appendChild(meta);
@@ -1051,8 +1067,8 @@ function confirmMine(c, node, seq, sentAt) {
 function markFailed(c, node, text) {
   node.dataset.state = 'failed';
   const st = node.querySelector('.state');
-  if (st) st.textContent = 'Not sent';
-  const retry = make('button', 'retry', 'Retry');
+  if (st) st.textContent = t('notSent');
+  const retry = make('button', 'retry', t('retry'));
   retry.type = 'button';
   retry.addEventListener('click', () => {
     retry.remove();
@@ -1065,7 +1081,7 @@ function markFailed(c, node, text) {
 }
 
 function agentName(p, fallback) {
-  if (p && p.name) return isMe(p) ? `${p.name} (you)` : p.name;
+  if (p && p.name) return isMe(p) ? t('nameYou', { name: p.name }) : p.name;
   return fallback;
 }
 
@@ -1077,57 +1093,57 @@ function renderEvent(ev) {
   let detail = null; // a second line: a transfer note, a rating comment
   switch (ev.event) {
     case 'opened':
-      text = 'Conversation opened';
+      text = t('evOpened');
       break;
     case 'queued':
-      text = typeof ev.position === 'number' ? `Queued (position ${ev.position})` : 'Queued';
-      if (typeof ev.estimated_wait_secs === 'number') text += ` · about ${Math.max(1, Math.ceil(ev.estimated_wait_secs / 60))} min`;
-      if (ev.agents_online === 0) text += ' · nobody online';
+      text = typeof ev.position === 'number' ? t('evQueuedAt', { n: ev.position }) : t('evQueued');
+      if (typeof ev.estimated_wait_secs === 'number') text += t('aboutMin', { n: Math.max(1, Math.ceil(ev.estimated_wait_secs / 60)) });
+      if (ev.agents_online === 0) text += t('nobodyOnline');
       break;
     case 'assigned':
-      text = ev.agent && ev.agent.name ? `Assigned to ${agentName(ev.agent)}` : 'Assigned';
-      if (ev.handed_off) detail = `Handed over by ${agentName(ev.handed_off.from, 'the bot')}: ${handoffWhy(ev.handed_off.reason)}`;
+      text = ev.agent && ev.agent.name ? t('assignedTo', { name: agentName(ev.agent) }) : t('assigned');
+      if (ev.handed_off) detail = t('handedOverBy', { name: agentName(ev.handed_off.from, t('theBotLower')), why: handoffWhy(ev.handed_off.reason) });
       break;
     case 'handed_off':
-      text = `${agentName(ev.from, 'The bot')} handed the conversation to the team: ${handoffWhy(ev.reason)}`;
+      text = t('botHandedToTeam', { name: agentName(ev.from, t('theBot')), why: handoffWhy(ev.reason) });
       break;
     case 'agent_left': {
-      const why = ev.reason === 'offline' ? 'went offline' : ev.reason === 'no_reply' ? 'did not reply in time' : String(ev.reason || 'left');
-      text = `${agentName(ev.agent, 'The agent')} ${why} — back in the queue`;
+      const why = ev.reason === 'offline' ? t('wentOffline') : ev.reason === 'no_reply' ? t('noReplyInTime') : String(ev.reason || t('leftGeneric'));
+      text = t('agentLeft', { name: agentName(ev.agent, t('theAgent')), why });
       break;
     }
     case 'transferred': {
-      let to = 'another agent';
-      if (ev.to_agent) to = agentName(ev.to_agent, String(ev.to_agent.id || 'an agent'));
-      if (ev.to_team) to = ev.to_agent ? `${to} (team ${ev.to_team})` : `team ${ev.to_team}`;
-      text = `Transferred by ${agentName(ev.from, by || 'an agent')} to ${to}`;
-      if (ev.note) detail = `Note: ${ev.note}`;
+      let to = t('anotherAgent');
+      if (ev.to_agent) to = agentName(ev.to_agent, String(ev.to_agent.id || t('anAgent')));
+      if (ev.to_team) to = ev.to_agent ? t('toAgentOfTeam', { to, team: ev.to_team }) : t('toTeam', { team: ev.to_team });
+      text = t('transferredBy', { from: agentName(ev.from, by || t('anAgent')), to });
+      if (ev.note) detail = t('noteLine', { note: ev.note });
       break;
     }
     case 'closed':
-      text = by ? `Closed by ${by}` : 'Conversation closed';
+      text = by ? t('closedBy', { name: by }) : t('conversationClosed');
       break;
     case 'reopened':
-      text = 'Reopened by the visitor';
+      text = t('reopenedByVisitor');
       break;
     case 'rated': {
       const score = Number(ev.score);
-      text = score >= 1 && score <= 5 ? `Rated ${STARS[score]} (${score}/5)` : 'Rated';
+      text = score >= 1 && score <= 5 ? t('ratedStars', { stars: STARS[score], score }) : t('rated');
       if (ev.comment) detail = `“${ev.comment}”`;
       break;
     }
     case 'picked_up':
-      text = `Missed message picked up by ${agentName(ev.agent, 'an agent')}`;
+      text = t('pickedUpBy', { name: agentName(ev.agent, t('anAgent')) });
       break;
     case 'note':
-      text = by ? `Private note by ${by}` : 'Private note';
+      text = by ? t('privateNoteBy', { name: by }) : t('privateNoteEvent');
       detail = ev.text || null;
       node.classList.add('note');
       break;
     case 'left_message': {
-      text = 'Left a message while nobody was online';
+      text = t('leftMessage');
       const contact = [ev.name, ev.email].filter(Boolean).join(' · ');
-      if (contact) text += ` — contact: ${contact}`;
+      if (contact) text += t('contactLine', { contact });
       break;
     }
     default:
@@ -1144,24 +1160,24 @@ function renderEvent(ev) {
 function handoffWhy(reason) {
   switch (reason) {
     case 'visitor_asked':
-      return 'the visitor asked for a person';
+      return t('whyVisitorAsked');
     case 'bot_asked':
-      return 'the bot asked for a person';
+      return t('whyBotAsked');
     case 'no_answer':
-      return 'the bot did not answer in time';
+      return t('whyNoAnswer');
     case 'bot_absent':
-      return 'the bot was not running';
+      return t('whyBotAbsent');
     default:
-      return String(reason || 'handed off');
+      return String(reason || t('whyHandedOff'));
   }
 }
 
 function stateLabel(c) {
-  if (c.state === 'closed') return 'Closed';
-  if (c.handedOff) return c.handedOff;
-  if (c.state === 'queued') return 'Queued';
-  if (c.state === 'missed') return 'Missed';
-  return 'Open';
+  if (c.state === 'closed') return t('stateClosed');
+  if (c.handedOff) return t(c.handedOff);
+  if (c.state === 'queued') return t('stateQueued');
+  if (c.state === 'missed') return t('stateMissed');
+  return t('stateOpen');
 }
 
 function renderListItem(c) {
@@ -1183,10 +1199,10 @@ function renderListItem(c) {
   button.querySelector('.conv-name').textContent = visitorName(c.visitor);
   const badge = button.querySelector('.conv-badge');
   const unread = c.unread > 99 ? '99+' : String(c.unread);
-  badge.textContent = c.unread > 0 ? unread : c.fresh ? 'New' : '';
+  badge.textContent = c.unread > 0 ? unread : c.fresh ? t('badgeNew') : '';
   badge.hidden = !(c.unread > 0 || c.fresh);
-  badge.setAttribute('aria-label', c.unread > 0 ? `${unread} unread` : 'new conversation');
-  button.querySelector('.conv-preview').textContent = c.typing || c.preview || (c.team ? `Team: ${c.team}` : ' ');
+  badge.setAttribute('aria-label', c.unread > 0 ? t('unreadN', { n: unread }) : t('newConversationLabel'));
+  button.querySelector('.conv-preview').textContent = c.typing || c.preview || (c.team ? t('teamColon', { team: c.team }) : ' ');
   button.querySelector('.conv-preview').classList.toggle('is-typing', !!c.typing);
   button.querySelector('.conv-state').textContent = stateLabel(c);
   button.dataset.state = c.handedOff ? 'transferred' : c.state;
@@ -1218,9 +1234,7 @@ function renderList() {
     ui.list.appendChild(c.item); // re-appending moves it into order
   }
   const closed = S.filter === 'closed';
-  ui.noConversations.textContent = closed
-    ? 'No closed conversations.'
-    : 'No conversations yet. New chats appear here when they are assigned to you.';
+  ui.noConversations.textContent = closed ? t('noClosed') : t('noConversations');
   ui.noConversations.hidden = shown > 0 || (closed && S.closedLoading);
   const open = convs.filter((c) => c.state !== 'closed' && !c.archived && !c.handedOff).length;
   ui.mineCount.textContent = String(open);
@@ -1237,7 +1251,7 @@ function setFilter(filter) {
   ui.panelConversations.hidden = !list;
   ui.panelQueue.hidden = filter !== 'queue';
   ui.panelMissed.hidden = filter !== 'missed';
-  ui.conversationsHeading.textContent = filter === 'closed' ? 'Closed conversations' : 'My conversations';
+  ui.conversationsHeading.textContent = filter === 'closed' ? t('closedConversations') : t('myConversations');
   ui.closedRefresh.hidden = filter !== 'closed';
   if (filter !== 'closed') ui.closedStatus.hidden = true;
   renderList();
@@ -1260,7 +1274,7 @@ async function loadClosed() {
   S.closedLoading = true;
   ui.closedRefresh.disabled = true;
   ui.closedStatus.hidden = false;
-  ui.closedStatus.textContent = 'Loading…';
+  ui.closedStatus.textContent = t('loading');
   renderList();
   const body = await desk('/api/v1/archive?agent=me&status=closed&limit=50');
   S.closedLoading = false;
@@ -1268,7 +1282,7 @@ async function loadClosed() {
   if (!S.auth) return;
   const found = body && Array.isArray(body.conversations) ? body.conversations : null;
   if (found == null) {
-    ui.closedStatus.textContent = 'The archive is not available.';
+    ui.closedStatus.textContent = t('archiveUnavailable');
   } else {
     ui.closedStatus.hidden = true;
     for (const p of found) if (p && p.conversation_id != null) knowArchived(p);
@@ -1313,7 +1327,7 @@ async function fetchTranscript(c, beforeSeq) {
   c.transcriptLoading = false;
   if (!body || !Array.isArray(body.items)) {
     if (!beforeSeq) c.historyRequested = false;
-    if (S.activeKey === c.key) showChatError('This transcript is not available.');
+    if (S.activeKey === c.key) showChatError(t('transcriptUnavailable'));
     return;
   }
   if (body.visitor) c.visitor = body.visitor;
@@ -1369,10 +1383,10 @@ function renderChatHeader() {
   if (!c) return;
   ui.chatTitle.textContent = visitorName(c.visitor);
   const parts = [stateLabel(c)];
-  if (c.team) parts.push(`Team: ${c.team}`);
-  if (c.agent && c.agent.name && !isMe(c.agent)) parts.push(`Agent: ${c.agent.name}`);
-  if (c.contact) parts.push(`Email: ${c.contact}`);
-  if (c.rating) parts.push(`Rated ${c.rating}/5`);
+  if (c.team) parts.push(t('teamColon', { team: c.team }));
+  if (c.agent && c.agent.name && !isMe(c.agent)) parts.push(t('agentColon', { name: c.agent.name }));
+  if (c.contact) parts.push(t('emailColon', { email: c.contact }));
+  if (c.rating) parts.push(t('ratedN', { n: c.rating }));
   ui.chatSubtitle.textContent = parts.join(' · ');
   const mine = isMine(c);
   const closed = c.state === 'closed';
@@ -1380,11 +1394,11 @@ function renderChatHeader() {
   ui.transferToggle.disabled = !mine || S.transferKey === c.key;
   if (!mine && !ui.transferForm.hidden && S.transferKey !== c.key) hideTransfer();
   ui.input.disabled = !mine;
-  let placeholder = 'Type a reply — Enter to send, Shift+Enter for a new line';
-  if (closed) placeholder = 'This conversation is closed';
-  else if (c.handedOff === 'Transferred') placeholder = 'You transferred this conversation';
-  else if (c.handedOff) placeholder = 'This conversation is no longer assigned to you';
-  else if (!mine) placeholder = 'Waiting for the conversation to be assigned';
+  let placeholder = t('replyPlaceholder');
+  if (closed) placeholder = t('isClosed');
+  else if (c.handedOff === 'transferred') placeholder = t('youTransferred');
+  else if (c.handedOff) placeholder = t('noLongerAssigned');
+  else if (!mine) placeholder = t('waitingAssign');
   ui.input.placeholder = placeholder;
   ui.chatView.classList.toggle('is-closed', closed);
   ui.chatView.classList.toggle('is-transferred', !!c.handedOff && !closed);
@@ -1494,21 +1508,21 @@ function renderQueue() {
     top.append(make('span', 'side-name', visitorName(e.visitor)), make('span', 'queue-pos', `#${Number(e.position) || '?'}`));
     const bottom = make('span', 'side-bottom');
     const info = [];
-    info.push(e.team ? `Team ${e.team}` : 'Any team');
-    if (Number(e.priority) > 0) info.push(`priority ${Number(e.priority)}`);
+    info.push(e.team ? t('teamN', { team: e.team }) : t('anyTeam'));
+    if (Number(e.priority) > 0) info.push(t('priorityN', { n: Number(e.priority) }));
     bottom.appendChild(make('span', 'side-info', info.join(' · ')));
     const wait = make('span', 'queue-wait');
     wait.dataset.since = String(Number(e.queued_at) || Date.now());
-    wait.title = 'Waiting time';
+    wait.title = t('waitingTime');
     bottom.appendChild(wait);
-    const take = make('button', 'queue-take ghost', 'Take');
+    const take = make('button', 'queue-take ghost', t('take'));
     take.type = 'button';
     take.addEventListener('click', () => {
       if (send({ type: 'take', conversation_id: e.conversation_id })) {
         take.disabled = true;
         S.opening.add(String(e.conversation_id));
       }
-      else showChatError('Not connected — try again in a moment.');
+      else showChatError(t('notConnected'));
     });
     li.append(top, bottom, take);
     return li;
@@ -1538,7 +1552,7 @@ function requestMissed() {
     S.missedLoading = true;
     renderMissed();
   } else {
-    showMissedError('Not connected — try again in a moment.');
+    showMissedError(t('notConnected'));
   }
 }
 
@@ -1553,7 +1567,7 @@ function onMissed(f) {
 
 function renderMissed() {
   ui.missedRefresh.disabled = S.missedLoading;
-  ui.missedRefresh.textContent = S.missedLoading ? 'Loading…' : S.missed ? 'Refresh' : 'Show missed';
+  ui.missedRefresh.textContent = S.missedLoading ? t('loading') : S.missed ? t('refresh') : t('showMissed');
   const entries = S.missed || [];
   const items = entries.map((e) => {
     const id = String(e.conversation_id);
@@ -1565,11 +1579,11 @@ function renderMissed() {
     if (e.email) li.appendChild(make('span', 'missed-email', e.email));
     li.appendChild(make('span', 'missed-preview', e.preview || ''));
     const picking = S.pickingUp.has(id);
-    const button = make('button', 'pick-up primary small', picking ? 'Picking up…' : 'Pick up');
+    const button = make('button', 'pick-up primary small', picking ? t('pickingUp') : t('pickUp'));
     button.type = 'button';
     button.disabled = picking;
     button.dataset.conversationId = id;
-    button.setAttribute('aria-label', `Pick up the message from ${visitorName(e.visitor)}`);
+    button.setAttribute('aria-label', t('pickUpFrom', { name: visitorName(e.visitor) }));
     button.addEventListener('click', () => pickUp(e));
     li.appendChild(button);
     return li;
@@ -1584,7 +1598,7 @@ function pickUp(entry) {
   const id = String(entry.conversation_id);
   if (S.pickingUp.has(id)) return;
   if (!send({ type: 'pick_up', conversation_id: entry.conversation_id })) {
-    showMissedError('Not connected — try again in a moment.');
+    showMissedError(t('notConnected'));
     return;
   }
   // The conversation arrives as an `assigned` frame (see onAssigned).
@@ -1597,7 +1611,7 @@ function pickUp(entry) {
 function pickUpFailed(f) {
   S.pickingUp.clear();
   S.opening.clear();
-  showMissedError(f.message || 'Could not pick up this conversation.');
+  showMissedError(f.message || t('couldNotPickUp'));
   requestMissed(); // someone else may have taken it
 }
 
@@ -1631,8 +1645,8 @@ async function fillTransferSuggestions() {
       ? directory.teams.filter((t) => t.team)
       : [...S.knownTeams].sort().map((t) => ({ team: t }));
     for (const t of teams) {
-      const online = typeof t.online === 'number' ? ` — ${t.online} online` : '';
-      options.push(Object.assign(make('option', null, `${t.team}${online}`), { value: String(t.team) }));
+      const label = typeof t.online === 'number' ? tr('teamOnline', { team: t.team, n: t.online }) : String(t.team);
+      options.push(Object.assign(make('option', null, label), { value: String(t.team) }));
     }
   } else {
     const agents = directory && Array.isArray(directory.agents)
@@ -1641,12 +1655,12 @@ async function fillTransferSuggestions() {
     for (const a of agents) {
       if (S.me && sameId(a.id, S.me.id)) continue;
       const load = typeof a.load === 'number' ? `, ${a.load}/${a.capacity || '?'}` : '';
-      const status = a.status ? ` — ${a.status}${load}` : '';
+      const status = a.status ? ` — ${STATUS_WORDS[a.status] ? tr(STATUS_WORDS[a.status]) : a.status}${load}` : '';
       options.push(Object.assign(make('option', null, `${a.name || a.id}${status}`), { value: String(a.id) }));
     }
   }
   if (!options.length) {
-    const none = make('option', null, team ? 'No team to transfer to' : 'No other agent');
+    const none = make('option', null, team ? t('noTeam') : t('noOtherAgent'));
     none.value = '';
     options.push(none);
   }
@@ -1681,35 +1695,35 @@ function submitTransfer() {
   const note = ui.transferNote.value.trim();
   const kind = ui.transferKind.value === 'team' ? 'team' : 'agent';
   if (!ID_RE.test(target)) {
-    transferProblem(`Pick ${kind === 'team' ? 'a team' : 'an agent'}.`);
+    transferProblem(kind === 'team' ? t('pickTeam') : t('pickAgent'));
     return;
   }
   if (kind === 'agent' && S.me && sameId(target, S.me.id)) {
-    transferProblem('This conversation is already yours.');
+    transferProblem(t('alreadyYours'));
     return;
   }
   if (note.length > MAX_NOTE) {
-    transferProblem(`The note can be at most ${MAX_NOTE} characters.`);
+    transferProblem(t('noteTooLong', { n: MAX_NOTE }));
     return;
   }
   const frame = { type: 'transfer', conversation_id: c.id };
   frame[kind === 'team' ? 'to_team' : 'to_agent'] = target;
   if (note) frame.note = note;
   if (!send(frame)) {
-    transferProblem('Not connected — try again in a moment.');
+    transferProblem(t('notConnected'));
     return;
   }
   // Done when our `transferred` event comes back (see applyEvent).
   S.transferKey = c.key;
   ui.transferSubmit.disabled = true;
-  ui.transferSubmit.textContent = 'Transferring…';
+  ui.transferSubmit.textContent = t('transferring');
   renderChatHeader();
 }
 
 function transferDone(c) {
   S.transferKey = null;
   ui.transferSubmit.disabled = false;
-  ui.transferSubmit.textContent = 'Transfer';
+  ui.transferSubmit.textContent = t('transfer');
   ui.transferNote.value = '';
   if (!activeConv() || activeConv() === c) hideTransfer();
   c.draft = '';
@@ -1719,10 +1733,10 @@ function transferFailed(f) {
   const key = S.transferKey;
   S.transferKey = null;
   ui.transferSubmit.disabled = false;
-  ui.transferSubmit.textContent = 'Transfer';
+  ui.transferSubmit.textContent = t('transfer');
   const c = activeConv();
-  if (c && c.key === key && !ui.transferForm.hidden) transferProblem(f.message || 'The transfer failed.');
-  else showChatError(f.message || 'The transfer failed.');
+  if (c && c.key === key && !ui.transferForm.hidden) transferProblem(f.message || t('transferFailed'));
+  else showChatError(f.message || t('transferFailed'));
   if (c) renderChatHeader();
 }
 
@@ -1789,17 +1803,17 @@ function submit() {
   const text = ui.input.value.trim();
   if (!c || !text || !isMine(c)) return;
   if (text.length > MAX_LEN) {
-    showChatError(`Messages can be at most ${MAX_LEN} characters.`);
+    showChatError(t('messageTooLong', { n: MAX_LEN }));
     return;
   }
   if (ui.private.checked) {
     // A private note: shown to agents only, when its event comes back.
     if (text.length > MAX_NOTE) {
-      showChatError(`A note can be at most ${MAX_NOTE} characters.`);
+      showChatError(t('privateTooLong', { n: MAX_NOTE }));
       return;
     }
     if (!send({ type: 'note', conversation_id: c.id, client_id: uuid(), text })) {
-      showChatError('Not connected — try again in a moment.');
+      showChatError(t('notConnected'));
       return;
     }
     ui.input.value = '';
@@ -1869,7 +1883,7 @@ ui.input.addEventListener('input', () => {
   updateSendButton();
   const canned = cannedFor(ui.input.value);
   ui.hint.hidden = canned == null;
-  ui.hint.textContent = canned == null ? '' : `Tab: ${canned.length > 80 ? `${canned.slice(0, 80)}…` : canned}`;
+  ui.hint.textContent = canned == null ? '' : t('tabHint', { text: canned.length > 80 ? `${canned.slice(0, 80)}…` : canned });
   if (ui.input.value) noteTyping();
   else stopTyping();
 });
@@ -1878,7 +1892,7 @@ ui.closeConv.addEventListener('click', () => {
   const c = activeConv();
   if (!c || !isMine(c)) return;
   if (send({ type: 'close', conversation_id: c.id })) ui.closeConv.disabled = true;
-  else showChatError('Not connected — try again in a moment.');
+  else showChatError(t('notConnected'));
 });
 
 ui.status.addEventListener('change', () => {
@@ -1906,6 +1920,9 @@ ui.earlier.addEventListener('click', () => {
 
 renderQueue();
 renderMissed();
+languagePicker(ui.language, LANG);
+languagePicker(ui.loginLanguage, LANG);
+setFilter('mine');
 const saved = loadAuth();
 if (saved) startApp(saved);
 else showLogin();
@@ -1914,7 +1931,7 @@ else showLogin();
 // order), Escape closes the transfer form.
 document.addEventListener('keydown', (e) => {
   if (e.altKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
-    const keys = [...ui.list.querySelectorAll('.conv-item')].map((n) => n.dataset.conversationId);
+    const keys = [...ui.list.querySelectorAll('.conv-row:not([hidden]) .conv-item')].map((n) => n.dataset.conversationId);
     if (!keys.length) return;
     e.preventDefault();
     const at = keys.indexOf(S.activeKey);
@@ -1943,9 +1960,9 @@ function pastItem(p) {
   const open = make('button', 'past-open');
   open.type = 'button';
   const when = p.last_activity_at ? new Date(p.last_activity_at).toLocaleString() : '';
-  const who = p.visitor && p.visitor.name ? p.visitor.name : 'Visitor';
-  open.append(make('span', 'side-name', who), make('span', 'side-info', [p.status, p.agent && p.agent.name, when].filter(Boolean).join(' · ')));
-  if (typeof p.rating === 'number') open.appendChild(make('span', 'side-info', `rated ${p.rating}/5`));
+  const who = p.visitor && p.visitor.name ? p.visitor.name : t('visitor');
+  open.append(make('span', 'side-name', who), make('span', 'side-info', [PAST_STATE[p.status] ? t(PAST_STATE[p.status]) : p.status, p.agent && p.agent.name, when].filter(Boolean).join(' · ')));
+  if (typeof p.rating === 'number') open.appendChild(make('span', 'side-info', t('ratedLower', { n: p.rating })));
   open.addEventListener('click', () => openPast(p));
   li.appendChild(open);
   return li;
@@ -1958,25 +1975,25 @@ async function showDetails() {
   if (!c || !c.visitor || c.visitor.id == null) return;
   ui.details.hidden = false;
   ui.detailsToggle.setAttribute('aria-expanded', 'true');
-  ui.detailsProfile.replaceChildren(make('dd', null, 'Loading…'));
+  ui.detailsProfile.replaceChildren(make('dd', null, t('loading')));
   ui.detailsHistory.replaceChildren();
   const body = await desk(`/api/v1/visitors/${encodeURIComponent(c.visitor.id)}`);
   if (!body) {
-    ui.detailsProfile.replaceChildren(make('dd', null, 'Details are not available.'));
+    ui.detailsProfile.replaceChildren(make('dd', null, t('detailsUnavailable')));
     return;
   }
   const p = body.profile || {};
   const since = c.tl.minSeq !== Infinity && p.created_at ? formatWait(Date.now() - p.created_at) : null;
   const rows = [
-    ['Name', p.name || visitorName(c.visitor)],
-    ['Email', p.email],
-    ['Page', p.page_url],
-    ['Browser', p.user_agent],
-    ['Visitor for', since],
+    [t('name'), p.name || visitorName(c.visitor)],
+    [t('email'), p.email],
+    [t('page'), p.page_url],
+    [t('browser'), p.user_agent],
+    [t('visitorFor'), since],
   ].filter(([, v]) => v);
   ui.detailsProfile.replaceChildren(...rows.flatMap(([k, v]) => [make('dt', null, k), make('dd', null, v)]));
   const past = (Array.isArray(body.conversations) ? body.conversations : []).filter((x) => String(x.conversation_id) !== c.key);
-  ui.detailsHistory.replaceChildren(...(past.length ? past.map(pastItem) : [make('li', 'empty-hint', 'None before this one.')]));
+  ui.detailsHistory.replaceChildren(...(past.length ? past.map(pastItem) : [make('li', 'empty-hint', t('noneBefore'))]));
 }
 
 function hideDetails() {
@@ -1992,10 +2009,10 @@ ui.searchForm.addEventListener('submit', async (e) => {
   const q = ui.searchInput.value.trim();
   if (!q) return;
   ui.searchStatus.hidden = false;
-  ui.searchStatus.textContent = 'Searching…';
+  ui.searchStatus.textContent = t('searching');
   const body = await desk(`/api/v1/archive?q=${encodeURIComponent(q)}`);
   const found = body && Array.isArray(body.conversations) ? body.conversations : null;
-  ui.searchStatus.textContent = found == null ? 'The archive is not available.' : found.length ? `${found.length} found` : 'Nothing found.';
+  ui.searchStatus.textContent = found == null ? t('archiveUnavailable') : found.length ? t('foundN', { n: found.length }) : t('nothingFound');
   ui.searchResults.replaceChildren(...(found || []).map(pastItem));
 });
 
@@ -2004,6 +2021,6 @@ ui.searchForm.addEventListener('submit', async (e) => {
 window.addEventListener('storage', (e) => {
   if (e.key !== AUTH_KEY || !S.auth) return;
   const shared = loadAuth();
-  if (!shared) logout('Signed out in another tab.');
+  if (!shared) logout(t('signedOutElsewhere'));
   else if (shared.token !== S.auth.token) S.auth = shared;
 });
