@@ -109,6 +109,10 @@ const STRINGS = {
     earlier: 'Load earlier messages',
     conversation: 'Conversation',
     leaveTitle: 'Leave us a message',
+    prechatTitle: 'Before we start',
+    prechatHint: 'Tell us who you are, so we can get back to you.',
+    startChat: 'Start chat',
+    enterName: 'Please tell us your name.',
     leaveHint: 'We will answer by email, or here when you come back.',
     name: 'Name',
     optional: '(optional)',
@@ -208,6 +212,10 @@ const STRINGS = {
     earlier: '加载更早的消息',
     conversation: '对话',
     leaveTitle: '给我们留言',
+    prechatTitle: '开始咨询前',
+    prechatHint: '请留下您的称呼和邮箱，方便我们联系您。',
+    startChat: '开始咨询',
+    enterName: '请填写您的称呼。',
     leaveHint: '我们会通过邮件回复，或在您回来时在这里回复。',
     name: '姓名',
     optional: '（选填）',
@@ -469,6 +477,22 @@ const skeleton = () => `
   </div>
   <p id="sb-typing" class="sb-typing" aria-live="polite"></p>
   <p id="sb-error" class="sb-error" role="alert" hidden></p>
+  <form id="sb-prechat" class="sb-leave sb-prechat" novalidate hidden aria-labelledby="sb-prechat-title">
+    <p id="sb-prechat-title" class="sb-leave-title">${t('prechatTitle')}</p>
+    <p class="sb-leave-hint">${t('prechatHint')}</p>
+    <div class="sb-leave-row">
+      <label for="sb-prechat-name">${t('name')}</label>
+      <input id="sb-prechat-name" type="text" maxlength="${MAX_NAME}" autocomplete="name" required>
+    </div>
+    <div class="sb-leave-row">
+      <label for="sb-prechat-email">${t('email')} <span class="sb-optional">${t('optional')}</span></label>
+      <input id="sb-prechat-email" type="email" maxlength="${MAX_EMAIL}" autocomplete="email" inputmode="email" spellcheck="false">
+    </div>
+    <p id="sb-prechat-error" class="sb-leave-error" role="alert" hidden></p>
+    <div class="sb-leave-actions">
+      <button id="sb-prechat-submit" class="sb-primary" type="submit">${t('startChat')}</button>
+    </div>
+  </form>
   <form id="sb-leave" class="sb-leave" novalidate hidden aria-labelledby="sb-leave-title">
     <p id="sb-leave-title" class="sb-leave-title">${t('leaveTitle')}</p>
     <p class="sb-leave-hint">${t('leaveHint')}</p>
@@ -586,6 +610,10 @@ function init() {
     typing: $('sb-typing'),
     error: $('sb-error'),
     leave: $('sb-leave'),
+    prechat: $('sb-prechat'),
+    prechatName: $('sb-prechat-name'),
+    prechatEmail: $('sb-prechat-email'),
+    prechatError: $('sb-prechat-error'),
     leaveName: $('sb-leave-name'),
     leaveEmail: $('sb-leave-email'),
     leaveText: $('sb-leave-text'),
@@ -615,6 +643,9 @@ function init() {
     reconnectTimer: null,
     stopped: false,
     me: null, // {id, name}
+    prechat: false, // the team asks for a name before a chat (GET /api/v1/widget)
+    prechatOpen: false, // the pre-chat form is shown
+    prechatProfile: null, // {name, email} it gave, for the visitor record
     conv: null, // see newConv()
     // After "Start a new chat": the closed conversation, still on screen
     // until the next `started` says whether it was reopened (same id, the
@@ -685,7 +716,8 @@ function init() {
     const res = await fetch(`${SERVER}/api/v1/visitors`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ page_url: location.href }),
+      // The pre-chat form's name and email, when the team asks for them.
+      body: JSON.stringify({ page_url: location.href, ...(S.prechatProfile || {}) }),
     });
     if (!res.ok) throw new Error(`visitor creation failed (${res.status})`);
     const v = await res.json();
@@ -1264,6 +1296,8 @@ function init() {
       ? t('nobodyLeave')
       : t('preferNotWait');
     ui.leave.hidden = !S.leaveOpen;
+    ui.prechat.hidden = !S.prechatOpen;
+    if (S.prechatOpen) ui.offer.hidden = true;
 
     // A bot has the conversation: the visitor can ask for a person.
     ui.person.hidden = !(c && c.state === 'assigned' && isBot(c.agent));
@@ -1272,7 +1306,7 @@ function init() {
     ui.closed.hidden = !closed;
     ui.rating.hidden = !closed || c.rated;
     ui.ratingThanks.hidden = !closed || !c.rated;
-    ui.form.hidden = closed || S.leaveOpen;
+    ui.form.hidden = closed || S.leaveOpen || S.prechatOpen;
     ui.input.disabled = closed;
     ui.input.placeholder = c && c.state === 'missed' ? t('addAnything') : t('typeMessage');
     if (closed) {
@@ -1504,6 +1538,10 @@ function init() {
   function submit() {
     const text = ui.input.value.trim();
     if (!text) return;
+    if (needsPrechat()) {
+      openPrechat();
+      return;
+    }
     if (text.length > MAX_LEN) {
       showError(t('tooLong', { max: MAX_LEN }));
       return;
@@ -1693,6 +1731,7 @@ function init() {
       const res = await fetch(`${SERVER}/api/v1/widget${TEAM ? `?team=${encodeURIComponent(TEAM)}` : ''}`);
       if (!res.ok) return;
       const body = await res.json();
+      S.prechat = !!(body && body.prechat);
       const key = { online: 'subtitleOnline', queue: 'subtitleQueue', nobody: 'subtitleNobody' }[body && body.availability];
       if (key) {
         ui.subtitle.textContent = t(key);
@@ -1703,17 +1742,59 @@ function init() {
     }
   }
 
-  function openPanel() {
-    loadAvailability();
+  async function openPanel() {
+    const availability = loadAvailability();
     S.open = true;
     ui.panel.hidden = false;
     root.classList.add('sb-open');
     ui.launcher.setAttribute('aria-expanded', 'true');
     setUnread(0);
-    if (!S.ws && !S.connecting) connect();
     scrollToBottom();
     ui.input.focus();
     markReadSoon();
+    if (S.ws || S.connecting) return;
+    // A new visitor of a team with a pre-chat form gives a name (and an
+    // email) first: the visitor record is made with them.
+    if (!loadStored()) await availability;
+    if (needsPrechat()) openPrechat();
+    else if (!S.ws && !S.connecting) connect();
+  }
+
+  // ------------------------------------------------------------ pre-chat
+
+  // Whether to ask for a name first: the team wants it, and this visitor
+  // has no record yet (a returning visitor has told us, or chatted).
+  function needsPrechat() {
+    return S.prechat && !S.prechatProfile && !loadStored();
+  }
+
+  function openPrechat() {
+    S.prechatOpen = true;
+    updateStatus();
+    ui.prechatName.focus();
+  }
+
+  function prechatProblem(text) {
+    ui.prechatError.textContent = text;
+    ui.prechatError.hidden = false;
+  }
+
+  function submitPrechat() {
+    const name = ui.prechatName.value.trim();
+    const email = ui.prechatEmail.value.trim();
+    if (!name) return prechatProblem(t('enterName'));
+    if (name.length > MAX_NAME) return prechatProblem(t('nameTooLong', { max: MAX_NAME }));
+    // As the server checks it: something@host.domain.
+    if (email && (email.length > MAX_EMAIL || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email))) {
+      return prechatProblem(t('checkEmail'));
+    }
+    ui.prechatError.hidden = true;
+    S.prechatProfile = email ? { name, email } : { name };
+    S.prechatOpen = false;
+    updateStatus();
+    ui.input.focus();
+    connect();
+    return undefined;
   }
 
   function closePanel() {
@@ -1768,6 +1849,10 @@ function init() {
   ui.leave.addEventListener('submit', (e) => {
     e.preventDefault();
     submitLeave();
+  });
+  ui.prechat.addEventListener('submit', (e) => {
+    e.preventDefault();
+    submitPrechat();
   });
   for (const star of ui.stars) {
     star.addEventListener('click', () => {

@@ -22,6 +22,9 @@
 //!   closed conversation leaves Mine for Closed, is still listed there
 //!   (from the archive) after the agent logs in again, and its
 //!   transcript opens read-only.
+//! - prechat.mjs: a team with a pre-chat form; the widget asks a new
+//!   visitor's name and email first, refuses bad ones, and the agent sees
+//!   the visitor by that name with the email.
 //! - embed.mjs: a shop on another origin embeds the widget with one tag,
 //!   with CSS that would break it; the widget shows with the tag's
 //!   settings and the visitor chats with the agent.
@@ -33,7 +36,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use switchboard_bus::accounts::{self, NewAgent};
 use switchboard_bus::kv;
-use switchboard_protocol::payloads::{AgentRole, CannedResponse};
+use switchboard_protocol::ids::TeamId;
+use switchboard_protocol::payloads::{AgentRole, CannedResponse, TeamSettings};
 use switchboard_protocol::time::now_ms;
 use switchboard_tests::bots::{add_bot, wait_present, BotKind, BotProcess};
 use switchboard_tests::system::{System, PASSWORD};
@@ -224,4 +228,24 @@ async fn a_chinese_browser_gets_the_widget_in_chinese_in_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inbox_filters_and_closed_transcripts_after_logging_in_again_in_chromium() {
     scenario("filters.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_asks_a_new_visitor_the_pre_chat_form_of_the_team_in_chromium() {
+    let mut system = System::with_workers().await;
+    let team = TeamId::new("vip").unwrap_or_else(|e| panic!("team id: {e}"));
+    let settings = TeamSettings {
+        team,
+        strategy: None,
+        first_reply_secs: None,
+        bot_first: false,
+        prechat: true,
+        updated_at: now_ms(),
+    };
+    kv::put(&system.backbone().await.teams, "vip", &settings)
+        .await
+        .unwrap_or_else(|e| panic!("save the team: {e}"));
+    let edge = system.edge().await;
+    system.add_agent("console@test", 2, Some("vip")).await;
+    run_scenario("prechat.mjs", edge).await;
 }
