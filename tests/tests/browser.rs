@@ -34,10 +34,9 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use switchboard_bus::accounts::{self, NewAgent};
 use switchboard_bus::kv;
 use switchboard_protocol::ids::TeamId;
-use switchboard_protocol::payloads::{AgentRole, CannedResponse, TeamSettings};
+use switchboard_protocol::payloads::{CannedResponse, TeamSettings};
 use switchboard_protocol::time::now_ms;
 use switchboard_tests::bots::{add_bot, wait_present, BotKind, BotProcess};
 use switchboard_tests::system::{System, PASSWORD};
@@ -204,19 +203,7 @@ async fn take_canned_note_and_transfer_by_name_in_the_inbox_in_chromium() {
 async fn an_admin_adds_an_agent_and_watches_the_dashboard_in_chromium() {
     let mut system = System::with_workers().await;
     let edge = system.edge().await;
-    accounts::add_as(
-        &system.backbone().await,
-        NewAgent {
-            login: "root@test".into(),
-            name: "Root".into(),
-            password: PASSWORD.into(),
-            team: None,
-            capacity: 1,
-        },
-        AgentRole::Admin,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("add admin: {e}"));
+    system.add_admin("root@test").await;
     run_scenario_with("admin.mjs", edge, &[("SB_ADMIN_LOGIN", "root@test".into())]).await;
 }
 
