@@ -69,8 +69,9 @@ pub fn visitor_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
 }
 
-/// What the widget, the console and the admin pages share: the
-/// transports and the languages.
+/// What the widget, the console and the admin pages share: the client
+/// core (the transports, the timeline, DOM helpers, reconnection and
+/// receipts) and the languages.
 pub fn shared_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
@@ -78,6 +79,18 @@ pub fn shared_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             get(asset(JS, include_str!("../web/transport.js"))),
         )
         .route("/i18n.js", get(asset(JS, include_str!("../web/i18n.js"))))
+        .route(
+            "/core/timeline.js",
+            get(asset(JS, include_str!("../web/core/timeline.js"))),
+        )
+        .route(
+            "/core/dom.js",
+            get(asset(JS, include_str!("../web/core/dom.js"))),
+        )
+        .route(
+            "/core/connection.js",
+            get(asset(JS, include_str!("../web/core/connection.js"))),
+        )
 }
 
 /// The agents' pages: the console and the admin pages.

@@ -8,6 +8,7 @@
 
 import { pageLanguage, translator, translatePage, languagePicker } from '/i18n.js';
 import { STRINGS } from '/admin-strings.js';
+import { make } from '/core/dom.js';
 
 // The pages' language (i18n.js); every string is in admin-strings.js.
 const LANG = pageLanguage();
@@ -21,13 +22,6 @@ const REFRESH_MS = 5000;
 const SVG = 'http://www.w3.org/2000/svg';
 
 const $ = (id) => document.getElementById(id);
-
-function make(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text != null) node.textContent = String(text);
-  return node;
-}
 
 function duration(secs) {
   if (typeof secs !== 'number' || !Number.isFinite(secs)) return '–';

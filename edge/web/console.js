@@ -10,6 +10,9 @@
 // errors) is set with textContent / createTextNode, never as HTML.
 
 import { Connector } from '/transport.js';
+import { Timeline } from '/core/timeline.js';
+import { make, timeElement, uuid } from '/core/dom.js';
+import { backoff, advances } from '/core/connection.js';
 import { pageLanguage, translator, translatePage, languagePicker } from '/i18n.js';
 import { STRINGS } from '/console-strings.js';
 
@@ -23,15 +26,13 @@ const AUTH_KEY = 'switchboard.agent';
 const STATUS_KEY = 'switchboard.agent.status';
 const MAX_LEN = 4000;
 const HISTORY_LIMIT = 50;
-const MAX_BACKOFF_MS = 10000;
 const TYPING_REFRESH_MS = 3000;
 const TYPING_IDLE_MS = 2500;
 const TYPING_SHOW_MS = 8000;
 const MAX_NOTE = 1000; // transfer note
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/; // agent and team ids
 
-// Receipt states of the agent's own messages, in the order they advance.
-const STATE_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
+// Receipt states of the agent's own messages, as they are shown.
 const STATE_LABEL = { sending: t('sending'), sent: t('sent'), delivered: t('delivered'), read: t('read') };
 const STARS = ['', '★☆☆☆☆', '★★☆☆☆', '★★★☆☆', '★★★★☆', '★★★★★'];
 // The archive's states of a past conversation, as the list says them.
@@ -42,33 +43,6 @@ const STATUS_WORDS = { online: 'statusOnline', away: 'statusAway', offline: 'sta
 const tr = t;
 
 // ---------------------------------------------------------------- helpers
-
-function uuid() {
-  if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function make(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text != null) node.textContent = String(text);
-  return node;
-}
-
-function timeElement(iso) {
-  const d = iso ? new Date(iso) : new Date();
-  const t = make('time', 'time');
-  if (!Number.isNaN(d.getTime())) {
-    t.dateTime = d.toISOString();
-    t.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    t.title = d.toLocaleString();
-  }
-  return t;
-}
 
 // "4m 05s", "1h 12m": how long something has waited.
 function formatWait(ms) {
@@ -104,54 +78,6 @@ function visitorName(visitor) {
 }
 
 const $ = (id) => document.getElementById(id);
-
-// ------------------------------------------------------------- timeline
-// Keeps one conversation's elements ordered by seq, at most one per seq.
-// Elements without a seq (messages still sending) stay at the end.
-
-class Timeline {
-  constructor(root) {
-    this.root = root;
-    this.bySeq = new Map();
-    this.maxSeq = 0;
-    this.minSeq = Infinity;
-    this.gapAsked = new Set();
-  }
-
-  has(seq) {
-    return this.bySeq.has(seq);
-  }
-
-  insert(node, seq) {
-    node.dataset.seq = String(seq);
-    this.bySeq.set(seq, node);
-    let prev = this.root.lastElementChild;
-    while (prev && (prev === node || prev.dataset.seq === undefined || Number(prev.dataset.seq) > seq)) {
-      prev = prev.previousElementSibling;
-    }
-    this.root.insertBefore(node, prev ? prev.nextElementSibling : this.root.firstElementChild);
-    if (seq > this.maxSeq) this.maxSeq = seq;
-    if (seq < this.minSeq) this.minSeq = seq;
-  }
-
-  // The highest not-yet-requested hole between known seqs, as a history
-  // request, or null.
-  nextGap() {
-    for (let s = this.maxSeq - 1; s > this.minSeq; s--) {
-      if (this.bySeq.has(s)) continue;
-      const hi = s;
-      let lo = s;
-      while (lo - 1 > this.minSeq && !this.bySeq.has(lo - 1)) lo--;
-      const key = hi + 1;
-      if (!this.gapAsked.has(key)) {
-        this.gapAsked.add(key);
-        return { before_seq: key, limit: Math.min(100, hi - lo + 1) };
-      }
-      s = lo;
-    }
-    return null;
-  }
-}
 
 // -------------------------------------------------------------- elements
 
@@ -489,11 +415,6 @@ function connect() {
     S.ready = false;
     onSocketClosed(ev.code);
   });
-}
-
-function backoff(attempt) {
-  const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt);
-  return base / 2 + Math.random() * (base / 2);
 }
 
 function scheduleReconnect(minDelay = 0) {
@@ -1020,7 +941,7 @@ function refreshReceipts(c) {
     if (!node.classList.contains('mine')) continue;
     const want = receiptState(c, seq);
     const have = node.dataset.state;
-    if (!(have in STATE_RANK) || STATE_RANK[want] > STATE_RANK[have]) setMineState(node, want);
+    if (advances(have, want)) setMineState(node, want);
   }
 }
 

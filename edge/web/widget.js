@@ -18,6 +18,11 @@
 // cannot leak. It talks to the server: POST /api/v1/visitors for a token,
 // then a WebSocket on /ws carrying one JSON object per text frame.
 //
+// The client core it shares with the console (core/timeline.js,
+// core/dom.js, core/connection.js, i18n.js, transport.js) is loaded from
+// the same server with import(), which works from a classic script and a
+// module alike (the files are served with CORS).
+//
 // SECURITY: every piece of text that comes from users or the server is put
 // into the page with textContent / createTextNode only. The only innerHTML
 // below is the static skeleton template, which contains no data.
@@ -28,7 +33,6 @@ const MAX_NAME = 80; // leave_message name
 const MAX_EMAIL = 254; // leave_message email
 const MAX_COMMENT = 1000; // rating comment
 const HISTORY_LIMIT = 50;
-const MAX_BACKOFF_MS = 10000;
 const TYPING_REFRESH_MS = 3000; // resend typing:true at most this often
 const TYPING_IDLE_MS = 2500; // send typing:false after this much quiet
 const TYPING_SHOW_MS = 8000; // hide the agent's indicator if not refreshed
@@ -300,60 +304,42 @@ const STRINGS = {
   },
 };
 
+// ------------------------------------------------------ the shared core
+
+// Bound by loadCore() before init() runs.
+let Timeline;
+let make;
+let uuid;
+let timeElementOf;
+let backoff;
+let advances;
+let translate;
 // The widget's language: `data-lang`, else the browser's first language
 // the widget has (any `zh` is Simplified Chinese), else English.
-function pickLanguage(wanted) {
-  const choices = [wanted, ...(navigator.languages || [navigator.language])].filter(Boolean);
-  for (const choice of choices) {
-    const tag = String(choice).toLowerCase();
-    if (tag.startsWith('zh')) return 'zh-CN';
-    if (tag.startsWith('en')) return 'en';
-  }
-  return 'en';
-}
+let LANG = 'en';
 
-const LANG = pickLanguage(SETTINGS.lang);
+async function loadCore() {
+  const [timeline, dom, connection, i18n] = await Promise.all([
+    import(`${SERVER}/core/timeline.js`),
+    import(`${SERVER}/core/dom.js`),
+    import(`${SERVER}/core/connection.js`),
+    import(`${SERVER}/i18n.js`),
+  ]);
+  ({ Timeline } = timeline);
+  ({ make, uuid } = dom);
+  timeElementOf = dom.timeElement;
+  ({ backoff, advances } = connection);
+  LANG = i18n.pickLanguage(SETTINGS.lang);
+  translate = i18n.translator(STRINGS, LANG);
+}
 
 // The string `key` in the widget's language, with `{name}`s filled in.
 function t(key, values) {
-  const table = STRINGS[LANG] || STRINGS.en;
-  const text = table[key] ?? STRINGS.en[key] ?? key;
-  return values ? text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m)) : text;
-}
-
-
-function uuid() {
-  if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-  // randomUUID needs a secure context; getRandomValues does not.
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function make(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text != null) node.textContent = String(text);
-  return node;
-}
-
-function timeOf(iso) {
-  const d = iso ? new Date(iso) : new Date();
-  if (Number.isNaN(d.getTime())) return null;
-  return d;
+  return translate(key, values);
 }
 
 function timeElement(iso) {
-  const d = timeOf(iso);
-  const t = make('time', 'sb-time');
-  if (d) {
-    t.dateTime = d.toISOString();
-    t.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    t.title = d.toLocaleString();
-  }
-  return t;
+  return timeElementOf(iso, 'sb-time');
 }
 
 function loadStored() {
@@ -378,56 +364,6 @@ function clearStored() {
     localStorage.removeItem(STORE_KEY);
   } catch {
     /* ignore */
-  }
-}
-
-// ------------------------------------------------------------- timeline
-// Keeps the elements of one conversation ordered by seq, with at most one
-// element per seq. Elements without a seq (messages still "sending",
-// notices) stay after the seq'd ones.
-
-class Timeline {
-  constructor(root) {
-    this.root = root;
-    this.bySeq = new Map();
-    this.maxSeq = 0;
-    this.minSeq = Infinity;
-    this.gapAsked = new Set();
-  }
-
-  has(seq) {
-    return this.bySeq.has(seq);
-  }
-
-  insert(node, seq) {
-    node.dataset.seq = String(seq);
-    this.bySeq.set(seq, node);
-    // Walk back from the end to the last element with a smaller seq.
-    let prev = this.root.lastElementChild;
-    while (prev && (prev === node || prev.dataset.seq === undefined || Number(prev.dataset.seq) > seq)) {
-      prev = prev.previousElementSibling;
-    }
-    this.root.insertBefore(node, prev ? prev.nextElementSibling : this.root.firstElementChild);
-    if (seq > this.maxSeq) this.maxSeq = seq;
-    if (seq < this.minSeq) this.minSeq = seq;
-  }
-
-  // The highest hole between the oldest and newest known seq that has not
-  // been asked for yet on this connection, as a history request, or null.
-  nextGap() {
-    for (let s = this.maxSeq - 1; s > this.minSeq; s--) {
-      if (this.bySeq.has(s)) continue;
-      const hi = s;
-      let lo = s;
-      while (lo - 1 > this.minSeq && !this.bySeq.has(lo - 1)) lo--;
-      const key = hi + 1;
-      if (!this.gapAsked.has(key)) {
-        this.gapAsked.add(key);
-        return { before_seq: key, limit: Math.min(100, hi - lo + 1) };
-      }
-      s = lo;
-    }
-    return null;
   }
 }
 
@@ -540,8 +476,7 @@ const skeleton = () => `
   <p id="sb-diag" class="sb-diag"></p>
 </div>`;
 
-// Receipt states of the visitor's own messages, in the order they advance.
-const STATE_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
+// Receipt states of the visitor's own messages, as they are shown.
 const stateLabel = (state) => ({ sending: t('sending'), sent: t('sent'), delivered: t('delivered'), read: t('read') })[state] || '';
 
 const STARS = ['', '★☆☆☆☆', '★★☆☆☆', '★★★☆☆', '★★★★☆', '★★★★★'];
@@ -784,11 +719,6 @@ function init() {
       S.ready = false;
       onSocketClosed(ev.code);
     });
-  }
-
-  function backoff(attempt) {
-    const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt);
-    return base / 2 + Math.random() * (base / 2); // jitter
   }
 
   function scheduleReconnect(attempt, minDelay = 0) {
@@ -1338,7 +1268,7 @@ function init() {
       if (!node.classList.contains('sb-mine')) continue;
       const want = receiptState(c, seq);
       const have = node.dataset.state;
-      if (!(have in STATE_RANK) || STATE_RANK[want] > STATE_RANK[have]) setMineState(node, want);
+      if (advances(have, want)) setMineState(node, want);
     }
   }
 
@@ -1906,8 +1836,15 @@ function init() {
   if (loadStored()) connect();
 }
 
-if (document.readyState === 'loading') {
-  document.addEventListener('DOMContentLoaded', init, { once: true });
-} else {
-  init();
+// The shared core first, then the widget, once the page is there.
+function start() {
+  loadCore().then(
+    () => {
+      if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init, { once: true });
+      else init();
+    },
+    (err) => console.warn(`Switchboard: the chat could not load from ${SERVER}: ${err && err.message}`),
+  );
 }
+
+start();
