@@ -86,6 +86,9 @@ impl Archive {
         if let Some(agent) = &request.agent_id {
             filter.insert("agents.id", agent.as_str());
         }
+        if let Some(status) = &request.status {
+            filter.insert("status", status.as_str());
+        }
         if let Some(before) = request.before {
             filter.insert(
                 "last_activity_at",

@@ -19,6 +19,10 @@ use crate::server::EdgeState;
 /// How long a browser may keep a preflight's answer.
 const PREFLIGHT_MAX_AGE: &str = "600";
 
+/// Every method the API's routes take (the admin API changes agents with
+/// `PATCH`, teams and canned responses with `PUT` and `DELETE`).
+pub const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+
 /// Checks the origin of API and WebSocket requests (see the module).
 pub async fn guard(State(state): State<Arc<EdgeState>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
@@ -81,7 +85,7 @@ fn preflight(origin: &str) -> Response {
     let mut response = (
         StatusCode::NO_CONTENT,
         [
-            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, ALLOWED_METHODS),
             (
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
                 "authorization, content-type",

@@ -69,12 +69,28 @@ pub fn visitor_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
 }
 
-/// What the widget and the console share: the transports.
+/// What the widget, the console and the admin pages share: the client
+/// core (the transports, the timeline, DOM helpers, reconnection and
+/// receipts) and the languages.
 pub fn shared_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route(
-        "/transport.js",
-        get(asset(JS, include_str!("../web/transport.js"))),
-    )
+    Router::new()
+        .route(
+            "/transport.js",
+            get(asset(JS, include_str!("../web/transport.js"))),
+        )
+        .route("/i18n.js", get(asset(JS, include_str!("../web/i18n.js"))))
+        .route(
+            "/core/timeline.js",
+            get(asset(JS, include_str!("../web/core/timeline.js"))),
+        )
+        .route(
+            "/core/dom.js",
+            get(asset(JS, include_str!("../web/core/dom.js"))),
+        )
+        .route(
+            "/core/connection.js",
+            get(asset(JS, include_str!("../web/core/connection.js"))),
+        )
 }
 
 /// The agents' pages: the console and the admin pages.
@@ -86,12 +102,20 @@ pub fn agent_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             get(asset(JS, include_str!("../web/console.js"))),
         )
         .route(
+            "/console-strings.js",
+            get(asset(JS, include_str!("../web/console-strings.js"))),
+        )
+        .route(
             "/console.css",
             get(asset(CSS, include_str!("../web/console.css"))),
         )
         // The admin pages: admins log in like agents.
         .route("/admin", get(page(include_str!("../web/admin.html"))))
         .route("/admin.js", get(asset(JS, include_str!("../web/admin.js"))))
+        .route(
+            "/admin-strings.js",
+            get(asset(JS, include_str!("../web/admin-strings.js"))),
+        )
         .route(
             "/admin.css",
             get(asset(CSS, include_str!("../web/admin.css"))),

@@ -6,18 +6,22 @@
 // Plain ES module, no build step. SECURITY: every piece of text from the
 // server is set with textContent, never as HTML.
 
+import { pageLanguage, translator, translatePage, languagePicker } from '/i18n.js';
+import { STRINGS } from '/admin-strings.js';
+import { make } from '/core/dom.js';
+
+// The pages' language (i18n.js); every string is in admin-strings.js.
+const LANG = pageLanguage();
+const t = translator(STRINGS, LANG);
+translatePage(document, t, LANG);
+
 const AUTH_KEY = 'switchboard.admin';
+// Agents' statuses, as the pages say them.
+const STATUS_KEYS = { online: 'statusOnline', away: 'statusAway', offline: 'statusOffline' };
 const REFRESH_MS = 5000;
 const SVG = 'http://www.w3.org/2000/svg';
 
 const $ = (id) => document.getElementById(id);
-
-function make(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text != null) node.textContent = String(text);
-  return node;
-}
 
 function duration(secs) {
   if (typeof secs !== 'number' || !Number.isFinite(secs)) return '–';
@@ -55,10 +59,10 @@ async function api(method, path, body) {
     json = null;
   }
   if (res.status === 401 || res.status === 403) {
-    logout(json && json.message ? json.message : 'Please sign in as an admin.');
+    logout(json && json.message ? json.message : t('signInAsAdmin'));
     throw new Error('signed out');
   }
-  if (!res.ok) throw new Error((json && json.message) || `the server answered ${res.status}`);
+  if (!res.ok) throw new Error((json && json.message) || t('serverAnswered', { status: res.status }));
   return json;
 }
 
@@ -76,18 +80,18 @@ async function login(event) {
       body: JSON.stringify({ login: $('login').value.trim(), password: $('password').value }),
     });
   } catch {
-    error.textContent = 'Cannot reach the server.';
+    error.textContent = t('cannotReach');
     error.hidden = false;
     return;
   }
   const body = await res.json().catch(() => null);
   if (!res.ok || !body || typeof body.token !== 'string') {
-    error.textContent = (body && body.message) || 'Sign-in failed.';
+    error.textContent = (body && body.message) || t('signInFailed');
     error.hidden = false;
     return;
   }
   if (body.role !== 'admin') {
-    error.textContent = 'This account is not an admin account.';
+    error.textContent = t('notAdmin');
     error.hidden = false;
     return;
   }
@@ -151,16 +155,16 @@ function renderNow(d) {
   $('kpi-waiting').textContent = String(open.waiting ?? '–');
   $('kpi-missed').textContent = String(open.missed ?? '–');
   const now = Number(d.at) || Date.now();
-  const rows = (Array.isArray(d.teams) ? d.teams : []).map((t) => {
+  const rows = (Array.isArray(d.teams) ? d.teams : []).map((team) => {
     const tr = make('tr');
-    const oldest = Number(t.oldest_queued_at);
+    const oldest = Number(team.oldest_queued_at);
     tr.append(
-      make('td', null, t.team || '(no team)'),
-      make('td', null, t.online),
-      make('td', null, t.away),
-      make('td', null, t.waiting),
+      make('td', null, team.team || t('noTeam')),
+      make('td', null, team.online),
+      make('td', null, team.away),
+      make('td', null, team.waiting),
       make('td', null, oldest ? duration((now - oldest) / 1000) : '–'),
-      make('td', null, t.bot ? 'yes' : ''),
+      make('td', null, team.bot ? t('yes') : ''),
     );
     return tr;
   });
@@ -176,7 +180,7 @@ async function loadStats() {
     renderStats(report);
   } catch (err) {
     if (!S.token) return;
-    $('stats-note').textContent = `Statistics unavailable: ${err.message}`;
+    $('stats-note').textContent = t('statsUnavailable', { message: err.message });
     $('stats-note').hidden = false;
   } finally {
     if (S.token) setTimeout(loadStats, REFRESH_MS * 2);
@@ -218,7 +222,7 @@ function drawChart(hours) {
       bar.dataset.hour = String(hour);
       bar.dataset.value = String(value);
       const title = document.createElementNS(SVG, 'title');
-      title.textContent = `${String(hour).padStart(2, '0')}:00 — ${value} ${cls === 'bar-started' ? 'started' : 'answered'}`;
+      title.textContent = t(cls === 'bar-started' ? 'barStarted' : 'barAnswered', { hour: String(hour).padStart(2, '0'), n: value });
       bar.appendChild(title);
       nodes.push(bar);
     }
@@ -247,24 +251,24 @@ function renderAgents(agents) {
     if (a.disabled) tr.classList.add('disabled');
     const team = make('input');
     team.value = a.team || '';
-    team.setAttribute('aria-label', `Team of ${a.name}`);
+    team.setAttribute('aria-label', t('teamOf', { name: a.name }));
     team.addEventListener('change', () => change(a.id, { team: team.value.trim() || null }));
     const capacity = make('input');
     capacity.type = 'number';
     capacity.min = '1';
     capacity.value = String(a.capacity || '');
-    capacity.setAttribute('aria-label', `Capacity of ${a.name}`);
+    capacity.setAttribute('aria-label', t('capacityOf', { name: a.name }));
     capacity.addEventListener('change', () => change(a.id, { capacity: Number(capacity.value) }));
     const role = make('select');
-    for (const r of ['agent', 'admin']) role.appendChild(Object.assign(make('option', null, r), { value: r }));
+    for (const r of ['agent', 'admin']) role.appendChild(Object.assign(make('option', null, t(r === 'admin' ? 'roleAdmin' : 'roleAgent')), { value: r }));
     role.value = a.role || 'agent';
-    role.setAttribute('aria-label', `Role of ${a.name}`);
+    role.setAttribute('aria-label', t('roleOf', { name: a.name }));
     role.addEventListener('change', () => change(a.id, { role: role.value }));
-    const toggle = make('button', null, a.disabled ? 'Enable' : 'Disable');
+    const toggle = make('button', null, a.disabled ? t('enable') : t('disable'));
     toggle.type = 'button';
     toggle.addEventListener('click', () => change(a.id, { disabled: !a.disabled }));
     const cells = [make('td', null, a.name), make('td', null, a.login), make('td'), make('td'), make('td'),
-      make('td', `status-${a.status}`, a.disabled ? 'disabled' : a.status), make('td', null, a.load), make('td')];
+      make('td', `status-${a.status}`, a.disabled ? t('disabled') : STATUS_KEYS[a.status] ? t(STATUS_KEYS[a.status]) : a.status), make('td', null, a.load), make('td')];
     cells[2].appendChild(team);
     cells[3].appendChild(capacity);
     cells[4].appendChild(role);
@@ -299,7 +303,7 @@ async function addAgent(event) {
   if (team) body.team = team;
   try {
     const added = await api('POST', '/api/v1/admin/agents', body);
-    $('add-agent-result').textContent = `Added ${added.name} (${added.login}).`;
+    $('add-agent-result').textContent = t('added', { name: added.name, login: added.login });
     $('add-agent').reset();
   } catch (err) {
     $('add-agent-result').textContent = err.message;
@@ -310,31 +314,31 @@ async function addAgent(event) {
 // ---------------------------------------------------------------- teams
 
 function renderTeams(teams) {
-  const rows = teams.map((t) => {
-    const settings = t.settings || {};
+  const rows = teams.map((team) => {
+    const settings = team.settings || {};
     const tr = make('tr');
     const strategy = make('select');
     for (const s of ['', 'least_busy', 'longest_idle']) {
-      strategy.appendChild(Object.assign(make('option', null, s || '(configured)'), { value: s }));
+      strategy.appendChild(Object.assign(make('option', null, s || t('configured')), { value: s }));
     }
     strategy.value = settings.strategy || '';
     const botFirst = Object.assign(make('input'), { type: 'checkbox', checked: settings.bot_first !== false });
     const prechat = Object.assign(make('input'), { type: 'checkbox', checked: !!settings.prechat });
-    const save = make('button', null, 'Save');
+    const save = make('button', null, t('save'));
     save.type = 'button';
     save.addEventListener('click', async () => {
       const body = { bot_first: botFirst.checked, prechat: prechat.checked };
       if (strategy.value) body.strategy = strategy.value;
       if (settings.first_reply_secs) body.first_reply_secs = settings.first_reply_secs;
       try {
-        await api('PUT', `/api/v1/admin/teams/${encodeURIComponent(t.team)}`, body);
+        await api('PUT', `/api/v1/admin/teams/${encodeURIComponent(team.team)}`, body);
         problem('');
       } catch (err) {
         problem(err.message);
       }
       refresh();
     });
-    const cells = [make('td', null, t.team), make('td'), make('td'), make('td'), make('td')];
+    const cells = [make('td', null, team.team), make('td'), make('td'), make('td'), make('td')];
     cells[1].appendChild(strategy);
     cells[2].appendChild(botFirst);
     cells[3].appendChild(prechat);
@@ -364,7 +368,7 @@ function renderCanned(canned) {
   const items = canned.map((c) => {
     const li = make('li');
     li.append(make('code', null, `/${c.shortcut}`), make('span', 'canned-text', c.text));
-    const remove = make('button', null, 'Remove');
+    const remove = make('button', null, t('remove'));
     remove.type = 'button';
     remove.addEventListener('click', async () => {
       try {
@@ -398,15 +402,15 @@ async function addCanned(event) {
 function renderQueue(entries) {
   const items = entries.map((e) => {
     const li = make('li');
-    const who = (e.visitor && e.visitor.name) || 'Visitor';
-    li.append(make('span', null, `#${e.position ?? '?'} ${who}${e.team ? ` · ${e.team}` : ''}${e.priority ? ` · priority ${e.priority}` : ''}`));
-    const first = make('button', null, 'Prioritise');
+    const who = (e.visitor && e.visitor.name) || t('visitor');
+    li.append(make('span', null, `#${e.position ?? '?'} ${who}${e.team ? ` · ${e.team}` : ''}${e.priority ? t('priorityN', { n: e.priority }) : ''}`));
+    const first = make('button', null, t('prioritise'));
     first.type = 'button';
     first.addEventListener('click', () => queueAction('prioritize', { conversation_id: e.conversation_id, priority: (Number(e.priority) || 0) + 10 }));
-    const assign = make('button', null, 'Assign to…');
+    const assign = make('button', null, t('assignTo'));
     assign.type = 'button';
     assign.addEventListener('click', () => {
-      const login = window.prompt('Agent login');
+      const login = window.prompt(t('agentLogin'));
       if (login) queueAction('assign', { conversation_id: e.conversation_id, agent: login.trim() });
     });
     li.append(first, assign);
@@ -430,7 +434,7 @@ async function broadcast(event) {
   event.preventDefault();
   try {
     await api('POST', '/api/v1/admin/broadcast', { to: $('broadcast-to').value, text: $('broadcast-text').value });
-    $('broadcast-result').textContent = 'Sent.';
+    $('broadcast-result').textContent = t('sentDone');
     $('broadcast').reset();
   } catch (err) {
     $('broadcast-result').textContent = err.message;
@@ -443,4 +447,6 @@ $('add-agent').addEventListener('submit', addAgent);
 $('add-team').addEventListener('submit', addTeam);
 $('add-canned').addEventListener('submit', addCanned);
 $('broadcast').addEventListener('submit', broadcast);
+languagePicker($('language'), LANG);
+languagePicker($('login-language'), LANG);
 start(loadAuth());

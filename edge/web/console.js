@@ -10,51 +10,39 @@
 // errors) is set with textContent / createTextNode, never as HTML.
 
 import { Connector } from '/transport.js';
+import { Timeline } from '/core/timeline.js';
+import { make, timeElement, uuid } from '/core/dom.js';
+import { backoff, advances } from '/core/connection.js';
+import { pageLanguage, translator, translatePage, languagePicker } from '/i18n.js';
+import { STRINGS } from '/console-strings.js';
+
+// The console's language (i18n.js): `?lang=`, the one chosen in the page,
+// or the browser's; every string is in console-strings.js.
+const LANG = pageLanguage();
+const t = translator(STRINGS, LANG);
+translatePage(document, t, LANG);
 
 const AUTH_KEY = 'switchboard.agent';
 const STATUS_KEY = 'switchboard.agent.status';
 const MAX_LEN = 4000;
 const HISTORY_LIMIT = 50;
-const MAX_BACKOFF_MS = 10000;
 const TYPING_REFRESH_MS = 3000;
 const TYPING_IDLE_MS = 2500;
 const TYPING_SHOW_MS = 8000;
 const MAX_NOTE = 1000; // transfer note
 const ID_RE = /^[A-Za-z0-9_-]{1,64}$/; // agent and team ids
 
-// Receipt states of the agent's own messages, in the order they advance.
-const STATE_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
-const STATE_LABEL = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read' };
+// Receipt states of the agent's own messages, as they are shown.
+const STATE_LABEL = { sending: t('sending'), sent: t('sent'), delivered: t('delivered'), read: t('read') };
 const STARS = ['', '★☆☆☆☆', '★★☆☆☆', '★★★☆☆', '★★★★☆', '★★★★★'];
+// The archive's states of a past conversation, as the list says them.
+const PAST_STATE = { closed: 'stateClosed', assigned: 'stateOpen', queued: 'stateQueued', missed: 'stateMissed' };
+// Agents' statuses, as the transfer list says them.
+const STATUS_WORDS = { online: 'statusOnline', away: 'statusAway', offline: 'statusOffline' };
+// `t` under another name, where `t` is a local (a team, a <time>).
+const tr = t;
 
 // ---------------------------------------------------------------- helpers
-
-function uuid() {
-  if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function make(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text != null) node.textContent = String(text);
-  return node;
-}
-
-function timeElement(iso) {
-  const d = iso ? new Date(iso) : new Date();
-  const t = make('time', 'time');
-  if (!Number.isNaN(d.getTime())) {
-    t.dateTime = d.toISOString();
-    t.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    t.title = d.toLocaleString();
-  }
-  return t;
-}
 
 // "4m 05s", "1h 12m": how long something has waited.
 function formatWait(ms) {
@@ -74,7 +62,7 @@ function agoElement(ms) {
   if (!Number.isNaN(d.getTime())) {
     t.dateTime = d.toISOString();
     t.title = d.toLocaleString();
-    t.textContent = `${formatWait(Date.now() - d.getTime())} ago`;
+    t.textContent = tr('ago', { time: formatWait(Date.now() - d.getTime()) });
   }
   return t;
 }
@@ -85,59 +73,11 @@ function sameId(a, b) {
 
 function visitorName(visitor) {
   if (visitor && visitor.name) return visitor.name;
-  if (visitor && visitor.id != null) return `Visitor ${String(visitor.id).slice(0, 8)}`;
-  return 'Visitor';
+  if (visitor && visitor.id != null) return t('visitorN', { id: String(visitor.id).slice(0, 8) });
+  return t('visitor');
 }
 
 const $ = (id) => document.getElementById(id);
-
-// ------------------------------------------------------------- timeline
-// Keeps one conversation's elements ordered by seq, at most one per seq.
-// Elements without a seq (messages still sending) stay at the end.
-
-class Timeline {
-  constructor(root) {
-    this.root = root;
-    this.bySeq = new Map();
-    this.maxSeq = 0;
-    this.minSeq = Infinity;
-    this.gapAsked = new Set();
-  }
-
-  has(seq) {
-    return this.bySeq.has(seq);
-  }
-
-  insert(node, seq) {
-    node.dataset.seq = String(seq);
-    this.bySeq.set(seq, node);
-    let prev = this.root.lastElementChild;
-    while (prev && (prev === node || prev.dataset.seq === undefined || Number(prev.dataset.seq) > seq)) {
-      prev = prev.previousElementSibling;
-    }
-    this.root.insertBefore(node, prev ? prev.nextElementSibling : this.root.firstElementChild);
-    if (seq > this.maxSeq) this.maxSeq = seq;
-    if (seq < this.minSeq) this.minSeq = seq;
-  }
-
-  // The highest not-yet-requested hole between known seqs, as a history
-  // request, or null.
-  nextGap() {
-    for (let s = this.maxSeq - 1; s > this.minSeq; s--) {
-      if (this.bySeq.has(s)) continue;
-      const hi = s;
-      let lo = s;
-      while (lo - 1 > this.minSeq && !this.bySeq.has(lo - 1)) lo--;
-      const key = hi + 1;
-      if (!this.gapAsked.has(key)) {
-        this.gapAsked.add(key);
-        return { before_seq: key, limit: Math.min(100, hi - lo + 1) };
-      }
-      s = lo;
-    }
-    return null;
-  }
-}
 
 // -------------------------------------------------------------- elements
 
@@ -183,7 +123,17 @@ const ui = {
   transferCancel: $('transfer-cancel'),
   transferSubmit: $('transfer-submit'),
   list: $('conversations'),
+  language: $('language'),
+  loginLanguage: $('login-language'),
   noConversations: $('no-conversations'),
+  conversationsHeading: $('conversations-heading'),
+  filters: [...document.querySelectorAll('.filter')],
+  mineCount: $('mine-count'),
+  panelConversations: $('panel-conversations'),
+  panelQueue: $('panel-queue'),
+  panelMissed: $('panel-missed'),
+  closedStatus: $('closed-status'),
+  closedRefresh: $('closed-refresh'),
   chatEmpty: $('chat-empty'),
   chatView: $('chat-view'),
   chatTitle: $('chat-title'),
@@ -221,11 +171,14 @@ const S = {
   missed: null, // entries of the last `missed` frame (null: not asked yet)
   missedLoading: false,
   pickingUp: new Set(), // conversation ids we sent `pick_up` for
+  opening: new Set(), // ids taken or picked up: opened once assigned
   knownAgents: new Map(), // agent id -> name, seen in conversations
   knownTeams: new Set(), // team ids seen in conversations and the queue
   canned: new Map(), // shortcut -> text (GET /api/v1/canned)
   audio: null, // the alerts' AudioContext, made on the sign-in click
   transferKey: null, // conversation with a `transfer` in flight
+  filter: 'mine', // what the sidebar shows: mine | queue | missed | closed
+  closedLoading: false,
 };
 
 function loadAuth() {
@@ -267,7 +220,7 @@ ui.loginForm.addEventListener('submit', async (e) => {
   const login = ui.login.value.trim();
   const password = ui.password.value;
   if (!login || !password) {
-    showLogin('Enter your login and password.');
+    showLogin(t('enterLogin'));
     return;
   }
   ui.loginSubmit.disabled = true;
@@ -280,7 +233,7 @@ ui.loginForm.addEventListener('submit', async (e) => {
       body: JSON.stringify({ login, password }),
     });
   } catch {
-    showLogin('Cannot reach the server. Check your connection and try again.');
+    showLogin(t('cannotReach'));
     return;
   }
   let body = null;
@@ -290,11 +243,11 @@ ui.loginForm.addEventListener('submit', async (e) => {
     /* no JSON body */
   }
   if (res.status === 401) {
-    showLogin((body && body.message) || 'Invalid login or password.');
+    showLogin((body && body.message) || t('invalidLogin'));
     return;
   }
   if (!res.ok || !body || typeof body.token !== 'string') {
-    showLogin((body && body.message) || `Sign-in failed (HTTP ${res.status}).`);
+    showLogin((body && body.message) || t('signInFailed', { status: res.status }));
     return;
   }
   ui.password.value = '';
@@ -376,7 +329,10 @@ function logout(message) {
   S.missed = null;
   S.missedLoading = false;
   S.pickingUp.clear();
+  S.opening.clear();
   S.transferKey = null;
+  S.closedLoading = false;
+  setFilter('mine');
   clearInterval(S.queueTimer);
   S.queueTimer = null;
   ui.list.replaceChildren();
@@ -405,15 +361,15 @@ function setConnection(state, text) {
   ui.app.dataset.connection = state; // "connecting" | "open" | "closed"
   const fallback = ui.app.dataset.transport === 'sse';
   const labels = {
-    connecting: 'Connecting…',
+    connecting: t('connecting'),
     // The diagnostics: which transport the console is on.
-    open: fallback ? 'Connected (event stream)' : 'Connected',
-    closed: 'Offline',
+    open: fallback ? t('connectedSse') : t('connected'),
+    closed: t('offline'),
   };
   ui.connection.textContent = text || labels[state] || '';
   ui.connection.title = fallback
-    ? 'Connected over the event stream: WebSocket is unavailable on this network'
-    : 'Connected over WebSocket';
+    ? t('viaSse')
+    : t('viaWs');
   ui.connection.dataset.state = state;
 }
 
@@ -423,7 +379,7 @@ function connect() {
   if (S.ws || S.stopped || !S.auth) return;
   clearTimeout(S.reconnectTimer);
   S.reconnectTimer = null;
-  setConnection('connecting', S.everConnected ? 'Reconnecting…' : 'Connecting…');
+  setConnection('connecting', S.everConnected ? t('reconnecting') : t('connecting'));
   const token = S.auth.token;
   const ws = connector.open(() => (S.auth ? S.auth.token : token));
   const transport = connector.transport;
@@ -461,11 +417,6 @@ function connect() {
   });
 }
 
-function backoff(attempt) {
-  const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt);
-  return base / 2 + Math.random() * (base / 2);
-}
-
 function scheduleReconnect(minDelay = 0) {
   if (S.stopped || S.reconnectTimer) return;
   const delay = Math.max(minDelay, backoff(S.attempt++));
@@ -480,12 +431,12 @@ function onSocketClosed(code) {
   for (const c of S.convs.values()) setVisitorTyping(c, false);
   switch (code) {
     case 4401:
-      logout('Your session has expired. Please sign in again.');
+      logout(t('sessionExpired'));
       return;
     case 4403:
       S.stopped = true;
-      setConnection('closed', 'Not allowed');
-      showNotice('This account may not use the console.');
+      setConnection('closed', t('notAllowed'));
+      showNotice(t('accountNotAllowed'));
       return;
     case 1012: // server restarting: reconnect at once, back off if it repeats
       if (S.attempt === 0) {
@@ -494,14 +445,14 @@ function onSocketClosed(code) {
       } else {
         scheduleReconnect();
       }
-      setConnection('connecting', 'Reconnecting…');
+      setConnection('connecting', t('reconnecting'));
       return;
     case 4429:
-      setConnection('connecting', 'Too many requests, reconnecting…');
+      setConnection('connecting', t('tooMany'));
       scheduleReconnect(5000);
       return;
     default:
-      setConnection('connecting', 'Reconnecting…');
+      setConnection('connecting', t('reconnecting'));
       scheduleReconnect();
   }
 }
@@ -554,7 +505,7 @@ function handleFrame(f) {
 
 function onWelcome(f) {
   if (f.role && f.role !== 'agent') {
-    logout('This account is not an agent account.');
+    logout(t('notAgent'));
     return;
   }
   scheduleRefresh(f.token_expires_at);
@@ -571,11 +522,12 @@ function onWelcome(f) {
   if (S.transferKey) {
     S.transferKey = null;
     ui.transferSubmit.disabled = false;
-    ui.transferSubmit.textContent = 'Transfer';
+    ui.transferSubmit.textContent = t('transfer');
   }
   for (const info of Array.isArray(f.conversations) ? f.conversations : []) {
     const c = upsertConversation(info);
     c.handedOff = null; // listed as ours
+    c.archived = false;
     if (c.state !== 'closed' || sameKey(c, S.activeKey)) requestHistory(c);
   }
   send({ type: 'status', status: ui.status.value });
@@ -595,17 +547,23 @@ function onAssigned(f) {
     last_seq: f.last_seq,
   });
   c.handedOff = null;
-  const picked = S.pickingUp.delete(c.key);
+  c.archived = false; // reopened: followed again
+  S.pickingUp.delete(c.key);
+  const picked = S.opening.delete(c.key);
   if (S.missed) {
     S.missed = S.missed.filter((e) => String(e.conversation_id) !== c.key);
     renderMissed();
   }
   c.fresh = S.activeKey !== c.key && !picked;
-  if (c.fresh) alertAgent('New conversation', visitorName(c.visitor));
+  if (c.fresh) alertAgent(t('newConversation'), visitorName(c.visitor));
   requestHistory(c);
   renderList();
-  // A missed conversation this agent picked up opens right away.
-  if (picked) selectConversation(c.key);
+  // A missed conversation this agent picked up, or one taken from the
+  // queue, opens right away, in the Mine filter.
+  if (picked) {
+    setFilter('mine');
+    selectConversation(c.key);
+  }
   else if (S.activeKey === c.key) renderChatHeader();
 }
 
@@ -699,7 +657,7 @@ function onError(f) {
     }
   }
   if (handled) {
-    showChatError(f.message || `Error: ${f.code || 'unknown'}`);
+    showChatError(f.message || t('errorCode', { code: f.code || 'unknown' }));
     return;
   }
   switch (f.ref) {
@@ -710,21 +668,21 @@ function onError(f) {
     case 'list_missed':
       S.missedLoading = false;
       renderMissed();
-      return showMissedError(f.message || 'Could not load the missed messages.');
+      return showMissedError(f.message || t('couldNotLoadMissed'));
     default:
       break;
   }
   // A `resume` entry of `hello` refused: the conversation is no longer ours.
   const gone = f.ref != null ? S.convs.get(String(f.ref)) : null;
   if (gone && (f.code === 'forbidden' || f.code === 'not_found')) {
-    gone.handedOff = gone.handedOff || 'No longer yours';
+    gone.handedOff = gone.handedOff || 'noLongerYours';
     renderList();
     if (S.activeKey === gone.key) renderChatHeader();
     return;
   }
   const c = activeConv();
   ui.closeConv.disabled = !c || !isMine(c);
-  showChatError(f.message || `Error: ${f.code || 'unknown'}`);
+  showChatError(f.message || t('errorCode', { code: f.code || 'unknown' }));
 }
 
 // ---------------------------------------------------------- conversations
@@ -743,12 +701,12 @@ function isMe(p) {
 
 // Assigned to this agent now: it may send, close and transfer.
 function isMine(c) {
-  return c.state === 'assigned' && !c.handedOff && (!c.agent || !S.me || isMe(c.agent));
+  return !c.archived && c.state === 'assigned' && !c.handedOff && (!c.agent || !S.me || isMe(c.agent));
 }
 
 // The server lets this agent read it: theirs, or closed while theirs.
 function canRead(c) {
-  return !c.handedOff && (c.state === 'assigned' || c.state === 'closed');
+  return !c.archived && !c.handedOff && (c.state === 'assigned' || c.state === 'closed');
 }
 
 function learnAgent(p) {
@@ -792,9 +750,11 @@ function upsertConversation(info) {
       statusSeq: 0,
       peerRead: 0, // the visitor has read up to this seq
       peerDelivered: 0, // … and received up to this one
-      handedOff: null, // why it is no longer this agent's ("Transferred", …)
+      handedOff: null, // why it is no longer this agent's, a string key ("transferred", …)
       rating: null,
       contact: null, // email left with a missed message
+      archived: false, // opened from the archive: read over HTTP, not followed
+      transcriptLoading: false,
       item: null,
     };
     S.convs.set(key, c);
@@ -817,6 +777,10 @@ function upsertConversation(info) {
 }
 
 function requestHistory(c, beforeSeq) {
+  if (c.archived) {
+    fetchTranscript(c, beforeSeq);
+    return;
+  }
   if (!canRead(c)) return;
   const frame = { type: 'history', conversation_id: c.id, limit: HISTORY_LIMIT };
   if (beforeSeq) frame.before_seq = beforeSeq;
@@ -826,6 +790,7 @@ function requestHistory(c, beforeSeq) {
 
 function askForGap(c) {
   if (!S.ready || !canRead(c)) return;
+  // (An archived transcript comes in whole pages: it has no gaps to ask.)
   const gap = c.tl.nextGap();
   if (gap) send({ type: 'history', conversation_id: c.id, ...gap });
 }
@@ -920,13 +885,13 @@ function applyEvent(c, ev, seq) {
     case 'assigned':
       c.state = 'assigned';
       if (ev.agent) c.agent = ev.agent;
-      if (ev.agent && S.me) c.handedOff = isMe(ev.agent) ? null : c.handedOff || 'Reassigned';
+      if (ev.agent && S.me) c.handedOff = isMe(ev.agent) ? null : c.handedOff || 'reassigned';
       break;
     case 'transferred':
       c.state = 'queued';
       c.agent = null;
       if (isMe(ev.from)) {
-        c.handedOff = 'Transferred';
+        c.handedOff = 'transferred';
         if (S.transferKey === c.key) transferDone(c);
       }
       if (ev.to_team) c.team = ev.to_team;
@@ -934,7 +899,7 @@ function applyEvent(c, ev, seq) {
     case 'agent_left':
       c.state = 'queued';
       c.agent = null;
-      if (isMe(ev.agent)) c.handedOff = 'Returned to queue';
+      if (isMe(ev.agent)) c.handedOff = 'returnedToQueue';
       break;
     case 'reopened':
     case 'picked_up':
@@ -976,7 +941,7 @@ function refreshReceipts(c) {
     if (!node.classList.contains('mine')) continue;
     const want = receiptState(c, seq);
     const have = node.dataset.state;
-    if (!(have in STATE_RANK) || STATE_RANK[want] > STATE_RANK[have]) setMineState(node, want);
+    if (advances(have, want)) setMineState(node, want);
   }
 }
 
@@ -987,7 +952,7 @@ function renderMessage(c, m, mine) {
   node.dataset.state = state;
   if (m.id != null) node.dataset.id = String(m.id);
   const meta = make('div', 'meta');
-  const who = mine ? 'You' : m.sender && m.sender.name ? m.sender.name : m.sender && m.sender.role === 'visitor' ? 'Visitor' : 'System';
+  const who = mine ? t('you') : m.sender && m.sender.name ? m.sender.name : m.sender && m.sender.role === 'visitor' ? t('visitor') : t('system');
   meta.appendChild(make('span', 'who', who));
   meta.appendChild(timeElement(m.sent_at));
   if (mine) meta.appendChild(make('span', 'state', STATE_LABEL[state]));
@@ -1000,7 +965,7 @@ function renderPending(c, text) {
   const node = make('div', 'msg mine');
   node.dataset.state = 'sending';
   const meta = make('div', 'meta');
-  meta.appendChild(make('span', 'who', 'You'));
+  meta.appendChild(make('span', 'who', t('you')));
   meta.appendChild(timeElement(null));
   meta.appendChild(make('span', 'state', STATE_LABEL.sending));
   node.appendChild(meta);
@@ -1023,8 +988,8 @@ function confirmMine(c, node, seq, sentAt) {
 function markFailed(c, node, text) {
   node.dataset.state = 'failed';
   const st = node.querySelector('.state');
-  if (st) st.textContent = 'Not sent';
-  const retry = make('button', 'retry', 'Retry');
+  if (st) st.textContent = t('notSent');
+  const retry = make('button', 'retry', t('retry'));
   retry.type = 'button';
   retry.addEventListener('click', () => {
     retry.remove();
@@ -1037,7 +1002,7 @@ function markFailed(c, node, text) {
 }
 
 function agentName(p, fallback) {
-  if (p && p.name) return isMe(p) ? `${p.name} (you)` : p.name;
+  if (p && p.name) return isMe(p) ? t('nameYou', { name: p.name }) : p.name;
   return fallback;
 }
 
@@ -1049,57 +1014,57 @@ function renderEvent(ev) {
   let detail = null; // a second line: a transfer note, a rating comment
   switch (ev.event) {
     case 'opened':
-      text = 'Conversation opened';
+      text = t('evOpened');
       break;
     case 'queued':
-      text = typeof ev.position === 'number' ? `Queued (position ${ev.position})` : 'Queued';
-      if (typeof ev.estimated_wait_secs === 'number') text += ` · about ${Math.max(1, Math.ceil(ev.estimated_wait_secs / 60))} min`;
-      if (ev.agents_online === 0) text += ' · nobody online';
+      text = typeof ev.position === 'number' ? t('evQueuedAt', { n: ev.position }) : t('evQueued');
+      if (typeof ev.estimated_wait_secs === 'number') text += t('aboutMin', { n: Math.max(1, Math.ceil(ev.estimated_wait_secs / 60)) });
+      if (ev.agents_online === 0) text += t('nobodyOnline');
       break;
     case 'assigned':
-      text = ev.agent && ev.agent.name ? `Assigned to ${agentName(ev.agent)}` : 'Assigned';
-      if (ev.handed_off) detail = `Handed over by ${agentName(ev.handed_off.from, 'the bot')}: ${handoffWhy(ev.handed_off.reason)}`;
+      text = ev.agent && ev.agent.name ? t('assignedTo', { name: agentName(ev.agent) }) : t('assigned');
+      if (ev.handed_off) detail = t('handedOverBy', { name: agentName(ev.handed_off.from, t('theBotLower')), why: handoffWhy(ev.handed_off.reason) });
       break;
     case 'handed_off':
-      text = `${agentName(ev.from, 'The bot')} handed the conversation to the team: ${handoffWhy(ev.reason)}`;
+      text = t('botHandedToTeam', { name: agentName(ev.from, t('theBot')), why: handoffWhy(ev.reason) });
       break;
     case 'agent_left': {
-      const why = ev.reason === 'offline' ? 'went offline' : ev.reason === 'no_reply' ? 'did not reply in time' : String(ev.reason || 'left');
-      text = `${agentName(ev.agent, 'The agent')} ${why} — back in the queue`;
+      const why = ev.reason === 'offline' ? t('wentOffline') : ev.reason === 'no_reply' ? t('noReplyInTime') : String(ev.reason || t('leftGeneric'));
+      text = t('agentLeft', { name: agentName(ev.agent, t('theAgent')), why });
       break;
     }
     case 'transferred': {
-      let to = 'another agent';
-      if (ev.to_agent) to = agentName(ev.to_agent, String(ev.to_agent.id || 'an agent'));
-      if (ev.to_team) to = ev.to_agent ? `${to} (team ${ev.to_team})` : `team ${ev.to_team}`;
-      text = `Transferred by ${agentName(ev.from, by || 'an agent')} to ${to}`;
-      if (ev.note) detail = `Note: ${ev.note}`;
+      let to = t('anotherAgent');
+      if (ev.to_agent) to = agentName(ev.to_agent, String(ev.to_agent.id || t('anAgent')));
+      if (ev.to_team) to = ev.to_agent ? t('toAgentOfTeam', { to, team: ev.to_team }) : t('toTeam', { team: ev.to_team });
+      text = t('transferredBy', { from: agentName(ev.from, by || t('anAgent')), to });
+      if (ev.note) detail = t('noteLine', { note: ev.note });
       break;
     }
     case 'closed':
-      text = by ? `Closed by ${by}` : 'Conversation closed';
+      text = by ? t('closedBy', { name: by }) : t('conversationClosed');
       break;
     case 'reopened':
-      text = 'Reopened by the visitor';
+      text = t('reopenedByVisitor');
       break;
     case 'rated': {
       const score = Number(ev.score);
-      text = score >= 1 && score <= 5 ? `Rated ${STARS[score]} (${score}/5)` : 'Rated';
+      text = score >= 1 && score <= 5 ? t('ratedStars', { stars: STARS[score], score }) : t('rated');
       if (ev.comment) detail = `“${ev.comment}”`;
       break;
     }
     case 'picked_up':
-      text = `Missed message picked up by ${agentName(ev.agent, 'an agent')}`;
+      text = t('pickedUpBy', { name: agentName(ev.agent, t('anAgent')) });
       break;
     case 'note':
-      text = by ? `Private note by ${by}` : 'Private note';
+      text = by ? t('privateNoteBy', { name: by }) : t('privateNoteEvent');
       detail = ev.text || null;
       node.classList.add('note');
       break;
     case 'left_message': {
-      text = 'Left a message while nobody was online';
+      text = t('leftMessage');
       const contact = [ev.name, ev.email].filter(Boolean).join(' · ');
-      if (contact) text += ` — contact: ${contact}`;
+      if (contact) text += t('contactLine', { contact });
       break;
     }
     default:
@@ -1116,24 +1081,24 @@ function renderEvent(ev) {
 function handoffWhy(reason) {
   switch (reason) {
     case 'visitor_asked':
-      return 'the visitor asked for a person';
+      return t('whyVisitorAsked');
     case 'bot_asked':
-      return 'the bot asked for a person';
+      return t('whyBotAsked');
     case 'no_answer':
-      return 'the bot did not answer in time';
+      return t('whyNoAnswer');
     case 'bot_absent':
-      return 'the bot was not running';
+      return t('whyBotAbsent');
     default:
-      return String(reason || 'handed off');
+      return String(reason || t('whyHandedOff'));
   }
 }
 
 function stateLabel(c) {
-  if (c.state === 'closed') return 'Closed';
-  if (c.handedOff) return c.handedOff;
-  if (c.state === 'queued') return 'Queued';
-  if (c.state === 'missed') return 'Missed';
-  return 'Open';
+  if (c.state === 'closed') return t('stateClosed');
+  if (c.handedOff) return t(c.handedOff);
+  if (c.state === 'queued') return t('stateQueued');
+  if (c.state === 'missed') return t('stateMissed');
+  return t('stateOpen');
 }
 
 function renderListItem(c) {
@@ -1155,10 +1120,10 @@ function renderListItem(c) {
   button.querySelector('.conv-name').textContent = visitorName(c.visitor);
   const badge = button.querySelector('.conv-badge');
   const unread = c.unread > 99 ? '99+' : String(c.unread);
-  badge.textContent = c.unread > 0 ? unread : c.fresh ? 'New' : '';
+  badge.textContent = c.unread > 0 ? unread : c.fresh ? t('badgeNew') : '';
   badge.hidden = !(c.unread > 0 || c.fresh);
-  badge.setAttribute('aria-label', c.unread > 0 ? `${unread} unread` : 'new conversation');
-  button.querySelector('.conv-preview').textContent = c.typing || c.preview || (c.team ? `Team: ${c.team}` : ' ');
+  badge.setAttribute('aria-label', c.unread > 0 ? t('unreadN', { n: unread }) : t('newConversationLabel'));
+  button.querySelector('.conv-preview').textContent = c.typing || c.preview || (c.team ? t('teamColon', { team: c.team }) : ' ');
   button.querySelector('.conv-preview').classList.toggle('is-typing', !!c.typing);
   button.querySelector('.conv-state').textContent = stateLabel(c);
   button.dataset.state = c.handedOff ? 'transferred' : c.state;
@@ -1171,15 +1136,125 @@ function renderListItem(c) {
 
 // Own open conversations first (newest activity on top), then the ones
 // that left this agent, closed ones last.
+// The Mine filter shows the conversations this agent has (and those that
+// just left them); Closed the closed ones, this session's and the
+// archive's.
+function listed(c) {
+  if (S.filter === 'closed') return c.state === 'closed';
+  return c.state !== 'closed' && !c.archived;
+}
+
 function renderList() {
   const rank = (c) => (c.state === 'closed' ? 2 : c.handedOff ? 1 : 0);
   const convs = [...S.convs.values()].sort((a, b) => rank(a) - rank(b) || b.lastActivity - a.lastActivity);
+  let shown = 0;
   for (const c of convs) {
     renderListItem(c);
+    c.item.hidden = !listed(c);
+    if (!c.item.hidden) shown += 1;
     ui.list.appendChild(c.item); // re-appending moves it into order
   }
-  ui.noConversations.hidden = convs.length > 0;
+  const closed = S.filter === 'closed';
+  ui.noConversations.textContent = closed ? t('noClosed') : t('noConversations');
+  ui.noConversations.hidden = shown > 0 || (closed && S.closedLoading);
+  const open = convs.filter((c) => c.state !== 'closed' && !c.archived && !c.handedOff).length;
+  ui.mineCount.textContent = String(open);
+  ui.mineCount.hidden = open === 0;
   updateTitle();
+}
+
+// ---------------------------------------------------------------- filters
+
+function setFilter(filter) {
+  S.filter = filter;
+  for (const button of ui.filters) button.setAttribute('aria-pressed', String(button.dataset.filter === filter));
+  const list = filter === 'mine' || filter === 'closed';
+  ui.panelConversations.hidden = !list;
+  ui.panelQueue.hidden = filter !== 'queue';
+  ui.panelMissed.hidden = filter !== 'missed';
+  ui.conversationsHeading.textContent = filter === 'closed' ? t('closedConversations') : t('myConversations');
+  ui.closedRefresh.hidden = filter !== 'closed';
+  if (filter !== 'closed') ui.closedStatus.hidden = true;
+  renderList();
+}
+
+for (const button of ui.filters) {
+  button.addEventListener('click', () => {
+    setFilter(button.dataset.filter);
+    if (S.filter === 'closed') loadClosed();
+    if (S.filter === 'missed' && S.missed === null) requestMissed();
+  });
+}
+
+ui.closedRefresh.addEventListener('click', () => loadClosed());
+
+// This agent's closed conversations from the archive
+// (GET /api/v1/archive?agent=me&status=closed): after logging in again too.
+async function loadClosed() {
+  if (S.closedLoading || !S.auth) return;
+  S.closedLoading = true;
+  ui.closedRefresh.disabled = true;
+  ui.closedStatus.hidden = false;
+  ui.closedStatus.textContent = t('loading');
+  renderList();
+  const body = await desk('/api/v1/archive?agent=me&status=closed&limit=50');
+  S.closedLoading = false;
+  ui.closedRefresh.disabled = false;
+  if (!S.auth) return;
+  const found = body && Array.isArray(body.conversations) ? body.conversations : null;
+  if (found == null) {
+    ui.closedStatus.textContent = t('archiveUnavailable');
+  } else {
+    ui.closedStatus.hidden = true;
+    for (const p of found) if (p && p.conversation_id != null) knowArchived(p);
+  }
+  renderList();
+}
+
+// A conversation of the archive as one of the list's: read-only, its
+// transcript fetched over HTTP when it is opened.
+function knowArchived(p) {
+  const known = S.convs.has(String(p.conversation_id));
+  const c = upsertConversation({
+    conversation_id: p.conversation_id,
+    state: known ? undefined : p.status || 'closed',
+    visitor: p.visitor || undefined,
+    agent: p.agent || undefined,
+    team: p.team === undefined ? undefined : p.team,
+  });
+  if (!known) {
+    c.archived = true;
+    if (typeof p.last_activity_at === 'number') c.lastActivity = p.last_activity_at;
+    if (typeof p.rating === 'number') c.rating = p.rating;
+  }
+  return c;
+}
+
+// Opens a past conversation (a search result, the visitor's history).
+function openPast(p) {
+  const c = knowArchived(p);
+  renderList();
+  selectConversation(c.key);
+}
+
+// A page of an archived conversation's transcript
+// (GET /api/v1/archive/<id>), handled as a `history` frame.
+async function fetchTranscript(c, beforeSeq) {
+  if (c.transcriptLoading || (!beforeSeq && c.historyRequested)) return;
+  c.transcriptLoading = true;
+  if (!beforeSeq) c.historyRequested = true;
+  const page = beforeSeq ? `&before_seq=${encodeURIComponent(beforeSeq)}` : '';
+  const body = await desk(`/api/v1/archive/${encodeURIComponent(c.key)}?limit=${HISTORY_LIMIT}${page}`);
+  c.transcriptLoading = false;
+  if (!body || !Array.isArray(body.items)) {
+    if (!beforeSeq) c.historyRequested = false;
+    if (S.activeKey === c.key) showChatError(t('transcriptUnavailable'));
+    return;
+  }
+  if (body.visitor) c.visitor = body.visitor;
+  if (body.agent) c.agent = body.agent;
+  onHistory({ conversation_id: c.id, items: body.items, has_more: !!body.has_more });
+  if (S.activeKey === c.key) renderChatHeader();
 }
 
 // ---------------------------------------------------------------- alerts
@@ -1229,10 +1304,10 @@ function renderChatHeader() {
   if (!c) return;
   ui.chatTitle.textContent = visitorName(c.visitor);
   const parts = [stateLabel(c)];
-  if (c.team) parts.push(`Team: ${c.team}`);
-  if (c.agent && c.agent.name && !isMe(c.agent)) parts.push(`Agent: ${c.agent.name}`);
-  if (c.contact) parts.push(`Email: ${c.contact}`);
-  if (c.rating) parts.push(`Rated ${c.rating}/5`);
+  if (c.team) parts.push(t('teamColon', { team: c.team }));
+  if (c.agent && c.agent.name && !isMe(c.agent)) parts.push(t('agentColon', { name: c.agent.name }));
+  if (c.contact) parts.push(t('emailColon', { email: c.contact }));
+  if (c.rating) parts.push(t('ratedN', { n: c.rating }));
   ui.chatSubtitle.textContent = parts.join(' · ');
   const mine = isMine(c);
   const closed = c.state === 'closed';
@@ -1240,11 +1315,11 @@ function renderChatHeader() {
   ui.transferToggle.disabled = !mine || S.transferKey === c.key;
   if (!mine && !ui.transferForm.hidden && S.transferKey !== c.key) hideTransfer();
   ui.input.disabled = !mine;
-  let placeholder = 'Type a reply — Enter to send, Shift+Enter for a new line';
-  if (closed) placeholder = 'This conversation is closed';
-  else if (c.handedOff === 'Transferred') placeholder = 'You transferred this conversation';
-  else if (c.handedOff) placeholder = 'This conversation is no longer assigned to you';
-  else if (!mine) placeholder = 'Waiting for the conversation to be assigned';
+  let placeholder = t('replyPlaceholder');
+  if (closed) placeholder = t('isClosed');
+  else if (c.handedOff === 'transferred') placeholder = t('youTransferred');
+  else if (c.handedOff) placeholder = t('noLongerAssigned');
+  else if (!mine) placeholder = t('waitingAssign');
   ui.input.placeholder = placeholder;
   ui.chatView.classList.toggle('is-closed', closed);
   ui.chatView.classList.toggle('is-transferred', !!c.handedOff && !closed);
@@ -1354,18 +1429,21 @@ function renderQueue() {
     top.append(make('span', 'side-name', visitorName(e.visitor)), make('span', 'queue-pos', `#${Number(e.position) || '?'}`));
     const bottom = make('span', 'side-bottom');
     const info = [];
-    info.push(e.team ? `Team ${e.team}` : 'Any team');
-    if (Number(e.priority) > 0) info.push(`priority ${Number(e.priority)}`);
+    info.push(e.team ? t('teamN', { team: e.team }) : t('anyTeam'));
+    if (Number(e.priority) > 0) info.push(t('priorityN', { n: Number(e.priority) }));
     bottom.appendChild(make('span', 'side-info', info.join(' · ')));
     const wait = make('span', 'queue-wait');
     wait.dataset.since = String(Number(e.queued_at) || Date.now());
-    wait.title = 'Waiting time';
+    wait.title = t('waitingTime');
     bottom.appendChild(wait);
-    const take = make('button', 'queue-take ghost', 'Take');
+    const take = make('button', 'queue-take ghost', t('take'));
     take.type = 'button';
     take.addEventListener('click', () => {
-      if (send({ type: 'take', conversation_id: e.conversation_id })) take.disabled = true;
-      else showChatError('Not connected — try again in a moment.');
+      if (send({ type: 'take', conversation_id: e.conversation_id })) {
+        take.disabled = true;
+        S.opening.add(String(e.conversation_id));
+      }
+      else showChatError(t('notConnected'));
     });
     li.append(top, bottom, take);
     return li;
@@ -1395,7 +1473,7 @@ function requestMissed() {
     S.missedLoading = true;
     renderMissed();
   } else {
-    showMissedError('Not connected — try again in a moment.');
+    showMissedError(t('notConnected'));
   }
 }
 
@@ -1410,7 +1488,7 @@ function onMissed(f) {
 
 function renderMissed() {
   ui.missedRefresh.disabled = S.missedLoading;
-  ui.missedRefresh.textContent = S.missedLoading ? 'Loading…' : S.missed ? 'Refresh' : 'Show missed';
+  ui.missedRefresh.textContent = S.missedLoading ? t('loading') : S.missed ? t('refresh') : t('showMissed');
   const entries = S.missed || [];
   const items = entries.map((e) => {
     const id = String(e.conversation_id);
@@ -1422,11 +1500,11 @@ function renderMissed() {
     if (e.email) li.appendChild(make('span', 'missed-email', e.email));
     li.appendChild(make('span', 'missed-preview', e.preview || ''));
     const picking = S.pickingUp.has(id);
-    const button = make('button', 'pick-up primary small', picking ? 'Picking up…' : 'Pick up');
+    const button = make('button', 'pick-up primary small', picking ? t('pickingUp') : t('pickUp'));
     button.type = 'button';
     button.disabled = picking;
     button.dataset.conversationId = id;
-    button.setAttribute('aria-label', `Pick up the message from ${visitorName(e.visitor)}`);
+    button.setAttribute('aria-label', t('pickUpFrom', { name: visitorName(e.visitor) }));
     button.addEventListener('click', () => pickUp(e));
     li.appendChild(button);
     return li;
@@ -1441,18 +1519,20 @@ function pickUp(entry) {
   const id = String(entry.conversation_id);
   if (S.pickingUp.has(id)) return;
   if (!send({ type: 'pick_up', conversation_id: entry.conversation_id })) {
-    showMissedError('Not connected — try again in a moment.');
+    showMissedError(t('notConnected'));
     return;
   }
   // The conversation arrives as an `assigned` frame (see onAssigned).
   S.pickingUp.add(id);
+  S.opening.add(id);
   ui.missedError.hidden = true;
   renderMissed();
 }
 
 function pickUpFailed(f) {
   S.pickingUp.clear();
-  showMissedError(f.message || 'Could not pick up this conversation.');
+  S.opening.clear();
+  showMissedError(f.message || t('couldNotPickUp'));
   requestMissed(); // someone else may have taken it
 }
 
@@ -1486,8 +1566,8 @@ async function fillTransferSuggestions() {
       ? directory.teams.filter((t) => t.team)
       : [...S.knownTeams].sort().map((t) => ({ team: t }));
     for (const t of teams) {
-      const online = typeof t.online === 'number' ? ` — ${t.online} online` : '';
-      options.push(Object.assign(make('option', null, `${t.team}${online}`), { value: String(t.team) }));
+      const label = typeof t.online === 'number' ? tr('teamOnline', { team: t.team, n: t.online }) : String(t.team);
+      options.push(Object.assign(make('option', null, label), { value: String(t.team) }));
     }
   } else {
     const agents = directory && Array.isArray(directory.agents)
@@ -1496,12 +1576,12 @@ async function fillTransferSuggestions() {
     for (const a of agents) {
       if (S.me && sameId(a.id, S.me.id)) continue;
       const load = typeof a.load === 'number' ? `, ${a.load}/${a.capacity || '?'}` : '';
-      const status = a.status ? ` — ${a.status}${load}` : '';
+      const status = a.status ? ` — ${STATUS_WORDS[a.status] ? tr(STATUS_WORDS[a.status]) : a.status}${load}` : '';
       options.push(Object.assign(make('option', null, `${a.name || a.id}${status}`), { value: String(a.id) }));
     }
   }
   if (!options.length) {
-    const none = make('option', null, team ? 'No team to transfer to' : 'No other agent');
+    const none = make('option', null, team ? t('noTeam') : t('noOtherAgent'));
     none.value = '';
     options.push(none);
   }
@@ -1536,35 +1616,35 @@ function submitTransfer() {
   const note = ui.transferNote.value.trim();
   const kind = ui.transferKind.value === 'team' ? 'team' : 'agent';
   if (!ID_RE.test(target)) {
-    transferProblem(`Pick ${kind === 'team' ? 'a team' : 'an agent'}.`);
+    transferProblem(kind === 'team' ? t('pickTeam') : t('pickAgent'));
     return;
   }
   if (kind === 'agent' && S.me && sameId(target, S.me.id)) {
-    transferProblem('This conversation is already yours.');
+    transferProblem(t('alreadyYours'));
     return;
   }
   if (note.length > MAX_NOTE) {
-    transferProblem(`The note can be at most ${MAX_NOTE} characters.`);
+    transferProblem(t('noteTooLong', { n: MAX_NOTE }));
     return;
   }
   const frame = { type: 'transfer', conversation_id: c.id };
   frame[kind === 'team' ? 'to_team' : 'to_agent'] = target;
   if (note) frame.note = note;
   if (!send(frame)) {
-    transferProblem('Not connected — try again in a moment.');
+    transferProblem(t('notConnected'));
     return;
   }
   // Done when our `transferred` event comes back (see applyEvent).
   S.transferKey = c.key;
   ui.transferSubmit.disabled = true;
-  ui.transferSubmit.textContent = 'Transferring…';
+  ui.transferSubmit.textContent = t('transferring');
   renderChatHeader();
 }
 
 function transferDone(c) {
   S.transferKey = null;
   ui.transferSubmit.disabled = false;
-  ui.transferSubmit.textContent = 'Transfer';
+  ui.transferSubmit.textContent = t('transfer');
   ui.transferNote.value = '';
   if (!activeConv() || activeConv() === c) hideTransfer();
   c.draft = '';
@@ -1574,10 +1654,10 @@ function transferFailed(f) {
   const key = S.transferKey;
   S.transferKey = null;
   ui.transferSubmit.disabled = false;
-  ui.transferSubmit.textContent = 'Transfer';
+  ui.transferSubmit.textContent = t('transfer');
   const c = activeConv();
-  if (c && c.key === key && !ui.transferForm.hidden) transferProblem(f.message || 'The transfer failed.');
-  else showChatError(f.message || 'The transfer failed.');
+  if (c && c.key === key && !ui.transferForm.hidden) transferProblem(f.message || t('transferFailed'));
+  else showChatError(f.message || t('transferFailed'));
   if (c) renderChatHeader();
 }
 
@@ -1644,17 +1724,17 @@ function submit() {
   const text = ui.input.value.trim();
   if (!c || !text || !isMine(c)) return;
   if (text.length > MAX_LEN) {
-    showChatError(`Messages can be at most ${MAX_LEN} characters.`);
+    showChatError(t('messageTooLong', { n: MAX_LEN }));
     return;
   }
   if (ui.private.checked) {
     // A private note: shown to agents only, when its event comes back.
     if (text.length > MAX_NOTE) {
-      showChatError(`A note can be at most ${MAX_NOTE} characters.`);
+      showChatError(t('privateTooLong', { n: MAX_NOTE }));
       return;
     }
     if (!send({ type: 'note', conversation_id: c.id, client_id: uuid(), text })) {
-      showChatError('Not connected — try again in a moment.');
+      showChatError(t('notConnected'));
       return;
     }
     ui.input.value = '';
@@ -1724,7 +1804,7 @@ ui.input.addEventListener('input', () => {
   updateSendButton();
   const canned = cannedFor(ui.input.value);
   ui.hint.hidden = canned == null;
-  ui.hint.textContent = canned == null ? '' : `Tab: ${canned.length > 80 ? `${canned.slice(0, 80)}…` : canned}`;
+  ui.hint.textContent = canned == null ? '' : t('tabHint', { text: canned.length > 80 ? `${canned.slice(0, 80)}…` : canned });
   if (ui.input.value) noteTyping();
   else stopTyping();
 });
@@ -1733,7 +1813,7 @@ ui.closeConv.addEventListener('click', () => {
   const c = activeConv();
   if (!c || !isMine(c)) return;
   if (send({ type: 'close', conversation_id: c.id })) ui.closeConv.disabled = true;
-  else showChatError('Not connected — try again in a moment.');
+  else showChatError(t('notConnected'));
 });
 
 ui.status.addEventListener('change', () => {
@@ -1761,6 +1841,9 @@ ui.earlier.addEventListener('click', () => {
 
 renderQueue();
 renderMissed();
+languagePicker(ui.language, LANG);
+languagePicker(ui.loginLanguage, LANG);
+setFilter('mine');
 const saved = loadAuth();
 if (saved) startApp(saved);
 else showLogin();
@@ -1769,7 +1852,7 @@ else showLogin();
 // order), Escape closes the transfer form.
 document.addEventListener('keydown', (e) => {
   if (e.altKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
-    const keys = [...ui.list.querySelectorAll('.conv-item')].map((n) => n.dataset.conversationId);
+    const keys = [...ui.list.querySelectorAll('.conv-row:not([hidden]) .conv-item')].map((n) => n.dataset.conversationId);
     if (!keys.length) return;
     e.preventDefault();
     const at = keys.indexOf(S.activeKey);
@@ -1795,10 +1878,14 @@ async function desk(path) {
 function pastItem(p) {
   const li = make('li', 'past-item');
   li.dataset.conversationId = String(p.conversation_id);
+  const open = make('button', 'past-open');
+  open.type = 'button';
   const when = p.last_activity_at ? new Date(p.last_activity_at).toLocaleString() : '';
-  const who = p.visitor && p.visitor.name ? p.visitor.name : 'Visitor';
-  li.append(make('span', 'side-name', who), make('span', 'side-info', [p.status, p.agent && p.agent.name, when].filter(Boolean).join(' · ')));
-  if (typeof p.rating === 'number') li.appendChild(make('span', 'side-info', `rated ${p.rating}/5`));
+  const who = p.visitor && p.visitor.name ? p.visitor.name : t('visitor');
+  open.append(make('span', 'side-name', who), make('span', 'side-info', [PAST_STATE[p.status] ? t(PAST_STATE[p.status]) : p.status, p.agent && p.agent.name, when].filter(Boolean).join(' · ')));
+  if (typeof p.rating === 'number') open.appendChild(make('span', 'side-info', t('ratedLower', { n: p.rating })));
+  open.addEventListener('click', () => openPast(p));
+  li.appendChild(open);
   return li;
 }
 
@@ -1809,25 +1896,25 @@ async function showDetails() {
   if (!c || !c.visitor || c.visitor.id == null) return;
   ui.details.hidden = false;
   ui.detailsToggle.setAttribute('aria-expanded', 'true');
-  ui.detailsProfile.replaceChildren(make('dd', null, 'Loading…'));
+  ui.detailsProfile.replaceChildren(make('dd', null, t('loading')));
   ui.detailsHistory.replaceChildren();
   const body = await desk(`/api/v1/visitors/${encodeURIComponent(c.visitor.id)}`);
   if (!body) {
-    ui.detailsProfile.replaceChildren(make('dd', null, 'Details are not available.'));
+    ui.detailsProfile.replaceChildren(make('dd', null, t('detailsUnavailable')));
     return;
   }
   const p = body.profile || {};
   const since = c.tl.minSeq !== Infinity && p.created_at ? formatWait(Date.now() - p.created_at) : null;
   const rows = [
-    ['Name', p.name || visitorName(c.visitor)],
-    ['Email', p.email],
-    ['Page', p.page_url],
-    ['Browser', p.user_agent],
-    ['Visitor for', since],
+    [t('name'), p.name || visitorName(c.visitor)],
+    [t('email'), p.email],
+    [t('page'), p.page_url],
+    [t('browser'), p.user_agent],
+    [t('visitorFor'), since],
   ].filter(([, v]) => v);
   ui.detailsProfile.replaceChildren(...rows.flatMap(([k, v]) => [make('dt', null, k), make('dd', null, v)]));
   const past = (Array.isArray(body.conversations) ? body.conversations : []).filter((x) => String(x.conversation_id) !== c.key);
-  ui.detailsHistory.replaceChildren(...(past.length ? past.map(pastItem) : [make('li', 'empty-hint', 'None before this one.')]));
+  ui.detailsHistory.replaceChildren(...(past.length ? past.map(pastItem) : [make('li', 'empty-hint', t('noneBefore'))]));
 }
 
 function hideDetails() {
@@ -1843,10 +1930,10 @@ ui.searchForm.addEventListener('submit', async (e) => {
   const q = ui.searchInput.value.trim();
   if (!q) return;
   ui.searchStatus.hidden = false;
-  ui.searchStatus.textContent = 'Searching…';
+  ui.searchStatus.textContent = t('searching');
   const body = await desk(`/api/v1/archive?q=${encodeURIComponent(q)}`);
   const found = body && Array.isArray(body.conversations) ? body.conversations : null;
-  ui.searchStatus.textContent = found == null ? 'The archive is not available.' : found.length ? `${found.length} found` : 'Nothing found.';
+  ui.searchStatus.textContent = found == null ? t('archiveUnavailable') : found.length ? t('foundN', { n: found.length }) : t('nothingFound');
   ui.searchResults.replaceChildren(...(found || []).map(pastItem));
 });
 
@@ -1855,6 +1942,6 @@ ui.searchForm.addEventListener('submit', async (e) => {
 window.addEventListener('storage', (e) => {
   if (e.key !== AUTH_KEY || !S.auth) return;
   const shared = loadAuth();
-  if (!shared) logout('Signed out in another tab.');
+  if (!shared) logout(t('signedOutElsewhere'));
   else if (shared.token !== S.auth.token) S.auth = shared;
 });

@@ -18,6 +18,11 @@
 // cannot leak. It talks to the server: POST /api/v1/visitors for a token,
 // then a WebSocket on /ws carrying one JSON object per text frame.
 //
+// The client core it shares with the console (core/timeline.js,
+// core/dom.js, core/connection.js, i18n.js, transport.js) is loaded from
+// the same server with import(), which works from a classic script and a
+// module alike (the files are served with CORS).
+//
 // SECURITY: every piece of text that comes from users or the server is put
 // into the page with textContent / createTextNode only. The only innerHTML
 // below is the static skeleton template, which contains no data.
@@ -28,7 +33,6 @@ const MAX_NAME = 80; // leave_message name
 const MAX_EMAIL = 254; // leave_message email
 const MAX_COMMENT = 1000; // rating comment
 const HISTORY_LIMIT = 50;
-const MAX_BACKOFF_MS = 10000;
 const TYPING_REFRESH_MS = 3000; // resend typing:true at most this often
 const TYPING_IDLE_MS = 2500; // send typing:false after this much quiet
 const TYPING_SHOW_MS = 8000; // hide the agent's indicator if not refreshed
@@ -109,6 +113,10 @@ const STRINGS = {
     earlier: 'Load earlier messages',
     conversation: 'Conversation',
     leaveTitle: 'Leave us a message',
+    prechatTitle: 'Before we start',
+    prechatHint: 'Tell us who you are, so we can get back to you.',
+    startChat: 'Start chat',
+    enterName: 'Please tell us your name.',
     leaveHint: 'We will answer by email, or here when you come back.',
     name: 'Name',
     optional: '(optional)',
@@ -208,6 +216,10 @@ const STRINGS = {
     earlier: '加载更早的消息',
     conversation: '对话',
     leaveTitle: '给我们留言',
+    prechatTitle: '开始咨询前',
+    prechatHint: '请留下您的称呼和邮箱，方便我们联系您。',
+    startChat: '开始咨询',
+    enterName: '请填写您的称呼。',
     leaveHint: '我们会通过邮件回复，或在您回来时在这里回复。',
     name: '姓名',
     optional: '（选填）',
@@ -292,60 +304,42 @@ const STRINGS = {
   },
 };
 
+// ------------------------------------------------------ the shared core
+
+// Bound by loadCore() before init() runs.
+let Timeline;
+let make;
+let uuid;
+let timeElementOf;
+let backoff;
+let advances;
+let translate;
 // The widget's language: `data-lang`, else the browser's first language
 // the widget has (any `zh` is Simplified Chinese), else English.
-function pickLanguage(wanted) {
-  const choices = [wanted, ...(navigator.languages || [navigator.language])].filter(Boolean);
-  for (const choice of choices) {
-    const tag = String(choice).toLowerCase();
-    if (tag.startsWith('zh')) return 'zh-CN';
-    if (tag.startsWith('en')) return 'en';
-  }
-  return 'en';
-}
+let LANG = 'en';
 
-const LANG = pickLanguage(SETTINGS.lang);
+async function loadCore() {
+  const [timeline, dom, connection, i18n] = await Promise.all([
+    import(`${SERVER}/core/timeline.js`),
+    import(`${SERVER}/core/dom.js`),
+    import(`${SERVER}/core/connection.js`),
+    import(`${SERVER}/i18n.js`),
+  ]);
+  ({ Timeline } = timeline);
+  ({ make, uuid } = dom);
+  timeElementOf = dom.timeElement;
+  ({ backoff, advances } = connection);
+  LANG = i18n.pickLanguage(SETTINGS.lang);
+  translate = i18n.translator(STRINGS, LANG);
+}
 
 // The string `key` in the widget's language, with `{name}`s filled in.
 function t(key, values) {
-  const table = STRINGS[LANG] || STRINGS.en;
-  const text = table[key] ?? STRINGS.en[key] ?? key;
-  return values ? text.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m)) : text;
-}
-
-
-function uuid() {
-  if (globalThis.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-  // randomUUID needs a secure context; getRandomValues does not.
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function make(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text != null) node.textContent = String(text);
-  return node;
-}
-
-function timeOf(iso) {
-  const d = iso ? new Date(iso) : new Date();
-  if (Number.isNaN(d.getTime())) return null;
-  return d;
+  return translate(key, values);
 }
 
 function timeElement(iso) {
-  const d = timeOf(iso);
-  const t = make('time', 'sb-time');
-  if (d) {
-    t.dateTime = d.toISOString();
-    t.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    t.title = d.toLocaleString();
-  }
-  return t;
+  return timeElementOf(iso, 'sb-time');
 }
 
 function loadStored() {
@@ -370,56 +364,6 @@ function clearStored() {
     localStorage.removeItem(STORE_KEY);
   } catch {
     /* ignore */
-  }
-}
-
-// ------------------------------------------------------------- timeline
-// Keeps the elements of one conversation ordered by seq, with at most one
-// element per seq. Elements without a seq (messages still "sending",
-// notices) stay after the seq'd ones.
-
-class Timeline {
-  constructor(root) {
-    this.root = root;
-    this.bySeq = new Map();
-    this.maxSeq = 0;
-    this.minSeq = Infinity;
-    this.gapAsked = new Set();
-  }
-
-  has(seq) {
-    return this.bySeq.has(seq);
-  }
-
-  insert(node, seq) {
-    node.dataset.seq = String(seq);
-    this.bySeq.set(seq, node);
-    // Walk back from the end to the last element with a smaller seq.
-    let prev = this.root.lastElementChild;
-    while (prev && (prev === node || prev.dataset.seq === undefined || Number(prev.dataset.seq) > seq)) {
-      prev = prev.previousElementSibling;
-    }
-    this.root.insertBefore(node, prev ? prev.nextElementSibling : this.root.firstElementChild);
-    if (seq > this.maxSeq) this.maxSeq = seq;
-    if (seq < this.minSeq) this.minSeq = seq;
-  }
-
-  // The highest hole between the oldest and newest known seq that has not
-  // been asked for yet on this connection, as a history request, or null.
-  nextGap() {
-    for (let s = this.maxSeq - 1; s > this.minSeq; s--) {
-      if (this.bySeq.has(s)) continue;
-      const hi = s;
-      let lo = s;
-      while (lo - 1 > this.minSeq && !this.bySeq.has(lo - 1)) lo--;
-      const key = hi + 1;
-      if (!this.gapAsked.has(key)) {
-        this.gapAsked.add(key);
-        return { before_seq: key, limit: Math.min(100, hi - lo + 1) };
-      }
-      s = lo;
-    }
-    return null;
   }
 }
 
@@ -469,6 +413,22 @@ const skeleton = () => `
   </div>
   <p id="sb-typing" class="sb-typing" aria-live="polite"></p>
   <p id="sb-error" class="sb-error" role="alert" hidden></p>
+  <form id="sb-prechat" class="sb-leave sb-prechat" novalidate hidden aria-labelledby="sb-prechat-title">
+    <p id="sb-prechat-title" class="sb-leave-title">${t('prechatTitle')}</p>
+    <p class="sb-leave-hint">${t('prechatHint')}</p>
+    <div class="sb-leave-row">
+      <label for="sb-prechat-name">${t('name')}</label>
+      <input id="sb-prechat-name" type="text" maxlength="${MAX_NAME}" autocomplete="name" required>
+    </div>
+    <div class="sb-leave-row">
+      <label for="sb-prechat-email">${t('email')} <span class="sb-optional">${t('optional')}</span></label>
+      <input id="sb-prechat-email" type="email" maxlength="${MAX_EMAIL}" autocomplete="email" inputmode="email" spellcheck="false">
+    </div>
+    <p id="sb-prechat-error" class="sb-leave-error" role="alert" hidden></p>
+    <div class="sb-leave-actions">
+      <button id="sb-prechat-submit" class="sb-primary" type="submit">${t('startChat')}</button>
+    </div>
+  </form>
   <form id="sb-leave" class="sb-leave" novalidate hidden aria-labelledby="sb-leave-title">
     <p id="sb-leave-title" class="sb-leave-title">${t('leaveTitle')}</p>
     <p class="sb-leave-hint">${t('leaveHint')}</p>
@@ -516,8 +476,7 @@ const skeleton = () => `
   <p id="sb-diag" class="sb-diag"></p>
 </div>`;
 
-// Receipt states of the visitor's own messages, in the order they advance.
-const STATE_RANK = { sending: 0, sent: 1, delivered: 2, read: 3 };
+// Receipt states of the visitor's own messages, as they are shown.
 const stateLabel = (state) => ({ sending: t('sending'), sent: t('sent'), delivered: t('delivered'), read: t('read') })[state] || '';
 
 const STARS = ['', '★☆☆☆☆', '★★☆☆☆', '★★★☆☆', '★★★★☆', '★★★★★'];
@@ -586,6 +545,10 @@ function init() {
     typing: $('sb-typing'),
     error: $('sb-error'),
     leave: $('sb-leave'),
+    prechat: $('sb-prechat'),
+    prechatName: $('sb-prechat-name'),
+    prechatEmail: $('sb-prechat-email'),
+    prechatError: $('sb-prechat-error'),
     leaveName: $('sb-leave-name'),
     leaveEmail: $('sb-leave-email'),
     leaveText: $('sb-leave-text'),
@@ -615,6 +578,9 @@ function init() {
     reconnectTimer: null,
     stopped: false,
     me: null, // {id, name}
+    prechat: false, // the team asks for a name before a chat (GET /api/v1/widget)
+    prechatOpen: false, // the pre-chat form is shown
+    prechatProfile: null, // {name, email} it gave, for the visitor record
     conv: null, // see newConv()
     // After "Start a new chat": the closed conversation, still on screen
     // until the next `started` says whether it was reopened (same id, the
@@ -685,7 +651,8 @@ function init() {
     const res = await fetch(`${SERVER}/api/v1/visitors`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ page_url: location.href }),
+      // The pre-chat form's name and email, when the team asks for them.
+      body: JSON.stringify({ page_url: location.href, ...(S.prechatProfile || {}) }),
     });
     if (!res.ok) throw new Error(`visitor creation failed (${res.status})`);
     const v = await res.json();
@@ -752,11 +719,6 @@ function init() {
       S.ready = false;
       onSocketClosed(ev.code);
     });
-  }
-
-  function backoff(attempt) {
-    const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt);
-    return base / 2 + Math.random() * (base / 2); // jitter
   }
 
   function scheduleReconnect(attempt, minDelay = 0) {
@@ -1264,6 +1226,8 @@ function init() {
       ? t('nobodyLeave')
       : t('preferNotWait');
     ui.leave.hidden = !S.leaveOpen;
+    ui.prechat.hidden = !S.prechatOpen;
+    if (S.prechatOpen) ui.offer.hidden = true;
 
     // A bot has the conversation: the visitor can ask for a person.
     ui.person.hidden = !(c && c.state === 'assigned' && isBot(c.agent));
@@ -1272,7 +1236,7 @@ function init() {
     ui.closed.hidden = !closed;
     ui.rating.hidden = !closed || c.rated;
     ui.ratingThanks.hidden = !closed || !c.rated;
-    ui.form.hidden = closed || S.leaveOpen;
+    ui.form.hidden = closed || S.leaveOpen || S.prechatOpen;
     ui.input.disabled = closed;
     ui.input.placeholder = c && c.state === 'missed' ? t('addAnything') : t('typeMessage');
     if (closed) {
@@ -1304,7 +1268,7 @@ function init() {
       if (!node.classList.contains('sb-mine')) continue;
       const want = receiptState(c, seq);
       const have = node.dataset.state;
-      if (!(have in STATE_RANK) || STATE_RANK[want] > STATE_RANK[have]) setMineState(node, want);
+      if (advances(have, want)) setMineState(node, want);
     }
   }
 
@@ -1504,6 +1468,10 @@ function init() {
   function submit() {
     const text = ui.input.value.trim();
     if (!text) return;
+    if (needsPrechat()) {
+      openPrechat();
+      return;
+    }
     if (text.length > MAX_LEN) {
       showError(t('tooLong', { max: MAX_LEN }));
       return;
@@ -1693,6 +1661,7 @@ function init() {
       const res = await fetch(`${SERVER}/api/v1/widget${TEAM ? `?team=${encodeURIComponent(TEAM)}` : ''}`);
       if (!res.ok) return;
       const body = await res.json();
+      S.prechat = !!(body && body.prechat);
       const key = { online: 'subtitleOnline', queue: 'subtitleQueue', nobody: 'subtitleNobody' }[body && body.availability];
       if (key) {
         ui.subtitle.textContent = t(key);
@@ -1703,17 +1672,59 @@ function init() {
     }
   }
 
-  function openPanel() {
-    loadAvailability();
+  async function openPanel() {
+    const availability = loadAvailability();
     S.open = true;
     ui.panel.hidden = false;
     root.classList.add('sb-open');
     ui.launcher.setAttribute('aria-expanded', 'true');
     setUnread(0);
-    if (!S.ws && !S.connecting) connect();
     scrollToBottom();
     ui.input.focus();
     markReadSoon();
+    if (S.ws || S.connecting) return;
+    // A new visitor of a team with a pre-chat form gives a name (and an
+    // email) first: the visitor record is made with them.
+    if (!loadStored()) await availability;
+    if (needsPrechat()) openPrechat();
+    else if (!S.ws && !S.connecting) connect();
+  }
+
+  // ------------------------------------------------------------ pre-chat
+
+  // Whether to ask for a name first: the team wants it, and this visitor
+  // has no record yet (a returning visitor has told us, or chatted).
+  function needsPrechat() {
+    return S.prechat && !S.prechatProfile && !loadStored();
+  }
+
+  function openPrechat() {
+    S.prechatOpen = true;
+    updateStatus();
+    ui.prechatName.focus();
+  }
+
+  function prechatProblem(text) {
+    ui.prechatError.textContent = text;
+    ui.prechatError.hidden = false;
+  }
+
+  function submitPrechat() {
+    const name = ui.prechatName.value.trim();
+    const email = ui.prechatEmail.value.trim();
+    if (!name) return prechatProblem(t('enterName'));
+    if (name.length > MAX_NAME) return prechatProblem(t('nameTooLong', { max: MAX_NAME }));
+    // As the server checks it: something@host.domain.
+    if (email && (email.length > MAX_EMAIL || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email))) {
+      return prechatProblem(t('checkEmail'));
+    }
+    ui.prechatError.hidden = true;
+    S.prechatProfile = email ? { name, email } : { name };
+    S.prechatOpen = false;
+    updateStatus();
+    ui.input.focus();
+    connect();
+    return undefined;
   }
 
   function closePanel() {
@@ -1769,6 +1780,10 @@ function init() {
     e.preventDefault();
     submitLeave();
   });
+  ui.prechat.addEventListener('submit', (e) => {
+    e.preventDefault();
+    submitPrechat();
+  });
   for (const star of ui.stars) {
     star.addEventListener('click', () => {
       if (S.rating.sending) return;
@@ -1821,8 +1836,15 @@ function init() {
   if (loadStored()) connect();
 }
 
-if (document.readyState === 'loading') {
-  document.addEventListener('DOMContentLoaded', init, { once: true });
-} else {
-  init();
+// The shared core first, then the widget, once the page is there.
+function start() {
+  loadCore().then(
+    () => {
+      if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init, { once: true });
+      else init();
+    },
+    (err) => console.warn(`Switchboard: the chat could not load from ${SERVER}: ${err && err.message}`),
+  );
 }
+
+start();

@@ -826,6 +826,10 @@ pub struct ArchiveSearch {
     #[serde(default)]
     pub before: Option<i64>,
     pub limit: u32,
+    /// Only conversations in this state (`closed`, `assigned`, `queued`,
+    /// `missed`), as the archive last saw them.
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 /// The archiver's answer to an [`ArchiveSearch`].

@@ -7,7 +7,7 @@
 // Environment: as harness.mjs, plus SB_ADMIN_LOGIN (an admin; same
 // password as the agent).
 
-import { BASE, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
+import { BASE, PASSWORD, report, fail, step, waitFor, launch, shoot, openPage, assertNoPageErrors } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const ADMIN = process.env.SB_ADMIN_LOGIN || '';
@@ -16,25 +16,11 @@ const NEW_LOGIN = 'dana@test';
 async function main() {
   if (!ADMIN) fail('SB_ADMIN_LOGIN is not set');
   const browser = await launch(OVERALL_MS);
-  const errors = [];
   let failure = null;
   try {
-    const pages = [];
-    for (const who of ['admin', 'agent', 'visitor']) {
-      const ctx = await browser.newContext();
-      await ctx.addInitScript(() => {
-        document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
-      });
-      const page = await ctx.newPage();
-      page.setDefaultTimeout(TIMEOUT);
-      watch(page, who);
-      page.on('console', (m) => {
-        if (m.type() === 'error') errors.push(`[${who}] ${m.text()}`);
-      });
-      page.on('pageerror', (e) => errors.push(`[${who}] ${e.message}`));
-      pages.push(page);
-    }
-    const [admin, agent, visitor] = pages;
+    const admin = await openPage(browser, 'admin');
+    const agent = await openPage(browser, 'agent');
+    const visitor = await openPage(browser, 'visitor');
 
     await step('the admin signs in at /admin', async () => {
       const response = await admin.goto(`${BASE}/admin`);
@@ -81,7 +67,7 @@ async function main() {
       await waitFor(admin, 'the conversation in the last 24 hours', () => document.querySelector('#stat-started').textContent === '1');
       await waitFor(admin, 'a bar in the chart', () => document.querySelectorAll('#chart rect.bar-started').length === 1);
       await shoot(admin, 'admin-dashboard', true);
-      if (errors.length) throw new Error(`errors: ${errors.join(' | ')}`);
+      assertNoPageErrors();
     });
   } catch (err) {
     failure = err && err.message ? err.message : String(err);

@@ -12,7 +12,7 @@
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
 // failing step and exits 1 otherwise.
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
+import { BASE, LOGIN, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 
@@ -32,32 +32,11 @@ async function main() {
 
   let failure = null;
   try {
-    const agentCtx = await browser.newContext();
-    const visitorCtx = await browser.newContext();
-    const agent = await agentCtx.newPage();
-    const visitor = await visitorCtx.newPage();
-    agent.setDefaultTimeout(TIMEOUT);
-    visitor.setDefaultTimeout(TIMEOUT);
-    watch(agent, 'agent');
-    watch(visitor, 'visitor');
+    const agent = await openPage(browser, 'agent');
+    const visitor = await openPage(browser, 'visitor');
 
     await step('agent logs in to the console', async () => {
-      await agent.goto(`${BASE}/console`);
-      await agent.locator('#login').fill(LOGIN);
-      await agent.locator('#password').fill(PASSWORD);
-      await agent.locator('#login-submit').click();
-      // Either the app shows up or the login error does.
-      await waitFor(
-        agent,
-        'the console to open after login',
-        () => {
-          const err = document.querySelector('#login-error');
-          return (err && !err.hidden && err.textContent) || !document.querySelector('#app').hidden;
-        },
-      );
-      const error = await agent.locator('#login-error').evaluate((n) => (n.hidden ? '' : n.textContent));
-      if (error) throw new Error(`login rejected: ${error}`);
-      await waitFor(agent, 'the console WebSocket to be connected', () => document.querySelector('#app').dataset.connection === 'open');
+      await signIn(agent, LOGIN);
     });
 
     await step('agent goes online', async () => {
@@ -135,7 +114,7 @@ async function main() {
     });
 
     await step("a second tab of the agent's console is signed in already", async () => {
-      const second = await agentCtx.newPage();
+      const second = await agent.context().newPage();
       second.setDefaultTimeout(TIMEOUT);
       watch(second, 'agent tab 2');
       await second.goto(`${BASE}/console`);
@@ -187,7 +166,7 @@ async function main() {
         if (n !== 1) throw new Error(`"${text}" is shown ${n} times in the widget`);
       }
       const seqs = await agent.evaluate(() => [...document.querySelectorAll('#messages [data-seq]')].map((n) => n.dataset.seq));
-      if (new Set(seqs).size !== seqs.length) throw new Error(`the console shows a seq twice: ${seqs.join(',')}`);
+      if (new Set(seqs).size !== seqs.length) throw new Error(`the console shows a seq twice: ${seqs.join(',')}`);      assertNoPageErrors();
     });
 
   } catch (err) {

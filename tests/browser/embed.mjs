@@ -3,7 +3,9 @@
 // data-…>`, with CSS that would break any widget sharing its styles
 // (`* { all: unset }`, `button { display: none !important }`). The widget
 // shows in its shadow root with the tag's settings, calls the edge (never
-// the shop), and the visitor chats with the agent in the console.
+// the shop), and the visitor chats with the agent in the console. The
+// same tag as a module (`type="module"`) works too: the widget loads the
+// client core it shares with the console from the edge either way.
 //
 // Environment: as harness.mjs, plus SB_HOST_PORT (the shop's port, an
 // origin in the edge's `edge.allowed_origins`).
@@ -37,6 +39,9 @@ const PAGE = `<!doctype html>
 </body>
 </html>`;
 
+// The same tag as a module.
+const MODULE_PAGE = PAGE.replace('<script src=', '<script type="module" src=').replace('data-greeting="', 'data-greeting="Module: ');
+
 // Every path the shop was asked for.
 const asked = [];
 
@@ -47,6 +52,9 @@ function serveShop() {
       if (req.url === '/' || req.url.startsWith('/?')) {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
         res.end(PAGE);
+      } else if (req.url === '/module') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(MODULE_PAGE);
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' });
         res.end('not here');
@@ -143,8 +151,22 @@ async function main() {
       await shoot(visitor, 'widget-embedded');
     });
 
+    await step('the tag as a module shows the widget too', async () => {
+      const page = await (await browser.newContext()).newPage();
+      page.setDefaultTimeout(TIMEOUT);
+      watch(page, 'module visitor');
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(`[module visitor] ${m.text()}`);
+      });
+      page.on('pageerror', (e) => errors.push(`[module visitor] ${e.message}`));
+      await page.goto(`${SHOP}/module`);
+      await page.locator(inWidget('#sb-launcher')).click();
+      const intro = await page.locator(inWidget('.sb-intro-text')).textContent();
+      if (intro !== `Module: ${GREETING}`) throw new Error(`the module tag's greeting is ${intro}`);
+    });
+
     await step('the widget called the edge, never the shop, and nothing failed', async () => {
-      const wrong = asked.filter((line) => !/^GET \/(\?.*)?$/.test(line));
+      const wrong = asked.filter((line) => !/^GET \/(module|\?.*)?$/.test(line));
       if (wrong.length) throw new Error(`the shop was asked for ${wrong.join(', ')}`);
       if (errors.length) throw new Error(`console errors: ${errors.join(' | ')}`);
     });

@@ -90,3 +90,82 @@ export async function launch(overallMs) {
   }
   return browser;
 }
+
+// ------------------------------------------------ what the scenarios share
+
+// Errors seen in any page opened with `openPage`: console errors, uncaught
+// exceptions and Content-Security-Policy violations.
+export const pageErrors = [];
+
+// A page in a context of its own (a browser profile: its own storage),
+// watched: console errors, page errors and CSP violations are collected
+// into `pageErrors`. `options` go to newContext (locale, viewport, …);
+// `init` is a script run before the page's own (e.g. removing WebSocket);
+// `ignore` a pattern of console errors expected on purpose.
+export async function openPage(browser, who, { init = null, ignore = null, ...options } = {}) {
+  const ctx = await browser.newContext(options);
+  await ctx.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
+  });
+  if (init) await ctx.addInitScript(init);
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  watch(page, who);
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !(ignore && ignore.test(m.text()))) pageErrors.push(`[${who}] ${m.text()}`);
+  });
+  page.on('pageerror', (e) => pageErrors.push(`[${who}] ${e.message}`));
+  return page;
+}
+
+// Fails the step when any watched page had an error.
+export function assertNoPageErrors() {
+  if (pageErrors.length) throw new Error(`errors in the pages: ${pageErrors.join(' | ')}`);
+}
+
+// Signs in to the console (or the admin pages: `path`), and waits until
+// it is connected; `status` is then chosen if given.
+export async function signIn(page, login, { path = '/console', status = null } = {}) {
+  await page.goto(`${BASE}${path}`);
+  await page.locator('#login').fill(login);
+  await page.locator('#password').fill(PASSWORD);
+  await page.locator('#login-submit').click();
+  await waitFor(page, 'the console to open after login', () => {
+    const err = document.querySelector('#login-error');
+    return (err && !err.hidden && err.textContent) || !document.querySelector('#app').hidden;
+  });
+  const error = await page.locator('#login-error').evaluate((n) => (n.hidden ? '' : n.textContent));
+  if (error) throw new Error(`login rejected: ${error}`);
+  if (path === '/console') {
+    await waitFor(page, 'the console to be connected', () => document.querySelector('#app').dataset.connection === 'open');
+  }
+  if (status) await page.locator('#status').selectOption(status);
+}
+
+// A locator inside the widget's shadow root.
+export const inWidget = (page, selector) => page.locator(`switchboard-chat >> ${selector}`);
+
+// Texts of the widget's messages (`.sb-text`).
+export function widgetTexts(page) {
+  return page.evaluate(() => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg .sb-text')].map((n) => n.textContent));
+}
+
+// Runs a scenario: launches Chromium, gives it to `body`, closes it, and
+// reports the result the runner looks for.
+export async function runScenario(overallMs, body) {
+  const browser = await launch(overallMs);
+  let failure = null;
+  try {
+    await body(browser);
+  } catch (err) {
+    failure = err && err.message ? err.message : String(err);
+  } finally {
+    await browser.close().catch(() => {});
+  }
+  if (failure) {
+    report(failure);
+    process.exit(1);
+  }
+  console.log('browser: 1 passed, 0 failed');
+  process.exit(0);
+}

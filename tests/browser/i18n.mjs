@@ -2,10 +2,12 @@
 // Chinese gets the widget in Chinese, and its header tells the truth (no
 // agent is online: it says so, and offers to leave a message); an English
 // browser gets English, unless the tag asks for Chinese (`data-lang`).
+// The console and the admin pages speak Chinese to a Chinese browser too,
+// and an English one switches to Chinese with the page's language menu.
 //
-// Environment: as harness.mjs (the agent never signs in).
+// Environment: as harness.mjs.
 
-import { BASE, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
+import { BASE, LOGIN, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot, openPage, signIn, pageErrors } from './harness.mjs';
 
 const OVERALL_MS = 120000;
 const inWidget = (selector) => `switchboard-chat >> ${selector}`;
@@ -64,6 +66,54 @@ async function main() {
       const zh = await pages.tag.locator(inWidget('.sb-launcher-label')).textContent();
       if (zh !== '在线咨询') throw new Error(`data-lang="zh-CN" launcher says ${zh}`);
       if (errors.length) throw new Error(`errors: ${errors.join(' | ')}`);
+    });
+
+    const text = (page, selector) => page.locator(selector).first().textContent();
+    const expect = async (page, selector, wanted) => {
+      const got = (await text(page, selector)).trim();
+      if (got !== wanted) throw new Error(`${selector} says ${JSON.stringify(got)}, not ${JSON.stringify(wanted)}`);
+    };
+
+    await step('a Chinese browser gets the console in Chinese', async () => {
+      const agent = await openPage(browser, 'zh console', { locale: 'zh-CN' });
+      await agent.goto(`${BASE}/console`);
+      await expect(agent, '#login-submit', '登录');
+      const lang = await agent.locator('html').getAttribute('lang');
+      if (lang !== 'zh-CN') throw new Error(`the console's lang is ${lang}`);
+      if ((await agent.title()) !== 'Switchboard — 客服工作台') throw new Error(`the title is ${await agent.title()}`);
+      await signIn(agent, LOGIN, { status: 'away' });
+      await expect(agent, '#filter-mine [data-i18n]', '我的');
+      await expect(agent, '#filter-queue [data-i18n]', '排队');
+      await expect(agent, '#filter-missed [data-i18n]', '留言');
+      await expect(agent, '#filter-closed [data-i18n]', '已结束');
+      await expect(agent, '#conversations-heading', '我的会话');
+      await expect(agent, '#no-conversations', '暂无会话。分配给您的新会话会显示在这里。');
+      await expect(agent, '#status option[value="online"]', '在线');
+      await expect(agent, '#logout', '退出登录');
+      await waitFor(agent, 'the connection in Chinese', () => document.querySelector('#connection').textContent === '已连接');
+      await agent.locator('#filter-closed').click();
+      await expect(agent, '#conversations-heading', '已结束的会话');
+    });
+
+    await step("an English browser switches the console to Chinese with the language menu", async () => {
+      const agent = await openPage(browser, 'en console', { locale: 'en-US' });
+      await agent.goto(`${BASE}/console`);
+      await expect(agent, '#login-submit', 'Sign in');
+      await agent.locator('#login-language').selectOption('zh-CN');
+      await waitFor(agent, 'the console in Chinese', () => document.querySelector('#login-submit').textContent === '登录');
+      await agent.reload();
+      await expect(agent, '#login-submit', '登录');
+    });
+
+    await step('a Chinese browser gets the admin pages in Chinese', async () => {
+      const admin = await openPage(browser, 'zh admin', { locale: 'zh-CN' });
+      await admin.goto(`${BASE}/admin`);
+      await expect(admin, '#login-submit', '登录');
+      await expect(admin, '.login-card h1', 'Switchboard 管理后台');
+      await expect(admin, '#dash-title', '实时');
+      await expect(admin, '#add-agent h3', '添加客服');
+      await expect(admin, 'label[for="login"]', '账号');
+      if (pageErrors.length) throw new Error(`errors: ${pageErrors.join(' | ')}`);
     });
   } catch (err) {
     failure = err && err.message ? err.message : String(err);

@@ -7,25 +7,13 @@
 // Environment: as harness.mjs, plus SB_AGENT2_LOGIN (Bob; same password).
 // The runner saved the canned response `thanks` (CANNED below).
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
+import { BASE, LOGIN, TIMEOUT, report, fail, step, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const BOB = process.env.SB_AGENT2_LOGIN || '';
 const CANNED = 'Thanks for waiting! How can I help?';
 const NOTE = 'VIP customer, be nice';
 const QUESTION = 'Where is my parcel?';
-
-async function login(page, login) {
-  await page.goto(`${BASE}/console`);
-  await page.locator('#login').fill(login);
-  await page.locator('#password').fill(PASSWORD);
-  await page.locator('#login-submit').click();
-  await waitFor(page, 'the console to be connected', () => {
-    const app = document.querySelector('#app');
-    return !app.hidden && app.dataset.connection === 'open';
-  });
-  await page.locator('#status').selectOption('away');
-}
 
 const widgetHas = (page, text) => page.evaluate(
   (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages *')].some((n) => n.textContent.includes(t)),
@@ -35,25 +23,15 @@ const widgetHas = (page, text) => page.evaluate(
 async function main() {
   if (!BOB) fail('SB_AGENT2_LOGIN is not set');
   const browser = await launch(OVERALL_MS);
-  const errors = [];
   let failure = null;
   try {
-    const pages = [];
-    for (const who of ['ann', 'bob', 'visitor']) {
-      const page = await (await browser.newContext()).newPage();
-      page.setDefaultTimeout(TIMEOUT);
-      watch(page, who);
-      page.on('console', (m) => {
-        if (m.type() === 'error') errors.push(`[${who}] ${m.text()}`);
-      });
-      page.on('pageerror', (e) => errors.push(`[${who}] ${e.message}`));
-      pages.push(page);
-    }
-    const [ann, bob, visitor] = pages;
+    const ann = await openPage(browser, 'ann');
+    const bob = await openPage(browser, 'bob');
+    const visitor = await openPage(browser, 'visitor');
 
     await step('both agents log in, away', async () => {
-      await login(ann, LOGIN);
-      await login(bob, BOB);
+      await signIn(ann, LOGIN, { status: 'away' });
+      await signIn(bob, BOB, { status: 'away' });
     });
 
     let conversationId = '';
@@ -65,6 +43,7 @@ async function main() {
       await waitFor(visitor, 'the conversation to be created', () =>
         !!document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-panel').dataset.conversationId);
       conversationId = await visitor.locator('#sb-panel').getAttribute('data-conversation-id');
+      await ann.locator('#filter-queue').click();
       await ann.locator(`#queue .queue-item[data-conversation-id="${conversationId}"]`).waitFor({ state: 'visible' });
     });
 
@@ -149,11 +128,13 @@ async function main() {
       if (!close || close.x < 0 || close.x + close.width > 390) throw new Error(`"Close conversation" is cut off: ${JSON.stringify(close)}`);
       const bar = await bob.locator('.topbar').boundingBox();
       if (!bar || bar.height > 60) throw new Error(`the top bar wraps: ${JSON.stringify(bar)}`);
+      await bob.locator('#filter-queue').click();
       await bob.locator('#queue-heading').scrollIntoViewIfNeeded();
       if (!(await bob.locator('#queue-heading').isVisible())) throw new Error('the queue cannot be reached');
+      await bob.locator('#filter-mine').click();
       await bob.locator('#messages').scrollIntoViewIfNeeded();
       await shoot(bob, 'console-mobile');
-      if (errors.length) throw new Error(`errors: ${errors.join(' | ')}`);
+      assertNoPageErrors();
     });
   } catch (err) {
     failure = err && err.message ? err.message : String(err);

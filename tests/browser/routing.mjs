@@ -18,7 +18,7 @@
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
 // failing step and exits 1 otherwise.
 
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot } from './harness.mjs';
+import { BASE, LOGIN, report, fail, step, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors } from './harness.mjs';
 
 const OVERALL_MS = 240000;
 
@@ -53,14 +53,8 @@ async function main() {
 
   let failure = null;
   try {
-    const visitorCtx = await browser.newContext();
-    const agentCtx = await browser.newContext();
-    const visitor = await visitorCtx.newPage();
-    const agent = await agentCtx.newPage();
-    visitor.setDefaultTimeout(TIMEOUT);
-    agent.setDefaultTimeout(TIMEOUT);
-    watch(visitor, 'visitor');
-    watch(agent, 'agent');
+    const visitor = await openPage(browser, 'visitor');
+    const agent = await openPage(browser, 'agent');
 
     let conversationId = '';
     await step('visitor opens the widget: leaving a message is offered', async () => {
@@ -117,25 +111,11 @@ async function main() {
     });
 
     await step('agent logs in to the console', async () => {
-      await agent.goto(`${BASE}/console`);
-      await agent.locator('#login').fill(LOGIN);
-      await agent.locator('#password').fill(PASSWORD);
-      await agent.locator('#login-submit').click();
-      await waitFor(
-        agent,
-        'the console to open after login',
-        () => {
-          const err = document.querySelector('#login-error');
-          return (err && !err.hidden && err.textContent) || !document.querySelector('#app').hidden;
-        },
-      );
-      const error = await agent.locator('#login-error').evaluate((n) => (n.hidden ? '' : n.textContent));
-      if (error) throw new Error(`login rejected: ${error}`);
-      await waitFor(agent, 'the console WebSocket to be connected', () => document.querySelector('#app').dataset.connection === 'open');
-      await agent.locator('#status').selectOption('online');
+      await signIn(agent, LOGIN, { status: 'online' });
     });
 
     await step('agent opens Missed and sees the message with the email', async () => {
+      await agent.locator('#filter-missed').click();
       await agent.locator('#missed-refresh').click();
       const item = agent.locator(`#missed .missed-item[data-conversation-id="${conversationId}"]`);
       await item.waitFor({ state: 'visible' });
@@ -282,6 +262,7 @@ async function main() {
       await waitFor(visitor, 'the closed status in the widget', () => /closed/i.test(document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-status').textContent));
       // Rated once already: the widget thanks instead of asking again.
       await visitor.locator('#sb-rating-thanks').waitFor({ state: 'visible' });
+      assertNoPageErrors();
     });
   } catch (err) {
     failure = err && err.message ? err.message : String(err);

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use switchboard_bus::accounts::{self, NewAgent};
 use switchboard_bus::Backbone;
 use switchboard_protocol::ids::TeamId;
-use switchboard_protocol::payloads::AgentAccount;
+use switchboard_protocol::payloads::{AgentAccount, AgentRole};
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
@@ -286,6 +286,23 @@ impl System {
         )
         .await
         .unwrap_or_else(|e| panic!("add agent {login}: {e}"))
+    }
+
+    /// Adds an account with the `admin` role (named `Admin <login>`).
+    pub async fn add_admin(&self, login: &str) -> AgentAccount {
+        accounts::add_as(
+            &self.backbone().await,
+            NewAgent {
+                login: login.into(),
+                name: format!("Admin {login}"),
+                password: PASSWORD.into(),
+                team: None,
+                capacity: 1,
+            },
+            AgentRole::Admin,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("add admin {login}: {e}"))
     }
 
     /// Signs up a visitor; returns `(visitor_id, token)`.

@@ -6,8 +6,6 @@
 use std::net::SocketAddr;
 
 use serde_json::{json, Value};
-use switchboard_bus::accounts::{self, NewAgent};
-use switchboard_protocol::payloads::AgentRole;
 use switchboard_tests::http::{self, bearer};
 use switchboard_tests::system::{node_binary, System, PASSWORD};
 use switchboard_tests::ws::Ws;
@@ -38,22 +36,6 @@ fn endpoints(conversation: &str) -> Vec<(&'static str, &'static str, Option<Stri
             None,
         ),
     ]
-}
-
-async fn add_admin(system: &System, login: &str) {
-    accounts::add_as(
-        &system.backbone().await,
-        NewAgent {
-            login: login.into(),
-            name: format!("Admin {login}"),
-            password: PASSWORD.into(),
-            team: None,
-            capacity: 1,
-        },
-        AgentRole::Admin,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("add admin {login}: {e}"));
 }
 
 async fn login(edge: SocketAddr, login: &str) -> Value {
@@ -95,7 +77,7 @@ async fn every_admin_call_wants_an_admin_token() {
     let mut system = System::with_workers().await;
     let edge = system.edge().await;
     system.add_agent("kai", 1, None).await;
-    add_admin(&system, "root").await;
+    system.add_admin("root").await;
     let (_visitor, conversation) = waiting_visitor(edge, "Ann").await;
     let (_, visitor_token) = System::visitor(edge, "Bea").await;
 
@@ -214,7 +196,7 @@ async fn the_admin_api_reorders_assigns_and_broadcasts_like_the_cli() {
     let mut system = System::with_workers().await;
     let edge = system.edge().await;
     system.add_agent("max", 1, None).await;
-    add_admin(&system, "root").await;
+    system.add_admin("root").await;
     let admin = login(edge, "root").await["token"]
         .as_str()
         .unwrap_or_default()

@@ -18,6 +18,13 @@
 //!   dashboard and its chart move as the agent comes online and chats.
 //! - i18n.mjs: a zh-CN browser gets the widget in Chinese, with a header
 //!   that says nobody is online; `data-lang` chooses too.
+//! - filters.mjs: the inbox's filters (Mine, Queue, Missed, Closed); a
+//!   closed conversation leaves Mine for Closed, is still listed there
+//!   (from the archive) after the agent logs in again, and its
+//!   transcript opens read-only.
+//! - prechat.mjs: a team with a pre-chat form; the widget asks a new
+//!   visitor's name and email first, refuses bad ones, and the agent sees
+//!   the visitor by that name with the email.
 //! - embed.mjs: a shop on another origin embeds the widget with one tag,
 //!   with CSS that would break it; the widget shows with the tag's
 //!   settings and the visitor chats with the agent.
@@ -27,9 +34,9 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use switchboard_bus::accounts::{self, NewAgent};
 use switchboard_bus::kv;
-use switchboard_protocol::payloads::{AgentRole, CannedResponse};
+use switchboard_protocol::ids::TeamId;
+use switchboard_protocol::payloads::{CannedResponse, TeamSettings};
 use switchboard_protocol::time::now_ms;
 use switchboard_tests::bots::{add_bot, wait_present, BotKind, BotProcess};
 use switchboard_tests::system::{System, PASSWORD};
@@ -196,23 +203,36 @@ async fn take_canned_note_and_transfer_by_name_in_the_inbox_in_chromium() {
 async fn an_admin_adds_an_agent_and_watches_the_dashboard_in_chromium() {
     let mut system = System::with_workers().await;
     let edge = system.edge().await;
-    accounts::add_as(
-        &system.backbone().await,
-        NewAgent {
-            login: "root@test".into(),
-            name: "Root".into(),
-            password: PASSWORD.into(),
-            team: None,
-            capacity: 1,
-        },
-        AgentRole::Admin,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("add admin: {e}"));
+    system.add_admin("root@test").await;
     run_scenario_with("admin.mjs", edge, &[("SB_ADMIN_LOGIN", "root@test".into())]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chinese_browser_gets_the_widget_in_chinese_in_chromium() {
     scenario("i18n.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_filters_and_closed_transcripts_after_logging_in_again_in_chromium() {
+    scenario("filters.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_asks_a_new_visitor_the_pre_chat_form_of_the_team_in_chromium() {
+    let mut system = System::with_workers().await;
+    let team = TeamId::new("vip").unwrap_or_else(|e| panic!("team id: {e}"));
+    let settings = TeamSettings {
+        team,
+        strategy: None,
+        first_reply_secs: None,
+        bot_first: false,
+        prechat: true,
+        updated_at: now_ms(),
+    };
+    kv::put(&system.backbone().await.teams, "vip", &settings)
+        .await
+        .unwrap_or_else(|e| panic!("save the team: {e}"));
+    let edge = system.edge().await;
+    system.add_agent("console@test", 2, Some("vip")).await;
+    run_scenario("prechat.mjs", edge).await;
 }

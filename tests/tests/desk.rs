@@ -6,29 +6,35 @@
 use std::net::SocketAddr;
 
 use serde_json::{json, Value};
-use switchboard_bus::accounts::{self, NewAgent};
-use switchboard_protocol::payloads::AgentRole;
 use switchboard_tests::eventually;
 use switchboard_tests::http::{self, bearer};
 use switchboard_tests::system::{System, PASSWORD};
 use switchboard_tests::ws::Ws;
 
-async fn add_admin(system: &System, login: &str) -> String {
-    accounts::add_as(
-        &system.backbone().await,
-        NewAgent {
-            login: login.into(),
-            name: format!("Admin {login}"),
-            password: PASSWORD.into(),
-            team: None,
-            capacity: 1,
-        },
-        AgentRole::Admin,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("add admin {login}: {e}"))
-    .id
-    .to_string()
+/// A running system with an admin (`root`) and an agent (`bob`), and
+/// their tokens.
+struct Desk {
+    system: System,
+    edge: SocketAddr,
+    admin: String,
+    bob: String,
+}
+
+impl Desk {
+    async fn start() -> Self {
+        let mut system = System::with_workers().await;
+        let edge = system.edge().await;
+        system.add_admin("root").await;
+        system.add_agent("bob", 1, None).await;
+        let admin = System::agent_token(edge, "root").await;
+        let bob = System::agent_token(edge, "bob").await;
+        Self {
+            system,
+            edge,
+            admin,
+            bob,
+        }
+    }
 }
 
 async fn call(edge: SocketAddr, method: &str, path: &str, token: &str, body: Value) -> Value {
@@ -41,6 +47,19 @@ async fn call(edge: SocketAddr, method: &str, path: &str, token: &str, body: Val
         response.body
     );
     response.json()
+}
+
+/// Calls the API and checks that it refuses with `status` and a message.
+async fn assert_call_refused(
+    edge: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    status: u16,
+    what: &str,
+) {
+    assert_refused(&bearer(edge, method, path, token, body).await, status, what);
 }
 
 fn assert_refused(response: &http::Response, status: u16, what: &str) {
@@ -137,8 +156,16 @@ async fn the_directory_and_the_widget_tell_who_can_answer() {
     let response = http::get(edge, "/api/v1/directory").await;
     assert_refused(&response, 401, "the directory without a token");
     let (_, visitor_token) = System::visitor(edge, "Eve").await;
-    let response = bearer(edge, "GET", "/api/v1/directory", Some(&visitor_token), None).await;
-    assert_refused(&response, 403, "the directory for a visitor");
+    assert_call_refused(
+        edge,
+        "GET",
+        "/api/v1/directory",
+        Some(&visitor_token),
+        None,
+        403,
+        "the directory for a visitor",
+    )
+    .await;
 }
 
 /// An admin adds Cara, who logs in; changes her capacity and team, makes
@@ -146,25 +173,26 @@ async fn the_directory_and_the_widget_tell_who_can_answer() {
 /// disables Cara, who can no longer log in. Agents may do none of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_manage_agents_and_teams() {
-    let mut system = System::with_workers().await;
-    let edge = system.edge().await;
-    add_admin(&system, "root").await;
-    system.add_agent("bob", 1, None).await;
-    let admin = System::agent_token(edge, "root").await;
-    let bob = System::agent_token(edge, "bob").await;
+    let Desk {
+        system: _system,
+        edge,
+        admin,
+        bob,
+    } = Desk::start().await;
 
     let new_agent = json!({
         "login": "cara", "name": "Cara Diaz", "password": PASSWORD, "team": "sales",
     });
-    let response = bearer(
+    assert_call_refused(
         edge,
         "POST",
         "/api/v1/admin/agents",
         Some(&bob),
         Some(&new_agent.to_string()),
+        403,
+        "an agent adding an agent",
     )
     .await;
-    assert_refused(&response, 403, "an agent adding an agent");
     let cara = call(
         edge,
         "POST",
@@ -176,16 +204,17 @@ async fn admins_manage_agents_and_teams() {
     assert_eq!(cara["role"], "agent", "{cara}");
     assert_eq!(cara["team"], "sales", "{cara}");
     let cara_id = cara["id"].as_str().unwrap_or_default().to_owned();
-    let response = bearer(
+    assert_call_refused(
         edge,
         "POST",
         "/api/v1/admin/agents",
         Some(&admin),
         Some(&new_agent.to_string()),
+        400,
+        "a login taken",
     )
     .await;
-    assert_refused(&response, 400, "a login taken");
-    let response = bearer(
+    assert_call_refused(
         edge,
         "POST",
         "/api/v1/admin/agents",
@@ -194,9 +223,10 @@ async fn admins_manage_agents_and_teams() {
             &json!({ "login": "dan", "name": "Dan", "password": PASSWORD, "role": "boss" })
                 .to_string(),
         ),
+        400,
+        "an unknown role",
     )
     .await;
-    assert_refused(&response, 400, "an unknown role");
     System::agent_token(edge, "cara").await;
 
     let path = format!("/api/v1/admin/agents/{cara_id}");
@@ -226,15 +256,16 @@ async fn admins_manage_agents_and_teams() {
     assert_eq!(found["role"], "agent", "{found}");
 
     // A new team, asking for a name first, without its bot first.
-    let response = bearer(
+    assert_call_refused(
         edge,
         "PUT",
         "/api/v1/admin/teams/vip",
         Some(&admin),
         Some(&json!({ "strategy": "random" }).to_string()),
+        400,
+        "an unknown strategy",
     )
     .await;
-    assert_refused(&response, 400, "an unknown strategy");
     let saved = call(
         edge,
         "PUT",
@@ -281,15 +312,16 @@ async fn admins_manage_agents_and_teams() {
         login.status,
         login.body
     );
-    let response = bearer(
+    assert_call_refused(
         edge,
         "PATCH",
         "/api/v1/admin/agents/a_nobody",
         Some(&admin),
         Some(&json!({ "capacity": 2 }).to_string()),
+        404,
+        "changing nobody",
     )
     .await;
-    assert_refused(&response, 404, "changing nobody");
 }
 
 /// Canned responses: an admin saves two (one for everyone, one for the
@@ -297,23 +329,24 @@ async fn admins_manage_agents_and_teams() {
 /// blank text is refused; a removed one is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_manage_canned_responses_agents_read_theirs() {
-    let mut system = System::with_workers().await;
-    let edge = system.edge().await;
-    add_admin(&system, "root").await;
-    system.add_agent("bob", 1, None).await;
-    let admin = System::agent_token(edge, "root").await;
-    let bob = System::agent_token(edge, "bob").await;
+    let Desk {
+        system: _system,
+        edge,
+        admin,
+        bob,
+    } = Desk::start().await;
 
     let body = json!({ "text": "Hello! How can I help?" }).to_string();
-    let response = bearer(
+    assert_call_refused(
         edge,
         "PUT",
         "/api/v1/admin/canned/hi",
         Some(&bob),
         Some(&body),
+        403,
+        "an agent saving a canned response",
     )
     .await;
-    assert_refused(&response, 403, "an agent saving a canned response");
     call(
         edge,
         "PUT",
@@ -348,8 +381,16 @@ async fn admins_manage_canned_responses_agents_read_theirs() {
             json!({ "text": "x", "colour": 1 }),
         ),
     ] {
-        let response = bearer(edge, "PUT", path, Some(&admin), Some(&body.to_string())).await;
-        assert_refused(&response, 400, path);
+        assert_call_refused(
+            edge,
+            "PUT",
+            path,
+            Some(&admin),
+            Some(&body.to_string()),
+            400,
+            path,
+        )
+        .await;
     }
     call(
         edge,
@@ -361,15 +402,16 @@ async fn admins_manage_canned_responses_agents_read_theirs() {
     .await;
     let mine = call(edge, "GET", "/api/v1/canned", &bob, Value::Null).await;
     assert_eq!(mine["canned"], json!([]), "{mine}");
-    let response = bearer(
+    assert_call_refused(
         edge,
         "DELETE",
         "/api/v1/admin/canned/hi",
         Some(&admin),
         None,
+        404,
+        "removing it twice",
     )
     .await;
-    assert_refused(&response, 404, "removing it twice");
 }
 
 /// The missed list changes for agents without asking: Bob (away) gets
@@ -531,15 +573,66 @@ async fn agents_find_past_conversations_and_see_visitors_details() {
     )
     .await;
     assert_eq!(by_agent["conversations"][0]["conversation_id"], id.as_str());
-    let response = bearer(
+    // The console's Closed filter: the caller's own closed conversations.
+    let closed = call(
+        edge,
+        "GET",
+        "/api/v1/archive?agent=me&status=closed",
+        &bob_token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(closed["conversations"][0]["conversation_id"], id.as_str());
+    assert_eq!(closed["conversations"][0]["status"], "closed", "{closed}");
+    let open = call(
+        edge,
+        "GET",
+        "/api/v1/archive?agent=me&status=assigned",
+        &bob_token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(open["conversations"], json!([]), "{open}");
+    assert_call_refused(
+        edge,
+        "GET",
+        "/api/v1/archive?status=gone",
+        Some(&bob_token),
+        None,
+        400,
+        "an unknown status",
+    )
+    .await;
+    assert_call_refused(
+        edge,
+        "GET",
+        "/api/v1/archive?agent=me",
+        None,
+        None,
+        401,
+        "no token",
+    )
+    .await;
+    assert_call_refused(
+        edge,
+        "GET",
+        "/api/v1/archive?agent=me",
+        Some(&token),
+        None,
+        403,
+        "a visitor listing closed conversations",
+    )
+    .await;
+    assert_call_refused(
         edge,
         "GET",
         "/api/v1/archive?limit=500",
         Some(&bob_token),
         None,
+        400,
+        "a limit too large",
     )
     .await;
-    assert_refused(&response, 400, "a limit too large");
 
     let transcript = call(
         edge,
@@ -582,15 +675,16 @@ async fn agents_find_past_conversations_and_see_visitors_details() {
         "{details}"
     );
     assert_eq!(details["conversations"][0]["conversation_id"], id.as_str());
-    let response = bearer(
+    assert_call_refused(
         edge,
         "GET",
         &format!("/api/v1/visitors/{visitor_id}"),
         Some(&token),
         None,
+        403,
+        "a visitor reading visitors' details",
     )
     .await;
-    assert_refused(&response, 403, "a visitor reading visitors' details");
 
     let renamed = call(
         edge,
@@ -603,15 +697,16 @@ async fn agents_find_past_conversations_and_see_visitors_details() {
     assert_eq!(renamed["name"], "Victor", "{renamed}");
     let new_token = renamed["token"].as_str().unwrap_or_default().to_owned();
     assert!(!new_token.is_empty(), "a new name comes with a new token");
-    let response = bearer(
+    assert_call_refused(
         edge,
         "POST",
         "/api/v1/visitors/profile",
         Some(&token),
         Some(&json!({ "email": "nope" }).to_string()),
+        400,
+        "a bad email in the profile",
     )
     .await;
-    assert_refused(&response, 400, "a bad email in the profile");
     let details = call(
         edge,
         "GET",

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 use switchboard_bus::admin::{self, AdminError, Audience};
@@ -19,6 +18,7 @@ use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::QueueEntry;
 
 use super::caller::AdminCaller;
+use super::support::parse;
 use crate::http::error;
 use crate::server::EdgeState;
 
@@ -166,28 +166,6 @@ async fn broadcast(
         }
         Err(err) => refused(&caller, "broadcast", &err),
     }
-}
-
-/// A JSON body, or the `400`/`413` answering it.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Box<Response>> {
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too_large"
-        } else {
-            "bad_request"
-        };
-        tracing::info!(%status, "admin request body refused");
-        Box::new(error(status, code, &rejection.body_text()))
-    })?;
-    serde_json::from_slice(&body).map_err(|err| {
-        tracing::info!(error = %err, "bad admin request");
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &err.to_string(),
-        ))
-    })
 }
 
 /// The answer to a refused or failed admin action, logged once here.

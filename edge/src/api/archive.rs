@@ -93,18 +93,43 @@ struct Find {
     q: Option<String>,
     before: Option<i64>,
     limit: Option<u32>,
+    status: Option<String>,
 }
 
-/// `GET /api/v1/archive?visitor=&agent=&q=&before=&limit=` (agents): past
-/// conversations, newest activity first; `before` pages on.
+/// The states a search may ask for.
+const STATUSES: [ConversationStatus; 4] = [
+    ConversationStatus::Queued,
+    ConversationStatus::Assigned,
+    ConversationStatus::Closed,
+    ConversationStatus::Missed,
+];
+
+/// `GET /api/v1/archive?visitor=&agent=&status=&q=&before=&limit=`
+/// (agents): past conversations, newest activity first; `before` pages
+/// on. `agent=me` is the caller: `?agent=me&status=closed` lists the
+/// conversations an agent has closed, after logging in again too.
 async fn find(
     State(state): State<Arc<EdgeState>>,
-    _caller: AgentCaller,
+    caller: AgentCaller,
     query: Result<Query<Find>, QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else {
-        return bad_request("parameters: visitor, agent, q, before, limit");
+        return bad_request("parameters: visitor, agent, status, q, before, limit");
     };
+    let status = query.status.filter(|s| !s.is_empty());
+    if status
+        .as_deref()
+        .is_some_and(|s| !STATUSES.iter().any(|known| known.as_str() == s))
+    {
+        return bad_request("status is one of queued, assigned, closed, missed");
+    }
+    let agent = query.agent.filter(|a| !a.is_empty()).map(|a| {
+        if a == "me" {
+            caller.id().to_owned()
+        } else {
+            a
+        }
+    });
     let limit = query.limit.unwrap_or(20);
     if limit == 0 || limit > MAX_RESULTS {
         return bad_request("limit is 1 to 50");
@@ -120,10 +145,11 @@ async fn find(
     }
     let request = ArchiveSearch {
         visitor_id: query.visitor.filter(|v| !v.is_empty()),
-        agent_id: query.agent.filter(|a| !a.is_empty()),
+        agent_id: agent,
         text,
         before: query.before,
         limit,
+        status,
     };
     match search(&state, &request).await {
         Ok(conversations) => Json(json!({ "conversations": conversations })).into_response(),

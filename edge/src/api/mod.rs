@@ -3,8 +3,8 @@
 //! `Authorization: Bearer …`: none or an invalid one is `401`, anyone
 //! else's (an agent's, a visitor's) is `403`.
 //!
-//! - [`caller`]: the admin check, an extractor that runs before the body
-//!   is read.
+//! - [`caller`]: who calls: the bearer token checked once, and the agent
+//!   and admin extractors that run before the body is read.
 //! - [`admin`]: the queue and broadcasts.
 //! - [`stats`]: `GET /api/v1/stats`, answered by the archivers over NATS.
 //! - [`tokens`]: refreshing a token and an agent's logout (any caller
@@ -16,7 +16,7 @@
 //! - [`visitors`]: visitors' profiles (the pre-chat form, the page, the
 //!   browser) and what agents see of a visitor.
 //! - [`archive`]: past conversations for agents: search and transcripts.
-//! - [`support`]: reading bodies and answering failures.
+//! - [`support`]: reading bodies and answering failures (every module's).
 
 pub mod admin;
 pub mod archive;

@@ -15,8 +15,7 @@ use switchboard_bus::{accounts, revocation};
 use switchboard_config::EdgeRole;
 use switchboard_protocol::time::rfc3339;
 
-use super::caller::{bearer, unauthorized};
-use crate::access::still_valid;
+use super::caller::{unauthorized, verified};
 use crate::auth::{Identity, Verified};
 use crate::http::error;
 use crate::server::EdgeState;
@@ -29,27 +28,7 @@ pub fn routes() -> Router<Arc<EdgeState>> {
 
 /// The caller's token, verified and still valid; or the answer refusing it.
 async fn caller(state: &EdgeState, parts: &Parts) -> Result<Verified, Response> {
-    let Some(token) = bearer(parts) else {
-        return Err(unauthorized(
-            "a token is required (Authorization: Bearer …)",
-        ));
-    };
-    let verified = state.tokens.verify_full(token).map_err(|err| {
-        tracing::info!(error = %err, "token refused");
-        unauthorized("invalid or expired token")
-    })?;
-    match still_valid(&state.backbone, &verified).await {
-        Ok(true) => Ok(verified),
-        Ok(false) => Err(unauthorized("this token was revoked")),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot check a token's revocation");
-            Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "try again",
-            ))
-        }
-    }
+    verified(state, &parts.headers, parts.uri.path(), "a token").await
 }
 
 fn served(state: &EdgeState, identity: &Identity) -> bool {

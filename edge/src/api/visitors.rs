@@ -20,7 +20,7 @@ use switchboard_protocol::ids::VisitorId;
 use switchboard_protocol::payloads::{ArchiveSearch, VisitorProfile};
 use switchboard_protocol::time::now_ms;
 
-use super::caller::{unauthorized, AgentCaller};
+use super::caller::{bearer, unauthorized, AgentCaller};
 use super::support::{bad_request, not_found, parse, unavailable};
 use crate::auth::Identity;
 use crate::http::error;
@@ -119,12 +119,7 @@ async fn update(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = token else {
+    let Some(token) = bearer(&headers) else {
         return unauthorized("a visitor's token is required (Authorization: Bearer …)");
     };
     let Ok(verified) = state.tokens.verify_full(token) else {

@@ -177,14 +177,6 @@ async fn open(
     response
 }
 
-/// The bearer token of a request.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 /// `POST /api/v1/sse/<route>.<id>`: client frames for an event stream
 /// held by any edge.
 async fn post_frames(
@@ -193,7 +185,7 @@ async fn post_frames(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(token) = bearer(&headers) else {
+    let Some(token) = crate::api::caller::bearer(&headers) else {
         return crate::api::caller::unauthorized("a token is required (Authorization: Bearer …)");
     };
     if let Err(err) = state.tokens.verify_full(token) {
