@@ -10,6 +10,7 @@
 //!   filled by reading the missing records from the stream first.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,23 +198,17 @@ async fn write_until_done(
     };
     let mut ping = tokio::time::interval(timing.ping_interval);
     ping.tick().await;
-    // Waited on across the loop's turns, not registered anew for each frame.
-    let shutdown = shutdown.cancelled();
-    tokio::pin!(shutdown);
-    let kicked = kick.cancelled();
-    tokio::pin!(kicked);
-    // Armed when the first record after the last receipts is written.
-    let receipts_due = tokio::time::sleep(timing.receipt_delay);
-    tokio::pin!(receipts_due);
-    let mut receipts_armed = false;
+    // Set when the first record after the last receipts is written; boxed
+    // and dropped once fired, so an idle connection carries no timer.
+    let mut receipts_due: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let next = tokio::select! {
             biased;
-            () = &mut shutdown => {
+            () = shutdown.cancelled() => {
                 Box::pin(writer.close(switchboard_protocol::frames::close_code::RESTARTING, "server restarting")).await;
                 return;
             }
-            () = &mut kicked => {
+            () = kick.cancelled() => {
                 Box::pin(writer.drop_slow_consumer()).await;
                 return;
             }
@@ -222,16 +217,20 @@ async fn write_until_done(
                 None => return,
             },
             _ = ping.tick() => Step::Ping,
-            () = &mut receipts_due, if receipts_armed => {
-                receipts_armed = false;
+            () = async {
+                if let Some(due) = receipts_due.as_mut() {
+                    due.await;
+                }
+            }, if receipts_due.is_some() => {
+                receipts_due = None;
                 Box::pin(writer.send_receipts()).await;
                 continue;
             }
         };
         let handled = tokio::select! {
             biased;
-            () = &mut kicked => Handled::Kicked,
-            () = &mut shutdown => Handled::Restarting,
+            () = kick.cancelled() => Handled::Kicked,
+            () = shutdown.cancelled() => Handled::Restarting,
             flow = writer.step(next) => Handled::Done(flow),
         };
         let flow = match handled {
@@ -270,11 +269,8 @@ async fn write_until_done(
                 if !writer.unreported.is_empty() {
                     Box::pin(writer.send_receipts()).await;
                 }
-            } else if !receipts_armed && !writer.unreported.is_empty() {
-                receipts_armed = true;
-                receipts_due
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + timing.receipt_delay);
+            } else if receipts_due.is_none() && !writer.unreported.is_empty() {
+                receipts_due = Some(Box::pin(tokio::time::sleep(timing.receipt_delay)));
             }
         }
     }

@@ -479,19 +479,7 @@ async fn active(
     }
     let kick = session.outbox.kick.clone();
     let gone = session.outbox.gone.clone();
-    // What the loop waits on is made once and waited on across its turns:
-    // a frame from the client then costs no new registrations with the
-    // tokens and the edge-wide broadcast channels.
-    let stopped = stop.cancelled();
-    tokio::pin!(stopped);
-    let kicked = kick.cancelled();
-    tokio::pin!(kicked);
-    let writer_gone = gone.cancelled();
-    tokio::pin!(writer_gone);
-    let mut broadcasts = Box::pin(futures::stream::unfold(
-        state.hub.notices(),
-        |mut rx| async { Some((rx.recv().await, rx)) },
-    ));
+    let mut broadcasts = state.hub.notices();
     let mut broadcasts_open = true;
     let role = session.identity.role();
     // A live client answers the writer's pings; one that sends nothing at
@@ -504,23 +492,20 @@ async fn active(
     // Likewise the token's expiry, which a `refresh` moves on.
     let expiry = tokio::time::sleep_until(crate::access::instant_of(session.token_expires_at));
     tokio::pin!(expiry);
-    let mut revocations = Box::pin(futures::stream::unfold(
-        state.hub.revocations(),
-        |mut rx| async { Some((rx.recv().await, rx)) },
-    ));
+    let mut revocations = state.hub.revocations();
     // When the edge drains, each connection closes at its own moment within
     // the grace period: clients reconnect elsewhere a few at a time.
     let drained = drained_at(&state, connection);
     tokio::pin!(drained);
     while open {
         tokio::select! {
-            () = &mut stopped => break,
+            () = stop.cancelled() => break,
             () = &mut drained => {
                 session.close(close_code::RESTARTING, "server restarting").await;
                 break;
             }
-            () = &mut kicked => break,
-            () = &mut writer_gone => break,
+            () = kick.cancelled() => break,
+            () = gone.cancelled() => break,
             () = &mut expiry => {
                 let until = crate::access::instant_of(session.token_expires_at);
                 if tokio::time::Instant::now() >= until {
@@ -530,7 +515,7 @@ async fn active(
                 }
                 expiry.as_mut().reset(until);
             }
-            Some(revocation) = revocations.next() => {
+            revocation = revocations.recv() => {
                 if let Some(reason) = Box::pin(crate::access::revoked(&session, revocation)).await {
                     tracing::info!(reason, "access revoked; connection closed");
                     session.close(close_code::UNAUTHORIZED, reason).await;
@@ -547,7 +532,7 @@ async fn active(
                 idle.as_mut().reset(silent_until);
             }
             Some(notice) = notices.recv() => Box::pin(handlers::on_notice(&mut session, notice)).await,
-            Some(broadcast) = broadcasts.next(), if broadcasts_open => match broadcast {
+            broadcast = broadcasts.recv(), if broadcasts_open => match broadcast {
                 Ok((audience, frame)) if audience == role => {
                     session.outbox.offer(Outbound::Frame(frame));
                 }
