@@ -172,7 +172,13 @@ async fn consume(
         )
         .await
         .map_err(|e| BusError::nats("create archiver consumer", e))?;
+    // Pulled two batches at a time, so that a whole batch is waiting when
+    // the previous one is written: the client's default pull (200 records)
+    // left batches of ~130 records while backlogged, each touching ~105
+    // conversations, that is a summary statement per record or so.
     let messages = consumer
+        .stream()
+        .max_messages_per_batch(config.archiver.batch_size.saturating_mul(2))
         .messages()
         .await
         .map_err(|e| BusError::nats("consume chat stream", e))?;
