@@ -24,21 +24,26 @@ use tokio::time::Instant;
 /// How long recovery from one fault may take (scaled by `within`).
 const RECOVERY: Duration = Duration::from_secs(60);
 
-/// The server leading a stream (`CHAT`, `KV_conversations`, …).
+/// The server leading a stream (`CHAT`, `KV_conversations`, …), asked
+/// again while the cluster cannot say (a server just restarted: the
+/// request times out, or no leader is elected yet).
 async fn leader(backbone: &Backbone, stream: &str) -> String {
-    let mut stream = backbone
-        .js
-        .get_stream(stream)
-        .await
-        .unwrap_or_else(|e| panic!("get {stream}: {e}"));
-    let info = stream
-        .info()
-        .await
-        .unwrap_or_else(|e| panic!("stream info: {e}"));
-    info.cluster
-        .as_ref()
-        .and_then(|c| c.leader.clone())
-        .unwrap_or_else(|| panic!("no leader in {:?}", info.config.name))
+    within(&format!("a leader of {stream}"), RECOVERY, || async {
+        let mut found = backbone
+            .js
+            .get_stream(stream)
+            .await
+            .map_err(|e| format!("get {stream}: {e}"))?;
+        let info = found
+            .info()
+            .await
+            .map_err(|e| format!("stream info: {e}"))?;
+        info.cluster
+            .as_ref()
+            .and_then(|c| c.leader.clone())
+            .ok_or_else(|| format!("no leader in {:?}", info.config.name))
+    })
+    .await
 }
 
 /// Sends `frame` and returns the first answer of `answer` type or an
