@@ -7,7 +7,7 @@
 // Environment: as harness.mjs, plus SB_ADMIN_LOGIN (an admin; same
 // password as the agent).
 
-import { BASE, PASSWORD, report, fail, step, waitFor, launch, shoot, openPage, assertNoPageErrors } from './harness.mjs';
+import { BASE, PASSWORD, report, fail, step, waitFor, launch, shoot, openPage, assertNoPageErrors, runScenario } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const ADMIN = process.env.SB_ADMIN_LOGIN || '';
@@ -15,9 +15,7 @@ const NEW_LOGIN = 'dana@test';
 
 async function main() {
   if (!ADMIN) fail('SB_ADMIN_LOGIN is not set');
-  const browser = await launch(OVERALL_MS);
-  let failure = null;
-  try {
+  await runScenario(OVERALL_MS, async (browser) => {
     const admin = await openPage(browser, 'admin');
     const agent = await openPage(browser, 'agent');
     const visitor = await openPage(browser, 'visitor');
@@ -69,17 +67,7 @@ async function main() {
       await shoot(admin, 'admin-dashboard', true);
       assertNoPageErrors();
     });
-  } catch (err) {
-    failure = err && err.message ? err.message : String(err);
-  } finally {
-    await browser.close().catch(() => {});
-  }
-  if (failure) {
-    report(failure);
-    process.exit(1);
-  }
-  console.log('browser: 1 passed, 0 failed');
-  process.exit(0);
+  });
 }
 
 main().catch((err) => fail(err && err.message ? err.message : String(err)));

@@ -9,16 +9,14 @@
 //
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success.
 
-import { BASE, LOGIN, report, fail, step, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors } from './harness.mjs';
+import { BASE, LOGIN, report, fail, step, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors, runScenario } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const QUESTION = 'How long does shipping take?';
 const ANSWER_PART = '2 working days';
 
 async function main() {
-  const browser = await launch(OVERALL_MS);
-  let failure = null;
-  try {
+  await runScenario(OVERALL_MS, async (browser) => {
     const agent = await openPage(browser, 'agent');
     const visitor = await openPage(browser, 'visitor');
 
@@ -75,16 +73,7 @@ async function main() {
     await step('nothing broke the CSP, and no page had an error', async () => {
       assertNoPageErrors();
     });
-  } catch (err) {
-    failure = err && err.message ? err.message : String(err);
-  } finally {
-    await browser.close().catch(() => {});
-  }
-  if (failure) {
-    report(failure);
-    process.exit(1);
-  }
-  console.log('browser: 1 passed, 0 failed');
+  });
 }
 
 main().then(

@@ -12,7 +12,7 @@
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
 // failing step and exits 1 otherwise.
 
-import { BASE, LOGIN, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors } from './harness.mjs';
+import { BASE, LOGIN, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors, runScenario } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 
@@ -28,10 +28,7 @@ function countWidgetMessages(page, text) {
 }
 
 async function main() {
-  const browser = await launch(OVERALL_MS);
-
-  let failure = null;
-  try {
+  await runScenario(OVERALL_MS, async (browser) => {
     const agent = await openPage(browser, 'agent');
     const visitor = await openPage(browser, 'visitor');
 
@@ -166,19 +163,10 @@ async function main() {
         if (n !== 1) throw new Error(`"${text}" is shown ${n} times in the widget`);
       }
       const seqs = await agent.evaluate(() => [...document.querySelectorAll('#messages [data-seq]')].map((n) => n.dataset.seq));
-      if (new Set(seqs).size !== seqs.length) throw new Error(`the console shows a seq twice: ${seqs.join(',')}`);      assertNoPageErrors();
+      if (new Set(seqs).size !== seqs.length) throw new Error(`the console shows a seq twice: ${seqs.join(',')}`);
+      assertNoPageErrors();
     });
-
-  } catch (err) {
-    failure = err && err.message ? err.message : String(err);
-  } finally {
-    await browser.close().catch(() => {});
-  }
-  if (failure) {
-    report(failure);
-    process.exit(1);
-  }
-  console.log('browser: 1 passed, 0 failed');
+  });
 }
 
 main().then(

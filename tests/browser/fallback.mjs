@@ -9,7 +9,7 @@
 // on its standard input.
 
 import readline from 'node:readline';
-import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch } from './harness.mjs';
+import { BASE, LOGIN, PASSWORD, TIMEOUT, report, fail, step, watch, waitFor, launch, runScenario } from './harness.mjs';
 
 const OVERALL_MS = 240000;
 const TEXTS = {
@@ -34,10 +34,8 @@ const widgetTexts = (page, cls) => page.evaluate(
 );
 
 async function main() {
-  const browser = await launch(OVERALL_MS);
   const errors = [];
-  let failure = null;
-  try {
+  await runScenario(OVERALL_MS, async (browser) => {
     const agentCtx = await browser.newContext();
     const visitorCtx = await browser.newContext();
     for (const ctx of [agentCtx, visitorCtx]) {
@@ -148,17 +146,7 @@ async function main() {
       if (stillSse !== 'sse') throw new Error(`the widget is on ${stillSse} after the restart`);
       if (errors.length) throw new Error(`errors: ${errors.join(' | ')}`);
     });
-  } catch (err) {
-    failure = err && err.message ? err.message : String(err);
-  } finally {
-    await browser.close().catch(() => {});
-  }
-  if (failure) {
-    report(failure);
-    process.exit(1);
-  }
-  console.log('browser: 1 passed, 0 failed');
-  process.exit(0);
+  });
 }
 
 main().catch((err) => fail(err && err.message ? err.message : String(err)));

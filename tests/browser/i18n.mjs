@@ -7,16 +7,14 @@
 //
 // Environment: as harness.mjs.
 
-import { BASE, LOGIN, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot, openPage, signIn, pageErrors } from './harness.mjs';
+import { BASE, LOGIN, TIMEOUT, report, fail, step, watch, waitFor, launch, shoot, openPage, signIn, pageErrors, runScenario } from './harness.mjs';
 
 const OVERALL_MS = 120000;
 const inWidget = (selector) => `switchboard-chat >> ${selector}`;
 
 async function main() {
-  const browser = await launch(OVERALL_MS);
   const errors = [];
-  let failure = null;
-  try {
+  await runScenario(OVERALL_MS, async (browser) => {
     const pages = {};
     for (const [who, locale] of [['zh', 'zh-CN'], ['en', 'en-US'], ['tag', 'en-US']]) {
       const ctx = await browser.newContext({ locale });
@@ -115,17 +113,7 @@ async function main() {
       await expect(admin, 'label[for="login"]', '账号');
       if (pageErrors.length) throw new Error(`errors: ${pageErrors.join(' | ')}`);
     });
-  } catch (err) {
-    failure = err && err.message ? err.message : String(err);
-  } finally {
-    await browser.close().catch(() => {});
-  }
-  if (failure) {
-    report(failure);
-    process.exit(1);
-  }
-  console.log('browser: 1 passed, 0 failed');
-  process.exit(0);
+  });
 }
 
 main().catch((err) => fail(err && err.message ? err.message : String(err)));

@@ -7,7 +7,7 @@
 // Environment: as harness.mjs, plus SB_AGENT2_LOGIN (Bob; same password).
 // The runner saved the canned response `thanks` (CANNED below).
 
-import { BASE, LOGIN, TIMEOUT, report, fail, step, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors } from './harness.mjs';
+import { BASE, LOGIN, TIMEOUT, report, fail, step, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors, runScenario } from './harness.mjs';
 
 const OVERALL_MS = 180000;
 const BOB = process.env.SB_AGENT2_LOGIN || '';
@@ -22,9 +22,7 @@ const widgetHas = (page, text) => page.evaluate(
 
 async function main() {
   if (!BOB) fail('SB_AGENT2_LOGIN is not set');
-  const browser = await launch(OVERALL_MS);
-  let failure = null;
-  try {
+  await runScenario(OVERALL_MS, async (browser) => {
     const ann = await openPage(browser, 'ann');
     const bob = await openPage(browser, 'bob');
     const visitor = await openPage(browser, 'visitor');
@@ -136,17 +134,7 @@ async function main() {
       await shoot(bob, 'console-mobile');
       assertNoPageErrors();
     });
-  } catch (err) {
-    failure = err && err.message ? err.message : String(err);
-  } finally {
-    await browser.close().catch(() => {});
-  }
-  if (failure) {
-    report(failure);
-    process.exit(1);
-  }
-  console.log('browser: 1 passed, 0 failed');
-  process.exit(0);
+  });
 }
 
 main().catch((err) => fail(err && err.message ? err.message : String(err)));
