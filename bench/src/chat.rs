@@ -168,6 +168,23 @@ impl Shared {
         let start = self.window_start.load(Ordering::Relaxed);
         start != 0 && stamp >= start && stamp < self.window_end.load(Ordering::Relaxed)
     }
+
+    /// Whether every acknowledged message reached the other side.
+    fn all_delivered(&self) -> bool {
+        self.agent_received.load(Ordering::Relaxed) >= self.visitor_acked.load(Ordering::Relaxed)
+            && self.visitor_received.load(Ordering::Relaxed)
+                >= self.agent_acked.load(Ordering::Relaxed)
+    }
+
+    /// Lets the last deliveries land before the receivers stop: returns
+    /// once every acknowledged message reached the other side, or after
+    /// `limit` (what is missing then counts as lost).
+    pub(crate) async fn drain(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while !self.all_delivered() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -565,19 +582,7 @@ pub(crate) async fn drive(
     for shard in shards {
         tally.merge(&shard.await.context("visitor task")?);
     }
-    // Let the last deliveries land before the agents stop: every
-    // acknowledged message reaches the other side, or the drain runs out
-    // and what is missing counts as lost.
-    let delivered = |shared: &Shared| {
-        shared.agent_received.load(Ordering::Relaxed)
-            >= shared.visitor_acked.load(Ordering::Relaxed)
-            && shared.visitor_received.load(Ordering::Relaxed)
-                >= shared.agent_acked.load(Ordering::Relaxed)
-    };
-    let drain_until = Instant::now() + run.drain;
-    while !delivered(&shared) && Instant::now() < drain_until {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    shared.drain(run.drain).await;
     let _ = done_tx.send(true);
     let mut agent_tally = Tally::default();
     for agent in agents {

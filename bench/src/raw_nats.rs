@@ -355,16 +355,7 @@ pub async fn run(config: &RawNatsConfig) -> Result<ChatReport> {
     for task in visitors {
         tally.merge(&task.await.context("visitor task")?);
     }
-    let delivered = |shared: &Shared| {
-        shared.agent_received.load(Ordering::Relaxed)
-            >= shared.visitor_acked.load(Ordering::Relaxed)
-            && shared.visitor_received.load(Ordering::Relaxed)
-                >= shared.agent_acked.load(Ordering::Relaxed)
-    };
-    let drain_deadline = Instant::now() + config.drain;
-    while !delivered(&shared) && Instant::now() < drain_deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    shared.drain(config.drain).await;
     let _ = done_tx.send(true);
     let mut agent_tally = Tally::default();
     for task in agents {
