@@ -10,6 +10,10 @@
 //! - [`stats`]: reports over the summaries, and the `archive.stats` service.
 //! - [`store`]: MongoDB writes — idempotent by message id, conversation
 //!   summaries applied once per record — and history reads.
+//! - [`held`]: summaries held back while the archiver is behind the
+//!   stream, several batches written together.
+//! - [`behind`]: the durable notes of summaries held, and the sweep that
+//!   catches up those an archiver left behind.
 //! - [`retention`]: finished conversations leaving KV once archived and
 //!   past the reopen window.
 //! - [`lookup`]: the `archive.conversation` service (who may read a
@@ -18,8 +22,10 @@
 //! - [`worker`]: the entry point, the consume-write-ack loop and the
 //!   `archive.history` service.
 
+pub mod behind;
 pub mod documents;
 pub mod facts;
+pub mod held;
 pub mod lookup;
 pub mod retention;
 pub mod search;

@@ -27,6 +27,8 @@ use crate::facts;
 const DUPLICATE_KEY: i32 = 11000;
 /// Attempts of one summary compare-and-set.
 const SUMMARY_ATTEMPTS: usize = 16;
+/// Summary statements per `update` command (each well under 4 KB).
+const STATEMENTS_PER_COMMAND: usize = 1_000;
 /// Conversation summaries of one batch written at once.
 const SUMMARY_CONCURRENCY: usize = 32;
 
@@ -50,7 +52,7 @@ pub enum StoreError {
     InvalidUri { uri: String, reason: String },
 }
 
-fn mongo(op: &'static str) -> impl FnOnce(mongodb::error::Error) -> StoreError {
+pub(crate) fn mongo(op: &'static str) -> impl FnOnce(mongodb::error::Error) -> StoreError {
     move |source| StoreError::Mongo { op, source }
 }
 
@@ -59,6 +61,9 @@ fn mongo(op: &'static str) -> impl FnOnce(mongodb::error::Error) -> StoreError {
 pub struct Archive {
     messages: Collection<MessageDoc>,
     conversations: Collection<Document>,
+    /// Notes of conversations whose summaries are behind their messages
+    /// (see [`crate::behind`]).
+    behind: Collection<Document>,
     /// Given to commands run by hand (the driver adds it to its own).
     write_concern: Option<Document>,
     /// The analytics folds written last (a hint, checked by every write).
@@ -100,6 +105,7 @@ impl Archive {
         let archive = Self {
             messages: db.collection("messages"),
             conversations: db.collection("conversations"),
+            behind: db.collection(crate::behind::COLLECTION),
             write_concern,
             folds: Arc::default(),
         };
@@ -132,6 +138,12 @@ impl Archive {
             )
             .await
             .map_err(mongo("create retention index"))?;
+        // Notes left behind, oldest first.
+        archive
+            .behind
+            .create_index(IndexModel::builder().keys(doc! { "at": 1 }).build())
+            .await
+            .map_err(mongo("create summaries behind index"))?;
         // The report's window, alone or with a team or an agent.
         for keys in [
             doc! { "analytics.started_at": 1 },
@@ -242,6 +254,11 @@ impl Archive {
         Ok(summary.map(|s| (id_of(&s, "visitor"), id_of(&s, "agent"))))
     }
 
+    /// The notes of summaries behind (see [`crate::behind`]).
+    pub(crate) fn behind(&self) -> &Collection<Document> {
+        &self.behind
+    }
+
     /// The conversation summaries (for the reports' reads).
     pub(crate) fn summaries(&self) -> &Collection<Document> {
         &self.conversations
@@ -252,38 +269,88 @@ impl Archive {
         self.messages.clone_with_type()
     }
 
-    /// Archives records (any order, any conversations, repeats allowed).
+    /// Archives records (any order, any conversations, repeats allowed):
+    /// their messages, then their conversations' summaries.
     ///
     /// # Errors
     /// MongoDB errors; nothing is half-applied in a way a retry would not
     /// complete.
     pub async fn write(&self, records: &[ChatRecord]) -> Result<(), StoreError> {
+        let repeated = self.insert(records).await?;
+        self.summarize_records(&group(records, &repeated)).await
+    }
+
+    /// Inserts the messages of records (any order, repeats allowed);
+    /// returns the positions of those archived before (redelivered after a
+    /// crash), whose summaries must be counted again from the archive.
+    ///
+    /// # Errors
+    /// MongoDB errors (a retry completes what was half done).
+    pub async fn insert(&self, records: &[ChatRecord]) -> Result<Vec<usize>, StoreError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let docs = records
             .iter()
             .map(MessageDoc::from_record)
             .collect::<Result<Vec<_>, _>>()?;
-        // Which records were archived before (redelivered after a crash).
-        let repeated: Vec<usize> = match self.messages.insert_many(&docs).ordered(false).await {
-            Ok(_) => Vec::new(),
+        match self.messages.insert_many(&docs).ordered(false).await {
+            Ok(_) => Ok(Vec::new()),
             Err(err) => match duplicates(&err) {
                 Some(indexes) => {
                     tracing::debug!(records = indexes.len(), "some records were archived before");
-                    indexes
+                    Ok(indexes)
                 }
-                None => return Err(mongo("insert messages")(err)),
+                None => Err(mongo("insert messages")(err)),
             },
-        };
-        let mut by_conversation: BTreeMap<&ConversationId, (Vec<&ChatRecord>, bool)> =
-            BTreeMap::new();
-        for (i, record) in records.iter().enumerate() {
-            let group = by_conversation.entry(&record.conversation_id).or_default();
-            group.0.push(record);
-            group.1 |= repeated.contains(&i);
         }
-        self.summarize_batch(by_conversation).await
+    }
+
+    /// Brings the summaries of conversations up to date with their records
+    /// (inserted already), given by conversation with whether any of them
+    /// was archived before.
+    ///
+    /// # Errors
+    /// MongoDB errors; a retry completes what was half done.
+    pub async fn summarize_records(&self, groups: &Groups<'_>) -> Result<(), StoreError> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        self.summarize_batch(groups.clone()).await
+    }
+
+    /// Brings a conversation's summary up to date with everything the
+    /// archive holds for it, counted again from the archive: for a
+    /// conversation whose summary was left behind by an archiver that
+    /// stopped before writing it (see [`crate::behind`]).
+    ///
+    /// # Errors
+    /// MongoDB errors or unreadable documents.
+    pub async fn catch_up(&self, conversation: &ConversationId) -> Result<(), StoreError> {
+        let applied = self
+            .conversations
+            .find_one(doc! { "_id": conversation.as_str() })
+            .projection(doc! { "archived_seq": 1 })
+            .await
+            .map_err(mongo("read conversation summary"))?
+            .and_then(|summary| summary.get_i64("archived_seq").ok())
+            .unwrap_or(0);
+        let docs: Vec<MessageDoc> = self
+            .messages
+            .find(doc! { "conversation_id": conversation.as_str(), "seq": { "$gt": applied } })
+            .sort(doc! { "seq": 1 })
+            .await
+            .map_err(mongo("find records behind the summary"))?
+            .try_collect()
+            .await
+            .map_err(mongo("read records behind the summary"))?;
+        let records = docs
+            .into_iter()
+            .map(MessageDoc::into_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let records: Vec<&ChatRecord> = records.iter().collect();
+        self.folds.forget(conversation.as_str());
+        self.summarize(conversation, &records, true).await
     }
 
     /// Brings the summaries of a batch's conversations up to date. The
@@ -294,21 +361,26 @@ impl Archive {
     /// seen before, a summary behind or missing) take
     /// [`Archive::summarize`], which reads the summary first; they run
     /// concurrently, conversations being independent.
-    async fn summarize_batch(
-        &self,
-        groups: BTreeMap<&ConversationId, (Vec<&ChatRecord>, bool)>,
-    ) -> Result<(), StoreError> {
+    async fn summarize_batch(&self, groups: Groups<'_>) -> Result<(), StoreError> {
         let mut slow = Vec::new();
         let mut fast = Vec::new();
         let mut folded = Vec::new();
         let mut statements = Vec::new();
-        // The folds to continue: this archiver's own last writes, else read.
+        // Summaries created whole (an insert costs a fraction of an upsert).
+        let mut created = Vec::new();
+        let mut creating = Vec::new();
+        // The folds to continue: this archiver's own last writes, else read
+        // — except for conversations whose first records these are, taken
+        // to have no summary yet (if one exists, creating it fails and
+        // they take the path that reads).
         let ids: Vec<&str> = groups.keys().map(|c| c.as_str()).collect();
         let mut current = self.folds.get_many(&ids);
-        let unknown: Vec<&str> = ids
+        let unknown: Vec<&str> = groups
             .iter()
-            .copied()
-            .filter(|id| !current.contains_key(*id))
+            .filter(|(id, (records, _))| {
+                !current.contains_key(id.as_str()) && !records.iter().any(|r| r.seq == 1)
+            })
+            .map(|(id, _)| id.as_str())
             .collect();
         if !unknown.is_empty() {
             current.extend(self.read_summaries(&unknown).await?);
@@ -330,14 +402,39 @@ impl Archive {
                 following_statement(conversation, &records, summary)?
             };
             match statement {
-                Some(following) => {
-                    statements.push(following.statement);
-                    fast.push((conversation, records, following.last));
-                    folded.push((following.facts, following.rev));
-                }
+                Some(following) => match following.created {
+                    Some(document) => {
+                        created.push(document);
+                        creating.push((
+                            conversation,
+                            records,
+                            following.last,
+                            (following.facts, following.rev),
+                        ));
+                    }
+                    None => {
+                        statements.push(following.statement);
+                        fast.push((conversation, records, following.last));
+                        folded.push((following.facts, following.rev));
+                    }
+                },
                 None => {
                     self.folds.forget(conversation.as_str());
                     slow.push((conversation, records, redelivered || seen_before));
+                }
+            }
+        }
+        if !created.is_empty() {
+            let existing = self.create_summaries(&created).await?;
+            for (i, (conversation, records, last, (facts, rev))) in creating.into_iter().enumerate()
+            {
+                if existing.contains(&i) {
+                    // Created meanwhile (another archiver, a catch-up):
+                    // brought up to date and counted from the archive.
+                    self.folds.forget(conversation.as_str());
+                    slow.push((conversation, records, true));
+                } else {
+                    self.folds.remember(conversation.as_str(), last, facts, rev);
                 }
             }
         }
@@ -422,10 +519,37 @@ impl Archive {
         Ok(summaries)
     }
 
-    /// Runs update statements in one unordered `update` command; returns
-    /// how many matched or upserted. A statement that lost a race (its
-    /// upsert found the summary created meanwhile) simply does not count.
-    async fn update_statements(&self, statements: Vec<Document>) -> Result<usize, StoreError> {
+    /// Inserts whole summaries of conversations that had none; returns the
+    /// positions of those that exist already.
+    async fn create_summaries(&self, documents: &[Document]) -> Result<Vec<usize>, StoreError> {
+        match self
+            .conversations
+            .insert_many(documents)
+            .ordered(false)
+            .await
+        {
+            Ok(_) => Ok(Vec::new()),
+            Err(err) => duplicates(&err).ok_or_else(|| mongo("create conversation summaries")(err)),
+        }
+    }
+
+    /// Runs update statements in unordered `update` commands of at most
+    /// [`STATEMENTS_PER_COMMAND`] (a command is one BSON document, at most
+    /// 16 MB); returns how many matched or upserted. A statement that lost
+    /// a race (its upsert found the summary created meanwhile) simply does
+    /// not count.
+    async fn update_statements(&self, mut statements: Vec<Document>) -> Result<usize, StoreError> {
+        let mut applied = 0;
+        while !statements.is_empty() {
+            let rest = statements.split_off(statements.len().min(STATEMENTS_PER_COMMAND));
+            applied += self.update_command(statements).await?;
+            statements = rest;
+        }
+        Ok(applied)
+    }
+
+    /// Runs update statements in one unordered `update` command.
+    async fn update_command(&self, statements: Vec<Document>) -> Result<usize, StoreError> {
         let mut command = doc! {
             "update": self.conversations.name(),
             "updates": statements,
@@ -687,6 +811,21 @@ impl Archive {
     }
 }
 
+/// Records by conversation, with whether any of them was archived before.
+pub type Groups<'a> = BTreeMap<&'a ConversationId, (Vec<&'a ChatRecord>, bool)>;
+
+/// Groups records by conversation; `repeated` are the positions of those
+/// archived before ([`Archive::insert`]).
+pub fn group<'a>(records: &'a [ChatRecord], repeated: &[usize]) -> Groups<'a> {
+    let mut groups: Groups<'a> = BTreeMap::new();
+    for (i, record) in records.iter().enumerate() {
+        let entry = groups.entry(&record.conversation_id).or_default();
+        entry.0.push(record);
+        entry.1 |= repeated.contains(&i);
+    }
+    groups
+}
+
 /// A statement of [`following_statement`]: what it writes and leaves.
 struct Following {
     statement: Document,
@@ -695,6 +834,9 @@ struct Following {
     /// The fold and its revision once applied.
     facts: Facts,
     rev: i64,
+    /// For a conversation without a summary, the summary the statement's
+    /// upsert would create, to be inserted instead.
+    created: Option<Document>,
 }
 
 /// The compare-and-set statement applying records that follow exactly
@@ -741,6 +883,10 @@ fn following_statement(
     }
     update.insert("$inc", count_records(records));
     let next_rev = rev.unwrap_or(0) + 1;
+    let created = summary
+        .is_none()
+        .then(|| created_by(conversation.as_str(), &update))
+        .flatten();
     let statement = doc! {
         "q": {
             "_id": conversation.as_str(),
@@ -755,7 +901,37 @@ fn following_statement(
         last: last_seq,
         facts: base,
         rev: next_rev,
+        created,
     }))
+}
+
+/// The document an upsert of `update` creates where nothing matched: the
+/// `_id` and the update's operators applied to nothing. `None` for an
+/// operator or a path this does not apply (the upsert is sent instead).
+fn created_by(id: &str, update: &Document) -> Option<Document> {
+    let mut created = doc! { "_id": id };
+    for (operator, fields) in update {
+        for (field, value) in fields.as_document()? {
+            if field.contains('.') || created.contains_key(field) {
+                return None;
+            }
+            let value = match operator.as_str() {
+                "$set" | "$min" | "$max" | "$inc" => value.clone(),
+                "$addToSet" => {
+                    let mut set: Vec<Bson> = Vec::new();
+                    for item in value.as_document()?.get_array("$each").ok()? {
+                        if !set.contains(item) {
+                            set.push(item.clone());
+                        }
+                    }
+                    Bson::Array(set)
+                }
+                _ => return None,
+            };
+            created.insert(field, value);
+        }
+    }
+    Some(created)
 }
 
 /// Adds `archived_seq` to a summary update's `$set`.
@@ -790,5 +966,92 @@ fn duplicates(err: &mongodb::error::Error) -> Option<Vec<usize>> {
                 .then(|| errors.iter().map(|w| w.index).collect())
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_protocol::ids::{AgentId, MessageId, VisitorId};
+    use switchboard_protocol::payloads::{ConversationEvent, Participant, RecordBody};
+
+    fn record(seq: u64, sender: &Participant, body: RecordBody) -> ChatRecord {
+        ChatRecord {
+            id: MessageId::generate(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq,
+            sender: sender.clone(),
+            sent_at: 1_700_000_000_000 + seq as i64,
+            body,
+        }
+    }
+
+    #[test]
+    fn a_new_summary_is_inserted_as_its_upsert_would_create_it() {
+        let visitor = Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann");
+        let agent = Participant::agent(&AgentId::new("a_1").unwrap(), "Ada");
+        let message = |text: &str| RecordBody::Message {
+            text: text.to_owned(),
+            client_id: text.to_owned(),
+        };
+        let assigned = RecordBody::Event {
+            event: ConversationEvent::Assigned {
+                agent: agent.clone(),
+                reason: None,
+                handed_off: None,
+            },
+        };
+        let records = [
+            record(
+                1,
+                &visitor,
+                RecordBody::Event {
+                    event: ConversationEvent::Opened {
+                        visitor: visitor.clone(),
+                        team: None,
+                    },
+                },
+            ),
+            record(2, &agent, assigned.clone()),
+            record(3, &visitor, message("hello")),
+            record(4, &agent, message("hi")),
+            record(5, &agent, assigned),
+        ];
+        let refs: Vec<&ChatRecord> = records.iter().collect();
+        let id = ConversationId::new("c_1").unwrap();
+        let following = following_statement(&id, &refs, None).unwrap().unwrap();
+        let created = following.created.expect("a new summary is inserted");
+        assert_eq!(created.get_str("_id").unwrap(), "c_1");
+        assert_eq!(created.get_i64("archived_seq").unwrap(), 5);
+        assert_eq!(created.get_str("status").unwrap(), "assigned");
+        assert_eq!(created.get_i64("message_count").unwrap(), 2);
+        assert_eq!(created.get_i64("agent_message_count").unwrap(), 1);
+        assert_eq!(
+            created.get_datetime("first_response_at").unwrap(),
+            &DateTime::from_millis(1_700_000_000_004)
+        );
+        // `$addToSet`: the agent assigned twice is there once.
+        assert_eq!(created.get_array("agents").unwrap().len(), 1);
+        assert_eq!(created.get_i64(facts::REV).unwrap(), 1);
+        assert_eq!(facts::stored(&created).facts, Some(following.facts));
+        // Every field the upsert sets is in the created document.
+        for fields in following
+            .statement
+            .get_document("u")
+            .unwrap()
+            .values()
+            .filter_map(Bson::as_document)
+        {
+            for field in fields.keys() {
+                assert!(created.contains_key(field), "{field} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn an_update_it_cannot_apply_is_sent_as_an_upsert() {
+        assert!(created_by("c_1", &doc! { "$set": { "a.b": 1 } }).is_none());
+        assert!(created_by("c_1", &doc! { "$push": { "a": 1 } }).is_none());
+        assert!(created_by("c_1", &doc! { "$set": { "a": 1 }, "$inc": { "a": 1 } }).is_none());
     }
 }

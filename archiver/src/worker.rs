@@ -1,19 +1,24 @@
 //! The archiver's entry point: consume the chat stream through a durable
 //! consumer, write each batch to MongoDB, ack only after MongoDB confirmed
-//! it; answer `archive.history`, `archive.conversation`, `archive.search`
+//! its messages (and its conversations' summaries, or a note that they are
+//! behind: see [`crate::behind`]); answer `archive.history`, `archive.conversation`, `archive.search`
 //! and `archive.stats` requests; and remove finished conversations from KV.
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::AckKind;
 use futures::StreamExt;
 use switchboard_bus::{Backbone, BusError};
 use switchboard_config::{ArchiverSettings, MongoSettings};
+use switchboard_protocol::ids::ConversationId;
 use switchboard_protocol::payloads::{decode, ChatRecord, HistoryReply, HistoryRequest};
 use switchboard_protocol::subjects;
 use tokio_util::sync::CancellationToken;
 
+use crate::held::Held;
 use crate::retention::Retention;
 use crate::service;
 use crate::store::{Archive, StoreError};
@@ -56,6 +61,8 @@ pub enum ArchiverError {
 const ACK_WAIT: Duration = Duration::from_secs(30);
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_ACK_PENDING: i64 = 20_000;
+/// How long a stopping archiver tries to write the summaries it holds.
+const SHUTDOWN_WRITE: Duration = Duration::from_secs(5);
 
 /// Runs the archiver until `shutdown`, surviving NATS and MongoDB outages.
 ///
@@ -129,8 +136,14 @@ pub async fn run(
         backbone.clone(),
         shutdown.clone(),
     ));
+    let behind = tokio::spawn(crate::behind::run(
+        archive.clone(),
+        config.archiver.summary_delay.get(),
+        shutdown.clone(),
+    ));
+    let mut held = Held::default();
     while !shutdown.is_cancelled() {
-        if let Err(err) = consume(&config, &backbone, &archive, &shutdown).await {
+        if let Err(err) = consume(&config, &backbone, &archive, &mut held, &shutdown).await {
             tracing::warn!(error = %err, "archiver consumer broke; restarting it");
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -138,7 +151,20 @@ pub async fn run(
             }
         }
     }
+    if !held.is_empty() {
+        // Written now if MongoDB takes them soon; otherwise their notes
+        // stay and another archiver's sweep catches them up.
+        match tokio::time::timeout(SHUTDOWN_WRITE, write_held(&archive, &held)).await {
+            Ok(Ok(())) => tracing::info!(
+                conversations = held.conversations(),
+                "held summaries written"
+            ),
+            Ok(Err(err)) => tracing::warn!(error = %err, "held summaries left to the notes"),
+            Err(_) => tracing::warn!("held summaries left to the notes (mongodb too slow)"),
+        }
+    }
     history.abort();
+    behind.abort();
     lookup.abort();
     retention.abort();
     stats.abort();
@@ -151,6 +177,7 @@ async fn consume(
     config: &ArchiverConfig,
     backbone: &Backbone,
     archive: &Archive,
+    held: &mut Held,
     shutdown: &CancellationToken,
 ) -> Result<(), BusError> {
     let stream = backbone
@@ -183,9 +210,20 @@ async fn consume(
         .await
         .map_err(|e| BusError::nats("consume chat stream", e))?;
     let mut batches = messages.ready_chunks(config.archiver.batch_size);
+    let delay = config.archiver.summary_delay.get();
     loop {
+        // Held summaries are written when due even if no batch comes (the
+        // rest of the backlog went to another archiver, say).
+        let due = held.due_at(delay);
         let batch = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
+            () = until(due) => {
+                if until_stored(&[], shutdown, "summaries", || write_held(archive, held)).await.is_some() {
+                    held.clear();
+                    switchboard_metrics::archiver::archiver().held(0);
+                }
+                continue;
+            }
             batch = batches.next() => batch,
         };
         let Some(batch) = batch else {
@@ -212,11 +250,44 @@ async fn consume(
                 Err(err) => tracing::warn!(error = %err, "consumer error"),
             }
         }
-        let started = std::time::Instant::now();
-        write_until_stored(archive, &messages, &records, shutdown).await;
-        if shutdown.is_cancelled() {
+        let started = Instant::now();
+        let Some(repeated) =
+            until_stored(&messages, shutdown, "insert", || archive.insert(&records)).await
+        else {
             // Not stored: left unacked, redelivered to the next archiver.
             return Ok(());
+        };
+        // What the consumer still holds for the archivers after it.
+        let pending = messages
+            .last()
+            .and_then(|last| last.info().ok())
+            .map_or(0, |info| info.pending);
+        let count = records.len();
+        let conversations: BTreeSet<ConversationId> =
+            records.iter().map(|r| r.conversation_id.clone()).collect();
+        held.add(records, &repeated, Instant::now());
+        // Caught up, or held long enough: the summaries now, before the
+        // acks. Otherwise a note of the batch's conversations, then the
+        // acks, and the summaries later with the next batches'.
+        if pending == 0 || held.due(Instant::now(), delay) {
+            if until_stored(&messages, shutdown, "summaries", || {
+                write_held(archive, held)
+            })
+            .await
+            .is_none()
+            {
+                return Ok(());
+            }
+            held.clear();
+        } else {
+            let note = until_stored(&messages, shutdown, "note", || {
+                archive.note_behind(&conversations)
+            })
+            .await;
+            let Some(note) = note else {
+                return Ok(());
+            };
+            held.noted(note);
         }
         for message in &messages {
             if let Err(err) = message.ack().await {
@@ -224,34 +295,55 @@ async fn consume(
                 tracing::warn!(error = %err, "ack archived record");
             }
         }
-        if let Some(last) = messages.last() {
-            // What the consumer still holds for the archivers after it.
-            let pending = last.info().map_or(0, |info| info.pending);
-            switchboard_metrics::archiver::archiver().stored(started, messages.len(), pending);
-        }
+        let metrics = switchboard_metrics::archiver::archiver();
+        metrics.stored(started, count, pending);
+        metrics.held(held.conversations());
     }
 }
 
-/// Retries a batch in place (keeping the stream's order) until MongoDB
-/// takes it or the archiver shuts down.
-#[tracing::instrument(name = "archiver.write_batch", skip_all, fields(records = records.len()))]
-async fn write_until_stored(
-    archive: &Archive,
+/// Waits until `at`, or forever without one.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the held summaries, then deletes their notes (a note left by a
+/// failure here only makes a sweep count those conversations again).
+async fn write_held(archive: &Archive, held: &Held) -> Result<(), StoreError> {
+    archive.summarize_records(&held.groups()).await?;
+    if let Err(err) = archive.clear_notes(held.notes()).await {
+        tracing::warn!(error = %err, "notes of written summaries left for the sweep");
+    }
+    Ok(())
+}
+
+/// Retries a step of a batch in place (keeping the stream's order) until
+/// MongoDB takes it, or `None` once the archiver shuts down; progress acks
+/// keep the batch from being redelivered meanwhile.
+#[tracing::instrument(name = "archiver.write_batch", skip_all, fields(step, records = messages.len()))]
+async fn until_stored<T, F, Fut>(
     messages: &[async_nats::jetstream::Message],
-    records: &[ChatRecord],
     shutdown: &CancellationToken,
-) {
+    step: &'static str,
+    mut op: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
     loop {
-        match archive.write(records).await {
-            Ok(()) => return,
+        match op().await {
+            Ok(done) => return Some(done),
             Err(err) => {
                 switchboard_metrics::archiver::archiver().write_failed();
-                tracing::warn!(error = %err, "archive write failed; retrying");
+                tracing::warn!(error = %err, step, "archive write failed; retrying");
                 for message in messages {
                     let _ = message.ack_with(AckKind::Progress).await;
                 }
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => return None,
                     () = tokio::time::sleep(RETRY_DELAY) => {}
                 }
             }

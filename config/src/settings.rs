@@ -460,6 +460,14 @@ pub struct ArchiverSettings {
     /// How long past `edge.reopen_window` a closed conversation stays in
     /// KV: a margin for clocks that differ between processes.
     pub keep_closed: HumanDuration,
+    /// While the archiver is behind the stream, how long a conversation's
+    /// summary may trail its archived messages: the summaries of several
+    /// batches are written together (one statement per conversation
+    /// instead of one per batch), the records acked once their messages
+    /// are stored, and a durable note names the conversations behind. An
+    /// archiver that has caught up writes them at once. `0s`: every
+    /// batch's summaries before its acks.
+    pub summary_delay: HumanDuration,
 }
 
 impl Default for ArchiverSettings {
@@ -468,6 +476,7 @@ impl Default for ArchiverSettings {
             batch_size: 500,
             sweep_interval: HumanDuration::from_secs(60),
             keep_closed: HumanDuration::from_secs(60),
+            summary_delay: HumanDuration::from_secs(10),
         }
     }
 }

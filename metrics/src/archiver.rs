@@ -23,6 +23,7 @@ pub struct ArchiverMetrics {
     batch: Histogram,
     records: Counter,
     failures: Counter,
+    held: Gauge,
 }
 
 static ARCHIVER: LazyLock<ArchiverMetrics> = LazyLock::new(|| {
@@ -45,6 +46,10 @@ static ARCHIVER: LazyLock<ArchiverMetrics> = LazyLock::new(|| {
             "archiver_write_failures",
             "Failed MongoDB writes of a batch (each is retried)",
         ),
+        held: crate::gauge(
+            "archiver_summaries_held",
+            "Conversations whose summaries this archiver holds back while behind the stream (written within archiver.summary_delay)",
+        ),
     }
 });
 
@@ -66,6 +71,12 @@ impl ArchiverMetrics {
         self.records
             .inc_by(u64::try_from(records).unwrap_or(u64::MAX));
         self.lag.set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+
+    /// `conversations` have their summaries held back.
+    pub fn held(&self, conversations: usize) {
+        self.held
+            .set(i64::try_from(conversations).unwrap_or(i64::MAX));
     }
 
     /// A write of a batch failed (it is retried).

@@ -50,6 +50,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
 use switchboard_protocol::payloads::{ChatRecord, RecordBody};
+use switchboard_tests::eventually;
 use switchboard_tests::guarantees::{
     acked_after, archive_catches_up, archived, cast, check_guarantees, ids_by_seq, is_archived,
     settle, stream_records, stream_total,
@@ -1109,4 +1110,139 @@ async fn summary_counts_every_message_once_after_archiver_kills_and_mongo_restar
     })
     .await;
     assert_eq!(expected.messages.total(), messages);
+}
+
+/// The conversations' summaries as (`archived_seq`, `message_count`), by id.
+async fn summaries(db: &mongodb::Database) -> Result<BTreeMap<String, (i64, i64)>, String> {
+    use futures::TryStreamExt;
+    let docs: Vec<Document> = db
+        .collection::<Document>("conversations")
+        .find(doc! {})
+        .await
+        .map_err(|e| e.to_string())?
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(docs
+        .iter()
+        .filter_map(|d| {
+            let id = d.get_str("_id").ok()?.to_owned();
+            let seq = d.get_i64("archived_seq").unwrap_or(0);
+            let count = d.get_i64("message_count").unwrap_or(0);
+            Some((id, (seq, count)))
+        })
+        .collect())
+}
+
+/// Notes of summaries held back (`archiver.summary_delay`).
+async fn notes(db: &mongodb::Database) -> u64 {
+    db.collection::<Document>("summaries_behind")
+        .count_documents(doc! {})
+        .await
+        .unwrap_or(0)
+}
+
+/// An archiver behind the stream acks records once their messages are
+/// stored and holds their conversations' summaries (noted in
+/// `summaries_behind`). Killed with summaries held, the next archiver
+/// catches those conversations up from the archive: every summary applies
+/// its conversation's last record, counts each message once and folds the
+/// stream's analytics, and no note is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_held_by_a_killed_archiver_are_caught_up_by_the_next() {
+    let mut system = System::start_env(&FAST).await;
+    system.router().await;
+    let edge = system.edge().await;
+    system.add_agent("ada", 4, None).await;
+    let agent_token = System::agent_token(edge, "ada").await;
+    let (mut agent, _) = Ws::hello(edge, &agent_token, json!({})).await;
+    let mut visitors = Vec::new();
+    for i in 0..4 {
+        let (_, token) = System::visitor(edge, &format!("Vic {i}")).await;
+        let (mut visitor, _) = Ws::hello(edge, &token, json!({})).await;
+        visitor.send(json!({ "type": "start" })).await;
+        let started = visitor.expect_type("started").await;
+        let conversation = started["conversation_id"].as_str().unwrap().to_owned();
+        visitor.expect_event(&conversation, "assigned").await;
+        visitors.push((visitor, conversation));
+    }
+    for _ in 0..4 {
+        agent.expect_type("assigned").await;
+    }
+    // A backlog for the archiver: none runs yet.
+    for (visitor, conversation) in &mut visitors {
+        burst(visitor, conversation, "backlog", 150).await;
+    }
+    let db = system.archive().await;
+    system
+        .archiver_with(&[
+            ("SWITCHBOARD_ARCHIVER__BATCH_SIZE", "10"),
+            ("SWITCHBOARD_ARCHIVER__SUMMARY_DELAY", "1h"),
+        ])
+        .await;
+    eventually("batches acked with their summaries held", || async {
+        (notes(&db).await >= 3).then_some(())
+    })
+    .await;
+    system.kill_all("archiver").await;
+    assert!(
+        notes(&db).await > 0,
+        "the killed archiver left notes of the summaries it held"
+    );
+
+    let backbone = system.backbone().await;
+    // The last seq of each conversation when the archiver was killed.
+    let mut expected = BTreeMap::new();
+    for (_, conversation) in &visitors {
+        let stream = stream_records(&backbone, conversation).await;
+        expected.insert(
+            conversation.clone(),
+            stream.last().map_or(0, |r| r.seq) as i64,
+        );
+    }
+    let behind = summaries(&db).await.unwrap();
+    assert!(
+        expected
+            .iter()
+            .any(|(id, last)| behind.get(id).map_or(true, |s| s.0 < *last)),
+        "a summary was behind when the archiver was killed: {behind:?}"
+    );
+
+    system
+        .archiver_with(&[("SWITCHBOARD_ARCHIVER__SUMMARY_DELAY", "1s")])
+        .await;
+    // (The stream is read again each time: the unread agent connection
+    // may time out meanwhile, which adds events.)
+    archive_catches_up("every summary caught up", || async {
+        let got = summaries(&db).await?;
+        let mut want = BTreeMap::new();
+        for conversation in expected.keys() {
+            let stream = stream_records(&backbone, conversation).await;
+            let messages = stream
+                .iter()
+                .filter(|r| matches!(r.body, RecordBody::Message { .. }))
+                .count() as i64;
+            let last = stream.last().map_or(0, |r| r.seq) as i64;
+            want.insert(conversation.clone(), (last, messages));
+        }
+        match notes(&db).await {
+            0 if got == want => Ok(()),
+            notes => Err(format!("{notes} notes; summaries {got:?}, want {want:?}")),
+        }
+    })
+    .await;
+    for conversation in expected.keys() {
+        let stream = stream_records(&backbone, conversation).await;
+        let summary = db
+            .collection::<Document>("conversations")
+            .find_one(doc! { "_id": conversation })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            switchboard_archiver::stats::facts_of(&summary),
+            Some(switchboard_analytics::fold(&stream)),
+            "the analytics of {conversation} are the stream's"
+        );
+    }
 }

@@ -40,11 +40,12 @@ const ROUTER: [&str; 7] = [
     "switchboard_nats_publish_ack_seconds_bucket",
     "switchboard_kv_cas_conflicts_total",
 ];
-const ARCHIVER: [&str; 5] = [
+const ARCHIVER: [&str; 6] = [
     "switchboard_archiver_lag_records",
     "switchboard_archiver_batch_seconds_bucket",
     "switchboard_archiver_records_total",
     "switchboard_archiver_write_failures_total",
+    "switchboard_archiver_summaries_held",
     "switchboard_build_info",
 ];
 
