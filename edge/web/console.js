@@ -723,6 +723,7 @@ function upsertConversation(info) {
       historyRequested: false,
       lastReadSent: 0,
       statusSeq: 0,
+      nameSeq: 0, // seq of the `renamed` event the visitor's name is from
       peerRead: 0, // the visitor has read up to this seq
       peerDelivered: 0, // … and received up to this one
       handedOff: null, // why it is no longer this agent's, a string key ("transferred", …)
@@ -844,6 +845,11 @@ function applyEvent(c, ev, seq) {
   // Facts that hold whatever order the records come in.
   if (ev.event === 'rated' && typeof ev.score === 'number') c.rating = ev.score;
   if (ev.event === 'left_message' && ev.email) c.contact = String(ev.email);
+  // The visitor's newest name, live (the header, the list, typing).
+  if (ev.event === 'renamed' && ev.visitor && ev.visitor.name && seq > c.nameSeq) {
+    c.nameSeq = seq;
+    c.visitor = { ...(c.visitor || {}), name: String(ev.visitor.name) };
+  }
   if (seq !== Infinity) {
     if (seq < c.statusSeq) {
       renderListItem(c);
@@ -1033,6 +1039,9 @@ function renderEvent(ev) {
       text = by ? t('privateNoteBy', { name: by }) : t('privateNoteEvent');
       detail = ev.text || null;
       node.classList.add('note');
+      break;
+    case 'renamed':
+      text = t('visitorRenamed', { previous: ev.previous || t('visitor'), name: visitorName(ev.visitor) });
       break;
     case 'left_message': {
       text = t('leftMessage');

@@ -169,6 +169,7 @@ const STRINGS = {
     waitingSoon: 'Waiting for an agent — someone will be with you shortly',
     backAt: "Thanks — we'll get back to you at {email}",
     backSoon: "Thanks — we'll get back to you as soon as we can",
+    nowCalled: 'You are now called {name}',
     chattingWith: 'You are chatting with {name}',
     chattingWithAgent: 'You are chatting with an agent',
     aBot: ' (a bot)',
@@ -272,6 +273,7 @@ const STRINGS = {
     waitingSoon: '正在等待客服，很快就会有人为您服务',
     backAt: '谢谢！我们会尽快通过 {email} 回复您',
     backSoon: '谢谢！我们会尽快回复您',
+    nowCalled: '您的称呼已改为 {name}',
     chattingWith: '{name} 正在为您服务',
     chattingWithAgent: '客服正在为您服务',
     aBot: '（机器人）',
@@ -1355,6 +1357,9 @@ function init() {
       }
       case 'left_message':
         text = ev.email ? t('backAt', { email: ev.email }) : t('backSoon');
+        break;
+      case 'renamed':
+        text = t('nowCalled', { name: ev.visitor && ev.visitor.name ? ev.visitor.name : '' });
         break;
       default:
         text = by ? `${String(ev.event || 'update')} (${by})` : String(ev.event || 'update');

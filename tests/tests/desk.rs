@@ -717,3 +717,65 @@ async fn agents_find_past_conversations_and_see_visitors_details() {
     .await;
     assert_eq!(details["profile"]["name"], "Victor", "{details}");
 }
+
+/// A visitor gives a new name while chatting (`POST
+/// /api/v1/visitors/profile`): the agent's open connection gets a
+/// `renamed` event with it at once, and so does the visitor's own; a
+/// connection opened later says the new name in `welcome`; once the
+/// visitor's connection takes the new token (`refresh`), their messages
+/// carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitors_new_name_reaches_the_agents_open_connection() {
+    let desk = Desk::start().await;
+    let edge = desk.edge;
+    let (mut bob, _) = Ws::hello(edge, &desk.bob, json!({})).await;
+    let (_, token) = System::visitor(edge, "Vic").await;
+    let (mut vic, _) = Ws::hello(edge, &token, json!({})).await;
+    vic.send(json!({ "type": "start", "text": "hello", "client_id": "s1" }))
+        .await;
+    let id = vic.expect_type("started").await["conversation_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let assigned = bob
+        .expect("vic assigned", |f| {
+            f["type"] == "assigned" && f["conversation_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(assigned["visitor"]["name"], "Vic", "{assigned}");
+
+    let renamed = call(
+        edge,
+        "POST",
+        "/api/v1/visitors/profile",
+        &token,
+        json!({ "name": "Victor Hugo" }),
+    )
+    .await;
+    let new_token = renamed["token"].as_str().unwrap_or_default().to_owned();
+    let event = bob.expect_event(&id, "renamed").await;
+    assert_eq!(event["visitor"]["name"], "Victor Hugo", "{event}");
+    assert_eq!(event["previous"], "Vic", "{event}");
+    assert_eq!(event["by"]["name"], "Victor Hugo", "{event}");
+    let seen = vic.expect_event(&id, "renamed").await;
+    assert_eq!(seen["visitor"]["name"], "Victor Hugo", "{seen}");
+
+    let (_, welcome) = Ws::hello(edge, &desk.bob, json!({})).await;
+    let listed = welcome["conversations"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["conversation_id"] == id.as_str()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(listed["visitor"]["name"], "Victor Hugo", "{welcome}");
+
+    vic.send(json!({ "type": "refresh", "token": new_token }))
+        .await;
+    vic.expect_type("refreshed").await;
+    vic.send_message(&id, "m2", "it is me").await;
+    let message = bob
+        .expect("the renamed visitor's message", |f| {
+            f["type"] == "message" && f["text"] == "it is me"
+        })
+        .await;
+    assert_eq!(message["sender"]["name"], "Victor Hugo", "{message}");
+}
