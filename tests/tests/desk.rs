@@ -89,7 +89,9 @@ async fn listed(edge: SocketAddr, token: &str, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-async fn start(edge: SocketAddr, name: &str, team: &str) -> (Ws, String) {
+/// A new visitor `name` starts a conversation (for `team`, if given): their
+/// connection, the conversation's id and their token.
+async fn start(edge: SocketAddr, name: &str, team: Option<&str>) -> (Ws, String, String) {
     let (_, token) = System::visitor(edge, name).await;
     let (mut ws, _) = Ws::hello(edge, &token, json!({})).await;
     ws.send(json!({ "type": "start", "team": team, "text": "hello", "client_id": "s1" }))
@@ -98,7 +100,7 @@ async fn start(edge: SocketAddr, name: &str, team: &str) -> (Ws, String) {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    (ws, id)
+    (ws, id, token)
 }
 
 /// Nobody there: the widget says "nobody". Bob comes online: "online",
@@ -131,7 +133,7 @@ async fn the_directory_and_the_widget_tell_who_can_answer() {
         "agents see no logins: {entry}"
     );
 
-    let (_vic, id) = start(edge, "Vic", "support").await;
+    let (_vic, id, _) = start(edge, "Vic", Some("support")).await;
     bob.expect("vic's conversation assigned", |f| {
         f["type"] == "assigned" && f["conversation_id"] == id.as_str()
     })
@@ -288,7 +290,7 @@ async fn admins_manage_agents_and_teams() {
         .unwrap_or(Value::Null);
     assert_eq!(vip["settings"]["strategy"], "longest_idle", "{teams}");
     // A team made by an admin can be chatted with.
-    let (mut vic, _) = start(edge, "Vic", "vip").await;
+    let (mut vic, _, _) = start(edge, "Vic", Some("vip")).await;
     vic.expect_type("ack").await;
 
     let response = bearer(
@@ -729,14 +731,7 @@ async fn a_visitors_new_name_reaches_the_agents_open_connection() {
     let desk = Desk::start().await;
     let edge = desk.edge;
     let (mut bob, _) = Ws::hello(edge, &desk.bob, json!({})).await;
-    let (_, token) = System::visitor(edge, "Vic").await;
-    let (mut vic, _) = Ws::hello(edge, &token, json!({})).await;
-    vic.send(json!({ "type": "start", "text": "hello", "client_id": "s1" }))
-        .await;
-    let id = vic.expect_type("started").await["conversation_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (mut vic, id, token) = start(edge, "Vic", None).await;
     let assigned = bob
         .expect("vic assigned", |f| {
             f["type"] == "assigned" && f["conversation_id"] == id.as_str()
