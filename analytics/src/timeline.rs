@@ -240,7 +240,8 @@ impl Facts {
             // A private note is no answer to the visitor.
             ConversationEvent::Queued { .. }
             | ConversationEvent::PickedUp { .. }
-            | ConversationEvent::Note { .. } => {}
+            | ConversationEvent::Note { .. }
+            | ConversationEvent::Renamed { .. } => {}
             ConversationEvent::Assigned { agent, .. } if agent.role == Role::Bot => {
                 self.owner = Some(Owner {
                     role: "bot".into(),

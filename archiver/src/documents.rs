@@ -214,6 +214,10 @@ pub fn summary_update(records: &[&ChatRecord]) -> Document {
                 }
                 // Kept in `messages` with the rest of the log.
                 ConversationEvent::Note { .. } => {}
+                // The archive's list and search show the name it has now.
+                ConversationEvent::Renamed { visitor, .. } => {
+                    set.insert("visitor", doc! { "id": &visitor.id, "name": &visitor.name });
+                }
                 ConversationEvent::Rated { score, comment } => {
                     set.insert("rating", i32::from(*score));
                     if let Some(comment) = comment {

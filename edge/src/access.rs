@@ -102,6 +102,9 @@ pub async fn refresh(session: &mut Session, token: &str) -> Handled {
     }
     session.token_id = verified.token_id;
     session.token_issued_at = verified.issued_at;
+    // A visitor renamed since (`POST /api/v1/visitors/profile`): what they
+    // send from now on carries the new token's name.
+    session.identity = verified.identity;
     session.token_expires_at = session.token_expires_at.max(verified.expires_at);
     let expires_ms =
         i64::try_from(session.token_expires_at.saturating_mul(1000)).unwrap_or(i64::MAX);

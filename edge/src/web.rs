@@ -70,8 +70,8 @@ pub fn visitor_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 /// What the widget, the console and the admin pages share: the client
-/// core (the transports, the timeline, DOM helpers, reconnection and
-/// receipts) and the languages.
+/// core (the transports, the timeline, DOM helpers, reconnection,
+/// receipts, the outbox and resuming) and the languages.
 pub fn shared_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
@@ -90,6 +90,14 @@ pub fn shared_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/core/connection.js",
             get(asset(JS, include_str!("../web/core/connection.js"))),
+        )
+        .route(
+            "/core/outbox.js",
+            get(asset(JS, include_str!("../web/core/outbox.js"))),
+        )
+        .route(
+            "/core/resume.js",
+            get(asset(JS, include_str!("../web/core/resume.js"))),
         )
 }
 

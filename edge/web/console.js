@@ -12,7 +12,9 @@
 import { Connector } from '/transport.js';
 import { Timeline } from '/core/timeline.js';
 import { make, timeElement, uuid } from '/core/dom.js';
-import { backoff, advances } from '/core/connection.js';
+import { backoff, advances, listen } from '/core/connection.js';
+import { Outbox, sendFrame } from '/core/outbox.js';
+import { helloFrame, resumedGap } from '/core/resume.js';
 import { pageLanguage, translator, translatePage, languagePicker } from '/i18n.js';
 import { STRINGS } from '/console-strings.js';
 
@@ -392,28 +394,14 @@ function connect() {
 
   ws.addEventListener('open', () => {
     ui.app.dataset.transport = transport === 'websocket' ? 'websocket' : 'sse';
-    const hello = { type: 'hello', token };
-    const resume = {};
     // Not the conversations that left this agent: those are no longer ours.
-    for (const c of S.convs.values()) if (c.tl.maxSeq > 0 && canRead(c)) resume[String(c.id)] = c.tl.maxSeq;
-    if (Object.keys(resume).length) hello.resume = resume;
-    ws.send(JSON.stringify(hello));
+    const resume = [...S.convs.values()].filter(canRead).map((c) => [c.id, c.tl]);
+    ws.send(JSON.stringify(helloFrame(token, resume)));
   });
-  ws.addEventListener('message', (ev) => {
-    if (ws !== S.ws || typeof ev.data !== 'string') return;
-    let frame;
-    try {
-      frame = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
-    if (frame && typeof frame.type === 'string') handleFrame(frame);
-  });
-  ws.addEventListener('close', (ev) => {
-    if (ws !== S.ws) return;
+  listen(ws, () => ws === S.ws, handleFrame, (code) => {
     S.ws = null;
     S.ready = false;
-    onSocketClosed(ev.code);
+    onSocketClosed(code);
   });
 }
 
@@ -571,21 +559,15 @@ function onAssigned(f) {
 // server replays, page in what lies between.
 function onResumed(f) {
   const c = S.convs.get(String(f.conversation_id));
-  if (!c || f.complete !== false) return;
-  const first = Number(f.first_seq);
-  const after = Number(f.after) || 0;
-  if (!Number.isFinite(first) || first <= 1 || c.tl.gapAsked.has(first)) return;
-  c.tl.gapAsked.add(first); // the same key askForGap() uses for this hole
-  const missing = Math.max(1, first - after - 1);
-  send({ type: 'history', conversation_id: c.id, before_seq: first, limit: Math.min(100, missing) });
+  const gap = c ? resumedGap(f, c.id, c.tl) : null;
+  if (gap) send(gap);
 }
 
 function onAck(f) {
   const c = S.convs.get(String(f.conversation_id));
   if (!c) return;
-  const entry = c.outbox.get(f.client_id);
+  const entry = c.outbox.take(f.client_id);
   if (!entry) return; // already confirmed by the echoed message
-  c.outbox.delete(f.client_id);
   confirmMine(c, entry.node, f.seq, f.sent_at);
 }
 
@@ -646,15 +628,8 @@ function onDelivered(f) {
 function onError(f) {
   let handled = false;
   for (const c of S.convs.values()) {
-    const entry = f.ref ? c.outbox.get(f.ref) : null;
-    if (!entry) continue;
-    handled = true;
-    if (f.code === 'rate_limited' || f.code === 'unavailable') {
-      setTimeout(() => flushOutbox(c), 2000);
-    } else {
-      c.outbox.delete(f.ref);
-      markFailed(c, entry.node, entry.text);
-    }
+    const refused = c.outbox.refused(f, () => flushOutbox(c), (entry) => markFailed(c, entry.node, entry.text));
+    handled = handled || refused;
   }
   if (handled) {
     showChatError(f.message || t('errorCode', { code: f.code || 'unknown' }));
@@ -735,7 +710,7 @@ function upsertConversation(info) {
       serverLastSeq: 0,
       log,
       tl: new Timeline(log),
-      outbox: new Map(), // client_id -> {text, node}
+      outbox: new Outbox(), // core/outbox.js
       unread: 0,
       fresh: false,
       preview: '', // text of the newest message, shown in the list
@@ -748,6 +723,7 @@ function upsertConversation(info) {
       historyRequested: false,
       lastReadSent: 0,
       statusSeq: 0,
+      nameSeq: 0, // seq of the `renamed` event the visitor's name is from
       peerRead: 0, // the visitor has read up to this seq
       peerDelivered: 0, // … and received up to this one
       handedOff: null, // why it is no longer this agent's, a string key ("transferred", …)
@@ -820,9 +796,8 @@ function ingest(item, live) {
   if (item.type === 'message') {
     learnAgent(item.sender);
     const mine = !!item.sender && item.sender.role === 'agent' && isMe(item.sender);
-    const pending = mine && item.client_id ? c.outbox.get(item.client_id) : null;
+    const pending = mine && item.client_id ? c.outbox.take(item.client_id) : null;
     if (pending) {
-      c.outbox.delete(item.client_id);
       confirmMine(c, pending.node, seq, item.sent_at);
     } else {
       c.tl.insert(renderMessage(c, item, mine), seq);
@@ -870,6 +845,11 @@ function applyEvent(c, ev, seq) {
   // Facts that hold whatever order the records come in.
   if (ev.event === 'rated' && typeof ev.score === 'number') c.rating = ev.score;
   if (ev.event === 'left_message' && ev.email) c.contact = String(ev.email);
+  // The visitor's newest name, live (the header, the list, typing).
+  if (ev.event === 'renamed' && ev.visitor && ev.visitor.name && seq > c.nameSeq) {
+    c.nameSeq = seq;
+    c.visitor = { ...(c.visitor || {}), name: String(ev.visitor.name) };
+  }
   if (seq !== Infinity) {
     if (seq < c.statusSeq) {
       renderListItem(c);
@@ -994,8 +974,7 @@ function markFailed(c, node, text) {
   retry.addEventListener('click', () => {
     retry.remove();
     setMineState(node, 'sending');
-    const id = uuid();
-    c.outbox.set(id, { text, node });
+    c.outbox.add(text, node);
     flushOutbox(c, false);
   });
   node.querySelector('.meta').appendChild(retry);
@@ -1060,6 +1039,9 @@ function renderEvent(ev) {
       text = by ? t('privateNoteBy', { name: by }) : t('privateNoteEvent');
       detail = ev.text || null;
       node.classList.add('note');
+      break;
+    case 'renamed':
+      text = t('visitorRenamed', { previous: ev.previous || t('visitor'), name: visitorName(ev.visitor) });
       break;
     case 'left_message': {
       text = t('leftMessage');
@@ -1681,13 +1663,7 @@ ui.transferForm.addEventListener('submit', (e) => {
 // sent but not acknowledged yet (after a reconnect, or an `unavailable`).
 function flushOutbox(c, all = true) {
   if (!S.ready || c.state === 'closed') return;
-  for (const [client_id, entry] of c.outbox) {
-    if (entry.sent && !all) continue;
-    // A re-send says so: the server then finds the original even after its
-    // dedupe window, instead of storing the message twice.
-    send({ type: 'send', conversation_id: c.id, client_id, text: entry.text, retry: !!entry.sent });
-    entry.sent = true;
-  }
+  c.outbox.flush(all, (clientId, entry) => sendFrame(c.id, clientId, entry), send);
 }
 
 // The canned response `/shortcut` names, if the text is just that.
@@ -1747,9 +1723,7 @@ function submit() {
   updateSendButton();
   stopTyping();
   const node = renderPending(c, text);
-  const id = uuid();
-  node.dataset.clientId = id;
-  c.outbox.set(id, { text, node });
+  c.outbox.add(text, node);
   c.preview = text;
   c.lastActivity = Date.now();
   scrollToBottom();

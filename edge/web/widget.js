@@ -19,7 +19,8 @@
 // then a WebSocket on /ws carrying one JSON object per text frame.
 //
 // The client core it shares with the console (core/timeline.js,
-// core/dom.js, core/connection.js, i18n.js, transport.js) is loaded from
+// core/dom.js, core/connection.js, core/outbox.js, core/resume.js,
+// i18n.js, transport.js) is loaded from
 // the same server with import(), which works from a classic script and a
 // module alike (the files are served with CORS).
 //
@@ -168,6 +169,7 @@ const STRINGS = {
     waitingSoon: 'Waiting for an agent — someone will be with you shortly',
     backAt: "Thanks — we'll get back to you at {email}",
     backSoon: "Thanks — we'll get back to you as soon as we can",
+    nowCalled: 'You are now called {name}',
     chattingWith: 'You are chatting with {name}',
     chattingWithAgent: 'You are chatting with an agent',
     aBot: ' (a bot)',
@@ -271,6 +273,7 @@ const STRINGS = {
     waitingSoon: '正在等待客服，很快就会有人为您服务',
     backAt: '谢谢！我们会尽快通过 {email} 回复您',
     backSoon: '谢谢！我们会尽快回复您',
+    nowCalled: '您的称呼已改为 {name}',
     chattingWith: '{name} 正在为您服务',
     chattingWithAgent: '客服正在为您服务',
     aBot: '（机器人）',
@@ -313,22 +316,31 @@ let uuid;
 let timeElementOf;
 let backoff;
 let advances;
+let listen;
+let Outbox;
+let sendFrame;
+let helloFrame;
+let resumedGap;
 let translate;
 // The widget's language: `data-lang`, else the browser's first language
 // the widget has (any `zh` is Simplified Chinese), else English.
 let LANG = 'en';
 
 async function loadCore() {
-  const [timeline, dom, connection, i18n] = await Promise.all([
+  const [timeline, dom, connection, outbox, resume, i18n] = await Promise.all([
     import(`${SERVER}/core/timeline.js`),
     import(`${SERVER}/core/dom.js`),
     import(`${SERVER}/core/connection.js`),
+    import(`${SERVER}/core/outbox.js`),
+    import(`${SERVER}/core/resume.js`),
     import(`${SERVER}/i18n.js`),
   ]);
   ({ Timeline } = timeline);
   ({ make, uuid } = dom);
   timeElementOf = dom.timeElement;
-  ({ backoff, advances } = connection);
+  ({ backoff, advances, listen } = connection);
+  ({ Outbox, sendFrame } = outbox);
+  ({ helloFrame, resumedGap } = resume);
   LANG = i18n.pickLanguage(SETTINGS.lang);
   translate = i18n.translator(STRINGS, LANG);
 }
@@ -587,10 +599,10 @@ function init() {
     // transcript stays) or a new one began (the transcript is cleared).
     prev: null,
     tl: new Timeline(ui.messages),
-    // client_id -> {text, node, sent, leave}: kept in send order. `leave`
+    // Unacknowledged sends (core/outbox.js). An entry's `leave`
     // ({name, email}) marks a message left while nobody is online, not yet
     // answered by `started`.
-    outbox: new Map(),
+    outbox: new Outbox(),
     // {text, node, clientId}: first message, sent with `start`. Its own
     // client_id: the server's default (`start-<conversation_id>`) would make
     // the text of a `start` that reopens a conversation look like a retry
@@ -698,26 +710,13 @@ function init() {
 
     ws.addEventListener('open', () => {
       showTransport(transport);
-      const hello = { type: 'hello', token: visitor.token };
       const c = S.conv || S.prev;
-      if (c && S.tl.maxSeq > 0) hello.resume = { [c.id]: S.tl.maxSeq };
-      ws.send(JSON.stringify(hello));
+      ws.send(JSON.stringify(helloFrame(visitor.token, c ? [[c.id, S.tl]] : [])));
     });
-    ws.addEventListener('message', (ev) => {
-      if (ws !== S.ws || typeof ev.data !== 'string') return;
-      let frame;
-      try {
-        frame = JSON.parse(ev.data);
-      } catch {
-        return;
-      }
-      if (frame && typeof frame.type === 'string') handleFrame(frame);
-    });
-    ws.addEventListener('close', (ev) => {
-      if (ws !== S.ws) return;
+    listen(ws, () => ws === S.ws, handleFrame, (code) => {
       S.ws = null;
       S.ready = false;
-      onSocketClosed(ev.code);
+      onSocketClosed(code);
     });
   }
 
@@ -892,13 +891,9 @@ function init() {
   // The outcome of the `resume` entry of `hello`. When more was missed than
   // the server replays, page in what lies between.
   function onResumed(f) {
-    if (!S.conv || f.conversation_id !== S.conv.id || f.complete !== false) return;
-    const first = Number(f.first_seq);
-    const after = Number(f.after) || 0;
-    if (!Number.isFinite(first) || first <= 1 || S.tl.gapAsked.has(first)) return;
-    S.tl.gapAsked.add(first); // the same key askForGap() uses for this hole
-    const missing = Math.max(1, first - after - 1);
-    send({ type: 'history', conversation_id: S.conv.id, before_seq: first, limit: Math.min(100, missing) });
+    if (!S.conv || f.conversation_id !== S.conv.id) return;
+    const gap = resumedGap(f, S.conv.id, S.tl);
+    if (gap) send(gap);
   }
 
   function onAck(f) {
@@ -908,9 +903,8 @@ function init() {
       confirmMine(node, f.seq, f.sent_at);
       return;
     }
-    const entry = S.outbox.get(f.client_id);
+    const entry = S.outbox.take(f.client_id);
     if (!entry) return; // already confirmed by an echoed `message`
-    S.outbox.delete(f.client_id);
     confirmMine(entry.node, f.seq, f.sent_at);
   }
 
@@ -978,14 +972,7 @@ function init() {
   }
 
   function onError(f) {
-    const entry = f.ref ? S.outbox.get(f.ref) : null;
-    if (entry) {
-      if (f.code === 'rate_limited' || f.code === 'unavailable') {
-        setTimeout(flushOutbox, 2000); // keep it queued and try again
-      } else {
-        S.outbox.delete(f.ref);
-        markFailed(entry.node, entry.text);
-      }
+    if (S.outbox.refused(f, () => flushOutbox(), (entry) => markFailed(entry.node, entry.text))) {
       showError(f.message || t('wrong'));
       return;
     }
@@ -1092,9 +1079,9 @@ function init() {
     if (item.type === 'message') {
       const mine = !!item.sender && item.sender.role === 'visitor';
       let node = null;
-      if (mine && item.client_id && S.outbox.has(item.client_id)) {
-        node = S.outbox.get(item.client_id).node;
-        S.outbox.delete(item.client_id);
+      const pending = mine && item.client_id ? S.outbox.take(item.client_id) : null;
+      if (pending) {
+        node = pending.node;
       } else if (mine && S.startEcho && item.client_id === S.startEcho.clientId) {
         // The text we sent with `start`, as stored by the server.
         node = S.startEcho.node;
@@ -1371,6 +1358,9 @@ function init() {
       case 'left_message':
         text = ev.email ? t('backAt', { email: ev.email }) : t('backSoon');
         break;
+      case 'renamed':
+        text = t('nowCalled', { name: ev.visitor && ev.visitor.name ? ev.visitor.name : '' });
+        break;
       default:
         text = by ? `${String(ev.event || 'update')} (${by})` : String(ev.event || 'update');
     }
@@ -1428,23 +1418,20 @@ function init() {
   // acknowledged yet (after a reconnect, or an `unavailable` error).
   function flushOutbox(all = true) {
     if (!S.ready) return;
-    for (const [client_id, entry] of S.outbox) {
-      if (entry.sent && !all) continue;
-      if (entry.leave) {
-        // Needs no conversation: the server makes one if there is none.
-        const frame = { type: 'leave_message', text: entry.text, client_id };
-        if (entry.leave.name) frame.name = entry.leave.name;
-        if (entry.leave.email) frame.email = entry.leave.email;
-        if (send(frame)) entry.sent = true;
-        continue;
-      }
-      // Messages typed before the conversation exists wait for it.
-      if (!S.conv || S.conv.state === 'closed') continue;
-      // A re-send says so: the server then finds the original even after
-      // its dedupe window, instead of storing the message twice.
-      send({ type: 'send', conversation_id: S.conv.id, client_id, text: entry.text, retry: !!entry.sent });
-      entry.sent = true;
+    S.outbox.flush(all, outboxFrame, send);
+  }
+
+  function outboxFrame(clientId, entry) {
+    if (entry.leave) {
+      // Needs no conversation: the server makes one if there is none.
+      const frame = { type: 'leave_message', text: entry.text, client_id: clientId };
+      if (entry.leave.name) frame.name = entry.leave.name;
+      if (entry.leave.email) frame.email = entry.leave.email;
+      return frame;
     }
+    // Messages typed before the conversation exists wait for it.
+    if (!S.conv || S.conv.state === 'closed') return null;
+    return sendFrame(S.conv.id, clientId, entry);
   }
 
   function queueText(text, node) {
@@ -1457,9 +1444,7 @@ function init() {
       sendStart();
       updateStatus();
     } else {
-      const id = uuid();
-      node.dataset.clientId = id;
-      S.outbox.set(id, { text, node });
+      S.outbox.add(text, node);
       flushOutbox(false);
     }
     if (!S.ws && !S.connecting) connect();
@@ -1571,9 +1556,7 @@ function init() {
     S.leaveEmail = email || null;
     ui.intro.hidden = true;
     const node = renderPending(text);
-    const id = uuid();
-    node.dataset.clientId = id;
-    S.outbox.set(id, { text, node, leave: { name, email } });
+    S.outbox.add(text, node, { leave: { name, email } });
     updateStatus();
     scrollToBottom();
     flushOutbox(false);
@@ -1585,8 +1568,7 @@ function init() {
     let entry = null;
     for (const [id, e] of S.outbox) {
       if (e.leave) {
-        entry = e;
-        S.outbox.delete(id);
+        entry = S.outbox.take(id);
         break;
       }
     }

@@ -455,7 +455,8 @@ pub fn for_visitor(event: &ConversationEvent) -> ConversationEvent {
         | ConversationEvent::Rated { .. }
         | ConversationEvent::LeftMessage { .. }
         | ConversationEvent::PickedUp { .. }
-        | ConversationEvent::HandedOff { .. } => event.clone(),
+        | ConversationEvent::HandedOff { .. }
+        | ConversationEvent::Renamed { .. } => event.clone(),
     }
 }
 

@@ -170,6 +170,13 @@ pub enum ConversationEvent {
         #[serde(default)]
         text: Option<String>,
     },
+    /// The visitor gave a new name (`POST /api/v1/visitors/profile`):
+    /// `visitor` as they are called now, `previous` the name before.
+    Renamed {
+        visitor: Participant,
+        #[serde(default)]
+        previous: Option<String>,
+    },
 }
 
 impl ConversationEvent {
@@ -187,6 +194,7 @@ impl ConversationEvent {
             ConversationEvent::PickedUp { .. } => "picked_up",
             ConversationEvent::HandedOff { .. } => "handed_off",
             ConversationEvent::Note { .. } => "note",
+            ConversationEvent::Renamed { .. } => "renamed",
         }
     }
 }
@@ -1006,6 +1014,10 @@ mod tests {
                 comment: None,
             },
             ConversationEvent::Closed {},
+            ConversationEvent::Renamed {
+                visitor: Participant::visitor(&VisitorId::new("v_1").unwrap(), "Ann Lee"),
+                previous: Some("Ann".into()),
+            },
         ] {
             roundtrip(record(RecordBody::Event { event }));
         }

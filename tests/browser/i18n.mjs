@@ -4,6 +4,9 @@
 // browser gets English, unless the tag asks for Chinese (`data-lang`).
 // The console and the admin pages speak Chinese to a Chinese browser too,
 // and an English one switches to Chinese with the page's language menu.
+// With SB_SCREENSHOTS set, the Chinese widget and console are saved as
+// docs/screenshots/widget-zh.png and console-zh.png (fonts-noto-cjk, which
+// scripts/setup installs, draws the characters).
 //
 // Environment: as harness.mjs.
 
@@ -49,6 +52,8 @@ async function main() {
       await page.locator(inWidget('#sb-send')).click();
       await waitFor(page, 'the offer to leave a message, in Chinese',
         () => document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-offer-text').textContent === '当前暂无客服在线，请给我们留言');
+      await page.evaluate(() => Promise.all(document.querySelector('switchboard-chat').shadowRoot.getAnimations().map((a) => a.finished)));
+      await shoot(page, 'widget-zh');
     });
 
     await step('an English browser gets English; data-lang asks for Chinese', async () => {
@@ -91,6 +96,18 @@ async function main() {
       await waitFor(agent, 'the connection in Chinese', () => document.querySelector('#connection').textContent === '已连接');
       await agent.locator('#filter-closed').click();
       await expect(agent, '#conversations-heading', '已结束的会话');
+      // Online, the agent gets the Chinese visitor above, who waits.
+      await agent.locator('#filter-mine').click();
+      await agent.locator('#status').selectOption('online');
+      const item = agent.locator('#conversations .conv-item').first();
+      await item.waitFor({ state: 'visible' });
+      await item.click();
+      await waitFor(agent, "the visitor's message", () =>
+        [...document.querySelectorAll('#messages .msg.theirs .text')].some((n) => n.textContent === '你好，请问有人吗？'));
+      await agent.locator('#composer-input').fill('您好，请问有什么可以帮您？');
+      await agent.locator('#composer-send').click();
+      await waitFor(agent, 'the reply stored', () => [...document.querySelectorAll('#messages .msg.mine')].some((n) => n.dataset.seq));
+      await shoot(agent, 'console-zh');
     });
 
     await step("an English browser switches the console to Chinese with the language menu", async () => {

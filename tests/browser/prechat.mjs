@@ -2,8 +2,10 @@
 // name and an email first (its `prechat` setting). A new visitor opening
 // the widget gets the form instead of the composer; an empty name and a
 // bad email are refused; once they are given the visitor chats, and the
-// agent sees the visitor by that name, with the email in the details. A
-// reload does not ask again.
+// agent sees the visitor by that name, with the email in the details. The
+// visitor then gives another name (POST /api/v1/visitors/profile, as a site
+// would): the agent's open console shows it at once, in the header, the
+// list and the transcript. A reload does not ask the form again.
 //
 // Environment: as harness.mjs; the agent is of team `vip`.
 
@@ -14,6 +16,7 @@ import {
 const NAME = 'Mei Lin';
 const EMAIL = 'mei@example.com';
 const QUESTION = 'Can I upgrade my plan?';
+const NEW_NAME = 'Mei Lin-Chen';
 
 await runScenario(180000, async (browser) => {
   const agent = await openPage(browser, 'agent');
@@ -70,6 +73,26 @@ await runScenario(180000, async (browser) => {
     await agent.locator('#details-toggle').click();
     await waitFor(agent, 'the email in the details',
       (e) => [...document.querySelectorAll('#details-profile dd')].some((n) => n.textContent === e), EMAIL);
+  });
+
+  await step("the visitor's new name shows in the open console at once", async () => {
+    const status = await visitor.evaluate(async (name) => {
+      const { token } = JSON.parse(localStorage.getItem('switchboard.visitor'));
+      const res = await fetch('/api/v1/visitors/profile', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name }),
+      });
+      return res.status;
+    }, NEW_NAME);
+    if (status !== 200) throw new Error(`the profile answered ${status}`);
+    await waitFor(agent, 'the new name in the header', (n) => document.querySelector('#chat-title').textContent === n, NEW_NAME);
+    await waitFor(agent, 'the new name in the list',
+      ([cid, n]) => document.querySelector(`#conversations .conv-item[data-conversation-id="${cid}"] .conv-name`).textContent === n, [id, NEW_NAME]);
+    await waitFor(agent, 'the rename in the transcript',
+      ([old, n]) => [...document.querySelectorAll('#messages .event[data-event="renamed"]')].some((e) => e.textContent.startsWith(`${old} is now called ${n}`)),
+      [NAME, NEW_NAME]);
+    assertNoPageErrors();
   });
 
   await step('after a reload the form is not asked again', async () => {

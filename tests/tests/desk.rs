@@ -89,7 +89,9 @@ async fn listed(edge: SocketAddr, token: &str, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-async fn start(edge: SocketAddr, name: &str, team: &str) -> (Ws, String) {
+/// A new visitor `name` starts a conversation (for `team`, if given): their
+/// connection, the conversation's id and their token.
+async fn start(edge: SocketAddr, name: &str, team: Option<&str>) -> (Ws, String, String) {
     let (_, token) = System::visitor(edge, name).await;
     let (mut ws, _) = Ws::hello(edge, &token, json!({})).await;
     ws.send(json!({ "type": "start", "team": team, "text": "hello", "client_id": "s1" }))
@@ -98,7 +100,7 @@ async fn start(edge: SocketAddr, name: &str, team: &str) -> (Ws, String) {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    (ws, id)
+    (ws, id, token)
 }
 
 /// Nobody there: the widget says "nobody". Bob comes online: "online",
@@ -131,7 +133,7 @@ async fn the_directory_and_the_widget_tell_who_can_answer() {
         "agents see no logins: {entry}"
     );
 
-    let (_vic, id) = start(edge, "Vic", "support").await;
+    let (_vic, id, _) = start(edge, "Vic", Some("support")).await;
     bob.expect("vic's conversation assigned", |f| {
         f["type"] == "assigned" && f["conversation_id"] == id.as_str()
     })
@@ -288,7 +290,7 @@ async fn admins_manage_agents_and_teams() {
         .unwrap_or(Value::Null);
     assert_eq!(vip["settings"]["strategy"], "longest_idle", "{teams}");
     // A team made by an admin can be chatted with.
-    let (mut vic, _) = start(edge, "Vic", "vip").await;
+    let (mut vic, _, _) = start(edge, "Vic", Some("vip")).await;
     vic.expect_type("ack").await;
 
     let response = bearer(
@@ -716,4 +718,59 @@ async fn agents_find_past_conversations_and_see_visitors_details() {
     )
     .await;
     assert_eq!(details["profile"]["name"], "Victor", "{details}");
+}
+
+/// A visitor gives a new name while chatting (`POST
+/// /api/v1/visitors/profile`): the agent's open connection gets a
+/// `renamed` event with it at once, and so does the visitor's own; a
+/// connection opened later says the new name in `welcome`; once the
+/// visitor's connection takes the new token (`refresh`), their messages
+/// carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitors_new_name_reaches_the_agents_open_connection() {
+    let desk = Desk::start().await;
+    let edge = desk.edge;
+    let (mut bob, _) = Ws::hello(edge, &desk.bob, json!({})).await;
+    let (mut vic, id, token) = start(edge, "Vic", None).await;
+    let assigned = bob
+        .expect("vic assigned", |f| {
+            f["type"] == "assigned" && f["conversation_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(assigned["visitor"]["name"], "Vic", "{assigned}");
+
+    let renamed = call(
+        edge,
+        "POST",
+        "/api/v1/visitors/profile",
+        &token,
+        json!({ "name": "Victor Hugo" }),
+    )
+    .await;
+    let new_token = renamed["token"].as_str().unwrap_or_default().to_owned();
+    let event = bob.expect_event(&id, "renamed").await;
+    assert_eq!(event["visitor"]["name"], "Victor Hugo", "{event}");
+    assert_eq!(event["previous"], "Vic", "{event}");
+    assert_eq!(event["by"]["name"], "Victor Hugo", "{event}");
+    let seen = vic.expect_event(&id, "renamed").await;
+    assert_eq!(seen["visitor"]["name"], "Victor Hugo", "{seen}");
+
+    let (_, welcome) = Ws::hello(edge, &desk.bob, json!({})).await;
+    let listed = welcome["conversations"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["conversation_id"] == id.as_str()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(listed["visitor"]["name"], "Victor Hugo", "{welcome}");
+
+    vic.send(json!({ "type": "refresh", "token": new_token }))
+        .await;
+    vic.expect_type("refreshed").await;
+    vic.send_message(&id, "m2", "it is me").await;
+    let message = bob
+        .expect("the renamed visitor's message", |f| {
+            f["type"] == "message" && f["text"] == "it is me"
+        })
+        .await;
+    assert_eq!(message["sender"]["name"], "Victor Hugo", "{message}");
 }

@@ -15,9 +15,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use switchboard_bus::kv::{self, Decision};
-use switchboard_bus::{Backbone, BusError};
-use switchboard_protocol::ids::VisitorId;
-use switchboard_protocol::payloads::{ArchiveSearch, VisitorProfile};
+use switchboard_bus::{outbox, Backbone, BusError};
+use switchboard_protocol::ids::{ConversationId, VisitorId};
+use switchboard_protocol::payloads::{
+    ArchiveSearch, ConversationEvent, ConversationState, ConversationStatus, Participant,
+    VisitorProfile,
+};
 use switchboard_protocol::time::now_ms;
 
 use super::caller::{bearer, unauthorized, AgentCaller};
@@ -169,6 +172,11 @@ async fn update(
         Err(err) => return unavailable("save a visitor's profile", &err),
     };
     let renamed = name.is_some_and(|n| n != old_name);
+    if renamed {
+        if let Err(err) = rename_in_conversation(&state.backbone, id, &profile.name).await {
+            return unavailable("tell the visitor's conversation their new name", &err);
+        }
+    }
     let token = if renamed {
         let identity = Identity::Visitor {
             id: id.clone(),
@@ -192,6 +200,53 @@ async fn update(
         None
     };
     Json(json!({ "name": profile.name, "email": profile.email, "token": token })).into_response()
+}
+
+/// Gives the visitor's open conversation their new name: in its state
+/// (what `welcome` and `assigned` say of the visitor) and as a `renamed`
+/// event, which every client following it, the agent's console among
+/// them, receives at once. Safe to retry: a conversation that has the name
+/// already is left alone.
+async fn rename_in_conversation(
+    backbone: &Backbone,
+    visitor: &VisitorId,
+    name: &str,
+) -> Result<(), BusError> {
+    let Some(pointer) = kv::get::<ConversationId>(&backbone.visitors, visitor.as_str()).await?
+    else {
+        return Ok(());
+    };
+    let conversation = pointer.value;
+    let ((), written) = kv::cas_versioned(
+        &backbone.conversations,
+        conversation.as_str(),
+        |current: Option<&ConversationState>| match current {
+            Some(current)
+                if current.visitor.id == visitor.as_str()
+                    && current.status != ConversationStatus::Closed
+                    && current.visitor.name != name =>
+            {
+                let mut renamed = current.clone();
+                let previous = std::mem::replace(&mut renamed.visitor.name, name.to_owned());
+                let now = Participant::visitor(visitor, name);
+                renamed.owe(
+                    now.clone(),
+                    ConversationEvent::Renamed {
+                        visitor: now,
+                        previous: Some(previous),
+                    },
+                    None,
+                );
+                Decision::Write(renamed, ())
+            }
+            _ => Decision::Keep(()),
+        },
+    )
+    .await?;
+    if let Some(written) = written {
+        outbox::flush_from(backbone, &conversation, written).await?;
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/visitors/{id}` (agents): the visitor's profile and their
