@@ -322,7 +322,7 @@ async fn write_held(archive: &Archive, held: &Held) -> Result<(), StoreError> {
 /// Retries a step of a batch in place (keeping the stream's order) until
 /// MongoDB takes it, or `None` once the archiver shuts down; progress acks
 /// keep the batch from being redelivered meanwhile.
-#[tracing::instrument(name = "archiver.write_batch", skip_all, fields(step, records = messages.len()))]
+#[tracing::instrument(name = "archiver.write_batch", skip_all, fields(step = step, records = messages.len()))]
 async fn until_stored<T, F, Fut>(
     messages: &[async_nats::jetstream::Message],
     shutdown: &CancellationToken,

@@ -476,7 +476,7 @@ impl Default for ArchiverSettings {
             batch_size: 500,
             sweep_interval: HumanDuration::from_secs(60),
             keep_closed: HumanDuration::from_secs(60),
-            summary_delay: HumanDuration::from_secs(10),
+            summary_delay: HumanDuration::from_secs(30),
         }
     }
 }
