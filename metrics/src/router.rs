@@ -128,8 +128,7 @@ impl RouterMetrics {
 
     /// The number of partitions this router holds now.
     pub fn partitions_held(&self, held: usize) {
-        self.partitions
-            .set(i64::try_from(held).unwrap_or(i64::MAX));
+        self.partitions.set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 }
 

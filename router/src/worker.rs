@@ -641,7 +641,14 @@ async fn pass(
             conversation: mirror.seen_conversations.get(&conversation.id).cloned(),
         };
         let tentative = Tentative::take(mirror, &choice.agent, &conversation.id, now);
-        planned.push((conversation, account, capacity, choice.reason, tentative, seen));
+        planned.push((
+            conversation,
+            account,
+            capacity,
+            choice.reason,
+            tentative,
+            seen,
+        ));
     }
     let results: Vec<_> = futures::stream::iter(planned)
         .map(
