@@ -111,6 +111,46 @@ where
 pub async fn cas_versioned<T, R, F>(
     store: &kv::Store,
     key: &str,
+    decide: F,
+) -> Result<(R, Option<Versioned<T>>), BusError>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnMut(Option<&T>) -> Decision<T, R>,
+{
+    cas_versioned_seen(store, key, None, decide).await
+}
+
+/// A key's value as a watch of its bucket delivered it: the stored bytes
+/// and their revision.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub revision: u64,
+    pub bytes: bytes::Bytes,
+}
+
+impl Seen {
+    /// What a watch entry shows of its key (`None` for a delete marker).
+    pub fn of(entry: &kv::Entry) -> Option<Self> {
+        (entry.operation == Operation::Put).then(|| Self {
+            revision: entry.revision,
+            bytes: entry.value.clone(),
+        })
+    }
+}
+
+/// [`cas_versioned`] whose first attempt decides on `seen` (what a watch
+/// showed of the key) instead of reading it: one round trip fewer when the
+/// watch is current. A write at a revision is refused if anyone wrote
+/// since, so a stale `seen` only costs the refused write, after which
+/// every attempt reads first, as [`cas_versioned`] does; a decision to
+/// keep or delete nothing made on `seen` is made again on a read.
+///
+/// # Errors
+/// As [`cas`].
+pub async fn cas_versioned_seen<T, R, F>(
+    store: &kv::Store,
+    key: &str,
+    mut seen: Option<Seen>,
     mut decide: F,
 ) -> Result<(R, Option<Versioned<T>>), BusError>
 where
@@ -124,16 +164,25 @@ where
     let mut backoff = Backoff::new();
     let mut races = 0;
     while races < MAX_ATTEMPTS {
-        let entry = entry(store, key).await?;
-        let (current, revision) = match &entry {
-            Some(e) if e.operation == Operation::Put => (
-                Some(decode::<T>(&e.value).map_err(|err| BusError::decode("kv value", err))?),
-                Some(e.revision),
+        let from_seen = seen.is_some();
+        let (current, revision) = match seen.take() {
+            Some(seen) => (
+                Some(decode::<T>(&seen.bytes).map_err(|err| BusError::decode("kv value", err))?),
+                Some(seen.revision),
             ),
-            Some(e) => (None, Some(e.revision)),
-            None => (None, None),
+            None => match entry(store, key).await? {
+                Some(e) if e.operation == Operation::Put => (
+                    Some(decode::<T>(&e.value).map_err(|err| BusError::decode("kv value", err))?),
+                    Some(e.revision),
+                ),
+                Some(e) => (None, Some(e.revision)),
+                None => (None, None),
+            },
         };
         match decide(current.as_ref()) {
+            // Only a write proves what it was decided on: nothing is left
+            // unwritten on the word of a watch that may lag.
+            Decision::Keep(_) if from_seen => {}
             Decision::Keep(result) => return Ok((result, None)),
             Decision::Delete(result) => {
                 let Some(revision) = revision.filter(|_| current.is_some()) else {

@@ -43,9 +43,26 @@ pub async fn flush_from(
     conversation: &ConversationId,
     state: kv::Versioned<ConversationState>,
 ) -> Result<(), BusError> {
+    flush_from_seen(backbone, conversation, state)
+        .await
+        .map(|_| ())
+}
+
+/// [`flush_from`], also returning the state it left and that state's
+/// bytes and revision when its own write removed the owed events (`None`
+/// when someone wrote since, or nothing was owed), for a caller that
+/// compares-and-sets the key again from there.
+///
+/// # Errors
+/// As [`flush_from`].
+pub async fn flush_from_seen(
+    backbone: &Backbone,
+    conversation: &ConversationId,
+    state: kv::Versioned<ConversationState>,
+) -> Result<Option<kv::Seen>, BusError> {
     let owed: Vec<PendingEvent> = state.value.pending.clone();
     if owed.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     // Inside the stream's duplicate window, the key alone keeps a second
     // write out; past (half of) it, the log is looked at first.
@@ -118,15 +135,16 @@ pub async fn flush_from(
         .pending
         .retain(|p| !written.contains(&p.key.as_str()));
     if let Ok(bytes) = encode(&unchanged) {
+        let bytes: bytes::Bytes = bytes.into();
         let written = kv::update(
             &backbone.conversations,
             conversation.as_str(),
-            bytes.into(),
+            bytes.clone(),
             state.revision,
         )
         .await?;
-        if written.is_some() {
-            return Ok(());
+        if let Some(revision) = written {
+            return Ok(Some(kv::Seen { revision, bytes }));
         }
         // Written since: remove them from whatever it is now.
     }
@@ -147,5 +165,6 @@ pub async fn flush_from(
             _ => Decision::Keep(()),
         },
     )
-    .await
+    .await?;
+    Ok(None)
 }

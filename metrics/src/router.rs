@@ -1,8 +1,10 @@
 //! The router's metrics: the queue per team, assignments and how long
-//! they took, requeues by reason.
+//! they took, requeues by reason, the partitions this router holds.
 //!
-//! Every router sees the whole queue, so the routers of a deployment all
-//! show the same queue length: take the `max`, not the `sum`.
+//! Every router sees the whole queue (each mirrors every bucket, whatever
+//! partitions it holds), so the routers of a deployment all show the same
+//! queue length: take the `max`, not the `sum`. Assignments and partitions
+//! are this router's own: `sum by (instance)` shows each router's share.
 
 use std::collections::BTreeSet;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -40,6 +42,7 @@ pub struct RouterMetrics {
     wait: Histogram,
     assign: Histogram,
     requeues: [Counter; 2],
+    partitions: Gauge,
 }
 
 static ROUTER: LazyLock<RouterMetrics> = LazyLock::new(|| {
@@ -72,6 +75,10 @@ static ROUTER: LazyLock<RouterMetrics> = LazyLock::new(|| {
             "Conversations taken back from their agent and queued again, by reason",
             "reason",
             ["offline", "no_reply"],
+        ),
+        partitions: crate::gauge(
+            "router_partitions_held",
+            "Partitions (team queues) this router holds the lease of and routes (0 when unpartitioned or a standby)",
         ),
     }
 });
@@ -117,6 +124,11 @@ impl RouterMetrics {
     /// A conversation requeued.
     pub fn requeued(&self, reason: RequeueReason) {
         self.requeues[reason as usize].inc();
+    }
+
+    /// The number of partitions this router holds now.
+    pub fn partitions_held(&self, held: usize) {
+        self.partitions.set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 }
 

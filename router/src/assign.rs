@@ -5,12 +5,17 @@
 //!    queued), owing the `assigned` event and the agent's notice to the log
 //!    in the same write (see `switchboard_bus::outbox`).
 //!
+//! Both start from what the router's watches showed of the two keys
+//! (`kv::cas_versioned_seen`): when the watches are current, neither key is
+//! read first, and the writes at those revisions still refuse any state
+//! that moved on since.
+//!
 //! If step 2 loses (another router assigned it, the visitor left), the
 //! claim is released. If this router dies between the steps, the
 //! reconciler releases the orphaned claim after a grace period; if it dies
 //! after them, the reconciler writes the owed event.
 
-use switchboard_bus::kv::{self, Decision};
+use switchboard_bus::kv::{self, Decision, Seen};
 use switchboard_bus::{outbox, Backbone, BusError};
 use switchboard_protocol::ids::{AgentId, ConversationId};
 use switchboard_protocol::payloads::{
@@ -32,6 +37,16 @@ pub enum Outcome {
     NotQueued,
 }
 
+/// What the router's watches showed of the two keys an assignment writes;
+/// after a successful claim, `load` is what this router wrote (the next
+/// claim on the same agent starts from there, not from a watch that has
+/// not shown it yet).
+#[derive(Debug, Default)]
+pub struct SeenKeys {
+    pub load: Option<Seen>,
+    pub conversation: Option<Seen>,
+}
+
 /// Tries to give `conversation` to `agent`.
 ///
 /// # Errors
@@ -44,12 +59,14 @@ pub async fn assign(
     agent: &AgentAccount,
     capacity: u32,
     reason: AssignmentReason,
+    seen: &mut SeenKeys,
 ) -> Result<Outcome, BusError> {
     let now = now_ms();
     let started = std::time::Instant::now();
-    let claimed = kv::cas(
+    let (claimed, claim) = kv::cas_versioned_seen(
         &backbone.load,
         agent.id.as_str(),
+        seen.load.take(),
         |current: Option<&AgentLoad>| {
             let mut load = current.cloned().unwrap_or_default();
             if let Some(entry) = load
@@ -77,11 +94,21 @@ pub async fn assign(
     if !claimed {
         return Ok(Outcome::AgentFull);
     }
+    if let Some(claim) = claim {
+        // Encoding a value this process just encoded cannot fail.
+        if let Ok(bytes) = switchboard_protocol::payloads::encode(&claim.value) {
+            seen.load = Some(Seen {
+                revision: claim.revision,
+                bytes: bytes.into(),
+            });
+        }
+    }
     let participant = Participant::agent(&agent.id, agent.name.clone());
     let mut queued_at = now;
-    let (assigned, written) = kv::cas_versioned(
+    let (assigned, written) = kv::cas_versioned_seen(
         &backbone.conversations,
         conversation.as_str(),
+        seen.conversation.take(),
         |current: Option<&ConversationState>| match current {
             Some(state) if state.status == ConversationStatus::Queued => {
                 queued_at = state.queued_at;
@@ -248,10 +275,12 @@ pub async fn announce_position(
     position: u32,
     estimated_wait_secs: Option<u32>,
     agents_online: u32,
-) -> Result<(), BusError> {
-    let (changed, written) = kv::cas_versioned(
+    seen: Option<Seen>,
+) -> Result<Option<Seen>, BusError> {
+    let (changed, written) = kv::cas_versioned_seen(
         &backbone.conversations,
         conversation.as_str(),
+        seen,
         |current: Option<&ConversationState>| match current {
             Some(state)
                 if state.status == ConversationStatus::Queued
@@ -274,9 +303,10 @@ pub async fn announce_position(
         },
     )
     .await?;
-    if let Some(written) = written.filter(|_| changed) {
-        outbox::flush_from(backbone, conversation, written).await?;
-        tracing::debug!(conversation_id = %conversation, position, "queue position announced");
-    }
-    Ok(())
+    let Some(written) = written.filter(|_| changed) else {
+        return Ok(None);
+    };
+    let left = outbox::flush_from_seen(backbone, conversation, written).await?;
+    tracing::debug!(conversation_id = %conversation, position, "queue position announced");
+    Ok(left)
 }

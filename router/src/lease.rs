@@ -107,6 +107,12 @@ impl Leaser {
                 tracing::warn!(error = %err, "lease round failed");
             }
             let now = self.owned();
+            switchboard_metrics::router::router().partitions_held(
+                now.leases
+                    .keys()
+                    .filter(|key| key.starts_with(lease_keys::PARTITION_PREFIX))
+                    .count(),
+            );
             owned.send_if_modified(|current| {
                 if *current == now {
                     return false;
@@ -116,6 +122,7 @@ impl Leaser {
             });
         }
         self.release_all().await;
+        switchboard_metrics::router::router().partitions_held(0);
         owned.send_replace(Owned::default());
     }
 

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{Entry, Operation};
+use switchboard_bus::kv::Seen;
 use switchboard_protocol::ids::{AgentId, BotId, ConversationId, TeamId};
 use switchboard_protocol::payloads::{
     decode, AgentAccount, AgentLoad, AgentStatus, BotAccount, BotPresence, ConversationState,
@@ -41,6 +42,12 @@ pub struct Mirror {
     pub assignments: HashMap<ConversationId, (Option<TeamId>, i64)>,
     /// Assignments noted, for pruning `assignments` now and then.
     noted: u64,
+    /// Each agent's `load` entry as its watch delivered it (bytes and
+    /// revision): an assignment's first compare-and-set starts from it
+    /// instead of reading the key (`kv::cas_versioned_seen`).
+    pub seen_loads: HashMap<AgentId, Seen>,
+    /// The same for the conversations in `conversations`.
+    pub seen_conversations: HashMap<ConversationId, Seen>,
 }
 
 impl Mirror {
@@ -55,8 +62,12 @@ impl Mirror {
                 if deleted {
                     self.conversations.remove(&id);
                     self.finished.remove(&id);
+                    self.seen_conversations.remove(&id);
                 } else if let Some(state) = decode_logged::<ConversationState>(entry) {
-                    self.keep(id, state);
+                    self.keep(id.clone(), state);
+                    if let Some(seen) = Seen::of(entry) {
+                        self.see_conversation(&id, seen);
+                    }
                 }
             }
             buckets::PRESENCE => {
@@ -82,8 +93,12 @@ impl Mirror {
                 };
                 if deleted {
                     self.loads.remove(&id);
+                    self.seen_loads.remove(&id);
                 } else if let Some(load) = decode_logged::<AgentLoad>(entry) {
-                    self.loads.insert(id, load);
+                    self.loads.insert(id.clone(), load);
+                    if let Some(seen) = Seen::of(entry) {
+                        self.see_load(id, seen);
+                    }
                 }
             }
             buckets::BOTS => {
@@ -110,6 +125,32 @@ impl Mirror {
         }
     }
 
+    /// Notes what an agent's `load` entry holds at a revision (from its
+    /// watch, or this router's own write), unless a later one is known.
+    pub fn see_load(&mut self, agent: AgentId, seen: Seen) {
+        match self.seen_loads.get(&agent) {
+            Some(known) if known.revision >= seen.revision => {}
+            _ => {
+                self.seen_loads.insert(agent, seen);
+            }
+        }
+    }
+
+    /// The same for a conversation kept in `conversations` (a finished
+    /// one is not written again by the router's passes).
+    pub fn see_conversation(&mut self, id: &ConversationId, seen: Seen) {
+        if !self.conversations.contains_key(id) {
+            self.seen_conversations.remove(id);
+            return;
+        }
+        match self.seen_conversations.get(id) {
+            Some(known) if known.revision >= seen.revision => {}
+            _ => {
+                self.seen_conversations.insert(id.clone(), seen);
+            }
+        }
+    }
+
     /// Takes a conversation's new state.
     pub fn keep(&mut self, id: ConversationId, state: ConversationState) {
         if let Some(at) = state.assigned_at {
@@ -121,6 +162,7 @@ impl Mirror {
         );
         if finished && state.pending.is_empty() {
             self.conversations.remove(&id);
+            self.seen_conversations.remove(&id);
             self.finished.insert(id);
         } else {
             self.finished.remove(&id);

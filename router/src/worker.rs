@@ -635,15 +635,34 @@ async fn pass(
             continue;
         };
         let capacity = policy::capacity_of(account.capacity, &config.router);
+        // As the watches delivered them, before this pass's tentative view.
+        let seen = assign::SeenKeys {
+            load: mirror.seen_loads.get(&choice.agent).cloned(),
+            conversation: mirror.seen_conversations.get(&conversation.id).cloned(),
+        };
         let tentative = Tentative::take(mirror, &choice.agent, &conversation.id, now);
-        planned.push((conversation, account, capacity, choice.reason, tentative));
+        planned.push((
+            conversation,
+            account,
+            capacity,
+            choice.reason,
+            tentative,
+            seen,
+        ));
     }
     let results: Vec<_> = futures::stream::iter(planned)
         .map(
-            |(conversation, account, capacity, reason, tentative)| async move {
-                let outcome =
-                    assign::assign(backbone, &conversation.id, &account, capacity, reason).await;
-                (conversation, outcome, tentative)
+            |(conversation, account, capacity, reason, tentative, mut seen)| async move {
+                let outcome = assign::assign(
+                    backbone,
+                    &conversation.id,
+                    &account,
+                    capacity,
+                    reason,
+                    &mut seen,
+                )
+                .await;
+                (conversation, outcome, tentative, (account.id, seen.load))
             },
         )
         .buffer_unordered(ASSIGN_CONCURRENCY)
@@ -673,10 +692,15 @@ async fn pass(
             failure.get_or_insert(err);
         }
     }
-    for (conversation, outcome, tentative) in results {
+    for (conversation, outcome, tentative, (agent, claim)) in results {
         match outcome {
-            // The watches confirm it.
-            Ok(Outcome::Assigned) => {}
+            // The watches confirm it; the next claim on this agent starts
+            // from this one's write.
+            Ok(Outcome::Assigned) => {
+                if let Some(claim) = claim {
+                    mirror.see_load(agent, claim);
+                }
+            }
             Ok(Outcome::AgentFull | Outcome::NotQueued) => {
                 tentative.undo(mirror);
                 waiting.push(conversation);
@@ -710,18 +734,24 @@ async fn pass(
         let team = conversation.team.as_ref();
         let online = policy::agents_online(mirror, team, now, config.presence_ttl);
         let eta = policy::estimated_wait_secs(mirror, team, position, now);
-        announcements.push((conversation.id.clone(), position, eta, online));
+        let seen = mirror.seen_conversations.get(&conversation.id).cloned();
+        announcements.push((conversation.id.clone(), position, eta, online, seen));
     }
     let results: Vec<_> = futures::stream::iter(announcements)
-        .map(|(id, position, eta, online)| async move {
-            let result = assign::announce_position(backbone, &id, position, eta, online).await;
+        .map(|(id, position, eta, online, seen)| async move {
+            let result =
+                assign::announce_position(backbone, &id, position, eta, online, seen).await;
             (id, position, result)
         })
         .buffer_unordered(ANNOUNCE_CONCURRENCY)
         .collect()
         .await;
     for (id, position, result) in results {
-        result?;
+        // The next write of this conversation (its assignment, most
+        // likely) starts from this one's.
+        if let Some(left) = result? {
+            mirror.see_conversation(&id, left);
+        }
         memory.announced_at.insert(id.clone(), now);
         if let Some(state) = mirror.conversations.get_mut(&id) {
             state.announced_position = Some(position);

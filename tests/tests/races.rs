@@ -10,7 +10,10 @@
 //! - events owed by a state change are written once, even when flushed
 //!   again after the stream's duplicate window;
 //! - a router that has not seen a conversation never frees the slot held
-//!   for it.
+//!   for it;
+//! - a compare-and-set that starts from what a watch showed (the router's
+//!   assignments do) decides again on a read when the key moved on, both
+//!   ways: no slot taken over capacity, and no free slot left unused.
 
 use std::collections::BTreeSet;
 
@@ -398,4 +401,107 @@ async fn a_partial_view_never_frees_a_slot_under_an_assignment() {
         .map(|e| e.conversation_id.to_string())
         .collect();
     assert_eq!(claims, BTreeSet::from([held.to_string()]));
+}
+
+/// A load entry holding `conversations`.
+fn load_of(conversations: &[&ConversationId]) -> AgentLoad {
+    AgentLoad {
+        conversations: conversations
+            .iter()
+            .map(|c| LoadEntry {
+                conversation_id: (*c).clone(),
+                claimed_at: now_ms(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// What a watch would have shown of `key` now.
+async fn seen_now(store: &async_nats::jetstream::kv::Store, key: &str) -> kv::Seen {
+    let entry = store.entry(key).await.unwrap().unwrap();
+    kv::Seen::of(&entry).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compare_and_set_from_a_stale_watch_decides_again_on_a_read() {
+    let system = System::start().await;
+    let backbone = system.backbone().await;
+    let agent = AgentId::generate();
+    let (mine, theirs) = (ConversationId::generate(), ConversationId::generate());
+    // Capacity 1, the same decision as an assignment's claim.
+    let claim = |current: Option<&AgentLoad>| {
+        let mut load = current.cloned().unwrap_or_default();
+        if !load.conversations.is_empty() {
+            return kv::Decision::Keep(false);
+        }
+        load.conversations.push(LoadEntry {
+            conversation_id: mine.clone(),
+            claimed_at: now_ms(),
+        });
+        kv::Decision::Write(load, true)
+    };
+
+    // The watch showed a free slot; another router took it since.
+    kv::put(&backbone.load, agent.as_str(), &load_of(&[]))
+        .await
+        .unwrap();
+    let stale = seen_now(&backbone.load, agent.as_str()).await;
+    kv::put(&backbone.load, agent.as_str(), &load_of(&[&theirs]))
+        .await
+        .unwrap();
+    let (claimed, _) = kv::cas_versioned_seen(&backbone.load, agent.as_str(), Some(stale), claim)
+        .await
+        .unwrap();
+    assert!(!claimed, "a slot taken since the watch was claimed again");
+    let stored: AgentLoad = kv::get(&backbone.load, agent.as_str())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(stored.conversations.len(), 1);
+    assert_eq!(stored.conversations[0].conversation_id, theirs);
+
+    // The watch showed the slot taken; it was freed since.
+    let stale = seen_now(&backbone.load, agent.as_str()).await;
+    kv::put(&backbone.load, agent.as_str(), &load_of(&[]))
+        .await
+        .unwrap();
+    let (claimed, written) =
+        kv::cas_versioned_seen(&backbone.load, agent.as_str(), Some(stale), claim)
+            .await
+            .unwrap();
+    assert!(claimed, "a slot freed since the watch was left unused");
+    let written = written.unwrap();
+    let stored = kv::get::<AgentLoad>(&backbone.load, agent.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revision, written.revision);
+    assert_eq!(stored.value.conversations.len(), 1);
+    assert_eq!(stored.value.conversations[0].conversation_id, mine);
+
+    // A current watch: written at once, at the revision it showed.
+    let current = seen_now(&backbone.load, agent.as_str()).await;
+    let shown = current.revision;
+    let (_, written) = kv::cas_versioned_seen(
+        &backbone.load,
+        agent.as_str(),
+        Some(current),
+        |current: Option<&AgentLoad>| {
+            let mut load = current.cloned().unwrap_or_default();
+            load.conversations.clear();
+            kv::Decision::Write(load, ())
+        },
+    )
+    .await
+    .unwrap();
+    let written = written.unwrap();
+    assert!(written.revision > shown);
+    let stored = kv::get::<AgentLoad>(&backbone.load, agent.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revision, written.revision);
+    assert!(stored.value.conversations.is_empty());
 }
