@@ -1204,7 +1204,7 @@ async fn summaries_held_by_a_killed_archiver_are_caught_up_by_the_next() {
     assert!(
         expected
             .iter()
-            .any(|(id, last)| behind.get(id).map_or(true, |s| s.0 < *last)),
+            .any(|(id, last)| behind.get(id).is_none_or(|s| s.0 < *last)),
         "a summary was behind when the archiver was killed: {behind:?}"
     );
 
