@@ -723,7 +723,7 @@ function upsertConversation(info) {
       historyRequested: false,
       lastReadSent: 0,
       statusSeq: 0,
-      nameSeq: 0, // seq of the `renamed` event the visitor's name is from
+      nameSeq: 0, // seq of the `renamed` or `left_message` event the visitor's name is from
       peerRead: 0, // the visitor has read up to this seq
       peerDelivered: 0, // … and received up to this one
       handedOff: null, // why it is no longer this agent's, a string key ("transferred", …)
@@ -845,10 +845,12 @@ function applyEvent(c, ev, seq) {
   // Facts that hold whatever order the records come in.
   if (ev.event === 'rated' && typeof ev.score === 'number') c.rating = ev.score;
   if (ev.event === 'left_message' && ev.email) c.contact = String(ev.email);
-  // The visitor's newest name, live (the header, the list, typing).
-  if (ev.event === 'renamed' && ev.visitor && ev.visitor.name && seq > c.nameSeq) {
+  // The visitor's newest name, live (the header, the list, typing): a
+  // rename, or the name given when leaving a message.
+  const newName = ev.event === 'renamed' ? ev.visitor && ev.visitor.name : ev.event === 'left_message' ? ev.name : null;
+  if (newName && seq > c.nameSeq) {
     c.nameSeq = seq;
-    c.visitor = { ...(c.visitor || {}), name: String(ev.visitor.name) };
+    c.visitor = { ...(c.visitor || {}), name: String(newName) };
   }
   if (seq !== Infinity) {
     if (seq < c.statusSeq) {

@@ -144,6 +144,8 @@ async function main() {
         (email) => [...document.querySelectorAll('#messages .event[data-event="left_message"]')].some((n) => n.textContent.includes(email)),
         EMAIL,
       );
+      // The name given with the message is the visitor's in the header.
+      await waitFor(agent, 'the left name in the header', (n) => document.querySelector('#chat-title').textContent === n, VISITOR_NAME);
       await agent.locator('#messages .event[data-event="picked_up"]').first().waitFor({ state: 'visible' });
       await waitFor(agent, 'the composer to be enabled', () => !document.querySelector('#composer-input').disabled);
       await noInjectedMarkup(agent, '#messages b, #conversations b', 'the console');

@@ -537,14 +537,13 @@ async fn agents_find_past_conversations_and_see_visitors_details() {
     let bob_ref = &bob_token;
     let id_ref = id.as_str();
     let found = eventually("the conversation found by a word of it", || async move {
-        let found = call(
-            edge,
-            "GET",
-            "/api/v1/archive?q=refund",
-            bob_ref,
-            Value::Null,
-        )
-        .await;
+        let response = bearer(edge, "GET", "/api/v1/archive?q=refund", Some(bob_ref), None).await;
+        // 503 until the archiver answers searches (it may still be starting).
+        if response.status == 503 {
+            return None;
+        }
+        assert_eq!(response.status, 200, "search: {}", response.body);
+        let found = response.json();
         found["conversations"]
             .as_array()
             .is_some_and(|c| {
