@@ -269,17 +269,6 @@ impl Archive {
         self.messages.clone_with_type()
     }
 
-    /// Archives records (any order, any conversations, repeats allowed):
-    /// their messages, then their conversations' summaries.
-    ///
-    /// # Errors
-    /// MongoDB errors; nothing is half-applied in a way a retry would not
-    /// complete.
-    pub async fn write(&self, records: &[ChatRecord]) -> Result<(), StoreError> {
-        let repeated = self.insert(records).await?;
-        self.summarize_records(&group(records, &repeated)).await
-    }
-
     /// Inserts the messages of records (any order, repeats allowed);
     /// returns the positions of those archived before (redelivered after a
     /// crash), whose summaries must be counted again from the archive.
@@ -813,18 +802,6 @@ impl Archive {
 
 /// Records by conversation, with whether any of them was archived before.
 pub type Groups<'a> = BTreeMap<&'a ConversationId, (Vec<&'a ChatRecord>, bool)>;
-
-/// Groups records by conversation; `repeated` are the positions of those
-/// archived before ([`Archive::insert`]).
-pub fn group<'a>(records: &'a [ChatRecord], repeated: &[usize]) -> Groups<'a> {
-    let mut groups: Groups<'a> = BTreeMap::new();
-    for (i, record) in records.iter().enumerate() {
-        let entry = groups.entry(&record.conversation_id).or_default();
-        entry.0.push(record);
-        entry.1 |= repeated.contains(&i);
-    }
-    groups
-}
 
 /// A statement of [`following_statement`]: what it writes and leaves.
 struct Following {
