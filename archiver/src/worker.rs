@@ -279,7 +279,7 @@ async fn consume(
                 return Ok(());
             }
             held.clear();
-        } else {
+        } else if !conversations.is_empty() {
             let note = until_stored(&messages, shutdown, "note", || {
                 archive.note_behind(&conversations)
             })

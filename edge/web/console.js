@@ -692,6 +692,12 @@ function learnTeam(team) {
   if (team != null && team !== '') S.knownTeams.add(String(team));
 }
 
+// The visitor as a frame or the archive tells it, keeping a name learnt
+// from a `renamed` or `left_message` event (newer than what they say).
+function adoptVisitor(c, visitor) {
+  c.visitor = c.nameSeq && c.visitor && c.visitor.name ? { ...visitor, name: c.visitor.name } : visitor;
+}
+
 function upsertConversation(info) {
   const key = String(info.conversation_id);
   let c = S.convs.get(key);
@@ -736,7 +742,7 @@ function upsertConversation(info) {
     S.convs.set(key, c);
   } else {
     if (info.state) c.state = info.state;
-    if (info.visitor) c.visitor = info.visitor;
+    if (info.visitor) adoptVisitor(c, info.visitor);
     if (info.agent !== undefined && info.agent !== null) c.agent = info.agent;
     if (info.team !== undefined) c.team = info.team;
   }
@@ -1235,7 +1241,7 @@ async function fetchTranscript(c, beforeSeq) {
     if (S.activeKey === c.key) showChatError(t('transcriptUnavailable'));
     return;
   }
-  if (body.visitor) c.visitor = body.visitor;
+  if (body.visitor) adoptVisitor(c, body.visitor);
   if (body.agent) c.agent = body.agent;
   onHistory({ conversation_id: c.id, items: body.items, has_more: !!body.has_more });
   if (S.activeKey === c.key) renderChatHeader();

@@ -14,7 +14,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 use crate::services::{Mongo, Nats};
-use crate::{eventually, free_port, http};
+use crate::{free_port, http};
 
 /// The token secret of test deployments.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -22,6 +22,9 @@ pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const PASSWORD: &str = "agent-password-1";
 /// The archive database of test deployments.
 pub const DATABASE: &str = "switchboard_test";
+
+/// Free ports an edge is tried on before a test gives up.
+const EDGE_PORT_ATTEMPTS: usize = 3;
 
 /// A component process.
 pub struct Node {
@@ -199,13 +202,31 @@ impl System {
 
     /// An edge with extra `SWITCHBOARD_*` settings.
     pub async fn edge_with(&mut self, extra: &[(&str, &str)]) -> SocketAddr {
-        let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        self.edge_on(addr, extra).await
+        for _ in 0..EDGE_PORT_ATTEMPTS {
+            let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            if let Some(addr) = self.try_edge_on(addr, extra).await {
+                return addr;
+            }
+            // It exited: the free port was taken meanwhile (tests run in
+            // parallel), or it failed; another port tells which.
+        }
+        panic!("no edge started on {EDGE_PORT_ATTEMPTS} free ports");
     }
 
     /// An edge listening on `addr` (the address of one that was killed,
     /// say, so that pages keep their origin), ready when this returns.
     pub async fn edge_on(&mut self, addr: SocketAddr, extra: &[(&str, &str)]) -> SocketAddr {
+        self.try_edge_on(addr, extra)
+            .await
+            .unwrap_or_else(|| panic!("the edge on {addr} exited before it was ready"))
+    }
+
+    /// An edge on `addr`, ready; `None` when it exits first.
+    async fn try_edge_on(
+        &mut self,
+        addr: SocketAddr,
+        extra: &[(&str, &str)],
+    ) -> Option<SocketAddr> {
         let listen = addr.to_string();
         let mut all = vec![("SWITCHBOARD_EDGE__LISTEN", listen.as_str())];
         all.extend_from_slice(extra);
@@ -215,14 +236,27 @@ impl System {
             child,
             addr: Some(addr),
         });
-        eventually("edge ready", || async move {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(_) => (http::get(addr, "/readyz").await.status == 200).then_some(()),
-                Err(_) => None,
+        let limit = crate::deadline();
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(node) = self.nodes.last_mut() {
+                if let Ok(Some(status)) = node.child.try_wait() {
+                    tracing::warn!(%addr, %status, "an edge exited before it was ready");
+                    self.nodes.pop();
+                    return None;
+                }
             }
-        })
-        .await;
-        addr
+            if tokio::net::TcpStream::connect(addr).await.is_ok()
+                && http::get(addr, "/readyz").await.status == 200
+            {
+                return Some(addr);
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "timed out after {limit:?} waiting for: edge ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn router(&mut self) {
