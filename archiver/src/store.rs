@@ -111,12 +111,7 @@ impl Archive {
         };
         archive
             .messages
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! { "conversation_id": 1, "seq": 1 })
-                    .options(IndexOptions::builder().unique(true).build())
-                    .build(),
-            )
+            .create_index(messages_index())
             .await
             .map_err(mongo("create messages index"))?;
         archive
@@ -798,6 +793,15 @@ impl Archive {
         records.reverse();
         Ok(records)
     }
+}
+
+/// The `messages` collection's unique index: one document per `seq` of a
+/// conversation.
+pub fn messages_index() -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! { "conversation_id": 1, "seq": 1 })
+        .options(IndexOptions::builder().unique(true).build())
+        .build()
 }
 
 /// Records by conversation, with whether any of them was archived before.

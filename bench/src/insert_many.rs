@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use mongodb::bson::doc;
-use mongodb::options::{Acknowledgment, CollectionOptions, IndexOptions, WriteConcern};
-use mongodb::{Database, IndexModel};
+use mongodb::options::{Acknowledgment, CollectionOptions, WriteConcern};
+use mongodb::Database;
 use serde::Serialize;
 use switchboard_archiver::documents::MessageDoc;
 use switchboard_protocol::ids::{ConversationId, MessageId, VisitorId};
@@ -95,12 +95,7 @@ pub async fn measure(db: &Database, config: &InsertManyConfig) -> Result<InsertM
         CollectionOptions::builder().write_concern(concern).build(),
     );
     collection
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! { "conversation_id": 1, "seq": 1 })
-                .options(IndexOptions::builder().unique(true).build())
-                .build(),
-        )
+        .create_index(switchboard_archiver::store::messages_index())
         .await
         .context("create the scratch collection's index")?;
     let docs = documents(config.conversations, config.docs.max(1))?;

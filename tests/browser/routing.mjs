@@ -18,7 +18,7 @@
 // Prints `browser: 1 passed, 0 failed` and exits 0 on success; prints the
 // failing step and exits 1 otherwise.
 
-import { BASE, LOGIN, report, fail, step, waitFor, launch, shoot, openPage, signIn, assertNoPageErrors } from './harness.mjs';
+import { BASE, LOGIN, fail, step, waitFor, shoot, openPage, signIn, assertNoPageErrors, runScenario } from './harness.mjs';
 
 const OVERALL_MS = 240000;
 
@@ -49,10 +49,7 @@ async function noInjectedMarkup(page, selector, where) {
 }
 
 async function main() {
-  const browser = await launch(OVERALL_MS);
-
-  let failure = null;
-  try {
+  await runScenario(OVERALL_MS, async (browser) => {
     const visitor = await openPage(browser, 'visitor');
     const agent = await openPage(browser, 'agent');
 
@@ -266,16 +263,7 @@ async function main() {
       await visitor.locator('#sb-rating-thanks').waitFor({ state: 'visible' });
       assertNoPageErrors();
     });
-  } catch (err) {
-    failure = err && err.message ? err.message : String(err);
-  } finally {
-    await browser.close().catch(() => {});
-  }
-  if (failure) {
-    report(failure);
-    process.exit(1);
-  }
-  console.log('browser: 1 passed, 0 failed');
+  });
 }
 
 main().then(
