@@ -203,19 +203,19 @@ async fn consume(
     // the previous one is written: the client's default pull (200 records)
     // left batches of ~130 records while backlogged, each touching ~105
     // conversations, that is a summary statement per record or so.
-    let messages = consumer
+    let mut messages = consumer
         .stream()
         .max_messages_per_batch(config.archiver.batch_size.saturating_mul(2))
         .messages()
         .await
-        .map_err(|e| BusError::nats("consume chat stream", e))?;
-    let mut batches = messages.ready_chunks(config.archiver.batch_size);
+        .map_err(|e| BusError::nats("consume chat stream", e))?
+        .fuse();
     let delay = config.archiver.summary_delay.get();
     loop {
         // Held summaries are written when due even if no batch comes (the
         // rest of the backlog went to another archiver, say).
         let due = held.due_at(delay);
-        let batch = tokio::select! {
+        let first = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             () = until(due) => {
                 if until_stored(&[], shutdown, "summaries", || write_held(archive, held)).await.is_some() {
@@ -224,11 +224,12 @@ async fn consume(
                 }
                 continue;
             }
-            batch = batches.next() => batch,
+            first = messages.next() => first,
         };
-        let Some(batch) = batch else {
+        let Some(first) = first else {
             return Err(BusError::nats("consume chat stream", "stream ended"));
         };
+        let batch = gather(&mut messages, first, config.archiver.batch_size).await;
         let mut messages = Vec::with_capacity(batch.len());
         let mut records = Vec::with_capacity(batch.len());
         for item in batch {
@@ -298,6 +299,55 @@ async fn consume(
         let metrics = switchboard_metrics::archiver::archiver();
         metrics.stored(started, count, pending);
         metrics.held(held.conversations());
+    }
+}
+
+/// How long a batch waits for the rest of a backlog to arrive.
+const GATHER: Duration = Duration::from_millis(50);
+
+/// A batch from its first record: what has arrived already and, while the
+/// consumer says more records are waiting (the archiver is behind), up to
+/// [`GATHER`] for them, until `size`. A backlog is then written `size`
+/// records at a time rather than in the pieces that each socket read
+/// delivers (~130 records: batches of that size with a note each archived
+/// at 0.64× the server's `insert_many`, measured).
+async fn gather<S, T, E>(messages: &mut S, first: Result<T, E>, size: usize) -> Vec<Result<T, E>>
+where
+    S: futures::stream::FusedStream<Item = Result<T, E>> + Unpin,
+    T: Pending,
+{
+    let deadline = tokio::time::Instant::now() + GATHER;
+    let mut batch = Vec::with_capacity(size);
+    batch.push(first);
+    while batch.len() < size && !messages.is_terminated() {
+        let behind = batch
+            .last()
+            .and_then(|item| item.as_ref().ok())
+            .is_some_and(|message| message.pending() > 0);
+        let next = if behind {
+            tokio::time::timeout_at(deadline, messages.next())
+                .await
+                .ok()
+                .flatten()
+        } else {
+            futures::FutureExt::now_or_never(messages.next()).flatten()
+        };
+        match next {
+            Some(item) => batch.push(item),
+            None => break,
+        }
+    }
+    batch
+}
+
+/// Records the consumer still holds after this one.
+trait Pending {
+    fn pending(&self) -> u64;
+}
+
+impl Pending for async_nats::jetstream::Message {
+    fn pending(&self) -> u64 {
+        self.info().map_or(0, |info| info.pending)
     }
 }
 
@@ -374,5 +424,82 @@ async fn history(archive: &Archive, payload: &[u8]) -> HistoryReply {
             records: Vec::new(),
             error: Some(format!("bad request: {err}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::channel::mpsc;
+
+    /// A record with how many the consumer holds after it.
+    #[derive(Debug)]
+    struct Fake(u64);
+
+    impl Pending for Fake {
+        fn pending(&self) -> u64 {
+            self.0
+        }
+    }
+
+    type Item = Result<Fake, ()>;
+
+    fn pendings(batch: &[Item]) -> Vec<u64> {
+        batch
+            .iter()
+            .map(|item| item.as_ref().map_or(u64::MAX, |f| f.0))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_behind_waits_for_the_records_the_consumer_still_holds() {
+        let (tx, mut rx) = mpsc::unbounded::<Item>();
+        tx.unbounded_send(Ok(Fake(2))).unwrap();
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tx.unbounded_send(Ok(Fake(1))).unwrap();
+            tx.unbounded_send(Ok(Fake(0))).unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tx.unbounded_send(Ok(Fake(0))).unwrap();
+        });
+        let started = tokio::time::Instant::now();
+        let batch = gather(&mut rx, Ok(Fake(3)), 500).await;
+        assert_eq!(pendings(&batch), [3, 2, 1, 0]);
+        // The last said nothing more was waiting: no wait for the deadline.
+        assert_eq!(started.elapsed(), Duration::from_millis(10));
+        later.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_behind_waits_no_longer_than_the_gather_time() {
+        let (tx, mut rx) = mpsc::unbounded::<Item>();
+        let started = tokio::time::Instant::now();
+        let batch = gather(&mut rx, Ok(Fake(100)), 500).await;
+        assert_eq!(pendings(&batch), [100]);
+        assert_eq!(started.elapsed(), GATHER);
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_caught_up_takes_what_has_arrived_and_does_not_wait() {
+        let (tx, mut rx) = mpsc::unbounded::<Item>();
+        tx.unbounded_send(Ok(Fake(0))).unwrap();
+        tx.unbounded_send(Err(())).unwrap();
+        let started = tokio::time::Instant::now();
+        let batch = gather(&mut rx, Ok(Fake(0)), 500).await;
+        assert_eq!(pendings(&batch), [0, 0, u64::MAX]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_stops_at_its_size() {
+        let (tx, mut rx) = mpsc::unbounded::<Item>();
+        for pending in (0..10).rev() {
+            tx.unbounded_send(Ok(Fake(pending))).unwrap();
+        }
+        let batch = gather(&mut rx, Ok(Fake(10)), 4).await;
+        assert_eq!(pendings(&batch), [10, 9, 8, 7]);
+        drop(tx);
     }
 }

@@ -14,6 +14,12 @@
 //! its rate while it had a backlog of at least one batch (working flat
 //! out); when it never had one, the offered rate was below its capacity
 //! and the ratio is of its rate during the load, a lower bound.
+//!
+//! With `--start-archiver`, no archiver runs during the load: the bench
+//! starts one when the load ends and measures it draining the whole
+//! backlog, from its first acknowledgement until caught up (the held
+//! summaries' write included), with the load's processes idle — the
+//! conditions the baseline is measured in.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -49,6 +55,16 @@ pub struct ArchiveConfig {
     pub concurrency: usize,
     /// Also measure the server's own `insert_many` rate (the baseline).
     pub insert_many: bool,
+    /// An archiver to start when the load ends (none runs during it).
+    pub start_archiver: Option<LateStart>,
+}
+
+/// How to start the archiver of `--start-archiver`: `binary archiver`
+/// with this environment added to the bench's own.
+#[derive(Debug, Clone)]
+pub struct LateStart {
+    pub binary: std::path::PathBuf,
+    pub env: Vec<(String, String)>,
 }
 
 /// One sample: seconds since the load began, records in the stream,
@@ -91,6 +107,12 @@ pub struct ArchiveReport {
     /// Documents per second while at least one batch was waiting (`null`
     /// if that lasted under a second).
     pub archived_per_sec_backlogged: Option<f64>,
+    /// With `--start-archiver`: seconds from starting the archiver to its
+    /// first acknowledgement (connecting, creating its consumer).
+    pub archiver_startup_secs: Option<f64>,
+    /// With `--start-archiver`: documents per second from the archiver's
+    /// first acknowledgement until it had caught up with the whole backlog.
+    pub archived_per_sec_drained: Option<f64>,
     /// The server's own `insert_many` rate for the same documents.
     pub insert_many: Option<InsertManyRate>,
     /// The archiver's rate compared: `backlogged` or `during load`.
@@ -147,6 +169,16 @@ impl Report for ArchiveReport {
                 "archived docs/s while backlogged",
                 self.archived_per_sec_backlogged
                     .map_or("never backlogged".into(), |r| num(r, 0)),
+            ),
+            row(
+                "archiver started after the load: start → first ack",
+                self.archiver_startup_secs
+                    .map_or("-".into(), |s| format!("{s:.1} s")),
+            ),
+            row(
+                "archived docs/s draining the backlog",
+                self.archived_per_sec_drained
+                    .map_or("-".into(), |r| num(r, 0)),
             ),
             row(
                 "insert_many docs/s (same documents)",
@@ -300,6 +332,7 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
     });
     let mut end_of_load: Option<(f64, u64)> = None;
     let mut drain_secs = None;
+    let mut late = LateArchiver::default();
     loop {
         let t = started.elapsed().as_secs_f64();
         let (stream, archived) = counts.read().await?;
@@ -312,10 +345,15 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
         if !load_done && t >= config.secs {
             load_done = true;
             end_of_load = Some((t, lag));
+            if let Some(start) = &config.start_archiver {
+                late.start(start, t, archived)?;
+            }
         }
+        late.observe(t, archived);
         if let Some((t_end, _)) = end_of_load {
             if lag == 0 && t > t_end {
                 drain_secs = Some(t - t_end);
+                late.caught_up(t, archived);
                 break;
             }
             if t - t_end > config.drain.as_secs_f64() {
@@ -345,9 +383,10 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
     steps.sort_unstable();
     let backlogged = backlogged_rate(&samples, batch);
     let archived_per_sec = rate_between(|s| s.archived, 0.0, config.secs);
-    let (archiver_rate_basis, archiver_rate) = match backlogged {
-        Some(rate) => ("backlogged", rate),
-        None => ("during load", archived_per_sec),
+    let (archiver_rate_basis, archiver_rate) = match (late.drained, backlogged) {
+        (Some(rate), _) => ("draining the backlog after the load", rate),
+        (None, Some(rate)) => ("backlogged", rate),
+        (None, None) => ("during load", archived_per_sec),
     };
     let archiver_vs_insert_many = insert_many
         .as_ref()
@@ -375,12 +414,69 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
         docs_per_sample_max: steps.last().copied().unwrap_or(0),
         sample_ms: u64::try_from(config.sample.as_millis()).unwrap_or(u64::MAX),
         archived_per_sec_backlogged: backlogged,
+        archiver_startup_secs: late
+            .first_ack
+            .zip(late.started)
+            .map(|((t, _), (s, _))| t - s),
+        archived_per_sec_drained: late.drained,
         insert_many,
         archiver_rate_basis,
         archiver_vs_insert_many,
         errors,
         samples,
     })
+}
+
+/// The archiver the bench starts when the load ends (`--start-archiver`),
+/// and what was seen of it: started at (t, archived), first ack seen at,
+/// its rate once caught up. Killed when dropped.
+#[derive(Default)]
+struct LateArchiver {
+    child: Option<tokio::process::Child>,
+    started: Option<(f64, u64)>,
+    /// The last sample before its first acknowledgement was seen.
+    before_first: Option<(f64, u64)>,
+    first_ack: Option<(f64, u64)>,
+    drained: Option<f64>,
+}
+
+impl LateArchiver {
+    fn start(&mut self, start: &LateStart, t: f64, archived: u64) -> Result<()> {
+        let child = tokio::process::Command::new(&start.binary)
+            .arg("archiver")
+            .envs(start.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start {} archiver", start.binary.display()))?;
+        self.child = Some(child);
+        self.started = Some((t, archived));
+        self.before_first = Some((t, archived));
+        Ok(())
+    }
+
+    fn observe(&mut self, t: f64, archived: u64) {
+        let Some((_, at_start)) = self.started else {
+            return;
+        };
+        if self.first_ack.is_none() {
+            if archived > at_start {
+                self.first_ack = Some((t, archived));
+            } else {
+                self.before_first = Some((t, archived));
+            }
+        }
+    }
+
+    /// Its rate from the sample before its first acknowledgement until
+    /// caught up (a sampling interval's worth conservative).
+    fn caught_up(&mut self, t: f64, archived: u64) {
+        if let Some((t0, a0)) = self.before_first.filter(|_| self.first_ack.is_some()) {
+            if t > t0 {
+                self.drained = Some(archived.saturating_sub(a0) as f64 / (t - t0));
+            }
+        }
+    }
 }
 
 /// `a / b`, or 0 when `b` is not positive.

@@ -202,6 +202,12 @@ enum Command {
         /// Skip the server's own `insert_many` baseline.
         #[arg(long)]
         no_insert_many: bool,
+        /// No archiver runs during the load: this `switchboard` binary's
+        /// `archiver` is started when the load ends, and its rate is
+        /// measured draining the backlog on an otherwise idle machine
+        /// (the conditions of the `insert_many` baseline).
+        #[arg(long)]
+        start_archiver: Option<std::path::PathBuf>,
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
@@ -464,6 +470,7 @@ async fn main() -> Result<()> {
             database,
             batch_size,
             no_insert_many,
+            start_archiver,
             target,
             output,
         } => {
@@ -480,6 +487,10 @@ async fn main() -> Result<()> {
                 batch_size,
                 concurrency: target.concurrency,
                 insert_many: !no_insert_many,
+                start_archiver: start_archiver.map(|binary| archive::LateStart {
+                    binary,
+                    env: Vec::new(),
+                }),
             })
             .await?;
             show(&report, &output)

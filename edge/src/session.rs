@@ -437,8 +437,12 @@ async fn active(
             state.backbone.client.clone(),
         ))))
         .await;
-    let (notice_tx, mut notices) = mpsc::channel::<AgentNotice>(NOTICE_QUEUE);
+    // Only agents hear notices: a visitor's connection does not pay for
+    // the queue (its first block, ~5 KB, is allocated with the channel).
+    let mut notices = None;
     if let Identity::Agent { id, .. } = &session.identity {
+        let (notice_tx, queue) = mpsc::channel::<AgentNotice>(NOTICE_QUEUE);
+        notices = Some(queue);
         // An agent who would not hear of assignments, or whom routers
         // would not see, is not shown online: the console reconnects.
         let reachable = match Box::pin(state.hub.join_inbox(id, connection, notice_tx)).await {
@@ -458,8 +462,6 @@ async fn active(
             Box::pin(cleanup(&session)).await;
             return;
         }
-    } else {
-        drop(notice_tx);
     }
     Box::pin(handlers::welcome(&mut session, resume)).await;
     if let Identity::Agent { .. } = session.identity {
@@ -531,7 +533,7 @@ async fn active(
                 }
                 idle.as_mut().reset(silent_until);
             }
-            Some(notice) = notices.recv() => Box::pin(handlers::on_notice(&mut session, notice)).await,
+            Some(notice) = next_notice(&mut notices) => Box::pin(handlers::on_notice(&mut session, notice)).await,
             broadcast = broadcasts.recv(), if broadcasts_open => match broadcast {
                 Ok((audience, frame)) if audience == role => {
                     session.outbox.offer(Outbound::Frame(frame));
@@ -552,6 +554,14 @@ async fn active(
         }
     }
     Box::pin(cleanup(&session)).await;
+}
+
+/// The next notice for an agent's connection; never, for a visitor's.
+async fn next_notice(notices: &mut Option<mpsc::Receiver<AgentNotice>>) -> Option<AgentNotice> {
+    match notices {
+        Some(queue) => queue.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when this connection's turn to close comes in a drain: its

@@ -128,7 +128,8 @@ impl System {
         system
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    /// The settings every node of this system is started with.
+    pub fn node_env(&self) -> Vec<(String, String)> {
         let mut env = vec![
             ("SWITCHBOARD_NATS__URL".into(), self.nats.url()),
             ("SWITCHBOARD_MONGO__URI".into(), self.mongo.uri()),
@@ -165,7 +166,7 @@ impl System {
             .args(args)
             .env_remove("SWITCHBOARD_CONFIG")
             .env("RUST_LOG", filter)
-            .envs(self.env())
+            .envs(self.node_env())
             .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -11,7 +11,7 @@ use switchboard_bench::setup::pid_listening_on;
 use switchboard_bench::{archive, assign, chat, idle, raw_nats, relay, storm, ws_relay};
 use switchboard_tests::scaled;
 use switchboard_tests::services::Nats;
-use switchboard_tests::system::{System, DATABASE};
+use switchboard_tests::system::{node_binary, System, DATABASE};
 
 /// Frame rate limits out of the way of the load, as `scripts/bench` does,
 /// and no reopening: a visitor who comes back gets a new conversation.
@@ -169,6 +169,7 @@ async fn archive_catches_up() {
         batch_size: None,
         concurrency: 5,
         insert_many: true,
+        start_archiver: None,
     })
     .await
     .unwrap_or_else(|e| panic!("archive: {e:#}"));
@@ -213,6 +214,66 @@ async fn archive_catches_up() {
     assert!(
         names.iter().all(|n| !n.starts_with("bench_insert_many")),
         "{names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_drains_a_backlog_with_an_archiver_started_after_the_load() {
+    let mut system = System::start_env(&LOAD_ENV).await;
+    system.router().await;
+    let edge = system.edge().await;
+    let report = archive::run(&archive::ArchiveConfig {
+        visitor_edges: vec![edge],
+        nats_url: system.nats.url(),
+        mongo_uri: system.mongo.uri(),
+        database: DATABASE.into(),
+        conversations: 5,
+        rate: 40.0,
+        secs: 2.0,
+        drain: scaled(Duration::from_secs(30)),
+        sample: Duration::from_millis(100),
+        batch_size: None,
+        concurrency: 5,
+        insert_many: true,
+        start_archiver: Some(archive::LateStart {
+            binary: node_binary(),
+            env: system.node_env(),
+        }),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("archive: {e:#}"));
+    assert_eq!(report.errors.total(), 0, "{report:?}");
+    // Nothing was archived while the load ran; the archiver started after
+    // it archived everything.
+    assert_eq!(report.archived_per_sec, 0.0, "{report:?}");
+    assert!(
+        report.drain_secs.is_some(),
+        "the archive never caught up: {report:?}"
+    );
+    let last = report.samples.last().unwrap_or_else(|| panic!("no sample"));
+    assert!(
+        last.stream > 0 && last.archived >= last.stream,
+        "{report:?}"
+    );
+    assert!(report.archiver_startup_secs.is_some(), "{report:?}");
+    let drained = report
+        .archived_per_sec_drained
+        .unwrap_or_else(|| panic!("no drain rate: {report:?}"));
+    assert!(drained > 0.0, "{report:?}");
+    assert_eq!(
+        report.archiver_rate_basis, "draining the backlog after the load",
+        "{report:?}"
+    );
+    let baseline = report
+        .insert_many
+        .as_ref()
+        .unwrap_or_else(|| panic!("no insert_many baseline: {report:?}"));
+    let ratio = report
+        .archiver_vs_insert_many
+        .unwrap_or_else(|| panic!("no ratio: {report:?}"));
+    assert!(
+        (ratio - drained / baseline.docs_per_sec).abs() < 1e-9,
+        "{report:?}"
     );
 }
 
