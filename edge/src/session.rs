@@ -545,6 +545,8 @@ async fn active(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => broadcasts_open = false,
             },
             message = inbound.next() => match message {
+                // A pong (or another control frame): nothing to handle.
+                Some(Inbound::Heard) => last_heard = tokio::time::Instant::now(),
                 Some(message) => {
                     last_heard = tokio::time::Instant::now();
                     open = Box::pin(on_inbound(&mut session, &mut limiter, message)).await;

@@ -76,6 +76,11 @@ impl From<BusError> for Refusal {
 pub(crate) type Handled = Result<(), Refusal>;
 
 /// Runs one frame and answers a refusal with an `error` frame.
+///
+/// The handlers of rarer frames are boxed: a frame's future is allocated
+/// for each frame the client sends (see `session::active`), and it is as
+/// large as the largest handler inlined here (`start` alone was 29 KB,
+/// which every `send` paid for; a `send` is ~4 KB).
 pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
     let reference = match &frame {
         ClientFrame::Send { client_id, .. } | ClientFrame::Note { client_id, .. } => {
@@ -93,7 +98,7 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
             team,
             text,
             client_id,
-        } => start(session, team, text, client_id).await,
+        } => Box::pin(start(session, team, text, client_id)).await,
         ClientFrame::Send {
             conversation_id,
             client_id,
@@ -114,32 +119,37 @@ pub async fn dispatch(session: &mut Session, frame: ClientFrame) {
             limit,
         } => history(session, &conversation_id, before_seq, limit).await,
         ClientFrame::Status { status } => set_status(session, status).await,
-        ClientFrame::Close { conversation_id } => close(session, &conversation_id).await,
+        ClientFrame::Close { conversation_id } => Box::pin(close(session, &conversation_id)).await,
         ClientFrame::Transfer {
             conversation_id,
             to_agent,
             to_team,
             note,
-        } => transfer(session, &conversation_id, to_agent, to_team, note).await,
+        } => Box::pin(transfer(session, &conversation_id, to_agent, to_team, note)).await,
         ClientFrame::Rate {
             conversation_id,
             score,
             comment,
-        } => rate(session, &conversation_id, score, comment).await,
+        } => Box::pin(rate(session, &conversation_id, score, comment)).await,
         ClientFrame::LeaveMessage {
             text,
             name,
             email,
             client_id,
-        } => crate::missed::leave_message(session, text, name, email, client_id).await,
+        } => {
+            Box::pin(crate::missed::leave_message(
+                session, text, name, email, client_id,
+            ))
+            .await
+        }
         ClientFrame::ListMissed { after, limit } => {
-            crate::missed::list(session, after, limit).await
+            Box::pin(crate::missed::list(session, after, limit)).await
         }
         ClientFrame::PickUp { conversation_id } => {
-            crate::missed::pick_up(session, &conversation_id).await
+            Box::pin(crate::missed::pick_up(session, &conversation_id)).await
         }
         ClientFrame::Handoff { conversation_id } => {
-            handoff::handoff(session, &conversation_id).await
+            Box::pin(handoff::handoff(session, &conversation_id)).await
         }
         ClientFrame::Refresh { token } => crate::access::refresh(session, &token).await,
         ClientFrame::Note {
