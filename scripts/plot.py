@@ -223,9 +223,13 @@ def main():
         if not samples:
             continue
         s0, a0 = samples[0]["stream"], samples[0]["archived"]
+        # An archiver started after the load (`archive-backlog-N`).
+        late = r.get("archiver_startup_secs") is not None
+        name = f"archive-backlog-{rate}" if late else f"archive-{rate}"
+        started = ", archiver started after the load" if late else ""
         chart(
-            os.path.join(output, f"archive-{rate}.svg"),
-            f"Archive at {rate:,} msg/s offered: records stored vs archived",
+            os.path.join(output, f"{name}.svg"),
+            f"Archive at {rate:,} msg/s offered{started}: records stored vs archived",
             "seconds since the load began",
             "records",
             [

@@ -209,6 +209,31 @@ impl Tally {
         self.arrived += other.arrived;
         self.errors.merge(&other.errors);
     }
+
+    /// The end of a loop: the visitors' tallies as their tasks finish,
+    /// then, once the last messages have arrived (or `drain` passed), the
+    /// agents are told the run is over and theirs are added. Returns all
+    /// of it, and the agents' part alone.
+    pub(crate) async fn collect(
+        visitors: Vec<tokio::task::JoinHandle<Tally>>,
+        agents: Vec<tokio::task::JoinHandle<Tally>>,
+        shared: &Shared,
+        drain: Duration,
+        done: &watch::Sender<bool>,
+    ) -> Result<(Tally, Tally)> {
+        let mut tally = Tally::default();
+        for task in visitors {
+            tally.merge(&task.await.context("visitor task")?);
+        }
+        shared.drain(drain).await;
+        let _ = done.send(true);
+        let mut agent_tally = Tally::default();
+        for task in agents {
+            agent_tally.merge(&task.await.context("agent task")?);
+        }
+        tally.merge(&agent_tally);
+        Ok((tally, agent_tally))
+    }
 }
 
 fn record_ack(frame: &Frame<'_>, shared: &Shared, tally: &mut Tally, now: u64) {
@@ -578,17 +603,7 @@ pub(crate) async fn drive(
             run.drain,
         )));
     }
-    let mut tally = Tally::default();
-    for shard in shards {
-        tally.merge(&shard.await.context("visitor task")?);
-    }
-    shared.drain(run.drain).await;
-    let _ = done_tx.send(true);
-    let mut agent_tally = Tally::default();
-    for agent in agents {
-        agent_tally.merge(&agent.await.context("agent task")?);
-    }
-    tally.merge(&agent_tally);
+    let (tally, agent_tally) = Tally::collect(shards, agents, &shared, run.drain, &done_tx).await?;
     errors.merge(&tally.errors);
 
     let visitor_acked = shared.visitor_acked.load(Ordering::Relaxed);

@@ -351,17 +351,8 @@ pub async fn run(config: &RawNatsConfig) -> Result<ChatReport> {
             drain_until,
         )));
     }
-    let mut tally = Tally::default();
-    for task in visitors {
-        tally.merge(&task.await.context("visitor task")?);
-    }
-    shared.drain(config.drain).await;
-    let _ = done_tx.send(true);
-    let mut agent_tally = Tally::default();
-    for task in agents {
-        agent_tally.merge(&task.await.context("agent task")?);
-    }
-    tally.merge(&agent_tally);
+    let (tally, agent_tally) =
+        Tally::collect(visitors, agents, &shared, config.drain, &done_tx).await?;
     let mut errors = Errors::default();
     errors.merge(&tally.errors);
     // The baseline leaves nothing behind on a shared server.
