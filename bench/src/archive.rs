@@ -432,6 +432,7 @@ pub async fn run(config: &ArchiveConfig) -> Result<ArchiveReport> {
 /// its rate once caught up. Killed when dropped.
 #[derive(Default)]
 struct LateArchiver {
+    /// Held only so that the process ends with the run.
     child: Option<tokio::process::Child>,
     started: Option<(f64, u64)>,
     /// The last sample before its first acknowledgement was seen.
