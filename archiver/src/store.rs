@@ -303,6 +303,34 @@ impl Archive {
         self.summarize_batch(groups.clone()).await
     }
 
+    /// A conversation's archived records whose `seq` matches `seq`, in
+    /// order (`projection` leaves fields out).
+    async fn records_of(
+        &self,
+        conversation: &ConversationId,
+        seq: Document,
+        projection: Option<Document>,
+        what: &'static str,
+    ) -> Result<Vec<ChatRecord>, StoreError> {
+        let mut find = self
+            .messages
+            .find(doc! { "conversation_id": conversation.as_str(), "seq": seq })
+            .sort(doc! { "seq": 1 });
+        if let Some(projection) = projection {
+            find = find.projection(projection);
+        }
+        let docs: Vec<MessageDoc> = find
+            .await
+            .map_err(mongo(what))?
+            .try_collect()
+            .await
+            .map_err(mongo(what))?;
+        Ok(docs
+            .into_iter()
+            .map(MessageDoc::into_record)
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Brings a conversation's summary up to date with everything the
     /// archive holds for it, counted again from the archive: for a
     /// conversation whose summary was left behind by an archiver that
@@ -319,19 +347,14 @@ impl Archive {
             .map_err(mongo("read conversation summary"))?
             .and_then(|summary| summary.get_i64("archived_seq").ok())
             .unwrap_or(0);
-        let docs: Vec<MessageDoc> = self
-            .messages
-            .find(doc! { "conversation_id": conversation.as_str(), "seq": { "$gt": applied } })
-            .sort(doc! { "seq": 1 })
-            .await
-            .map_err(mongo("find records behind the summary"))?
-            .try_collect()
-            .await
-            .map_err(mongo("read records behind the summary"))?;
-        let records = docs
-            .into_iter()
-            .map(MessageDoc::into_record)
-            .collect::<Result<Vec<_>, _>>()?;
+        let records = self
+            .records_of(
+                conversation,
+                doc! { "$gt": applied },
+                None,
+                "read records behind the summary",
+            )
+            .await?;
         let records: Vec<&ChatRecord> = records.iter().collect();
         self.folds.forget(conversation.as_str());
         self.summarize(conversation, &records, true).await
@@ -730,20 +753,14 @@ impl Archive {
             };
             let applied = current.get_i64("archived_seq").unwrap_or(0);
             let rev = current.get_i64(facts::REV).ok();
-            let docs: Vec<MessageDoc> = self
-                .messages
-                .find(doc! { "conversation_id": conversation.as_str(), "seq": { "$lte": applied } })
-                .sort(doc! { "seq": 1 })
-                .projection(doc! { "text": 0, "client_id": 0 })
-                .await
-                .map_err(mongo("read archived records"))?
-                .try_collect()
-                .await
-                .map_err(mongo("read archived records"))?;
-            let records = docs
-                .into_iter()
-                .map(MessageDoc::into_record)
-                .collect::<Result<Vec<_>, _>>()?;
+            let records = self
+                .records_of(
+                    conversation,
+                    doc! { "$lte": applied },
+                    Some(doc! { "text": 0, "client_id": 0 }),
+                    "read archived records",
+                )
+                .await?;
             let mut update = doc! {};
             facts::set(&mut update, &fold(&records), rev)?;
             let result = self

@@ -150,13 +150,14 @@ async fn report_over_a_seeded_archive() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn archive_catches_up() {
-    let mut system = System::start_env(&LOAD_ENV).await;
-    system.router().await;
-    system.archiver().await;
-    let edge = system.edge().await;
-    let report = archive::run(&archive::ArchiveConfig {
+/// `archive` at a small rate for two seconds against this deployment,
+/// with its `insert_many` baseline.
+async fn small_archive_run(
+    system: &System,
+    edge: SocketAddr,
+    start_archiver: Option<archive::LateStart>,
+) -> archive::ArchiveReport {
+    archive::run(&archive::ArchiveConfig {
         visitor_edges: vec![edge],
         nats_url: system.nats.url(),
         mongo_uri: system.mongo.uri(),
@@ -169,10 +170,19 @@ async fn archive_catches_up() {
         batch_size: None,
         concurrency: 5,
         insert_many: true,
-        start_archiver: None,
+        start_archiver,
     })
     .await
-    .unwrap_or_else(|e| panic!("archive: {e:#}"));
+    .unwrap_or_else(|e| panic!("archive: {e:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_catches_up() {
+    let mut system = System::start_env(&LOAD_ENV).await;
+    system.router().await;
+    system.archiver().await;
+    let edge = system.edge().await;
+    let report = small_archive_run(&system, edge, None).await;
     assert!(report.acked_per_sec > 0.0, "{report:?}");
     assert!(
         report.drain_secs.is_some(),
@@ -222,26 +232,11 @@ async fn archive_drains_a_backlog_with_an_archiver_started_after_the_load() {
     let mut system = System::start_env(&LOAD_ENV).await;
     system.router().await;
     let edge = system.edge().await;
-    let report = archive::run(&archive::ArchiveConfig {
-        visitor_edges: vec![edge],
-        nats_url: system.nats.url(),
-        mongo_uri: system.mongo.uri(),
-        database: DATABASE.into(),
-        conversations: 5,
-        rate: 40.0,
-        secs: 2.0,
-        drain: scaled(Duration::from_secs(30)),
-        sample: Duration::from_millis(100),
-        batch_size: None,
-        concurrency: 5,
-        insert_many: true,
-        start_archiver: Some(archive::LateStart {
-            binary: node_binary(),
-            env: system.node_env(),
-        }),
-    })
-    .await
-    .unwrap_or_else(|e| panic!("archive: {e:#}"));
+    let late = archive::LateStart {
+        binary: node_binary(),
+        env: system.node_env(),
+    };
+    let report = small_archive_run(&system, edge, Some(late)).await;
     assert_eq!(report.errors.total(), 0, "{report:?}");
     // Nothing was archived while the load ran; the archiver started after
     // it archived everything.
