@@ -160,6 +160,7 @@ pub async fn answer(archive: &Archive, payload: &[u8]) -> ArchiveSearchReply {
     let refused = |error: String| ArchiveSearchReply {
         conversations: Vec::new(),
         error: Some(error),
+        unavailable: false,
     };
     let request: ArchiveSearch = match decode(payload) {
         Ok(request) => request,
@@ -176,10 +177,14 @@ pub async fn answer(archive: &Archive, payload: &[u8]) -> ArchiveSearchReply {
         Ok(conversations) => ArchiveSearchReply {
             conversations,
             error: None,
+            unavailable: false,
         },
         Err(err) => {
             tracing::warn!(error = %err, "archive search failed");
-            refused("the archive is unavailable".to_owned())
+            ArchiveSearchReply {
+                unavailable: true,
+                ..refused("the archive is unavailable".to_owned())
+            }
         }
     }
 }

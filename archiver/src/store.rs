@@ -735,11 +735,17 @@ impl Archive {
         self.refold(conversation).await
     }
 
-    /// Folds the analytics of the records the summary applied again from
-    /// the archive (after a redelivery, a gap, or for a summary written
-    /// before analytics existed). The write is a compare-and-set on what
-    /// was read, so a concurrent incremental fold is never overwritten:
-    /// on a lost race, read and fold again.
+    /// Folds the records the summary applied again from the archive (after
+    /// a redelivery, a gap, or for a summary written before analytics
+    /// existed): the analytics, and the summary's own fields (visitor,
+    /// team, agents, status, times, rating, …). Records can reach the
+    /// archive after later ones were applied — an archiver that died
+    /// holding summaries, another archiver's batch, a redelivery — and the
+    /// incremental write only applies what follows `archived_seq`; folding
+    /// all of them in `seq` order gives each field the value the last
+    /// record that sets it gave, as if they had come in order. The write
+    /// is a compare-and-set on what was read, so a concurrent incremental
+    /// fold is never overwritten: on a lost race, read and fold again.
     async fn refold(&self, conversation: &ConversationId) -> Result<(), StoreError> {
         for _ in 0..SUMMARY_ATTEMPTS {
             let Some(current) = self
@@ -761,7 +767,8 @@ impl Archive {
                     "read archived records",
                 )
                 .await?;
-            let mut update = doc! {};
+            let all: Vec<&ChatRecord> = records.iter().collect();
+            let mut update = summary_update(&all);
             facts::set(&mut update, &fold(&records), rev)?;
             let result = self
                 .conversations
@@ -792,6 +799,10 @@ impl Archive {
         before_seq: u64,
         limit: u32,
     ) -> Result<Vec<ChatRecord>, StoreError> {
+        // MongoDB reads a limit of 0 as none at all.
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let before = i64::try_from(before_seq).unwrap_or(i64::MAX);
         let docs: Vec<MessageDoc> = self
             .messages

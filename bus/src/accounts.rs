@@ -6,7 +6,7 @@ use argon2::{Argon2, PasswordVerifier};
 use futures::TryStreamExt;
 use switchboard_protocol::ids::{AgentId, TeamId};
 use switchboard_protocol::payloads::{AgentAccount, AgentRole, Revocation};
-use switchboard_protocol::subjects::login_key;
+use switchboard_protocol::subjects::{login_key, MAX_LOGIN_BYTES};
 use switchboard_protocol::time::now_ms;
 
 use crate::kv::{self, Decision};
@@ -93,9 +93,14 @@ pub async fn add_as(
     };
     // Claim the login first: the compare-and-set makes two concurrent adds
     // of one login fail for all but one.
+    let Some(key) = login_key(&login) else {
+        return Err(BusError::Invalid(format!(
+            "login longer than {MAX_LOGIN_BYTES} bytes"
+        )));
+    };
     let claimed = kv::cas(
         &backbone.logins,
-        &login_key(&login),
+        &key,
         |current: Option<&AgentId>| match current {
             Some(_) => Decision::Keep(false),
             None => Decision::Write(account.id.clone(), true),
@@ -139,7 +144,11 @@ pub async fn find_by_login(
     backbone: &Backbone,
     login: &str,
 ) -> Result<Option<AgentAccount>, BusError> {
-    let Some(id) = kv::get::<AgentId>(&backbone.logins, &login_key(login)).await? else {
+    // An over-long login is no account's, and is never sent to NATS.
+    let Some(key) = login_key(login) else {
+        return Ok(None);
+    };
+    let Some(id) = kv::get::<AgentId>(&backbone.logins, &key).await? else {
         return Ok(None);
     };
     Ok(kv::get::<AgentAccount>(&backbone.agents, id.value.as_str())
@@ -317,6 +326,9 @@ pub async fn is_active(
 /// # Errors
 /// NATS errors.
 pub async fn remove(backbone: &Backbone, login: &str) -> Result<bool, BusError> {
+    let Some(key) = login_key(login) else {
+        return Ok(false);
+    };
     let Some(account) = find_by_login(backbone, login).await? else {
         return Ok(false);
     };
@@ -327,7 +339,7 @@ pub async fn remove(backbone: &Backbone, login: &str) -> Result<bool, BusError> 
         .map_err(|e| BusError::nats("remove agent", e))?;
     backbone
         .logins
-        .delete(login_key(login))
+        .delete(key)
         .await
         .map_err(|e| BusError::nats("remove agent login", e))?;
     crate::revocation::announce(

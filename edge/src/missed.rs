@@ -149,9 +149,16 @@ pub async fn leave_message(
             created,
         })
         .await;
-    let mode = if created { CatchUp::All } else { CatchUp::Live };
+    // From what `started` said it held: nothing stored meanwhile skipped.
+    let mode = if created {
+        CatchUp::All
+    } else {
+        CatchUp::Listed(last_seq)
+    };
     follow(session, &conversation, mode).await?;
-    let client_id = client_id.unwrap_or_else(|| format!("left-{conversation}"));
+    // Each message left is its own unless the client names it: a second
+    // one must not be taken for a retry of the first.
+    let client_id = client_id.unwrap_or_else(|| format!("left-{conversation}-{last_seq}"));
     if let Some(original) = find_sent(session, &conversation, &client_id).await? {
         return ack(session, &client_id, &original).await;
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::Router;
 use switchboard_bus::Backbone;
 use switchboard_config::{AuthSettings, EdgeRole, EdgeSettings};
@@ -217,7 +218,18 @@ impl Edge {
             }
             app = app.merge(crate::web::shared_routes());
         }
+        // Unknown paths and methods answer in the API's error shape too.
         let app = app
+            .fallback(|| async {
+                crate::http::error(StatusCode::NOT_FOUND, "not_found", "no such path")
+            })
+            .method_not_allowed_fallback(|| async {
+                crate::http::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this path does not take that method",
+                )
+            })
             .layer(axum::middleware::from_fn_with_state(
                 Arc::clone(&state),
                 crate::boundary::guard,

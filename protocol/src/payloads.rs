@@ -846,6 +846,10 @@ pub struct ArchiveSearchReply {
     pub conversations: Vec<ArchivedConversation>,
     #[serde(default)]
     pub error: Option<String>,
+    /// With `error`: the archive could not be read (MongoDB down), not a
+    /// bad request; asking again later may work.
+    #[serde(default)]
+    pub unavailable: bool,
 }
 
 /// One conversation as the archive summarises it.
@@ -1235,6 +1239,7 @@ mod tests {
                 rating: Some(5),
             }],
             error: None,
+            unavailable: false,
         });
         // Bots in other languages read maps with field names; a team saved
         // before `bot_first` existed takes its bot first.

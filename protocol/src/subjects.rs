@@ -229,18 +229,25 @@ pub fn parse_presence_key(key: &str) -> Option<AgentId> {
     AgentId::new(agent).ok()
 }
 
+/// The longest login, in bytes (trimmed, lowercased): an e-mail address's
+/// limit.
+pub const MAX_LOGIN_BYTES: usize = 254;
+
 /// KV key for a login name: lowercase hex of its UTF-8 bytes, so any login
-/// (an e-mail address, say) is a valid key.
-pub fn login_key(login: &str) -> String {
+/// (an e-mail address, say) is a valid key. `None` for a login longer than
+/// [`MAX_LOGIN_BYTES`]: no account has one, and its key would make a NATS
+/// subject longer than the server accepts on one line (it closes the
+/// client's connection for it).
+pub fn login_key(login: &str) -> Option<String> {
     use std::fmt::Write;
-    login
-        .trim()
-        .to_lowercase()
-        .bytes()
-        .fold(String::from("l"), |mut key, b| {
-            let _ = write!(key, "{b:02x}");
-            key
-        })
+    let login = login.trim().to_lowercase();
+    if login.len() > MAX_LOGIN_BYTES {
+        return None;
+    }
+    Some(login.bytes().fold(String::from("l"), |mut key, b| {
+        let _ = write!(key, "{b:02x}");
+        key
+    }))
 }
 
 #[cfg(test)]
@@ -303,7 +310,24 @@ mod tests {
     fn login_keys_are_case_insensitive_and_safe() {
         assert_eq!(login_key("Ann@Example.com"), login_key(" ann@example.com"));
         assert!(login_key("a.b*>")
+            .unwrap()
             .bytes()
             .all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn an_over_long_login_has_no_key() {
+        let longest = "a".repeat(MAX_LOGIN_BYTES);
+        assert_eq!(
+            login_key(&longest).map(|k| k.len()),
+            Some(1 + 2 * MAX_LOGIN_BYTES)
+        );
+        assert_eq!(
+            login_key(&format!(" {longest} ")).map(|k| k.len()),
+            Some(509)
+        );
+        assert_eq!(login_key(&format!("{longest}a")), None);
+        // Lowercasing may lengthen a login: the limit is on what is keyed.
+        assert_eq!(login_key(&"\u{0130}".repeat(100)), None);
     }
 }

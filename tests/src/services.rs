@@ -99,23 +99,45 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// A page of the monitoring server, as JSON.
+    async fn monitor(&self, path: &str) -> serde_json::Value {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.monitor_port));
+        let page = crate::http::get(addr, path).await;
+        // The body may come chunked: the JSON is between the outer braces.
+        page.body
+            .find('{')
+            .zip(page.body.rfind('}'))
+            .and_then(|(from, to)| {
+                serde_json::from_str::<serde_json::Value>(&page.body[from..=to]).ok()
+            })
+            .unwrap_or_else(|| panic!("{path} is not JSON: {}", page.body))
+    }
+
     /// Messages the server has received from clients so far (`/varz`
     /// `in_msgs`): what a client's actions cost the backbone.
     pub async fn messages_in(&self) -> u64 {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.monitor_port));
-        let varz = crate::http::get(addr, "/varz").await;
-        // The body may come chunked: the JSON is between the outer braces.
-        let json = varz
-            .body
-            .find('{')
-            .zip(varz.body.rfind('}'))
-            .and_then(|(from, to)| {
-                serde_json::from_str::<serde_json::Value>(&varz.body[from..=to]).ok()
-            })
-            .unwrap_or_else(|| panic!("/varz is not JSON: {}", varz.body));
-        json["in_msgs"]
+        let varz = self.monitor("/varz").await;
+        varz["in_msgs"]
             .as_u64()
-            .unwrap_or_else(|| panic!("no in_msgs in /varz: {}", varz.body))
+            .unwrap_or_else(|| panic!("no in_msgs in /varz: {varz}"))
+    }
+
+    /// The client connections the server has closed so far, as `(name,
+    /// reason)` (`/connz?state=closed`): a component whose connection the
+    /// server dropped shows here even after it has reconnected.
+    pub async fn closed_connections(&self) -> Vec<(String, String)> {
+        let connz = self.monitor("/connz?state=closed&limit=1024").await;
+        connz["connections"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|c| {
+                        let text = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
+                        (text("name"), text("reason"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `kill -9`.

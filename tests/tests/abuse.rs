@@ -1,7 +1,7 @@
 //! One client cannot crowd out the others: sign-ups, login attempts and
 //! connections are limited per address (and per login, per identity) with
 //! 429 and `Retry-After`; a flood of logins does not stall chat on the same
-//! edge; `start` names a real team; a retried send costs a bounded number
+//! edge; an over-long login never reaches NATS; `start` names a real team; a retried send costs a bounded number
 //! of reads; the queue snapshot stays small however long the queue; the
 //! missed list comes in pages.
 
@@ -142,6 +142,42 @@ async fn sign_ups_logins_and_connections_are_limited_per_address_and_identity() 
 /// Logins at once in the flood (each check takes a good fraction of a
 /// second of CPU).
 const FLOOD: usize = 40;
+
+/// A login is at most 254 bytes, an e-mail address's limit. A longer one
+/// is refused like a wrong one without asking NATS: its key would make a
+/// subject longer than nats-server takes on one line, and the server
+/// closes the connection of the client that sends it — the edge's, with
+/// every conversation it follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_long_login_is_refused_and_never_reaches_the_backbone() {
+    let mut system = System::start().await;
+    let edge = system.edge().await;
+    let longest = "b".repeat(254);
+    system.add_agent(&longest, 2, None).await;
+
+    let login = |login: &str| json!({ "login": login, "password": PASSWORD }).to_string();
+    let (status, _, reply) = post_from(
+        loopback(5),
+        edge,
+        "/api/v1/agents/login",
+        &login(&"a".repeat(3000)),
+    )
+    .await;
+    assert_eq!(status, 401, "{reply}");
+    assert_eq!(reply["error"], "invalid_credentials", "{reply}");
+    let (status, _, reply) =
+        post_from(loopback(6), edge, "/api/v1/agents/login", &login(&longest)).await;
+    assert_eq!(status, 200, "the longest login logs in: {reply}");
+
+    let dropped: Vec<_> = system
+        .nats
+        .closed_connections()
+        .await
+        .into_iter()
+        .filter(|(name, _)| name.contains("edge"))
+        .collect();
+    assert_eq!(dropped, Vec::new(), "the edge's NATS connection was closed");
+}
 
 /// Logins check passwords a few at a time, off the async workers: while a
 /// flood of them is being checked, chat on the same edge goes on.

@@ -251,3 +251,69 @@ async fn a_retry_after_the_dedupe_window_returns_the_original() {
     let messages = db.collection::<Document>("messages");
     assert_eq!(messages.count_documents(filter).await.unwrap(), 1);
 }
+
+/// A client that says `hello` without `resume` is told each open
+/// conversation's `last_seq` in `welcome` and gets, live, every record
+/// after it: one stored while `welcome` was being written (here the agent
+/// has many unread messages to count, and the visitor keeps writing) is
+/// not skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_stored_while_welcome_is_written_are_delivered() {
+    // The visitor writes as fast as it is acknowledged.
+    let mut system = System::start_env(&[
+        ("SWITCHBOARD_EDGE__RATE_PER_SEC", "100000"),
+        ("SWITCHBOARD_EDGE__RATE_BURST", "100000"),
+    ])
+    .await;
+    system.router().await;
+    let edge = system.edge().await;
+    let (mut visitor, agent, id, _) = pair(&mut system, edge).await;
+    agent.close().await;
+    for i in 0..100 {
+        visitor
+            .send_message(&id, &format!("unread-{i}"), "are you there?")
+            .await;
+    }
+    let writing = tokio::sync::watch::channel(true);
+    let (keep_writing, writing_rx) = writing;
+    let writer = {
+        let id = id.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while *writing_rx.borrow() {
+                visitor
+                    .send_message(&id, &format!("live-{n}"), "hello?")
+                    .await;
+                n += 1;
+            }
+            n
+        })
+    };
+    let agent_token = System::agent_token(edge, "rio").await;
+    for attempt in 0..12 {
+        let (mut agent, welcome) = Ws::hello(edge, &agent_token, json!({})).await;
+        let listed = welcome["conversations"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["conversation_id"] == id.as_str()))
+            .and_then(|c| c["last_seq"].as_u64())
+            .unwrap_or_else(|| panic!("{id} not in {welcome}"));
+        agent
+            .expect("ten more records", |f| {
+                f["conversation_id"] == id.as_str() && f["seq"].as_u64() >= Some(listed + 10)
+            })
+            .await;
+        let seqs: Vec<u64> = agent
+            .records(&id)
+            .iter()
+            .filter_map(|r| r["seq"].as_u64())
+            .collect();
+        let want: Vec<u64> = (listed + 1..=listed + seqs.len() as u64).collect();
+        assert_eq!(
+            seqs, want,
+            "attempt {attempt}: records after welcome's last_seq {listed}"
+        );
+        agent.close().await;
+    }
+    keep_writing.send_replace(false);
+    assert!(writer.await.unwrap() > 0);
+}

@@ -256,6 +256,45 @@ async fn admins_manage_agents_and_teams() {
     .await;
     assert_eq!(found["capacity"], 5, "{found}");
     assert_eq!(found["role"], "agent", "{found}");
+    // A change refused for one field changes none.
+    assert_call_refused(
+        edge,
+        "PATCH",
+        &path,
+        Some(&admin),
+        Some(&json!({ "capacity": 9, "role": "owner" }).to_string()),
+        400,
+        "an unknown role with a new capacity",
+    )
+    .await;
+    let agents = call(edge, "GET", "/api/v1/admin/agents", admin_ref, Value::Null).await;
+    let cara = agents["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["login"] == "cara"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(cara["capacity"], 5, "a refused change was written: {cara}");
+    // Paths and methods the API does not have answer in its error shape.
+    assert_call_refused(
+        edge,
+        "GET",
+        "/api/v1/admin/nothing-here",
+        Some(&admin),
+        None,
+        404,
+        "an unknown path",
+    )
+    .await;
+    assert_call_refused(
+        edge,
+        "DELETE",
+        &path,
+        Some(&admin),
+        None,
+        405,
+        "a method the path does not take",
+    )
+    .await;
 
     // A new team, asking for a name first, without its bot first.
     assert_call_refused(
@@ -772,4 +811,32 @@ async fn a_visitors_new_name_reaches_the_agents_open_connection() {
         })
         .await;
     assert_eq!(message["sender"]["name"], "Victor Hugo", "{message}");
+}
+
+/// A search the archive cannot answer because MongoDB is down is the
+/// archive's failure, not the request's: `503 unavailable` (ask again
+/// later), never `400`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_while_mongodb_is_down_is_unavailable_not_refused() {
+    let mut system = System::start().await;
+    let edge = system.edge().await;
+    // MongoDB's driver waits 30 s for a server by default, longer than the
+    // edge waits for an answer: this archiver gives up on it at once.
+    let uri = format!("{}/?serverSelectionTimeoutMS=300", system.mongo.uri());
+    system
+        .archiver_with(&[("SWITCHBOARD_MONGO__URI", uri.as_str())])
+        .await;
+    system.add_agent("bob", 1, None).await;
+    let bob = System::agent_token(edge, "bob").await;
+    let bob = &bob;
+    eventually("the archiver answering searches", || async move {
+        let response = bearer(edge, "GET", "/api/v1/archive?q=refund", Some(bob), None).await;
+        (response.status == 200).then_some(())
+    })
+    .await;
+
+    system.mongo.stop().await;
+    let response = bearer(edge, "GET", "/api/v1/archive?q=refund", Some(bob), None).await;
+    assert_refused(&response, 503, "a search with MongoDB down");
+    assert_eq!(response.json()["error"], "unavailable", "{}", response.body);
 }

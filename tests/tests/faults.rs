@@ -1147,23 +1147,28 @@ async fn notes(db: &mongodb::Database) -> u64 {
 /// `summaries_behind`). Killed with summaries held, the next archiver
 /// catches those conversations up from the archive: every summary applies
 /// its conversation's last record, counts each message once and folds the
-/// stream's analytics, and no note is left.
+/// stream's analytics, and no note is left. The next archiver applies
+/// newer records (a message sent meanwhile) before its sweep finds the
+/// notes, and the summary still says who the visitor and the agent were:
+/// what the records applied late set is folded from the archive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summaries_held_by_a_killed_archiver_are_caught_up_by_the_next() {
     let mut system = System::start_env(&FAST).await;
     system.router().await;
     let edge = system.edge().await;
-    system.add_agent("ada", 4, None).await;
+    let ada = system.add_agent("ada", 4, None).await;
     let agent_token = System::agent_token(edge, "ada").await;
     let (mut agent, _) = Ws::hello(edge, &agent_token, json!({})).await;
     let mut visitors = Vec::new();
+    let mut visitor_ids = BTreeMap::new();
     for i in 0..4 {
-        let (_, token) = System::visitor(edge, &format!("Vic {i}")).await;
+        let (visitor_id, token) = System::visitor(edge, &format!("Vic {i}")).await;
         let (mut visitor, _) = Ws::hello(edge, &token, json!({})).await;
         visitor.send(json!({ "type": "start" })).await;
         let started = visitor.expect_type("started").await;
         let conversation = started["conversation_id"].as_str().unwrap().to_owned();
         visitor.expect_event(&conversation, "assigned").await;
+        visitor_ids.insert(conversation.clone(), visitor_id);
         visitors.push((visitor, conversation));
     }
     for _ in 0..4 {
@@ -1208,8 +1213,13 @@ async fn summaries_held_by_a_killed_archiver_are_caught_up_by_the_next() {
         "a summary was behind when the archiver was killed: {behind:?}"
     );
 
+    // Newer records, which the next archiver reads before its sweep takes
+    // the notes as left behind (twice the delay after they were written).
+    for (visitor, conversation) in &mut visitors {
+        burst(visitor, conversation, "after", 1).await;
+    }
     system
-        .archiver_with(&[("SWITCHBOARD_ARCHIVER__SUMMARY_DELAY", "1s")])
+        .archiver_with(&[("SWITCHBOARD_ARCHIVER__SUMMARY_DELAY", "5s")])
         .await;
     // (The stream is read again each time: the unread agent connection
     // may time out meanwhile, which adds events.)
@@ -1243,6 +1253,19 @@ async fn summaries_held_by_a_killed_archiver_are_caught_up_by_the_next() {
             switchboard_archiver::stats::facts_of(&summary),
             Some(switchboard_analytics::fold(&stream)),
             "the analytics of {conversation} are the stream's"
+        );
+        let visitor = summary.get_document("visitor").ok();
+        assert_eq!(
+            visitor.and_then(|v| v.get_str("id").ok()),
+            visitor_ids.get(conversation).map(String::as_str),
+            "the visitor of {conversation}: {summary}"
+        );
+        let agents = summary.get_array("agents").cloned().unwrap_or_default();
+        assert!(
+            agents.iter().any(
+                |a| a.as_document().and_then(|a| a.get_str("id").ok()) == Some(ada.id.as_str())
+            ),
+            "ada among the agents of {conversation}: {summary}"
         );
     }
 }

@@ -4,7 +4,7 @@
 //! - two tabs of one visitor that `start` at once get one conversation;
 //! - `close` re-checks who may close in its compare-and-set;
 //! - `leave_message` retried neither loses the conversation nor doubles
-//!   anything;
+//!   anything, and two left without a `client_id` are both stored;
 //! - a first-reply requeue never takes a conversation from an agent who
 //!   answered in time;
 //! - events owed by a state change are written once, even when flushed
@@ -178,6 +178,41 @@ async fn leaving_a_message_twice_stores_it_once() {
         .collect();
     assert_eq!(listed.len(), 1, "{missed}");
     assert_eq!(listed[0]["visitor"]["name"], "Nina");
+}
+
+/// Two different messages left without a `client_id` are two messages:
+/// the second is neither taken for a retry of the first nor dropped by
+/// the stream's duplicate window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_left_without_a_client_id_are_each_stored() {
+    let mut system = System::with_workers().await;
+    let edge = system.edge().await;
+    let (_, token) = System::visitor(edge, "Nobody-home").await;
+    let (mut vic, _) = Ws::hello(edge, &token, json!({})).await;
+    vic.send(json!({ "type": "leave_message", "text": "call me back" }))
+        .await;
+    let id = vic.expect_type("started").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = vic.expect_type("ack").await;
+    vic.send(json!({ "type": "leave_message", "text": "or e-mail me" }))
+        .await;
+    let second = vic.expect_type("ack").await;
+    assert_ne!(first["id"], second["id"], "{first} {second}");
+    let last = vic
+        .expect("the second message", |f| {
+            f["type"] == "message" && f["id"] == second["id"]
+        })
+        .await;
+    assert_eq!(last["text"], "or e-mail me");
+    let texts: Vec<_> = vic
+        .records(&id)
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["text"].clone())
+        .collect();
+    assert_eq!(texts, vec![json!("call me back"), json!("or e-mail me")]);
 }
 
 /// The router decides from its view, which may lag behind the agent's

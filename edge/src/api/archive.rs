@@ -80,6 +80,7 @@ pub async fn search(
     let reply: ArchiveSearchReply =
         decode(&message.payload).map_err(|e| SearchError::Unavailable(e.to_string()))?;
     match reply.error {
+        Some(error) if reply.unavailable => Err(SearchError::Unavailable(error)),
         Some(error) => Err(SearchError::Refused(error)),
         None => Ok(reply.conversations),
     }

@@ -18,6 +18,7 @@ use switchboard_bus::accounts::{self, NewAgent};
 use switchboard_bus::{kv, BusError};
 use switchboard_protocol::ids::{AgentId, TeamId};
 use switchboard_protocol::payloads::{AgentAccount, AgentRole, TeamSettings};
+use switchboard_protocol::subjects::MAX_LOGIN_BYTES;
 use switchboard_protocol::time::now_ms;
 
 use super::caller::AdminCaller;
@@ -99,7 +100,7 @@ async fn add_agent(
         Ok(role) => role,
         Err(response) => return *response,
     };
-    if request.login.trim().len() > 254 || request.name.trim().chars().count() > 80 {
+    if request.login.trim().len() > MAX_LOGIN_BYTES || request.name.trim().chars().count() > 80 {
         return bad_request("login or name too long");
     }
     let Some(_turn) = state.admission.password_check().await else {
@@ -167,6 +168,16 @@ async fn change_agent(
     let Ok(id) = AgentId::new(id) else {
         return not_found("no such agent");
     };
+    // Everything is checked before anything is written: a refused
+    // request changes nothing.
+    let role = match request.role.as_deref().map(|role| parse_role(Some(role))) {
+        None => None,
+        Some(Ok(role)) => Some(role),
+        Some(Err(response)) => return *response,
+    };
+    if request.capacity == Some(0) {
+        return bad_request("capacity must be at least 1");
+    }
     let account = match accounts::find(&state.backbone, &id).await {
         Ok(Some(account)) => account,
         Ok(None) => return not_found("no such agent"),
@@ -183,11 +194,7 @@ async fn change_agent(
             Err(err) => return refused("change an agent", &err),
         }
     }
-    if let Some(role) = request.role.as_deref() {
-        let role = match parse_role(Some(role)) {
-            Ok(role) => role,
-            Err(response) => return *response,
-        };
+    if let Some(role) = role {
         match accounts::set_role(&state.backbone, &login, role).await {
             Ok(updated) => account = updated,
             Err(err) => return refused("change an agent's role", &err),

@@ -28,14 +28,15 @@ pub(super) async fn start(
     }
     let backbone = session.state.backbone.clone();
     let mut created = false;
+    // `None`: followed from the `last_seq` that `started` gives.
     let (conversation, status, mode) = match open_conversations(session).await?.pop() {
-        Some(state) => (state.id, state.status, CatchUp::Live),
+        Some(state) => (state.id, state.status, None),
         None => match reopen_recent(session, &visitor).await? {
             // The client sees the conversation come back to life.
             Some((conversation, before)) => (
                 conversation,
                 ConversationStatus::Queued,
-                CatchUp::After(before),
+                Some(CatchUp::After(before)),
             ),
             None => {
                 let opening = Opening {
@@ -46,7 +47,7 @@ pub(super) async fn start(
                     claim_conversation(session, &visitor, team, opening).await?;
                 created = claim == Claim::Created;
                 // Whoever opened it, this tab sees it from its first record.
-                (conversation, ConversationStatus::Queued, CatchUp::All)
+                (conversation, ConversationStatus::Queued, Some(CatchUp::All))
             }
         },
     };
@@ -60,7 +61,10 @@ pub(super) async fn start(
             created,
         })
         .await;
-    // A new conversation is delivered from its first record.
+    // A new conversation is delivered from its first record; an open one
+    // from what `started` said it held, so that nothing stored meanwhile
+    // is skipped.
+    let mode = mode.unwrap_or(CatchUp::Listed(last_seq));
     follow(session, &conversation, mode).await?;
     if let Some(text) = text {
         let client_id = client_id.unwrap_or_else(|| format!("start-{conversation}"));

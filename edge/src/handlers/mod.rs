@@ -251,6 +251,10 @@ pub(crate) async fn authorize_read(
 pub(crate) enum CatchUp {
     /// From the current end: earlier records come with `history`.
     Live,
+    /// From after the `last_seq` the client was just given (`welcome`,
+    /// `started`): what was stored since is delivered, earlier records
+    /// come with `history`. Already followed, it simply goes on live.
+    Listed(u64),
     /// From its first record (a new conversation, a new assignment).
     All,
     /// From after this `seq`, unasked (a reopened conversation).
@@ -272,7 +276,7 @@ pub(crate) async fn follow(
         .state
         .hub
         .is_following(conversation, session.connection);
-    if !first_time && mode == CatchUp::Live {
+    if !first_time && matches!(mode, CatchUp::Live | CatchUp::Listed(_)) {
         return Ok(session.state.backbone.log.last_seq(conversation).await?);
     }
     session
@@ -318,11 +322,13 @@ pub(crate) async fn follow(
                     after: 0,
                     records: Vec::new(),
                 },
-                CatchUp::After(after) | CatchUp::Resume(after) => Outbound::CatchUp {
-                    conversation: conversation.clone(),
-                    after,
-                    records: Vec::new(),
-                },
+                CatchUp::After(after) | CatchUp::Listed(after) | CatchUp::Resume(after) => {
+                    Outbound::CatchUp {
+                        conversation: conversation.clone(),
+                        after,
+                        records: Vec::new(),
+                    }
+                }
             };
             session.outbox.send(release).await;
             return Err(err.into());
@@ -365,7 +371,7 @@ async fn replay(
     let after = match mode {
         CatchUp::Live => return Ok((last, last, Vec::new())),
         CatchUp::All => 0,
-        CatchUp::After(after) | CatchUp::Resume(after) => after,
+        CatchUp::After(after) | CatchUp::Listed(after) | CatchUp::Resume(after) => after,
     };
     if after >= last {
         return Ok((last, after.min(last), Vec::new()));
@@ -401,9 +407,16 @@ pub async fn welcome(session: &mut Session, resume: HashMap<ConversationId, u64>
         }
     };
     let mut summaries = Vec::with_capacity(open.len());
+    // The `last_seq` each conversation is listed with: it is followed from
+    // there, so a record stored while `welcome` was written is delivered
+    // (following "from now on" would start after it).
+    let mut listed = HashMap::with_capacity(open.len());
     for state in &open {
         match summarize(session, state).await {
-            Ok(summary) => summaries.push(summary),
+            Ok(summary) => {
+                listed.insert(state.id.clone(), summary.last_seq);
+                summaries.push(summary);
+            }
             Err(err) => {
                 tracing::warn!(error = %err, conversation = %state.id, "summarize conversation");
                 summaries.push(ConversationSummary::new(state, 0));
@@ -441,14 +454,12 @@ pub async fn welcome(session: &mut Session, resume: HashMap<ConversationId, u64>
         }
     }
     for state in open {
-        let after = resume.get(&state.id).copied();
-        if let Err(refusal) = follow(
-            session,
-            &state.id,
-            after.map_or(CatchUp::Live, CatchUp::Resume),
-        )
-        .await
-        {
+        let mode = match (resume.get(&state.id), listed.get(&state.id)) {
+            (Some(after), _) => CatchUp::Resume(*after),
+            (None, Some(last_seq)) => CatchUp::Listed(*last_seq),
+            (None, None) => CatchUp::Live,
+        };
+        if let Err(refusal) = follow(session, &state.id, mode).await {
             session
                 .error(refusal.code, refusal.message, Some(state.id.to_string()))
                 .await;
