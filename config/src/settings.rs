@@ -280,6 +280,10 @@ pub struct EdgeSettings {
     pub logins_per_address_per_minute: u32,
     /// …and attempts on one login, from anywhere.
     pub logins_per_account_per_minute: u32,
+    /// Profile changes (`POST /api/v1/visitors/profile`) one visitor may
+    /// make per minute: each is a write, and a new name an event in their
+    /// conversation that every follower receives.
+    pub profile_updates_per_minute: u32,
     /// Password checks running at once (each is deliberately slow); more
     /// logins wait their turn, chat never does.
     pub password_checks: usize,
@@ -324,6 +328,7 @@ impl Default for EdgeSettings {
             signups_per_address_per_minute: 60,
             logins_per_address_per_minute: 30,
             logins_per_account_per_minute: 10,
+            profile_updates_per_minute: 10,
             password_checks: 2,
             sockets_per_address: 500,
             sockets_per_identity: 20,
@@ -641,6 +646,7 @@ impl Settings {
         if self.edge.signups_per_address_per_minute == 0
             || self.edge.logins_per_address_per_minute == 0
             || self.edge.logins_per_account_per_minute == 0
+            || self.edge.profile_updates_per_minute == 0
             || self.edge.password_checks == 0
             || self.edge.sockets_per_address == 0
             || self.edge.sockets_per_identity == 0

@@ -40,6 +40,7 @@ pub struct Admission {
     signups: DefaultKeyedRateLimiter<IpAddr>,
     logins_by_address: DefaultKeyedRateLimiter<IpAddr>,
     logins_by_account: DefaultKeyedRateLimiter<String>,
+    profiles: DefaultKeyedRateLimiter<String>,
     password_checks: Semaphore,
     sockets_by_address: Counts<IpAddr>,
     sockets_by_identity: Counts<String>,
@@ -61,6 +62,7 @@ impl Admission {
             logins_by_account: RateLimiter::keyed(per_minute(
                 settings.logins_per_account_per_minute,
             )),
+            profiles: RateLimiter::keyed(per_minute(settings.profile_updates_per_minute)),
             password_checks: Semaphore::new(settings.password_checks.max(1)),
             sockets_by_address: Counts::new(settings.sockets_per_address),
             sockets_by_identity: Counts::new(settings.sockets_per_identity),
@@ -103,6 +105,14 @@ impl Admission {
         self.check(&self.logins_by_account, &login.trim().to_lowercase())
     }
 
+    /// A change of a visitor's profile.
+    ///
+    /// # Errors
+    /// [`Limited`] when the visitor changes it too often.
+    pub fn profile_update(&self, visitor: &str) -> Result<(), Limited> {
+        self.check(&self.profiles, &visitor.to_owned())
+    }
+
     /// A turn to check a password: at most `edge.password_checks` at once,
     /// the others wait (a flood of logins waits here, not chat).
     pub async fn password_check(&self) -> Option<SemaphorePermit<'_>> {
@@ -127,9 +137,11 @@ impl Admission {
         self.signups.retain_recent();
         self.logins_by_address.retain_recent();
         self.logins_by_account.retain_recent();
+        self.profiles.retain_recent();
         self.signups.shrink_to_fit();
         self.logins_by_address.shrink_to_fit();
         self.logins_by_account.shrink_to_fit();
+        self.profiles.shrink_to_fit();
     }
 
     fn check<K>(&self, limiter: &DefaultKeyedRateLimiter<K>, key: &K) -> Result<(), Limited>

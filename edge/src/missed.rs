@@ -80,6 +80,15 @@ pub async fn leave_message(
     };
     let (conversation, created) = match open_conversations(session).await?.pop() {
         Some(state) => {
+            // With an agent: refused before it is listed (every agent's
+            // missed list would show it for a moment). The compare-and-set
+            // below decides on what is current.
+            if !matches!(
+                state.status,
+                ConversationStatus::Queued | ConversationStatus::Missed
+            ) {
+                return Err(with_an_agent());
+            }
             kv::put(&backbone.missed, state.id.as_str(), &entry(&state.id)).await?;
             let (turned, written) = kv::cas_versioned(
                 &backbone.conversations,
@@ -105,10 +114,7 @@ pub async fn leave_message(
                 if let Err(err) = backbone.missed.delete(state.id.as_str()).await {
                     tracing::warn!(error = %err, conversation = %state.id, "remove missed entry");
                 }
-                return Err(Refusal::new(
-                    ErrorCode::Forbidden,
-                    "an agent is with you: send your message in the conversation",
-                ));
+                return Err(with_an_agent());
             }
             if let Some(written) = written {
                 outbox::flush_from(&backbone, &state.id, written).await?;
@@ -270,4 +276,12 @@ pub async fn pick_up(session: &mut Session, conversation: &ConversationId) -> Ha
     outbox::flush(&backbone, conversation).await?;
     tracing::info!(%conversation, agent_id = %agent, "missed conversation picked up");
     Ok(())
+}
+
+/// `leave_message` in a conversation an agent has.
+fn with_an_agent() -> Refusal {
+    Refusal::new(
+        ErrorCode::Forbidden,
+        "an agent is with you: send your message in the conversation",
+    )
 }

@@ -1,9 +1,10 @@
 //! One client cannot crowd out the others: sign-ups, login attempts and
 //! connections are limited per address (and per login, per identity) with
-//! 429 and `Retry-After`; a flood of logins does not stall chat on the same
-//! edge; an over-long login never reaches NATS; `start` names a real team; a retried send costs a bounded number
-//! of reads; the queue snapshot stays small however long the queue; the
-//! missed list comes in pages.
+//! 429 and `Retry-After`, and profile changes per visitor; a flood of
+//! logins does not stall chat on the same edge; an over-long login never
+//! reaches NATS; `start` names a real team; a retried send costs a bounded
+//! number of reads; the queue snapshot stays small however long the queue;
+//! the missed list comes in pages.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -142,6 +143,74 @@ async fn sign_ups_logins_and_connections_are_limited_per_address_and_identity() 
 /// Logins at once in the flood (each check takes a good fraction of a
 /// second of CPU).
 const FLOOD: usize = 40;
+
+/// A visitor changing their profile in a loop is limited per visitor
+/// (`edge.profile_updates_per_minute`): each new name is an event that
+/// every follower of their conversation receives, and past the limit no
+/// more are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_changes_are_limited_per_visitor() {
+    let mut system =
+        System::start_env(&[("SWITCHBOARD_EDGE__PROFILE_UPDATES_PER_MINUTE", "3")]).await;
+    let edge = system.edge().await;
+    let (_, token) = System::visitor(edge, "Ann").await;
+    let (mut ann, _) = Ws::hello(edge, &token, json!({})).await;
+    ann.send(json!({ "type": "start" })).await;
+    let id = ann.expect_type("started").await["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rename = |name: &str| json!({ "name": name }).to_string();
+    for name in ["Anna", "Annie", "Annabel"] {
+        let response = switchboard_tests::http::bearer(
+            edge,
+            "POST",
+            "/api/v1/visitors/profile",
+            Some(&token),
+            Some(&rename(name)),
+        )
+        .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    let response = switchboard_tests::http::bearer(
+        edge,
+        "POST",
+        "/api/v1/visitors/profile",
+        Some(&token),
+        Some(&rename("Annette")),
+    )
+    .await;
+    assert_eq!(response.status, 429, "{}", response.body);
+    assert_eq!(
+        response.json()["error"],
+        "rate_limited",
+        "{}",
+        response.body
+    );
+    // Another visitor is not held up.
+    let (_, other) = System::visitor(edge, "Bo").await;
+    let response = switchboard_tests::http::bearer(
+        edge,
+        "POST",
+        "/api/v1/visitors/profile",
+        Some(&other),
+        Some(&rename("Bob")),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    // A message after them all: whatever was written is before it.
+    let ack = ann.send_message(&id, "after", "done").await;
+    ann.expect("the message", |f| {
+        f["type"] == "message" && f["id"] == ack["id"]
+    })
+    .await;
+    let renamed = ann
+        .records(&id)
+        .iter()
+        .filter(|f| f["event"] == "renamed")
+        .count();
+    assert_eq!(renamed, 3, "{:#?}", ann.records(&id));
+}
 
 /// A login is at most 254 bytes, an e-mail address's limit. A longer one
 /// is refused like a wrong one without asking NATS: its key would make a

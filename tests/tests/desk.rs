@@ -511,6 +511,42 @@ async fn the_missed_list_is_pushed_to_agents_as_it_changes() {
                 .is_some_and(|e| e.iter().all(|e| e["conversation_id"] != id.as_str()))
     })
     .await;
+    let picked_up = bob.seen().len();
+
+    // With Cy now, Ann cannot leave a message: refused, and never listed,
+    // not even for a moment.
+    ann.expect_event(&id, "assigned").await;
+    ann.send(json!({ "type": "leave_message", "text": "Hello?", "client_id": "m2" }))
+        .await;
+    ann.expect_error("forbidden").await;
+    let (_, dee_token) = System::visitor(edge, "Dee").await;
+    let (mut dee, _) = Ws::hello(edge, &dee_token, json!({})).await;
+    dee.send(json!({ "type": "leave_message", "text": "Call me", "client_id": "d1" }))
+        .await;
+    let dee_id = dee.expect_type("started").await["conversation_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    bob.expect("the missed list with dee's message", |f| {
+        f["type"] == "missed"
+            && f["entries"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["conversation_id"] == dee_id.as_str()))
+    })
+    .await;
+    let listed_ann: Vec<&Value> = bob.seen()[picked_up..]
+        .iter()
+        .filter(|f| {
+            f["type"] == "missed"
+                && f["entries"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|e| e["conversation_id"] == id.as_str()))
+        })
+        .collect();
+    assert!(
+        listed_ann.is_empty(),
+        "listed while with cy: {listed_ann:#?}"
+    );
 }
 
 /// A visitor who gave an email and the page they are on chats with Bob

@@ -26,7 +26,7 @@ use switchboard_protocol::time::now_ms;
 use super::caller::{bearer, unauthorized, AgentCaller};
 use super::support::{bad_request, not_found, parse, unavailable};
 use crate::auth::Identity;
-use crate::http::error;
+use crate::http::{error, too_many};
 use crate::server::EdgeState;
 
 /// Longest name, email, page address and browser kept.
@@ -131,6 +131,10 @@ async fn update(
     let Identity::Visitor { id, name: old_name } = &verified.identity else {
         return error(StatusCode::FORBIDDEN, "forbidden", "for visitors only");
     };
+    if let Err(limited) = state.admission.profile_update(id.as_str()) {
+        tracing::info!(visitor_id = %id, "profile changes limited");
+        return too_many(limited, "profile changes");
+    }
     let request: Update = match parse(body) {
         Ok(request) => request,
         Err(response) => return *response,
