@@ -256,7 +256,16 @@ async fn admit(
     outbox: &OutboxHandle,
     inbound: &mut InboundStream,
 ) -> Option<(Verified, HashMap<ConversationId, u64>, Option<Posted>)> {
-    let first = tokio::time::timeout(state.config.edge.hello_timeout.get(), inbound.next()).await;
+    // A ping or pong (a client answering the server's ping, or a library
+    // that pings on open) is not a frame: the `hello` may still follow,
+    // within the same time.
+    let deadline = tokio::time::Instant::now() + state.config.edge.hello_timeout.get();
+    let first = loop {
+        match tokio::time::timeout_at(deadline, inbound.next()).await {
+            Ok(Some(Inbound::Heard)) => continue,
+            other => break other,
+        }
+    };
     let mut posted = None;
     let text = match first {
         Err(_) => {
@@ -291,6 +300,7 @@ async fn admit(
             return None;
         }
         Ok(Some(Inbound::Close | Inbound::Failed)) | Ok(None) => return None,
+        // (A ping or pong was skipped above.)
         Ok(Some(Inbound::Binary(_) | Inbound::Heard)) => {
             tracing::info!(connection, "frame before hello");
             refuse(outbox, "the first frame must be a hello text frame", None).await;

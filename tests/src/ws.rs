@@ -109,6 +109,19 @@ impl Ws {
             .unwrap_or_else(|e| panic!("websocket send: {e}"));
     }
 
+    /// A ping and an unasked pong, as some client libraries send on open.
+    pub async fn send_ping_and_pong(&mut self) {
+        for message in [
+            Message::Ping(b"hi".to_vec().into()),
+            Message::Pong(Vec::new().into()),
+        ] {
+            self.stream
+                .send(message)
+                .await
+                .unwrap_or_else(|e| panic!("websocket send: {e}"));
+        }
+    }
+
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.stream
             .send(Message::Binary(bytes.into()))

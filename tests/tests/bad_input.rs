@@ -388,6 +388,13 @@ async fn hello_must_come_first_in_time_with_a_valid_token() {
     let (_ws, welcome) = Ws::hello(edge, &fresh, json!({})).await;
     assert_eq!(welcome["id"], visitor_id.as_str());
 
+    // A ping and a pong before the hello are not frames: welcome.
+    let mut pinging = Ws::connect(edge).await;
+    pinging.send_ping_and_pong().await;
+    pinging.send_raw(hello(&token)).await;
+    let welcome = pinging.expect_type("welcome").await;
+    assert_eq!(welcome["id"], visitor_id.as_str());
+
     // No hello at all: 4408 after the (1 s) timeout, without an error frame.
     let mut silent = Ws::connect(edge).await;
     assert_eq!(silent.expect_close().await, 4408);
