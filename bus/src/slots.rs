@@ -7,8 +7,13 @@ use switchboard_protocol::payloads::AgentLoad;
 use crate::kv::{self, Decision};
 use crate::{Backbone, BusError};
 
-/// Removes a conversation from an agent's load (idempotent). Only for a
-/// conversation that is no longer the agent's (closed, requeued, lost).
+/// Removes a conversation from an agent's load (idempotent), if the agent's
+/// claim on it was made at or before `claimed_by` (ms since the epoch):
+/// the claim the caller knows of, or one older. Only for a conversation
+/// that is no longer the agent's (closed, requeued, lost). A newer claim —
+/// the conversation reopened and given to the same agent again while the
+/// caller was on its way — is left alone: releasing it would let the agent
+/// take one conversation more than their capacity.
 ///
 /// # Errors
 /// NATS errors.
@@ -16,6 +21,7 @@ pub async fn release(
     backbone: &Backbone,
     agent: &AgentId,
     conversation: &ConversationId,
+    claimed_by: i64,
 ) -> Result<(), BusError> {
     kv::cas(
         &backbone.load,
@@ -27,7 +33,7 @@ pub async fn release(
             if !load
                 .conversations
                 .iter()
-                .any(|e| &e.conversation_id == conversation)
+                .any(|e| &e.conversation_id == conversation && e.claimed_at <= claimed_by)
             {
                 return Decision::Keep(());
             }

@@ -140,7 +140,7 @@ pub async fn assign(
     )
     .await?;
     let Some(written) = written.filter(|_| assigned) else {
-        release_unless_held(backbone, &agent.id, conversation).await?;
+        release_unless_held(backbone, &agent.id, conversation, now).await?;
         return Ok(Outcome::NotQueued);
     };
     outbox::flush_from(backbone, conversation, written).await?;
@@ -157,6 +157,7 @@ async fn release_unless_held(
     backbone: &Backbone,
     agent: &AgentId,
     conversation: &ConversationId,
+    claimed_at: i64,
 ) -> Result<(), BusError> {
     let state =
         kv::get::<ConversationState>(&backbone.conversations, conversation.as_str()).await?;
@@ -167,7 +168,7 @@ async fn release_unless_held(
         {
             Ok(())
         }
-        _ => release(backbone, agent, conversation).await,
+        _ => release(backbone, agent, conversation, claimed_at).await,
     }
 }
 
@@ -227,6 +228,7 @@ pub async fn requeue(
     agent: &AgentId,
     why: Requeue,
 ) -> Result<bool, BusError> {
+    let requeued_at = now_ms();
     let (requeued, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
@@ -258,7 +260,7 @@ pub async fn requeue(
     let Some(written) = written.filter(|_| requeued) else {
         return Ok(false);
     };
-    release(backbone, agent, conversation).await?;
+    release(backbone, agent, conversation, requeued_at).await?;
     outbox::flush_from(backbone, conversation, written).await?;
     switchboard_metrics::router::router().requeued(why.metric());
     tracing::info!(reason = why.reason(), "conversation requeued");

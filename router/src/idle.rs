@@ -80,6 +80,7 @@ pub async fn close_idle(
 /// event, and frees its agent's slot.
 async fn close(backbone: &Backbone, conversation: &ConversationId) -> Result<(), BusError> {
     let closer = Participant::system(IDLE_CLOSER);
+    let closed_at = switchboard_protocol::time::now_ms();
     let (agent, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
@@ -87,7 +88,7 @@ async fn close(backbone: &Backbone, conversation: &ConversationId) -> Result<(),
             Some(state) if state.status == ConversationStatus::Assigned => {
                 let mut closed = state.clone();
                 closed.status = ConversationStatus::Closed;
-                closed.closed_at = Some(switchboard_protocol::time::now_ms());
+                closed.closed_at = Some(closed_at);
                 closed.bot_wait = None;
                 closed.owe(closer.clone(), ConversationEvent::Closed {}, None);
                 Decision::Write(closed, state.agent.clone())
@@ -104,7 +105,7 @@ async fn close(backbone: &Backbone, conversation: &ConversationId) -> Result<(),
         .filter(|a| a.role == Role::Agent)
         .and_then(|a| AgentId::new(a.id).ok())
     {
-        slots::release(backbone, &agent, conversation).await?;
+        slots::release(backbone, &agent, conversation, closed_at).await?;
     }
     tracing::info!(%conversation, "idle conversation closed");
     Ok(())

@@ -11,17 +11,26 @@ use switchboard_protocol::payloads::{ConversationState, ConversationStatus};
 use crate::assign::release;
 use crate::mirror::Mirror;
 
+/// A claim as the view saw it: released only if the bucket still has this
+/// claim (or an older one), never a claim made since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub agent: AgentId,
+    pub conversation: ConversationId,
+    pub claimed_at: i64,
+}
+
 /// Claims a reconciliation may release, as this router's view sees them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct StaleClaims {
     /// Known not to hold: their conversation is finished, or was seen
     /// given to someone else (or to nobody) past the grace period.
-    pub release: Vec<(AgentId, ConversationId)>,
+    pub release: Vec<Claim>,
     /// Past the grace period, for conversations this view has not seen:
     /// released only if the bucket itself says the claim does not hold (a
     /// router whose view is partial never frees a slot under an
     /// assignment it has not loaded).
-    pub unseen: Vec<(AgentId, ConversationId)>,
+    pub unseen: Vec<Claim>,
 }
 
 /// The claims that may be stale.
@@ -40,7 +49,11 @@ pub fn stale_claims(mirror: &Mirror, now_ms: i64, grace: Duration) -> StaleClaim
                     )
                 });
             let old = now_ms - entry.claimed_at > grace_ms;
-            let claim = (agent.clone(), entry.conversation_id.clone());
+            let claim = Claim {
+                agent: agent.clone(),
+                conversation: entry.conversation_id.clone(),
+                claimed_at: entry.claimed_at,
+            };
             // A closed conversation frees its slot at once; a claim that
             // never became an assignment only after the grace period (its
             // router may still be between the two steps).
@@ -106,18 +119,31 @@ pub async fn run_once(
         unseen,
     } = stale_claims(mirror, now_ms, grace);
     let mut released = 0;
-    for (agent, conversation) in &known {
-        release(backbone, agent, conversation).await?;
+    // A view may be behind the bucket: a claim renewed since (the
+    // conversation reopened and claimed again) is newer than the one seen,
+    // and stays.
+    for claim in &known {
+        let Claim {
+            agent,
+            conversation,
+            claimed_at,
+        } = claim;
+        release(backbone, agent, conversation, *claimed_at).await?;
         released += 1;
         tracing::info!(agent_id = %agent, conversation_id = %conversation, "slot released");
     }
-    for (agent, conversation) in &unseen {
+    for claim in &unseen {
+        let Claim {
+            agent,
+            conversation,
+            claimed_at,
+        } = claim;
         let state =
             kv::get::<ConversationState>(&backbone.conversations, conversation.as_str()).await?;
         if state.is_some_and(|s| s.value.is_assigned_to(agent)) {
             continue;
         }
-        release(backbone, agent, conversation).await?;
+        release(backbone, agent, conversation, *claimed_at).await?;
         released += 1;
         tracing::info!(agent_id = %agent, conversation_id = %conversation, "slot of an unseen conversation released");
     }
@@ -182,8 +208,9 @@ mod tests {
         claim(&mut mirror, "a_1", "c_unseen", 99_000);
         claim(&mut mirror, "a_1", "c_old_unseen", 0);
         let stale = stale_claims(&mirror, 100_000, grace);
-        let names = |claims: &[(AgentId, ConversationId)]| {
-            let mut names: Vec<String> = claims.iter().map(|(_, c)| c.to_string()).collect();
+        let names = |claims: &[Claim]| {
+            let mut names: Vec<String> =
+                claims.iter().map(|c| c.conversation.to_string()).collect();
             names.sort();
             names
         };

@@ -10,7 +10,7 @@
 //! - events owed by a state change are written once, even when flushed
 //!   again after the stream's duplicate window;
 //! - a router that has not seen a conversation never frees the slot held
-//!   for it;
+//!   for it, nor one whose view is behind a newer claim;
 //! - a compare-and-set that starts from what a watch showed (the router's
 //!   assignments do) decides again on a read when the key moved on, both
 //!   ways: no slot taken over capacity, and no free slot left unused.
@@ -380,6 +380,85 @@ async fn an_owed_event_flushed_after_the_duplicate_window_is_stored_once() {
         .unwrap()
         .value;
     assert!(after.pending.is_empty(), "the debt is cleared");
+}
+
+/// A router whose view is behind the bucket — it saw the conversation
+/// closed, and not that it was reopened and claimed again for the same
+/// agent — releases only the claim it saw, never the newer one: the agent
+/// keeps the slot the new assignment holds and is not given more than
+/// their capacity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_behind_the_bucket_never_frees_a_newer_claim() {
+    let system = System::start().await;
+    let backbone = system.backbone().await;
+    let agent = AgentId::generate();
+    let reopened = ConversationId::generate();
+    let closed = ConversationId::generate();
+    let first_claim = now_ms() - 60_000;
+    let entry = |conversation: &ConversationId, claimed_at: i64| LoadEntry {
+        conversation_id: conversation.clone(),
+        claimed_at,
+    };
+    // The view: both conversations closed, both claims from a minute ago.
+    let mut mirror = Mirror::default();
+    for conversation in [&reopened, &closed] {
+        let mut state = ConversationState::opened(
+            conversation.clone(),
+            Participant::system("visitor"),
+            None,
+            first_claim,
+        );
+        state.status = ConversationStatus::Closed;
+        state.agent = Some(Participant::agent(&agent, "Agent"));
+        mirror.keep(conversation.clone(), state);
+    }
+    mirror.loads.insert(
+        agent.clone(),
+        AgentLoad {
+            conversations: vec![entry(&reopened, first_claim), entry(&closed, first_claim)],
+            ..Default::default()
+        },
+    );
+    // The bucket: one of them reopened and claimed for the agent again.
+    let mut state = ConversationState::opened(
+        reopened.clone(),
+        Participant::system("visitor"),
+        None,
+        first_claim,
+    );
+    state.status = ConversationStatus::Assigned;
+    state.agent = Some(Participant::agent(&agent, "Agent"));
+    state.assigned_at = Some(now_ms());
+    kv::put(&backbone.conversations, reopened.as_str(), &state)
+        .await
+        .unwrap();
+    let load = AgentLoad {
+        conversations: vec![entry(&reopened, now_ms()), entry(&closed, first_claim)],
+        ..Default::default()
+    };
+    kv::put(&backbone.load, agent.as_str(), &load)
+        .await
+        .unwrap();
+
+    reconcile::run_once(
+        &backbone,
+        &mirror,
+        now_ms(),
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let after = kv::get::<AgentLoad>(&backbone.load, agent.as_str())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    let claims: BTreeSet<String> = after
+        .conversations
+        .iter()
+        .map(|e| e.conversation_id.to_string())
+        .collect();
+    assert_eq!(claims, BTreeSet::from([reopened.to_string()]));
 }
 
 /// A router whose view lacks a conversation (its history not loaded yet)

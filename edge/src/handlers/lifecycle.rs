@@ -440,6 +440,7 @@ pub(super) async fn close(session: &mut Session, conversation: &ConversationId) 
     let backbone = &session.state.backbone;
     let sender = session.identity.participant();
     let identity = session.identity.clone();
+    let closed_at = now_ms();
     let (closed, written) = kv::cas_versioned(
         &backbone.conversations,
         conversation.as_str(),
@@ -450,7 +451,7 @@ pub(super) async fn close(session: &mut Session, conversation: &ConversationId) 
             Some(current) if may_close(&identity, current) => {
                 let mut closed = current.clone();
                 closed.status = ConversationStatus::Closed;
-                closed.closed_at = Some(now_ms());
+                closed.closed_at = Some(closed_at);
                 closed.owe(sender.clone(), ConversationEvent::Closed {}, None);
                 // The slot of the agent it had when it was closed, and
                 // whether it was listed as missed.
@@ -481,7 +482,8 @@ pub(super) async fn close(session: &mut Session, conversation: &ConversationId) 
         .filter(|a| a.role == Role::Agent)
         .and_then(|a| AgentId::new(a.id.as_str()).ok())
     {
-        switchboard_bus::slots::release(backbone, &agent, conversation).await?;
+        // The claim made for it before the close, not a newer one.
+        switchboard_bus::slots::release(backbone, &agent, conversation, closed_at).await?;
     }
     tracing::info!(%conversation, "conversation closed");
     Ok(())
