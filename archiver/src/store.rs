@@ -638,6 +638,9 @@ impl Archive {
             let mut update = summary_update(&pending);
             let last_seq = i64::try_from(last.seq).unwrap_or(i64::MAX);
             set_archived_seq(&mut update, last_seq);
+            // Counted in the same write that moves `archived_seq` past
+            // them: each record is counted once, by whoever applies it.
+            update.insert("$inc", count_records(&pending));
             let stored = current.as_ref().map(facts::stored).unwrap_or_default();
             let base = match (&current, stored.facts) {
                 (None, _) => Some(Facts::default()),
@@ -681,58 +684,73 @@ impl Archive {
                 .await
                 .map_err(mongo("update conversation first times"))?;
         }
-        // Counts: added for fresh records that follow what the summary
-        // applied; counted again from the archive when some were archived
-        // before (a crash between the insert and this update may have left
-        // them uncounted) or when records before these are missing from the
-        // summary (still held by an archiver that died, or inserted by it
-        // and never counted).
+        // Counts: added above for the fresh records that follow what the
+        // summary applied; counted again from the archive when some were
+        // archived before (a crash between the insert and the summary may
+        // have left them uncounted) or when records before these are
+        // missing from the summary (still held by an archiver that died, or
+        // inserted by it and never counted).
         let first = records
             .first()
             .map_or(0, |r| i64::try_from(r.seq).unwrap_or(i64::MAX));
         if recount || first > applied_before + 1 {
             self.recount(conversation).await
+        } else if refold {
+            self.refold(conversation).await
         } else {
-            self.conversations
-                .update_one(
-                    doc! { "_id": conversation.as_str() },
-                    doc! { "$inc": count_records(records) },
-                )
-                .await
-                .map_err(mongo("update conversation counts"))?;
-            if refold {
-                self.refold(conversation).await?;
-            }
             Ok(())
         }
     }
 
-    /// Sets the summary's counts from the archived records.
+    /// Sets the summary's counts from the archived records it applied
+    /// (`seq` up to `archived_seq`: records past it are counted by
+    /// whoever applies them, in the same write). A compare-and-set on
+    /// `archived_seq`: if another archiver applied more meanwhile, count
+    /// again, so that its counts are neither lost nor doubled.
     async fn recount(&self, conversation: &ConversationId) -> Result<(), StoreError> {
-        let pipeline = vec![
-            doc! { "$match": { "conversation_id": conversation.as_str() } },
-            doc! { "$group": {
-                "_id": { "kind": "$kind", "role": "$sender.role", "event": "$event" },
-                "n": { "$sum": 1 },
-            } },
-        ];
-        let groups: Vec<Document> = self
-            .messages
-            .clone_with_type::<Document>()
-            .aggregate(pipeline)
-            .await
-            .map_err(mongo("count archived records"))?
-            .try_collect()
-            .await
-            .map_err(mongo("count archived records"))?;
-        self.conversations
-            .update_one(
-                doc! { "_id": conversation.as_str() },
-                doc! { "$set": count_fields(&groups) },
-            )
-            .await
-            .map_err(mongo("update conversation counts"))?;
-        self.refold(conversation).await
+        for _ in 0..SUMMARY_ATTEMPTS {
+            let Some(current) = self
+                .conversations
+                .find_one(doc! { "_id": conversation.as_str() })
+                .projection(doc! { "archived_seq": 1 })
+                .await
+                .map_err(mongo("read conversation summary"))?
+            else {
+                return Ok(());
+            };
+            let applied = current.get_i64("archived_seq").unwrap_or(0);
+            let pipeline = vec![
+                doc! { "$match": {
+                    "conversation_id": conversation.as_str(),
+                    "seq": { "$lte": applied },
+                } },
+                doc! { "$group": {
+                    "_id": { "kind": "$kind", "role": "$sender.role", "event": "$event" },
+                    "n": { "$sum": 1 },
+                } },
+            ];
+            let groups: Vec<Document> = self
+                .messages
+                .clone_with_type::<Document>()
+                .aggregate(pipeline)
+                .await
+                .map_err(mongo("count archived records"))?
+                .try_collect()
+                .await
+                .map_err(mongo("count archived records"))?;
+            let result = self
+                .conversations
+                .update_one(
+                    doc! { "_id": conversation.as_str(), "archived_seq": applied },
+                    doc! { "$set": count_fields(&groups) },
+                )
+                .await
+                .map_err(mongo("update conversation counts"))?;
+            if result.matched_count == 1 {
+                return self.refold(conversation).await;
+            }
+        }
+        Err(StoreError::Contention(conversation.to_string()))
     }
 
     /// Folds the records the summary applied again from the archive (after
