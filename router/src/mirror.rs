@@ -186,6 +186,19 @@ impl Mirror {
         }
     }
 
+    /// Forgets what no longer counts: finished conversations no slot is
+    /// claimed for, and presences older than `presence_ttl`. The presence
+    /// bucket drops an entry at its age limit without a delete marker, so
+    /// the watch never tells of it: a connection whose edge died would
+    /// otherwise stay in the mirror (and in every status look-up) for the
+    /// router's life.
+    pub fn prune(&mut self, now_ms: i64, presence_ttl: Duration) {
+        self.prune_finished();
+        let ttl_ms = millis(presence_ttl);
+        self.presence
+            .retain(|_, p| now_ms.saturating_sub(p.updated_at) <= ttl_ms);
+    }
+
     /// Forgets the finished conversations no slot is claimed for any more.
     pub fn prune_finished(&mut self) {
         if self.finished.is_empty() {
@@ -315,5 +328,27 @@ mod tests {
         assert!(mirror
             .conversations
             .contains_key(&ConversationId::new("c_2").unwrap()));
+    }
+
+    #[test]
+    fn presences_past_their_time_are_forgotten() {
+        let mut mirror = Mirror::default();
+        let ttl = Duration::from_secs(30);
+        let agent = AgentId::new("a_1").unwrap();
+        for (key, updated_at) in [("a_1.live", 90_000), ("a_1.gone", 50_000)] {
+            mirror.presence.insert(
+                key.to_owned(),
+                Presence {
+                    agent_id: agent.clone(),
+                    status: AgentStatus::Online,
+                    edge_id: "e".into(),
+                    updated_at,
+                },
+            );
+        }
+        mirror.prune(100_000, ttl);
+        let left: Vec<&String> = mirror.presence.keys().collect();
+        assert_eq!(left, ["a_1.live"]);
+        assert_eq!(mirror.status(&agent, 100_000, ttl), AgentStatus::Online);
     }
 }

@@ -290,7 +290,7 @@ async fn watch_and_route(
         if mine.duties() {
             duties(config, backbone, &mut mirror, &mut memory, &mut idle_watch).await;
         } else {
-            mirror.prune_finished();
+            mirror.prune(now_ms(), config.presence_ttl);
         }
         if let Err(err) = pass(config, backbone, &mut memory, &mut mirror, &mine).await {
             tracing::warn!(error = %err, "assignment pass failed");
@@ -316,7 +316,7 @@ async fn duties(
     {
         tracing::warn!(error = %err, "reconcile failed");
     }
-    mirror.prune_finished();
+    mirror.prune(now_ms(), config.presence_ttl);
     if let Err(err) = requeue_absent(config, backbone, mirror, memory, now_ms()).await {
         tracing::warn!(error = %err, "requeue of absent agents failed");
     }
