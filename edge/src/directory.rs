@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use switchboard_bus::{Backbone, BusError};
 use switchboard_protocol::frames::ServerFrame;
-use switchboard_protocol::ids::TeamId;
+use switchboard_protocol::ids::{AgentId, TeamId};
 use switchboard_protocol::payloads::{
     decode, AgentAccount, AgentLoad, AgentStatus, BotAccount, MissedEntry, Presence, TeamSettings,
 };
@@ -214,17 +214,23 @@ impl Directory {
         .into()
     }
 
-    /// An agent's status: the best of their connections' that are fresh.
-    fn status(view: &View, agent: &str, now: i64, ttl_ms: i64) -> AgentStatus {
-        view.presence
-            .iter()
-            .filter(|(key, p)| {
-                parse_presence_key(key).is_some_and(|a| a.as_str() == agent)
-                    && now - p.updated_at <= ttl_ms
-            })
-            .map(|(_, p)| p.status)
-            .max()
-            .unwrap_or(AgentStatus::Offline)
+    /// Every agent's status: the best of their connections' that are
+    /// fresh (absent: offline). One pass over the presences, whatever the
+    /// number of agents asked about (the widget's unauthenticated
+    /// availability asks about all of them).
+    fn statuses(view: &View, now: i64, ttl_ms: i64) -> HashMap<AgentId, AgentStatus> {
+        let mut statuses: HashMap<AgentId, AgentStatus> = HashMap::new();
+        for (key, presence) in &view.presence {
+            if now - presence.updated_at > ttl_ms {
+                continue;
+            }
+            let Some(agent) = parse_presence_key(key) else {
+                continue;
+            };
+            let status = statuses.entry(agent).or_insert(presence.status);
+            *status = (*status).max(presence.status);
+        }
+        statuses
     }
 
     fn ttl_ms(&self) -> i64 {
@@ -237,6 +243,9 @@ impl Directory {
         let now = now_ms();
         let ttl = self.ttl_ms();
         let view = self.view();
+        let statuses = Self::statuses(&view, now, ttl);
+        let status_of =
+            |agent: &AgentId| statuses.get(agent).copied().unwrap_or(AgentStatus::Offline);
         let mut listed: Vec<Listed> = view
             .agents
             .values()
@@ -244,7 +253,7 @@ impl Directory {
                 id: account.id.to_string(),
                 name: account.name.clone(),
                 team: account.team.as_ref().map(ToString::to_string),
-                status: status_name(Self::status(&view, account.id.as_str(), now, ttl)),
+                status: status_name(status_of(&account.id)),
                 load: view
                     .loads
                     .get(account.id.as_str())
@@ -296,11 +305,16 @@ impl Directory {
             bot: team.is_some_and(|t| view.bots.values().any(|b| b.team.as_str() == t)),
             ..Availability::default()
         };
+        let statuses = Self::statuses(&view, now, ttl);
         for account in view.agents.values().filter(|a| !a.disabled) {
             if team.is_some_and(|t| account.team.as_ref().map(TeamId::as_str) != Some(t)) {
                 continue;
             }
-            match Self::status(&view, account.id.as_str(), now, ttl) {
+            match statuses
+                .get(&account.id)
+                .copied()
+                .unwrap_or(AgentStatus::Offline)
+            {
                 AgentStatus::Online => availability.online += 1,
                 AgentStatus::Away => availability.away += 1,
                 AgentStatus::Offline => {}
