@@ -67,6 +67,10 @@ pub enum Outbound {
         conversation: ConversationId,
         after: u64,
         records: Vec<ChatRecord>,
+        /// Nothing after this `seq` is the client's: the conversation left
+        /// it (an agent's) while it was being caught up. Live records held
+        /// meanwhile past it are dropped.
+        until: Option<u64>,
     },
     /// Send a close frame and stop.
     Close { code: u16, reason: String },
@@ -332,11 +336,12 @@ impl Writer {
                 self.held.entry(conversation).or_default();
                 Flow::Continue
             }
-            Outbound::AbortCatchUp(conversation) => self.release_held(&conversation).await,
+            Outbound::AbortCatchUp(conversation) => self.release_held(&conversation, None).await,
             Outbound::CatchUp {
                 conversation,
                 after,
                 records,
+                until,
             } => {
                 let delivered = self.delivered.entry(conversation.clone()).or_insert(after);
                 *delivered = (*delivered).max(after);
@@ -347,7 +352,7 @@ impl Writer {
                         return Flow::Stop;
                     }
                 }
-                self.release_held(&conversation).await
+                self.release_held(&conversation, until).await
             }
             Outbound::Close { code, reason } => {
                 self.close(code, &reason).await;
@@ -382,9 +387,11 @@ impl Writer {
         }
     }
 
-    /// Delivers the live records held during a catch-up, in `seq` order.
-    async fn release_held(&mut self, conversation: &ConversationId) -> Flow {
+    /// Delivers the live records held during a catch-up, in `seq` order,
+    /// up to `until`.
+    async fn release_held(&mut self, conversation: &ConversationId, until: Option<u64>) -> Flow {
         let mut held = self.held.remove(conversation).unwrap_or_default();
+        held.retain(|(seq, _, _)| until.is_none_or(|until| *seq <= until));
         held.sort_by_key(|(seq, _, _)| *seq);
         for (seq, json, own) in held {
             if let Flow::Stop = self.deliver(conversation, seq, &json, own).await {

@@ -309,7 +309,7 @@ pub(crate) async fn follow(
         }
     }
     // Read after subscribing: whatever is stored later arrives live.
-    let (last, start, records) = match replay(session, conversation, mode).await {
+    let (last, start, mut records) = match replay(session, conversation, mode).await {
         Ok(read) => read,
         Err(err) => {
             // Release the held records from where the client is known to
@@ -321,12 +321,14 @@ pub(crate) async fn follow(
                     conversation: conversation.clone(),
                     after: 0,
                     records: Vec::new(),
+                    until: None,
                 },
                 CatchUp::After(after) | CatchUp::Listed(after) | CatchUp::Resume(after) => {
                     Outbound::CatchUp {
                         conversation: conversation.clone(),
                         after,
                         records: Vec::new(),
+                        until: None,
                     }
                 }
             };
@@ -334,6 +336,16 @@ pub(crate) async fn follow(
             return Err(err.into());
         }
     };
+    // Access was checked before the replay was read. If the conversation
+    // left this agent meanwhile (transferred, requeued, given to someone
+    // else), the replay ends with the event that says so, and the live
+    // feed stops, as the hub does when it sees such an event live.
+    let until = lost_in(&session.identity, &records).map(|at| {
+        records.truncate(at + 1);
+        session.state.hub.unfollow(conversation, session.connection);
+        session.followed.remove(conversation);
+        records.last().map_or(start, |r| r.seq)
+    });
     if let CatchUp::Resume(after) = mode {
         switchboard_metrics::edge::edge().resumed(records.len());
         session
@@ -353,9 +365,44 @@ pub(crate) async fn follow(
             conversation: conversation.clone(),
             after: start,
             records,
+            until,
         })
         .await;
     outcome.map(|()| last)
+}
+
+/// Where a replay shows the conversation leaving this agent: the index of
+/// the first event after its last assignment to them (or from the start,
+/// if the replay does not hold one) that takes it from them — a requeue,
+/// a transfer, an assignment to someone else. What came before that
+/// assignment does not count (a conversation given to this agent after
+/// others replays from its start). Visitors never lose their conversation.
+fn lost_in(identity: &Identity, records: &[ChatRecord]) -> Option<usize> {
+    let Identity::Agent { id, .. } = identity else {
+        return None;
+    };
+    let me = id.as_str();
+    fn event(record: &ChatRecord) -> Option<&ConversationEvent> {
+        match &record.body {
+            RecordBody::Event { event } => Some(event),
+            RecordBody::Message { .. } => None,
+        }
+    }
+    let given = records
+        .iter()
+        .rposition(|r| matches!(event(r), Some(ConversationEvent::Assigned { agent, .. }) if agent.id == me))
+        .map_or(0, |i| i + 1);
+    records[given..]
+        .iter()
+        .position(|record| match event(record) {
+            Some(ConversationEvent::Assigned { agent, .. }) => agent.id != me,
+            Some(ConversationEvent::Transferred { from, to_agent, .. }) => {
+                from.id == me && to_agent.as_ref().is_none_or(|to| to.id != me)
+            }
+            Some(ConversationEvent::AgentLeft { agent, .. }) => agent.id == me,
+            _ => false,
+        })
+        .map(|i| given + i)
 }
 
 /// The records a catch-up replays: `(last seq, seq the replay starts
@@ -583,5 +630,89 @@ pub async fn on_notice(session: &mut Session, notice: AgentNotice) {
                     .await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_protocol::ids::MessageId;
+
+    fn event(seq: u64, event: ConversationEvent) -> ChatRecord {
+        ChatRecord {
+            id: MessageId::generate(),
+            conversation_id: ConversationId::new("c_1").unwrap(),
+            seq,
+            sender: Participant::system("router"),
+            sent_at: 0,
+            body: RecordBody::Event { event },
+        }
+    }
+
+    fn assigned(seq: u64, agent: &Participant) -> ChatRecord {
+        event(
+            seq,
+            ConversationEvent::Assigned {
+                agent: agent.clone(),
+                reason: None,
+                handed_off: None,
+            },
+        )
+    }
+
+    #[test]
+    fn a_replay_is_cut_where_the_conversation_last_left_the_agent() {
+        let ada_id = AgentId::new("a_ada").unwrap();
+        let ada = Participant::agent(&ada_id, "Ada");
+        let bob = Participant::agent(&AgentId::new("a_bob").unwrap(), "Bob");
+        let me = Identity::Agent {
+            id: ada_id,
+            name: "Ada".into(),
+        };
+        let message = |seq| ChatRecord {
+            body: RecordBody::Message {
+                text: "hi".into(),
+                client_id: format!("k{seq}"),
+            },
+            ..event(seq, ConversationEvent::Closed {})
+        };
+        // Bob had it before Ada: the whole history is Ada's to read.
+        let given = [
+            assigned(1, &bob),
+            event(
+                2,
+                ConversationEvent::AgentLeft {
+                    agent: bob.clone(),
+                    reason: "offline".into(),
+                },
+            ),
+            assigned(3, &ada),
+            message(4),
+        ];
+        assert_eq!(lost_in(&me, &given), None);
+        // Requeued away from Ada, then given to Bob: cut at her leaving.
+        let lost = [
+            assigned(1, &ada),
+            message(2),
+            event(
+                3,
+                ConversationEvent::AgentLeft {
+                    agent: ada.clone(),
+                    reason: "offline".into(),
+                },
+            ),
+            message(4),
+            assigned(5, &bob),
+        ];
+        assert_eq!(lost_in(&me, &lost), Some(2));
+        // Resumed after the assignment: the first move away decides.
+        assert_eq!(lost_in(&me, &lost[1..]), Some(1));
+        assert_eq!(lost_in(&me, &lost[..2]), None);
+        // Visitors never lose their conversation.
+        let visitor = Identity::Visitor {
+            id: VisitorId::new("v_1").unwrap(),
+            name: "Vi".into(),
+        };
+        assert_eq!(lost_in(&visitor, &lost), None);
     }
 }
