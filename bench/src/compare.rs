@@ -62,12 +62,63 @@ pub struct Ratio {
     pub p99: f64,
 }
 
+/// What the edges' work costs the libraries they are built on, from the
+/// baselines of the same invocation: the NATS side of a message (publish
+/// with the edge's headers, await its acknowledgement, receive the
+/// republished record on both sides: `raw-nats`' generator, which does
+/// only that) plus the WebSocket side (read a frame, write a frame:
+/// `ws-relay`'s relay). No build of the edges on `async-nats` and axum's
+/// WebSocket can spend less than this per message; what they spend above
+/// it is Switchboard's own.
+#[derive(Debug, Clone, Serialize)]
+pub struct Floor {
+    /// The two edges' CPU per message, together.
+    pub edges_us: f64,
+    /// `raw-nats`' generator's CPU per message.
+    pub nats_side_us: f64,
+    /// `ws-relay`'s relay's CPU per message.
+    pub websocket_side_us: f64,
+}
+
+impl Floor {
+    fn of(chat: &Run, baselines: &[Run]) -> Option<Self> {
+        let cpu_of = |run: &Run, name: &str| {
+            run.cpu
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.us_per_message)
+        };
+        let scenario = |name: &str| baselines.iter().find(|b| b.scenario == name);
+        let edges: Vec<f64> = chat
+            .cpu
+            .iter()
+            .filter(|p| p.name.starts_with("edge"))
+            .map(|p| p.us_per_message)
+            .collect();
+        if edges.is_empty() {
+            return None;
+        }
+        Some(Self {
+            edges_us: edges.iter().sum(),
+            nats_side_us: cpu_of(scenario("raw-nats")?, "generator")?,
+            websocket_side_us: cpu_of(scenario("ws-relay")?, "relay")?,
+        })
+    }
+
+    /// The least the edges could spend per message on these libraries.
+    pub fn floor_us(&self) -> f64 {
+        self.nats_side_us + self.websocket_side_us
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CompareReport {
     pub scenario: &'static str,
     pub chat: Run,
     pub baselines: Vec<Run>,
     pub ratios: Vec<Ratio>,
+    /// Absent when a baseline or the edges' CPU is missing.
+    pub edges_floor: Option<Floor>,
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -88,11 +139,13 @@ pub fn compare(chat: Run, baselines: Vec<Run>) -> CompareReport {
             p99: ratio(chat.round_trip_p99_ms, b.round_trip_p99_ms),
         })
         .collect();
+    let edges_floor = Floor::of(&chat, &baselines);
     CompareReport {
         scenario: "compare",
         chat,
         baselines,
         ratios,
+        edges_floor,
     }
 }
 
@@ -140,6 +193,20 @@ impl Report for CompareReport {
                 format!("{} in all: {}", num(total, 1), each.join(", ")),
             ));
         }
+        if let Some(floor) = &self.edges_floor {
+            rows.push(row(
+                "edges vs their libraries",
+                format!(
+                    "edges {} µs/msg; the same work on async-nats + WebSocket alone {} \
+                     (raw-nats generator {} + ws-relay relay {}): {:.2}× it",
+                    num(floor.edges_us, 1),
+                    num(floor.floor_us(), 1),
+                    num(floor.nats_side_us, 1),
+                    num(floor.websocket_side_us, 1),
+                    ratio(floor.edges_us, floor.floor_us())
+                ),
+            ));
+        }
         rows
     }
 }
@@ -170,5 +237,33 @@ mod tests {
         assert_eq!(report.ratios[0].throughput, 0.5);
         assert_eq!(report.ratios[0].p99, 4.0);
         assert_eq!(report.ratios[1].throughput, 0.0);
+        assert!(report.edges_floor.is_none(), "no CPU figures, no floor");
+    }
+
+    fn cpu(name: &str, us_per_message: f64) -> ProcessCpu {
+        ProcessCpu {
+            name: name.into(),
+            pid: 0,
+            cpu_secs: 0.0,
+            percent_of_core: 0.0,
+            us_per_message,
+        }
+    }
+
+    #[test]
+    fn the_floor_is_the_baselines_own_work_and_the_edges_are_summed() {
+        let mut chat = run("chat", 2000.0, 400.0);
+        chat.cpu = vec![cpu("nats-server", 40.0), cpu("edge-1", 60.0), cpu("edge-2", 40.0)];
+        let mut raw = run("raw-nats", 4000.0, 100.0);
+        raw.cpu = vec![cpu("nats-server", 30.0), cpu("generator", 45.0)];
+        let mut relay = run("ws-relay", 8000.0, 50.0);
+        relay.cpu = vec![cpu("relay", 25.0), cpu("generator", 18.0)];
+        let floor = compare(chat, vec![raw, relay])
+            .edges_floor
+            .expect("both baselines ran");
+        assert_eq!(floor.edges_us, 100.0);
+        assert_eq!(floor.nats_side_us, 45.0);
+        assert_eq!(floor.websocket_side_us, 25.0);
+        assert_eq!(floor.floor_us(), 70.0);
     }
 }
