@@ -253,7 +253,11 @@ mod tests {
     #[test]
     fn the_floor_is_the_baselines_own_work_and_the_edges_are_summed() {
         let mut chat = run("chat", 2000.0, 400.0);
-        chat.cpu = vec![cpu("nats-server", 40.0), cpu("edge-1", 60.0), cpu("edge-2", 40.0)];
+        chat.cpu = vec![
+            cpu("nats-server", 40.0),
+            cpu("edge-1", 60.0),
+            cpu("edge-2", 40.0),
+        ];
         let mut raw = run("raw-nats", 4000.0, 100.0);
         raw.cpu = vec![cpu("nats-server", 30.0), cpu("generator", 45.0)];
         let mut relay = run("ws-relay", 8000.0, 50.0);
