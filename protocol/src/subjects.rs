@@ -123,6 +123,25 @@ pub fn parse_bot_api(subject: &str) -> Option<(BotId, BotCall)> {
     Some((BotId::new(bot).ok()?, BotCall::parse(call)?))
 }
 
+/// Whether a request of the bot API may be answered on `reply`: only an
+/// inbox — the bot's own (`_INBOX_bot_<id>.…`, what a permissioned bot
+/// user may subscribe to) or a client library's default (`_INBOX.…`). The
+/// answerer publishes under its own user, which may write the buckets and
+/// the stream: a reply subject a bot chose freely (`$KV.agents.<id>`, say)
+/// would be a write on the bot's behalf.
+pub fn is_bot_reply(bot: Option<&BotId>, reply: &str) -> bool {
+    let own = bot.is_some_and(|bot| {
+        reply
+            .strip_prefix("_INBOX_bot_")
+            .and_then(|rest| rest.strip_prefix(bot.as_str()))
+            .is_some_and(|rest| rest.len() > 1 && rest.starts_with('.'))
+    });
+    let default = reply
+        .strip_prefix("_INBOX.")
+        .is_some_and(|rest| !rest.is_empty());
+    (own || default) && !reply.contains(['*', '>', ' ', '\t', '\r', '\n'])
+}
+
 /// Notices for a bot (`BotNotice`): `inbox.bot.<id>`.
 pub fn bot_inbox(bot: &BotId) -> String {
     format!("inbox.bot.{bot}")
@@ -313,6 +332,27 @@ mod tests {
             .unwrap()
             .bytes()
             .all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn bots_are_answered_on_inboxes_only() {
+        let faq = BotId::new("faq").unwrap();
+        assert!(is_bot_reply(Some(&faq), "_INBOX_bot_faq.abc.1"));
+        assert!(is_bot_reply(Some(&faq), "_INBOX.abc.1"));
+        assert!(is_bot_reply(None, "_INBOX.abc"));
+        for refused in [
+            "$KV.agents.a_1",
+            "chat.conv.c_1",
+            "_INBOX_bot_faqx.abc",
+            "_INBOX_bot_other.abc",
+            "_INBOX_bot_faq.",
+            "_INBOX.",
+            "_INBOX.>",
+            "_INBOX_edge.abc",
+        ] {
+            assert!(!is_bot_reply(Some(&faq), refused), "{refused}");
+        }
+        assert!(!is_bot_reply(None, "_INBOX_bot_faq.abc"));
     }
 
     #[test]

@@ -111,7 +111,14 @@ impl BotApi {
             tracing::info!(subject = %message.subject, "bot api message without a reply subject ignored");
             return;
         };
-        let answer = match subjects::parse_bot_api(&message.subject) {
+        let parsed = subjects::parse_bot_api(&message.subject);
+        if !subjects::is_bot_reply(parsed.as_ref().map(|(bot, _)| bot), &reply_to) {
+            // Answering would publish under the router's user to a subject
+            // the bot chose: a bucket, the stream.
+            tracing::warn!(subject = %message.subject, reply = %reply_to, "bot api reply subject refused: not an inbox");
+            return;
+        }
+        let answer = match parsed {
             Some((bot, call)) => self.call(&bot, call, &message.payload).await,
             None => Err(BotError::new(
                 BotErrorCode::BadRequest,

@@ -111,6 +111,7 @@ async fn each_role_runs_with_its_own_credentials_and_a_bot_gets_nothing_else() {
         "agent add as admin: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    system.capture_logs("warn");
     system.router_with(&as_refs(&credentials("router"))).await;
     system
         .archiver_with(&as_refs(&credentials("archiver")))
@@ -203,6 +204,25 @@ async fn each_role_runs_with_its_own_credentials_and_a_bot_gets_nothing_else() {
             "{subject} not refused: {refusals:?}"
         );
     }
+    // Its API answers on inboxes only: pointed at a bucket, the router,
+    // whose user may write there, does not publish at all.
+    bot.publish_with_reply(
+        "bot.api.faq.presence",
+        format!("$KV.conversations.{id}"),
+        "x".into(),
+    )
+    .await
+    .unwrap();
+    bot.flush().await.unwrap();
+    eventually("the router refusing the reply subject", || {
+        let logs = system.logs();
+        std::future::ready(
+            logs.iter()
+                .any(|l| l.contains("reply subject refused") && l.contains("$KV.conversations"))
+                .then_some(()),
+        )
+    })
+    .await;
     // What it is allowed still works: its own API answers.
     let answer = bot
         .request("bot.api.faq.presence", "x".into())
@@ -221,6 +241,10 @@ async fn each_role_runs_with_its_own_credentials_and_a_bot_gets_nothing_else() {
             .all(|r| r["text"] != "forged"),
         "{history}"
     );
+    // Its state is still the conversation's: it closes.
+    vic.send(json!({ "type": "close", "conversation_id": id }))
+        .await;
+    vic.expect_event(&id, "closed").await;
 }
 
 /// An agent whose presence the edge cannot write (here: the edge's user
