@@ -628,7 +628,7 @@ function onDelivered(f) {
 function onError(f) {
   let handled = false;
   for (const c of S.convs.values()) {
-    const refused = c.outbox.refused(f, () => flushOutbox(c), (entry) => markFailed(c, entry.node, entry.text));
+    const refused = c.outbox.refused(f, () => flushOutbox(c, false), (entry) => markFailed(c, entry.node, entry.text));
     handled = handled || refused;
   }
   if (handled) {
@@ -1667,8 +1667,9 @@ ui.transferForm.addEventListener('submit', (e) => {
 
 // ------------------------------------------------------------- composing
 
-// Sends what waits in a conversation's outbox: with `all`, also what was
-// sent but not acknowledged yet (after a reconnect, or an `unavailable`).
+// Sends what waits in a conversation's outbox (new, or refused as busy):
+// with `all`, also what was sent but not acknowledged yet (after a
+// reconnect).
 function flushOutbox(c, all = true) {
   if (!S.ready || c.state === 'closed') return;
   c.outbox.flush(all, (clientId, entry) => sendFrame(c.id, clientId, entry), send);
@@ -1735,7 +1736,7 @@ function submit() {
   c.preview = text;
   c.lastActivity = Date.now();
   scrollToBottom();
-  flushOutbox(c);
+  flushOutbox(c, false);
   renderList();
 }
 
@@ -1881,6 +1882,9 @@ async function showDetails() {
   ui.detailsProfile.replaceChildren(make('dd', null, t('loading')));
   ui.detailsHistory.replaceChildren();
   const body = await desk(`/api/v1/visitors/${encodeURIComponent(c.visitor.id)}`);
+  // Another conversation opened meanwhile: its own request fills the
+  // panel, this late answer must not (it is another visitor's).
+  if (activeConv() !== c) return;
   if (!body) {
     ui.detailsProfile.replaceChildren(make('dd', null, t('detailsUnavailable')));
     return;

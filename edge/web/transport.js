@@ -16,6 +16,8 @@ const OPEN = 1;
 const CLOSED = 3;
 // Frames one POST may carry (the server's limit).
 const MAX_FRAMES = 32;
+// The body size the server takes for one POST (edge/src/transport/sse.rs).
+const MAX_POST_BYTES = 64 * 1024;
 // A sign of life on the event stream, which has no WebSocket pings.
 const PING_MS = 20000;
 const RETRY_POST_MS = 1000;
@@ -86,7 +88,7 @@ export class EventStreamSocket extends EventTarget {
   async flush() {
     if (this.posting || this.readyState !== OPEN || !this.queue.length) return;
     this.posting = true;
-    const batch = this.queue.splice(0, MAX_FRAMES);
+    const batch = this.queue.splice(0, this.batchLength());
     let retry = false;
     try {
       const res = await fetch(`${this.server}/api/v1/sse/${encodeURIComponent(this.connection)}`, {
@@ -107,6 +109,21 @@ export class EventStreamSocket extends EventTarget {
     } else {
       this.flush();
     }
+  }
+
+  // How many queued frames one POST takes: at most MAX_FRAMES and, with the
+  // brackets and commas, MAX_POST_BYTES (the server refuses a larger body
+  // with 413, and the frames would be lost), but always the first.
+  batchLength() {
+    const encoder = new TextEncoder();
+    let bytes = 2;
+    let n = 0;
+    while (n < this.queue.length && n < MAX_FRAMES) {
+      bytes += encoder.encode(this.queue[n]).length + (n ? 1 : 0);
+      if (n && bytes > MAX_POST_BYTES) break;
+      n += 1;
+    }
+    return n;
   }
 
   close() {

@@ -27,7 +27,12 @@
 // SECURITY: every piece of text that comes from users or the server is put
 // into the page with textContent / createTextNode only. The only innerHTML
 // below is the static skeleton template, which contains no data.
+//
+// Everything is inside one function: loaded as a classic script, the
+// widget's names (SETTINGS, init, uuid, …) would otherwise be the host
+// page's globals, clash with its own and break it or the widget.
 
+(() => {
 const STORE_KEY = 'switchboard.visitor';
 const MAX_LEN = 4000;
 const MAX_NAME = 80; // leave_message name
@@ -657,6 +662,17 @@ function init() {
     return true;
   }
 
+  // The page the visitor is on, for the agent: without its fragment (never
+  // sent to a server; sign-in flows put tokens there) and at most the
+  // 2048 bytes the server takes (a longer address would be refused, and
+  // the visitor could never start a chat).
+  function pageUrl() {
+    const url = location.href.split('#')[0];
+    const bytes = new TextEncoder().encode(url);
+    if (bytes.length <= 2048) return url;
+    return new TextDecoder().decode(bytes.slice(0, 2048)).replace(/\uFFFD+$/, '');
+  }
+
   async function ensureVisitor() {
     const stored = loadStored();
     if (stored) return stored;
@@ -664,7 +680,7 @@ function init() {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       // The pre-chat form's name and email, when the team asks for them.
-      body: JSON.stringify({ page_url: location.href, ...(S.prechatProfile || {}) }),
+      body: JSON.stringify({ page_url: pageUrl(), ...(S.prechatProfile || {}) }),
     });
     if (!res.ok) throw new Error(`visitor creation failed (${res.status})`);
     const v = await res.json();
@@ -972,7 +988,7 @@ function init() {
   }
 
   function onError(f) {
-    if (S.outbox.refused(f, () => flushOutbox(), (entry) => markFailed(entry.node, entry.text))) {
+    if (S.outbox.refused(f, () => flushOutbox(false), (entry) => markFailed(entry.node, entry.text))) {
       showError(f.message || t('wrong'));
       return;
     }
@@ -1414,8 +1430,8 @@ function init() {
     setMineState(S.startEcho.node, 'sent');
   }
 
-  // Sends what waits in the outbox: with `all`, also what was sent but not
-  // acknowledged yet (after a reconnect, or an `unavailable` error).
+  // Sends what waits in the outbox (new, or refused as busy): with `all`,
+  // also what was sent but not acknowledged yet (after a reconnect).
   function flushOutbox(all = true) {
     if (!S.ready) return;
     S.outbox.flush(all, outboxFrame, send);
@@ -1830,3 +1846,4 @@ function start() {
 }
 
 start();
+})();

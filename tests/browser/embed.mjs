@@ -1,7 +1,9 @@
 // The widget on another site with one tag: a shop served by a second local
 // HTTP server (another origin) adds `<script src="EDGE/widget.js" async
 // data-…>`, with CSS that would break any widget sharing its styles
-// (`* { all: unset }`, `button { display: none !important }`). The widget
+// (`* { all: unset }`, `button { display: none !important }`), globals
+// named like the widget's own (`SETTINGS`, `uuid`, `init`) and an address
+// longer than the server keeps. The widget
 // shows in its shadow root with the tag's settings, calls the edge (never
 // the shop), and the visitor chats with the agent in the console. The
 // same tag as a module (`type="module"`) works too: the widget loads the
@@ -32,9 +34,15 @@ const PAGE = `<!doctype html>
   div, p, span { color: red !important; font-size: 40px !important; }
 </style>
 </head>
-<body>
+<body onload="init()">
 <h1>Another shop</h1>
 <button id="buy" type="button">Buy</button>
+<script>
+  // The shop's own globals, named like the widget's.
+  var SETTINGS = 'the shop';
+  var uuid = { v4: function () { return 'shop-uuid'; } };
+  function init() { window.shopStarted = (window.shopStarted || 0) + 1; }
+</script>
 <script src="${BASE}/widget.js" async data-greeting="${GREETING}" data-position="left" data-color="#0a7d55"></script>
 </body>
 </html>`;
@@ -100,10 +108,17 @@ async function main() {
       await agent.locator('#status').selectOption('online');
     });
 
-    await step('the shop shows the widget in spite of its CSS', async () => {
-      await visitor.goto(`${SHOP}/`);
+    await step('the shop shows the widget in spite of its CSS and globals', async () => {
+      // An address longer than the server keeps (2048 bytes), with a
+      // fragment: the visitor can still chat.
+      await visitor.goto(`${SHOP}/?campaign=${'a'.repeat(2100)}#access_token=secret`);
       const launcher = visitor.locator(inWidget('#sb-launcher'));
       await launcher.waitFor({ state: 'visible' });
+      await waitFor(visitor, "the shop's own init on load", () => window.shopStarted === 1);
+      const globals = await visitor.evaluate(() => [SETTINGS, uuid.v4(), window.shopStarted]);
+      if (JSON.stringify(globals) !== JSON.stringify(['the shop', 'shop-uuid', 1])) {
+        throw new Error(`the widget changed the shop's globals: ${JSON.stringify(globals)}`);
+      }
       if (await visitor.locator('#buy').isVisible()) throw new Error("the shop's own CSS is not applied: the test proves nothing");
       const sheets = await visitor.evaluate(() => document.styleSheets.length);
       if (sheets !== 1) throw new Error(`the widget added styles to the shop's page (${sheets} style sheets)`);

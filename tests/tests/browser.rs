@@ -1,4 +1,5 @@
-//! The visitor widget and the agent console in real headless Chromium,
+//! The visitor widget and the agent console in real headless Chromium
+//! (and the client core's outbox in Node, with its own clock),
 //! against real edge, router and archiver processes. The scenarios live in
 //! tests/browser/*.mjs (Playwright driving /usr/bin/chromium):
 //! - chat.mjs: a visitor and an agent chat, the visitor reloads and
@@ -88,6 +89,31 @@ async fn run_scenario_with(file: &str, edge: std::net::SocketAddr, env: &[(&str,
     assert!(
         output.status.success() && stdout.contains("browser: 1 passed, 0 failed"),
         "browser scenario {file} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
+
+/// The client core's outbox (edge/web/core/outbox.js, shared by the widget
+/// and the console), run in Node with its own clock: sends refused as busy
+/// go again once per retry however many refusals came (each refusal used
+/// to re-send every pending message: k² frames a round against a busy
+/// edge), and a `rate_limited` without a `ref` has the unacknowledged ones
+/// sent again.
+#[tokio::test]
+async fn the_client_outbox_retries_once_per_burst_of_refusals() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let output = tokio::process::Command::new("node")
+        .arg("outbox.mjs")
+        .current_dir(&browser_dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run node: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("browser: 1 passed, 0 failed"),
+        "outbox.mjs failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 

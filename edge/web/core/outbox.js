@@ -13,9 +13,16 @@ import { uuid } from './dom.js';
 export const RETRY_LATER_MS = 2000;
 
 export class Outbox {
-  constructor() {
-    // client_id -> {text, node, sent, …}: in send order.
+  // `schedule(fn, ms)` runs `fn` after `ms` (a test gives its own clock).
+  constructor(schedule = (fn, ms) => setTimeout(fn, ms)) {
+    // client_id -> {text, node, sent, due, …}: in send order. `due`: sent,
+    // refused as busy, to be sent again.
     this.entries = new Map();
+    this.schedule = schedule;
+    // Whether a retry is pending (one, however many refusals asked), and
+    // which: a retry scheduled before `clear()` does nothing.
+    this.retrying = false;
+    this.generation = 0;
   }
 
   // Queues `text`, shown as `node`, under a new client_id (returned, and
@@ -41,6 +48,8 @@ export class Outbox {
 
   clear() {
     this.entries.clear();
+    this.retrying = false;
+    this.generation += 1;
   }
 
   values() {
@@ -51,31 +60,59 @@ export class Outbox {
     return this.entries[Symbol.iterator]();
   }
 
-  // Sends what waits: with `all`, also what was sent but not acknowledged
-  // yet. `frameOf(clientId, entry)` gives the entry's frame, or null while
-  // it must wait; `send(frame)` is true when the frame went out.
+  // Sends what waits (never sent, or refused as busy): with `all`, also
+  // what was sent but not acknowledged yet (after a reconnect).
+  // `frameOf(clientId, entry)` gives the entry's frame, or null while it
+  // must wait; `send(frame)` is true when the frame went out.
   flush(all, frameOf, send) {
     for (const [clientId, entry] of this.entries) {
-      if (entry.sent && !all) continue;
+      if (entry.sent && !entry.due && !all) continue;
       const frame = frameOf(clientId, entry);
-      if (frame && send(frame)) entry.sent = true;
+      if (frame && send(frame)) {
+        entry.sent = true;
+        entry.due = false;
+      }
     }
   }
 
-  // An `error` frame about one of these sends (`ref` is its client_id):
-  // kept and tried again after RETRY_LATER_MS (`retry()`) when the server
-  // was busy, else taken out and given to `failed(entry)`. Whether the
-  // error was about one of these.
+  // An `error` frame about these sends: the one its `ref` names (a
+  // client_id), or, for `rate_limited` without a `ref` (the server dropped
+  // a frame it did not read), any sent and not acknowledged. Refused as
+  // busy (`rate_limited`, `unavailable`), they are sent again once, after
+  // RETRY_LATER_MS, by one `retry()` however many refusals came (each
+  // retry of them all would multiply the frames and feed the limit);
+  // refused otherwise, taken out and given to `failed(entry)`. Whether the
+  // error was about these.
   refused(f, retry, failed) {
+    const busy = f.code === 'rate_limited' || f.code === 'unavailable';
+    if (busy && !f.ref) {
+      const waiting = [...this.entries.values()].filter((e) => e.sent);
+      for (const entry of waiting) entry.due = true;
+      if (waiting.length) this.later(retry);
+      return waiting.length > 0;
+    }
     const entry = f.ref ? this.entries.get(f.ref) : null;
     if (!entry) return false;
-    if (f.code === 'rate_limited' || f.code === 'unavailable') {
-      setTimeout(retry, RETRY_LATER_MS);
+    if (busy) {
+      entry.due = true;
+      this.later(retry);
     } else {
       this.entries.delete(f.ref);
       failed(entry);
     }
     return true;
+  }
+
+  // Runs `retry` after RETRY_LATER_MS, unless a retry is already pending.
+  later(retry) {
+    if (this.retrying) return;
+    this.retrying = true;
+    const generation = this.generation;
+    this.schedule(() => {
+      if (generation !== this.generation) return;
+      this.retrying = false;
+      retry();
+    }, RETRY_LATER_MS);
   }
 }
 
