@@ -1,6 +1,7 @@
 //! The edge's entry point: bind, serve HTTP and WebSocket, shut down
 //! gracefully (every WebSocket gets close 1012 so clients move at once).
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -256,13 +257,31 @@ impl Edge {
             })
         };
         let closing = state.closing.clone();
-        let served = axum::serve(
+        let serve = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { closing.cancelled().await })
-        .await
-        .map_err(EdgeError::Serve);
+        .into_future();
+        // The graceful shutdown waits for every HTTP connection, and one
+        // whose client stopped reading (an event stream with bytes it will
+        // never take) would hold it forever: after the grace period, and
+        // once the event streams were told to stop, it is not waited for.
+        let given_up = {
+            let closing = state.closing.clone();
+            let after = state.config.edge.drain_grace.get() + 2 * SHUTDOWN_GRACE;
+            async move {
+                closing.cancelled().await;
+                tokio::time::sleep(after).await;
+            }
+        };
+        let served = tokio::select! {
+            served = serve => served.map_err(EdgeError::Serve),
+            () = given_up => {
+                tracing::warn!("HTTP connections still open after the grace period: not waited for");
+                Ok(())
+            }
+        };
         // Upgraded WebSockets are not awaited by axum: they close by
         // themselves within the grace period (see `session`); whatever is
         // still open after it is closed at once.

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use switchboard_config::EdgeRole;
 use switchboard_protocol::frames::{close_code, ClientFrame, ErrorCode, ServerFrame};
 use switchboard_protocol::ids::ConversationId;
-use switchboard_protocol::payloads::{AgentNotice, AgentStatus};
-use tokio::sync::mpsc;
+use switchboard_protocol::payloads::{AgentNotice, AgentStatus, Revocation};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -192,6 +192,10 @@ async fn run_connection(
     inbound: &mut InboundStream,
     stop: CancellationToken,
 ) {
+    // Revocations are heard from before the token is checked against the
+    // `revoked` bucket: one published after that check, while the hello
+    // is still being answered, is not missed.
+    let revocations = state.hub.revocations();
     // The handshake is boxed (freed once done), and so is the session
     // below: a task's future is as large as the largest state it can be
     // in, and it is held for the whole life of an idle connection.
@@ -241,9 +245,16 @@ async fn run_connection(
         resume: resume.clone(),
         retry_lookups: Budget::default(),
     };
-    Box::pin(active(session, inbound, resume, leftover, stop))
-        .instrument(span)
-        .await;
+    Box::pin(active(
+        session,
+        inbound,
+        resume,
+        leftover,
+        revocations,
+        stop,
+    ))
+    .instrument(span)
+    .await;
     drop(slot);
 }
 
@@ -436,6 +447,7 @@ async fn active(
     inbound: &mut InboundStream,
     resume: HashMap<ConversationId, u64>,
     leftover: Option<Posted>,
+    mut revocations: broadcast::Receiver<Arc<Revocation>>,
     stop: CancellationToken,
 ) {
     let state = Arc::clone(&session.state);
@@ -504,7 +516,6 @@ async fn active(
     // Likewise the token's expiry, which a `refresh` moves on.
     let expiry = tokio::time::sleep_until(crate::access::instant_of(session.token_expires_at));
     tokio::pin!(expiry);
-    let mut revocations = state.hub.revocations();
     // When the edge drains, each connection closes at its own moment within
     // the grace period: clients reconnect elsewhere a few at a time.
     let drained = drained_at(&state, connection);
@@ -647,15 +658,16 @@ async fn on_posted(
             return true;
         }
     }
-    let count = u32::try_from(posted.frames.len())
-        .unwrap_or(u32::MAX)
-        .saturating_add(posted.handled);
+    // Counted as accepted: the frames handled before one that ended the
+    // connection (too large, over the rate limit too long), not after.
+    let mut count = posted.handled;
     let mut open = true;
     for text in &posted.frames {
         open = Box::pin(on_text(session, limiter, text)).await;
         if !open {
             break;
         }
+        count = count.saturating_add(1);
     }
     let _ = posted.done.send(PostOutcome::Accepted(count));
     open

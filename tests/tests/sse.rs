@@ -164,6 +164,15 @@ async fn a_visitor_on_an_event_stream_chats_through_any_edge_and_resumes_elsewhe
         (1..=last).collect::<BTreeSet<u64>>(),
         "a gap: {all:?}"
     );
+
+    // A POST whose first frame is too large ends the connection (1009):
+    // nothing of it was handled, and its answer says so.
+    let oversized = json!({ "type": "send", "conversation_id": id, "client_id": "big", "text": "x".repeat(20_000) });
+    let unread = json!({ "type": "send", "conversation_id": id, "client_id": "unread", "text": "never read" });
+    let answer = back.post_via(c, &visitor_token, &[oversized, unread]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["accepted"], 0, "{}", answer.body);
+    assert_eq!(back.expect_end().await, Delivered::Closed(1009));
 }
 
 /// A shutting-down edge ends its event streams with a `close` event
