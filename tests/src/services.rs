@@ -46,6 +46,33 @@ async fn port_open(port: u16) -> bool {
         .is_ok()
 }
 
+/// Free ports tried in turn for a service that finds its port taken.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Waits until a server just started accepts connections on `port`: true;
+/// false if it exited first (the port was taken meanwhile; `child` is then
+/// cleared). The test fails after [`crate::deadline`].
+async fn accepting(child: &mut Option<Child>, port: u16, what: &str) -> bool {
+    let limit = crate::deadline();
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(running) = child.as_mut() {
+            if !matches!(running.try_wait(), Ok(None)) {
+                *child = None;
+                return false;
+            }
+        }
+        if port_open(port).await {
+            return true;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {limit:?} waiting for {what} to accept connections on {port}"
+        );
+        tokio::time::sleep(EXIT_POLL).await;
+    }
+}
+
 /// A nats-server with JetStream and file storage.
 pub struct Nats {
     child: Option<Child>,
@@ -64,11 +91,30 @@ impl Nats {
             monitor_port: free_port(),
             dir,
         };
-        nats.spawn().await;
-        nats
+        // A port found free may be taken before the server binds it (by
+        // another test's client socket): then the server exits, and gets
+        // other ports.
+        for _ in 0..PORT_ATTEMPTS {
+            if nats.try_spawn().await {
+                return nats;
+            }
+            nats.port = free_port();
+            nats.monitor_port = free_port();
+        }
+        panic!("nats-server did not start on {PORT_ATTEMPTS} pairs of free ports");
     }
 
     async fn spawn(&mut self) {
+        assert!(
+            self.try_spawn().await,
+            "nats-server exited at once on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the server; false when it exited before accepting
+    /// connections (its port was taken).
+    async fn try_spawn(&mut self) -> bool {
         let binary = find_binary(&["nats-server"], "SWITCHBOARD_TEST_NATS_SERVER");
         let child = Command::new(&binary)
             .args([
@@ -88,11 +134,7 @@ impl Nats {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         self.child = Some(child);
-        let port = self.port;
-        eventually("nats-server accepting connections", || async move {
-            port_open(port).await.then_some(())
-        })
-        .await;
+        accepting(&mut self.child, self.port, "nats-server").await
     }
 
     pub fn url(&self) -> String {
@@ -347,11 +389,27 @@ impl Mongo {
             port: free_port(),
             dir,
         };
-        mongo.spawn().await;
-        mongo
+        // As for nats-server: a port taken meanwhile gets another.
+        for _ in 0..PORT_ATTEMPTS {
+            if mongo.try_spawn().await {
+                return mongo;
+            }
+            mongo.port = free_port();
+        }
+        panic!("the mongo server did not start on {PORT_ATTEMPTS} free ports");
     }
 
     async fn spawn(&mut self) {
+        assert!(
+            self.try_spawn().await,
+            "the mongo server exited at once on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the server; false when it exited before accepting
+    /// connections (its port was taken).
+    async fn try_spawn(&mut self) -> bool {
         let binary = find_binary(&["mongod", "secantusd-py"], "SWITCHBOARD_TEST_MONGO_SERVER");
         let port = self.port.to_string();
         let mut command = Command::new(&binary);
@@ -371,11 +429,7 @@ impl Mongo {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         self.child = Some(child);
-        let port = self.port;
-        eventually("mongo server accepting connections", || async move {
-            port_open(port).await.then_some(())
-        })
-        .await;
+        accepting(&mut self.child, self.port, "the mongo server").await
     }
 
     pub fn uri(&self) -> String {
