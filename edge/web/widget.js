@@ -33,6 +33,10 @@
 // page's globals, clash with its own and break it or the widget.
 
 (() => {
+// Where the visitor's token is kept: `switchboard.visitor@<server>`, one
+// per chat server (a site may embed two deployments, whose tokens are not
+// each other's). A token kept under the bare key, by earlier versions, is
+// taken over by the first server to ask.
 const STORE_KEY = 'switchboard.visitor';
 const MAX_LEN = 4000;
 const MAX_NAME = 80; // leave_message name
@@ -359,9 +363,21 @@ function timeElement(iso) {
   return timeElementOf(iso, 'sb-time');
 }
 
+function storeKey() {
+  return `${STORE_KEY}@${SERVER}`;
+}
+
 function loadStored() {
   try {
-    const v = JSON.parse(localStorage.getItem(STORE_KEY) || 'null');
+    let raw = localStorage.getItem(storeKey());
+    if (raw === null) {
+      raw = localStorage.getItem(STORE_KEY);
+      if (raw !== null) {
+        localStorage.setItem(storeKey(), raw);
+        localStorage.removeItem(STORE_KEY);
+      }
+    }
+    const v = JSON.parse(raw || 'null');
     return v && typeof v.token === 'string' ? v : null;
   } catch {
     return null;
@@ -370,7 +386,7 @@ function loadStored() {
 
 function saveStored(v) {
   try {
-    localStorage.setItem(STORE_KEY, JSON.stringify({ visitor_id: v.visitor_id, token: v.token }));
+    localStorage.setItem(storeKey(), JSON.stringify({ visitor_id: v.visitor_id, token: v.token }));
   } catch {
     /* storage disabled: the chat still works for this page view */
   }
@@ -378,7 +394,7 @@ function saveStored(v) {
 
 function clearStored() {
   try {
-    localStorage.removeItem(STORE_KEY);
+    localStorage.removeItem(storeKey());
   } catch {
     /* ignore */
   }

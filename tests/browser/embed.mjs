@@ -7,10 +7,13 @@
 // shows in its shadow root with the tag's settings, calls the edge (never
 // the shop), and the visitor chats with the agent in the console. The
 // same tag as a module (`type="module"`) works too: the widget loads the
-// client core it shares with the console from the edge either way.
+// client core it shares with the console from the edge either way. A page
+// of the same site with another deployment's widget does not take the
+// visitor's token of the first: back on the first, the chat is there.
 //
 // Environment: as harness.mjs, plus SB_HOST_PORT (the shop's port, an
-// origin in the edge's `edge.allowed_origins`).
+// origin in the edge's `edge.allowed_origins`) and SB_OTHER_URL (an edge of
+// another deployment, with its own signing key, that allows the shop too).
 
 import http from 'node:http';
 import { BASE, LOGIN, PASSWORD, TIMEOUT, report, step, watch, waitFor, launch, fail, shoot } from './harness.mjs';
@@ -47,6 +50,18 @@ const PAGE = `<!doctype html>
 </body>
 </html>`;
 
+// Another page of the same site, with the widget of another Switchboard
+// deployment (its own server and signing key).
+const OTHER = process.env.SB_OTHER_URL;
+const OTHER_PAGE = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Another shop, other desk</title><link rel="icon" href="data:,"></head>
+<body>
+<h1>Other desk</h1>
+<script src="${OTHER}/widget.js" async data-greeting="Other desk"></script>
+</body>
+</html>`;
+
 // The same tag as a module.
 const MODULE_PAGE = PAGE.replace('<script src=', '<script type="module" src=').replace('data-greeting="', 'data-greeting="Module: ');
 
@@ -60,6 +75,9 @@ function serveShop() {
       if (req.url === '/' || req.url.startsWith('/?')) {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
         res.end(PAGE);
+      } else if (req.url === '/other') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(OTHER_PAGE);
       } else if (req.url === '/module') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
         res.end(MODULE_PAGE);
@@ -166,6 +184,22 @@ async function main() {
       await shoot(visitor, 'widget-embedded');
     });
 
+    await step("another deployment's widget on the same site keeps its own visitor", async () => {
+      await visitor.goto(`${SHOP}/other`);
+      await visitor.locator(inWidget('#sb-launcher')).click();
+      await waitFor(visitor, 'the other desk connected', () =>
+        !!document.querySelector('switchboard-chat').shadowRoot.querySelector('#sb-panel').dataset.transport);
+      // Back on the first desk's pages: the conversation is still there.
+      await visitor.goto(`${SHOP}/?back`);
+      await waitFor(
+        visitor,
+        'the conversation with the agent, after visiting the other desk',
+        (t) => [...document.querySelector('switchboard-chat').shadowRoot.querySelectorAll('#sb-messages .sb-msg.sb-theirs .sb-text')]
+          .some((n) => n.textContent === t),
+        AGENT_TEXT,
+      );
+    });
+
     await step('the tag as a module shows the widget too', async () => {
       const page = await (await browser.newContext()).newPage();
       page.setDefaultTimeout(TIMEOUT);
@@ -181,7 +215,7 @@ async function main() {
     });
 
     await step('the widget called the edge, never the shop, and nothing failed', async () => {
-      const wrong = asked.filter((line) => !/^GET \/(module|\?.*)?$/.test(line));
+      const wrong = asked.filter((line) => !/^GET \/(module|other|\?.*)?$/.test(line));
       if (wrong.length) throw new Error(`the shop was asked for ${wrong.join(', ')}`);
       if (errors.length) throw new Error(`console errors: ${errors.join(' | ')}`);
     });

@@ -77,7 +77,7 @@ await runScenario(180000, async (browser) => {
 
   await step("the visitor's new name shows in the open console at once", async () => {
     const status = await visitor.evaluate(async (name) => {
-      const { token } = JSON.parse(localStorage.getItem('switchboard.visitor'));
+      const { token } = JSON.parse(localStorage.getItem(`switchboard.visitor@${location.origin}`));
       const res = await fetch('/api/v1/visitors/profile', {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },

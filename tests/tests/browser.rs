@@ -27,8 +27,9 @@
 //!   visitor's name and email first, refuses bad ones, and the agent sees
 //!   the visitor by that name with the email.
 //! - embed.mjs: a shop on another origin embeds the widget with one tag,
-//!   with CSS that would break it; the widget shows with the tag's
-//!   settings and the visitor chats with the agent.
+//!   with CSS and globals that would break it; the widget shows with the
+//!   tag's settings and the visitor chats with the agent; another page of
+//!   the shop with another deployment's widget keeps its own visitor.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -152,7 +153,30 @@ async fn the_widget_embedded_with_one_tag_on_another_site_chats_in_chromium() {
         )])
         .await;
     system.add_agent("console@test", 2, None).await;
-    run_scenario_with("embed.mjs", edge, &[("SB_HOST_PORT", shop.to_string())]).await;
+    // Another deployment, its own services and signing key, whose widget
+    // the same site embeds on another page.
+    let mut other = System::start().await;
+    let other_edge = other
+        .edge_with(&[
+            (
+                "SWITCHBOARD_EDGE__ALLOWED_ORIGINS",
+                &format!(r#"["http://127.0.0.1:{shop}"]"#),
+            ),
+            (
+                "SWITCHBOARD_AUTH__SECRET",
+                "another-deployment-secret-0123456789abcdef",
+            ),
+        ])
+        .await;
+    run_scenario_with(
+        "embed.mjs",
+        edge,
+        &[
+            ("SB_HOST_PORT", shop.to_string()),
+            ("SB_OTHER_URL", format!("http://{other_edge}")),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
