@@ -113,6 +113,41 @@ where
     }
 }
 
+/// Free ports tried in turn for a process that finds its port taken: a
+/// port found free may be taken (by another test's socket; tests run in
+/// parallel) before the process binds it.
+pub const PORT_ATTEMPTS: usize = 5;
+
+/// Waits until a process just started is `ready`: true; false when it
+/// exits first (its free port was taken meanwhile, say). The test fails
+/// after a [`deadline`] of neither.
+pub async fn ready_unless_exited<F, Fut>(
+    child: &mut tokio::process::Child,
+    what: &str,
+    mut ready: F,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let limit = deadline();
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            tracing::warn!(%status, "{what}: exited before it was ready");
+            return false;
+        }
+        if ready().await {
+            return true;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Awaits work whose duration grows with its size: `check` answers
 /// `Ok(value)` when it is done, or `Err(progress)` with where it stands (a
 /// count, or a description that changes as the work moves). The test fails

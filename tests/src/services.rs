@@ -8,7 +8,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::{eventually, free_port};
+use crate::{eventually, free_port, PORT_ATTEMPTS};
 
 /// Finds a server binary: `$ENV_VAR`, PATH, then the workspace's `.dev/venv/bin`.
 fn find_binary(names: &[&str], env_var: &str) -> PathBuf {
@@ -46,31 +46,15 @@ async fn port_open(port: u16) -> bool {
         .is_ok()
 }
 
-/// Free ports tried in turn for a service that finds its port taken.
-const PORT_ATTEMPTS: usize = 5;
-
-/// Waits until a server just started accepts connections on `port`: true;
-/// false if it exited first (the port was taken meanwhile; `child` is then
-/// cleared). The test fails after [`crate::deadline`].
-async fn accepting(child: &mut Option<Child>, port: u16, what: &str) -> bool {
-    let limit = crate::deadline();
-    let until = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(running) = child.as_mut() {
-            if !matches!(running.try_wait(), Ok(None)) {
-                *child = None;
-                return false;
-            }
-        }
-        if port_open(port).await {
-            return true;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out after {limit:?} waiting for {what} to accept connections on {port}"
-        );
-        tokio::time::sleep(EXIT_POLL).await;
+/// Waits until a server just started (`child`) accepts connections on
+/// `port`: kept in `slot`, true; false when it exited first.
+async fn accepting(slot: &mut Option<Child>, mut child: Child, port: u16, what: &str) -> bool {
+    let what = format!("{what} accepting connections on {port}");
+    let up = crate::ready_unless_exited(&mut child, &what, || port_open(port)).await;
+    if up {
+        *slot = Some(child);
     }
+    up
 }
 
 /// A nats-server with JetStream and file storage.
@@ -133,8 +117,7 @@ impl Nats {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        self.child = Some(child);
-        accepting(&mut self.child, self.port, "nats-server").await
+        accepting(&mut self.child, child, self.port, "nats-server").await
     }
 
     pub fn url(&self) -> String {
@@ -428,8 +411,7 @@ impl Mongo {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        self.child = Some(child);
-        accepting(&mut self.child, self.port, "the mongo server").await
+        accepting(&mut self.child, child, self.port, "the mongo server").await
     }
 
     pub fn uri(&self) -> String {

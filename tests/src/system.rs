@@ -14,7 +14,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 use crate::services::{Mongo, Nats};
-use crate::{free_port, http};
+use crate::{free_port, http, PORT_ATTEMPTS};
 
 /// The token secret of test deployments.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -22,9 +22,6 @@ pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const PASSWORD: &str = "agent-password-1";
 /// The archive database of test deployments.
 pub const DATABASE: &str = "switchboard_test";
-
-/// Free ports an edge is tried on before a test gives up.
-const EDGE_PORT_ATTEMPTS: usize = 3;
 
 /// A component process.
 pub struct Node {
@@ -203,7 +200,7 @@ impl System {
 
     /// An edge with extra `SWITCHBOARD_*` settings.
     pub async fn edge_with(&mut self, extra: &[(&str, &str)]) -> SocketAddr {
-        for _ in 0..EDGE_PORT_ATTEMPTS {
+        for _ in 0..PORT_ATTEMPTS {
             let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             if let Some(addr) = self.try_edge_on(addr, extra).await {
                 return addr;
@@ -211,7 +208,7 @@ impl System {
             // It exited: the free port was taken meanwhile (tests run in
             // parallel), or it failed; another port tells which.
         }
-        panic!("no edge started on {EDGE_PORT_ATTEMPTS} free ports");
+        panic!("no edge started on {PORT_ATTEMPTS} free ports");
     }
 
     /// An edge listening on `addr` (the address of one that was killed,
@@ -237,27 +234,21 @@ impl System {
             child,
             addr: Some(addr),
         });
-        let limit = crate::deadline();
-        let until = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some(node) = self.nodes.last_mut() {
-                if let Ok(Some(status)) = node.child.try_wait() {
-                    tracing::warn!(%addr, %status, "an edge exited before it was ready");
-                    self.nodes.pop();
-                    return None;
-                }
-            }
-            if tokio::net::TcpStream::connect(addr).await.is_ok()
-                && http::get(addr, "/readyz").await.status == 200
-            {
-                return Some(addr);
-            }
-            assert!(
-                tokio::time::Instant::now() < until,
-                "timed out after {limit:?} waiting for: edge ready"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let node = self.nodes.last_mut()?;
+        let ready = crate::ready_unless_exited(
+            &mut node.child,
+            &format!("edge on {addr} ready"),
+            || async move {
+                tokio::net::TcpStream::connect(addr).await.is_ok()
+                    && http::get(addr, "/readyz").await.status == 200
+            },
+        )
+        .await;
+        if !ready {
+            self.nodes.pop();
+            return None;
         }
+        Some(addr)
     }
 
     pub async fn router(&mut self) {

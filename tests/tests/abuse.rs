@@ -160,26 +160,21 @@ async fn profile_changes_are_limited_per_visitor() {
         .as_str()
         .unwrap()
         .to_owned();
-    let rename = |name: &str| json!({ "name": name }).to_string();
-    for name in ["Anna", "Annie", "Annabel"] {
-        let response = switchboard_tests::http::bearer(
+    let rename = |token: String, name: &'static str| async move {
+        switchboard_tests::http::bearer(
             edge,
             "POST",
             "/api/v1/visitors/profile",
             Some(&token),
-            Some(&rename(name)),
+            Some(&json!({ "name": name }).to_string()),
         )
-        .await;
+        .await
+    };
+    for name in ["Anna", "Annie", "Annabel"] {
+        let response = rename(token.clone(), name).await;
         assert_eq!(response.status, 200, "{}", response.body);
     }
-    let response = switchboard_tests::http::bearer(
-        edge,
-        "POST",
-        "/api/v1/visitors/profile",
-        Some(&token),
-        Some(&rename("Annette")),
-    )
-    .await;
+    let response = rename(token.clone(), "Annette").await;
     assert_eq!(response.status, 429, "{}", response.body);
     assert_eq!(
         response.json()["error"],
@@ -189,14 +184,7 @@ async fn profile_changes_are_limited_per_visitor() {
     );
     // Another visitor is not held up.
     let (_, other) = System::visitor(edge, "Bo").await;
-    let response = switchboard_tests::http::bearer(
-        edge,
-        "POST",
-        "/api/v1/visitors/profile",
-        Some(&other),
-        Some(&rename("Bob")),
-    )
-    .await;
+    let response = rename(other, "Bob").await;
     assert_eq!(response.status, 200, "{}", response.body);
     // A message after them all: whatever was written is before it.
     let ack = ann.send_message(&id, "after", "done").await;

@@ -70,15 +70,24 @@ fn browser_setup() -> (PathBuf, String) {
 }
 
 async fn run_scenario_with(file: &str, edge: std::net::SocketAddr, env: &[(&str, String)]) {
-    let (browser_dir, chromium) = browser_setup();
+    let (_, chromium) = browser_setup();
+    let mut all = vec![
+        ("SB_URL", format!("http://{edge}")),
+        ("SB_AGENT_LOGIN", "console@test".to_owned()),
+        ("SB_AGENT_PASSWORD", PASSWORD.to_owned()),
+        ("CHROMIUM", chromium),
+    ];
+    all.extend(env.iter().cloned());
+    run_node(file, &all).await;
+}
 
+/// Runs `node <file>` in tests/browser with `env`; it must report
+/// "browser: 1 passed, 0 failed".
+async fn run_node(file: &str, env: &[(&str, String)]) {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     let output = tokio::process::Command::new("node")
         .arg(file)
         .current_dir(&browser_dir)
-        .env("SB_URL", format!("http://{edge}"))
-        .env("SB_AGENT_LOGIN", "console@test")
-        .env("SB_AGENT_PASSWORD", PASSWORD)
-        .env("CHROMIUM", &chromium)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -89,7 +98,7 @@ async fn run_scenario_with(file: &str, edge: std::net::SocketAddr, env: &[(&str,
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stdout.contains("browser: 1 passed, 0 failed"),
-        "browser scenario {file} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{file} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
 }
 
@@ -101,21 +110,7 @@ async fn run_scenario_with(file: &str, edge: std::net::SocketAddr, env: &[(&str,
 /// sent again.
 #[tokio::test]
 async fn the_client_outbox_retries_once_per_burst_of_refusals() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    let output = tokio::process::Command::new("node")
-        .arg("outbox.mjs")
-        .current_dir(&browser_dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("run node: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("browser: 1 passed, 0 failed"),
-        "outbox.mjs failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_node("outbox.mjs", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -505,10 +505,7 @@ async fn the_missed_list_is_pushed_to_agents_as_it_changes() {
     cy.send(json!({ "type": "pick_up", "conversation_id": id }))
         .await;
     bob.expect("the missed list without ann's message", |f| {
-        f["type"] == "missed"
-            && f["entries"]
-                .as_array()
-                .is_some_and(|e| e.iter().all(|e| e["conversation_id"] != id.as_str()))
+        f["type"] == "missed" && !lists_missed(f, &id)
     })
     .await;
     let picked_up = bob.seen().len();
@@ -528,25 +525,25 @@ async fn the_missed_list_is_pushed_to_agents_as_it_changes() {
         .unwrap_or_default()
         .to_owned();
     bob.expect("the missed list with dee's message", |f| {
-        f["type"] == "missed"
-            && f["entries"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|e| e["conversation_id"] == dee_id.as_str()))
+        lists_missed(f, &dee_id)
     })
     .await;
     let listed_ann: Vec<&Value> = bob.seen()[picked_up..]
         .iter()
-        .filter(|f| {
-            f["type"] == "missed"
-                && f["entries"]
-                    .as_array()
-                    .is_some_and(|e| e.iter().any(|e| e["conversation_id"] == id.as_str()))
-        })
+        .filter(|f| lists_missed(f, &id))
         .collect();
     assert!(
         listed_ann.is_empty(),
         "listed while with cy: {listed_ann:#?}"
     );
+}
+
+/// Whether `frame` is a missed list naming `conversation`.
+fn lists_missed(frame: &Value, conversation: &str) -> bool {
+    frame["type"] == "missed"
+        && frame["entries"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["conversation_id"] == conversation))
 }
 
 /// A visitor who gave an email and the page they are on chats with Bob

@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use switchboard_bus::kv;
 use switchboard_bus::outbox;
+use switchboard_bus::Backbone;
 use switchboard_protocol::ids::{AgentId, ConversationId};
 use switchboard_protocol::payloads::{
     AgentLoad, ConversationEvent, ConversationState, ConversationStatus, LoadEntry, Participant,
@@ -402,14 +403,7 @@ async fn a_view_behind_the_bucket_never_frees_a_newer_claim() {
     // The view: both conversations closed, both claims from a minute ago.
     let mut mirror = Mirror::default();
     for conversation in [&reopened, &closed] {
-        let mut state = ConversationState::opened(
-            conversation.clone(),
-            Participant::system("visitor"),
-            None,
-            first_claim,
-        );
-        state.status = ConversationStatus::Closed;
-        state.agent = Some(Participant::agent(&agent, "Agent"));
+        let state = agents_state(conversation, &agent, ConversationStatus::Closed);
         mirror.keep(conversation.clone(), state);
     }
     mirror.loads.insert(
@@ -420,15 +414,7 @@ async fn a_view_behind_the_bucket_never_frees_a_newer_claim() {
         },
     );
     // The bucket: one of them reopened and claimed for the agent again.
-    let mut state = ConversationState::opened(
-        reopened.clone(),
-        Participant::system("visitor"),
-        None,
-        first_claim,
-    );
-    state.status = ConversationStatus::Assigned;
-    state.agent = Some(Participant::agent(&agent, "Agent"));
-    state.assigned_at = Some(now_ms());
+    let state = agents_state(&reopened, &agent, ConversationStatus::Assigned);
     kv::put(&backbone.conversations, reopened.as_str(), &state)
         .await
         .unwrap();
@@ -440,25 +426,10 @@ async fn a_view_behind_the_bucket_never_frees_a_newer_claim() {
         .await
         .unwrap();
 
-    reconcile::run_once(
-        &backbone,
-        &mirror,
-        now_ms(),
-        std::time::Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
-    let after = kv::get::<AgentLoad>(&backbone.load, agent.as_str())
-        .await
-        .unwrap()
-        .unwrap()
-        .value;
-    let claims: BTreeSet<String> = after
-        .conversations
-        .iter()
-        .map(|e| e.conversation_id.to_string())
-        .collect();
-    assert_eq!(claims, BTreeSet::from([reopened.to_string()]));
+    assert_eq!(
+        claims_after_reconciling(&backbone, &mirror, &agent).await,
+        BTreeSet::from([reopened.to_string()])
+    );
 }
 
 /// A router whose view lacks a conversation (its history not loaded yet)
@@ -472,11 +443,7 @@ async fn a_partial_view_never_frees_a_slot_under_an_assignment() {
     let agent = AgentId::generate();
     let held = ConversationId::generate();
     let orphan = ConversationId::generate();
-    let mut state =
-        ConversationState::opened(held.clone(), Participant::system("visitor"), None, now_ms());
-    state.status = ConversationStatus::Assigned;
-    state.agent = Some(Participant::agent(&agent, "Agent"));
-    state.assigned_at = Some(now_ms());
+    let state = agents_state(&held, &agent, ConversationStatus::Assigned);
     kv::put(&backbone.conversations, held.as_str(), &state)
         .await
         .unwrap();
@@ -496,25 +463,54 @@ async fn a_partial_view_never_frees_a_slot_under_an_assignment() {
     // The view has the agent's load but none of the conversations.
     let mut mirror = Mirror::default();
     mirror.loads.insert(agent.clone(), load.clone());
+    assert_eq!(
+        claims_after_reconciling(&backbone, &mirror, &agent).await,
+        BTreeSet::from([held.to_string()])
+    );
+}
+
+/// A conversation that is (or was, closed) `agent`'s, as the state says.
+fn agents_state(
+    conversation: &ConversationId,
+    agent: &AgentId,
+    status: ConversationStatus,
+) -> ConversationState {
+    let mut state = ConversationState::opened(
+        conversation.clone(),
+        Participant::system("visitor"),
+        None,
+        now_ms(),
+    );
+    state.status = status;
+    state.agent = Some(Participant::agent(agent, "Agent"));
+    state.assigned_at = Some(now_ms());
+    state
+}
+
+/// One reconciliation from `mirror`'s view (10 s grace), then the
+/// conversations `agent`'s load still claims.
+async fn claims_after_reconciling(
+    backbone: &Backbone,
+    mirror: &Mirror,
+    agent: &AgentId,
+) -> BTreeSet<String> {
     reconcile::run_once(
-        &backbone,
-        &mirror,
+        backbone,
+        mirror,
         now_ms(),
         std::time::Duration::from_secs(10),
     )
     .await
     .unwrap();
-    let after = kv::get::<AgentLoad>(&backbone.load, agent.as_str())
+    kv::get::<AgentLoad>(&backbone.load, agent.as_str())
         .await
         .unwrap()
         .unwrap()
-        .value;
-    let claims: BTreeSet<String> = after
+        .value
         .conversations
         .iter()
         .map(|e| e.conversation_id.to_string())
-        .collect();
-    assert_eq!(claims, BTreeSet::from([held.to_string()]));
+        .collect()
 }
 
 /// A load entry holding `conversations`.

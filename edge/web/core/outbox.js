@@ -19,10 +19,10 @@ export class Outbox {
     // refused as busy, to be sent again.
     this.entries = new Map();
     this.schedule = schedule;
-    // Whether a retry is pending (one, however many refusals asked), and
-    // which: a retry scheduled before `clear()` does nothing.
-    this.retrying = false;
-    this.generation = 0;
+    // The pending retry (one, however many refusals asked for it), or
+    // null; one scheduled before `clear()` finds itself replaced and does
+    // nothing.
+    this.pending = null;
   }
 
   // Queues `text`, shown as `node`, under a new client_id (returned, and
@@ -48,8 +48,7 @@ export class Outbox {
 
   clear() {
     this.entries.clear();
-    this.retrying = false;
-    this.generation += 1;
+    this.pending = null;
   }
 
   values() {
@@ -105,12 +104,12 @@ export class Outbox {
 
   // Runs `retry` after RETRY_LATER_MS, unless a retry is already pending.
   later(retry) {
-    if (this.retrying) return;
-    this.retrying = true;
-    const generation = this.generation;
+    if (this.pending) return;
+    const pending = {};
+    this.pending = pending;
     this.schedule(() => {
-      if (generation !== this.generation) return;
-      this.retrying = false;
+      if (this.pending !== pending) return;
+      this.pending = null;
       retry();
     }, RETRY_LATER_MS);
   }
